@@ -1,0 +1,5 @@
+"""CLI commands: config (filled in by its issue)."""
+
+from __future__ import annotations
+
+commands: list = []

@@ -1,0 +1,65 @@
+"""daskflow settings live in dask.config under the ``daskflow`` namespace.
+
+Defaults ship in ``daskflow.yaml`` beside this module; users override them in
+their dask config files or with environment variables
+(``DASK_DASKFLOW__STEERING__MODE=shadow``). Modules read settings in their
+constructors through :func:`get`, never at import time, so a test can change
+them with ``dask.config.set``.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from typing import Any
+
+import dask.config
+import yaml
+
+_DEFAULTS_FILE = pathlib.Path(__file__).with_name("daskflow.yaml")
+_SCHEMA_FILE = pathlib.Path(__file__).with_name("daskflow-schema.yaml")
+
+
+def _load_defaults() -> None:
+    with open(_DEFAULTS_FILE) as f:
+        defaults = yaml.safe_load(f)
+    dask.config.update_defaults(defaults)
+    # Env overrides (DASK_DASKFLOW__...) were collected before our defaults
+    # were registered; refresh so they win over the defaults just added.
+    dask.config.refresh()
+
+
+_load_defaults()
+
+
+def get(name: str, default: Any = None) -> Any:
+    """Read ``daskflow.<name>`` from dask.config.
+
+    >>> get("steering.mode") in {"off", "shadow", "steer"}
+    True
+    """
+    return dask.config.get(f"daskflow.{name}", default=default)
+
+
+def home() -> pathlib.Path:
+    """The daskflow home: config ``daskflow.home``, else ``$DASKFLOW_HOME``, else ``./.daskflow``."""
+    configured = get("home") or os.environ.get("DASKFLOW_HOME") or ".daskflow"
+    return pathlib.Path(configured).expanduser().absolute()
+
+
+def home_url(setting: str, subdir: str) -> str:
+    """A URL setting (``storage.url`` ...), defaulting to ``<home>/<subdir>``."""
+    value = get(setting)
+    if value:
+        return str(value)
+    return str(home() / subdir)
+
+
+def effective_config() -> dict:
+    """The whole effective ``daskflow`` namespace (defaults + files + env)."""
+    return dask.config.get("daskflow")
+
+
+def schema() -> dict:
+    with open(_SCHEMA_FILE) as f:
+        return yaml.safe_load(f)

@@ -1,0 +1,1 @@
+"""Learning what tasks cost: history, features, training, prediction."""

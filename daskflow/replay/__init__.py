@@ -1,0 +1,1 @@
+"""Replaying workflow traces on a real Dask cluster."""
