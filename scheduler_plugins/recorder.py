@@ -1,0 +1,328 @@
+"""The task recorder: one history row per task that finishes or errs, flushed to Parquet.
+
+Design note
+-----------
+:class:`RecorderPlugin` is a scheduler plugin (name ``"daskflow-recorder"``).
+Its ``transition`` hook sees ``processing -> memory`` (with ``worker``,
+``nbytes``, ``startstops`` and the worker's ``metadata``) and ``processing ->
+erred``; it turns each into a plain dict with the shape of
+:data:`daskflow.learning.history.HISTORY_SCHEMA` (the same record shape the
+feature module reads) and appends it to a bounded in-memory buffer. That is
+all the event loop does - a few microseconds per task.
+
+Writing happens off the event loop: a periodic callback (every
+``daskflow.history.flush-interval``, or early once ``flush-rows`` rows wait)
+swaps the buffer out and hands it to a one-thread executor that appends one new
+Parquet file per date to the dataset at ``daskflow.history.url`` (any fsspec
+URL). ``close`` flushes what is left. A crash loses at most the unflushed
+buffer; past ``max-buffer-rows`` the oldest rows are dropped (counted in
+``dropped_rows``) so a dead storage backend cannot grow memory without bound.
+
+Peak memory comes from :class:`scheduler_plugins.worker_memory.PeakMemoryPlugin`,
+which the recorder registers on all current and future workers itself, so a
+scheduler preload is enough.
+
+The recorder never raises into the scheduler: every hook is wrapped, the first
+failure is logged once with its traceback, later ones are counted in
+``error_count``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from distributed.diagnostics.plugin import SchedulerPlugin
+
+from daskflow import config
+from daskflow.daskgraph import annotations_of
+from daskflow.learning.features import record_from_annotations
+from daskflow.learning.history import append_history
+from scheduler_plugins.worker_memory import METADATA_KEY, WORKER_PLUGIN_NAME, PeakMemoryPlugin
+
+logger = logging.getLogger(__name__)
+
+PLUGIN_NAME = "daskflow-recorder"
+STEERING_PLUGIN_NAME = "daskflow-steering"
+
+
+class RecorderPlugin(SchedulerPlugin):
+    """Records duration, peak memory and output size of every task into the history dataset.
+
+    >>> from distributed import Scheduler
+    >>> plugin = RecorderPlugin(history_url="memory://history")   # doctest: +SKIP
+    >>> await scheduler.register_scheduler_plugin(plugin, name="daskflow-recorder")  # doctest: +SKIP
+    """
+
+    name = PLUGIN_NAME
+
+    def __init__(
+        self,
+        history_url: str | None = None,
+        *,
+        flush_interval_s: float | None = None,
+        flush_rows: int | None = None,
+        max_buffer_rows: int | None = None,
+        recent_rows: int | None = None,
+        storage_options: dict | None = None,
+        register_worker_plugin: bool = True,
+    ) -> None:
+        from dask.utils import parse_timedelta
+
+        self.history_url = history_url or config.home_url("history.url", "history")
+        self.storage_options = storage_options if storage_options is not None else (config.get("storage.storage-options") or None)
+        self.flush_interval_s = float(
+            flush_interval_s if flush_interval_s is not None else parse_timedelta(config.get("history.flush-interval", "5s"))
+        )
+        self.flush_rows = int(flush_rows if flush_rows is not None else config.get("history.flush-rows", 5000))
+        self.max_buffer_rows = int(max_buffer_rows if max_buffer_rows is not None else config.get("history.max-buffer-rows", 100_000))
+        self.register_worker_plugin = register_worker_plugin
+        self.recent_rows: deque[dict[str, Any]] = deque(
+            maxlen=int(recent_rows if recent_rows is not None else config.get("recorder.recent-rows", 1000))
+        )
+        self.scheduler: Any = None
+        self.rows_recorded = 0
+        self.rows_flushed = 0
+        self.dropped_rows = 0
+        self.error_count = 0
+        self.flush_error_count = 0
+        self.files_written: deque[str] = deque(maxlen=1000)
+        self._buffer: deque[dict[str, Any]] = deque()
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: set[Future] = set()
+        self._lock = threading.Lock()  # guards _pending and the re-queue (writer thread vs loop)
+        self._periodic: Any = None
+        self._started = False
+        self._warned: set[str] = set()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self, scheduler: Any) -> None:
+        if self._started:
+            return
+        self._started = True
+        self.scheduler = scheduler
+        try:
+            from tornado.ioloop import PeriodicCallback
+
+            self._periodic = PeriodicCallback(self._safe_flush, self.flush_interval_s * 1000)
+            self._periodic.start()
+            if self.register_worker_plugin:
+                await self._register_worker_plugin(scheduler)
+        except Exception:  # noqa: BLE001
+            self._hook_failed("start")
+
+    async def _register_worker_plugin(self, scheduler: Any) -> None:
+        from distributed.protocol.pickle import dumps
+
+        payload = dumps(PeakMemoryPlugin())
+        # Stored for future workers and broadcast to the current ones.
+        await scheduler.register_worker_plugin(None, payload, name=WORKER_PLUGIN_NAME, idempotent=True)
+
+    async def close(self) -> None:
+        """Stop the periodic flush, write what is buffered and wait for all writes."""
+        try:
+            if self._periodic is not None:
+                self._periodic.stop()
+            self.flush()
+            await self._wait_pending()
+        except Exception:  # noqa: BLE001
+            self._hook_failed("close")
+        finally:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+                self._executor = None
+
+    # ------------------------------------------------------------------ recording
+    def transition(self, key: Any, start: str, finish: str, *args: Any, stimulus_id: str | None = None, **kwargs: Any) -> None:
+        if start != "processing" or finish not in ("memory", "erred"):
+            return
+        try:
+            row = self.make_row(key, finish, kwargs)
+            if row is None:
+                return
+            if len(self._buffer) >= self.max_buffer_rows:
+                self._buffer.popleft()
+                self.dropped_rows += 1
+            self._buffer.append(row)
+            self.recent_rows.append(row)
+            self.rows_recorded += 1
+            if len(self._buffer) >= self.flush_rows:
+                self.flush()
+        except Exception:  # noqa: BLE001 - never break scheduling
+            self._hook_failed("transition")
+
+    def make_row(self, key: Any, finish: str, info: dict[str, Any]) -> dict[str, Any] | None:
+        """The history row for one finished (``memory``) or failed (``erred``) task."""
+        scheduler = self.scheduler
+        task = scheduler.tasks.get(key) if scheduler is not None else None
+        worker_address = info.get("worker")
+        worker = scheduler.workers.get(worker_address) if (scheduler is not None and worker_address) else None
+        annotations = annotations_of(getattr(task, "annotations", None)) if task is not None else {}
+        dependencies = list(getattr(task, "dependencies", ()) or ())
+        dependency_bytes = sum(max(int(getattr(d, "nbytes", -1) or 0), 0) for d in dependencies)
+        prefix = task.prefix.name if task is not None and getattr(task, "prefix", None) is not None else None
+        record = record_from_annotations(
+            str(key),
+            annotations,
+            n_dependencies=len(dependencies) if task is not None else None,
+            dependency_bytes=dependency_bytes if task is not None else None,
+            worker_threads=getattr(worker, "nthreads", None),
+            worker_memory_limit_bytes=getattr(worker, "memory_limit", None) or None,
+            key_prefix=prefix,
+        )
+        start_s, stop_s, duration_s = _compute_times(info.get("startstops"))
+        measured = (info.get("metadata") or {}).get(METADATA_KEY) or {}
+        now = time.time()
+        record.update(
+            recorded_at=now,
+            key_prefix=prefix,
+            tags=annotations.get("tags"),
+            input_locations=annotations.get("input_locations"),
+            worker=worker_address,
+            start_s=start_s,
+            stop_s=stop_s,
+            duration_s=duration_s,
+            output_nbytes=info.get("nbytes") if finish == "memory" else None,
+            peak_memory_bytes=measured.get("peak_memory_bytes"),
+            peak_memory_method=measured.get("peak_memory_method"),
+            concurrent_tasks=measured.get("concurrent_tasks"),
+            outcome="success" if finish == "memory" else "error",
+        )
+        record.update(self._steering_prediction(key))
+        return record
+
+    def _steering_prediction(self, key: Any) -> dict[str, Any]:
+        scheduler = self.scheduler
+        steering = scheduler.plugins.get(STEERING_PLUGIN_NAME) if scheduler is not None else None
+        predictions = getattr(steering, "predictions", None)
+        if steering is None or predictions is None:
+            return {}
+        prediction = predictions.get(key)
+        if prediction is None:
+            return {}
+        return {
+            "predicted_duration_s": _field(prediction, "duration_s", "predicted_duration_s"),
+            "predicted_peak_memory_bytes": _field(prediction, "peak_memory_bytes", "predicted_peak_memory_bytes"),
+            "model_version": _field(prediction, "model_version") or getattr(steering, "model_version", None),
+        }
+
+    # ------------------------------------------------------------------ flushing
+    def flush(self) -> Future | None:
+        """Hand the buffered rows to the writer thread; returns its future (``None`` if empty)."""
+        if not self._buffer:
+            return None
+        rows = list(self._buffer)
+        self._buffer.clear()
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="daskflow-recorder")
+        future = self._executor.submit(append_history, rows, self.history_url, self.storage_options)
+        with self._lock:
+            self._pending.add(future)
+        future.add_done_callback(lambda f, rows=rows: self._flushed(f, rows))
+        return future
+
+    def _safe_flush(self) -> None:
+        try:
+            self.flush()
+        except Exception:  # noqa: BLE001
+            self._hook_failed("flush")
+
+    def _flushed(self, future: Future, rows: list[dict[str, Any]]) -> None:
+        # Runs in the writer thread; only counters and a thread-safe deque are touched.
+        with self._lock:
+            self._pending.discard(future)
+        error = future.exception()
+        if error is None:
+            self.rows_flushed += len(rows)
+            self.files_written.extend(future.result())
+            return
+        self.flush_error_count += 1
+        if "flush-write" not in self._warned:
+            self._warned.add("flush-write")
+            logger.warning(
+                "daskflow recorder: writing %d history rows to %s failed (%s); they are kept in the "
+                "buffer (bounded by daskflow.history.max-buffer-rows) and retried. Check the URL and credentials.",
+                len(rows), self.history_url, error,
+            )
+        # Re-queue the rows at the front, within the bound; older rows are dropped first.
+        with self._lock:
+            room = self.max_buffer_rows - len(self._buffer)
+            keep = rows[-room:] if room > 0 else []
+            self.dropped_rows += len(rows) - len(keep)
+            self._buffer.extendleft(reversed(keep))
+
+    async def flush_and_wait(self) -> None:
+        """Flush now and wait until every pending write is done (tests, shutdown)."""
+        self.flush()
+        await self._wait_pending()
+
+    async def _wait_pending(self) -> None:
+        with self._lock:
+            pending = [asyncio.wrap_future(f) for f in self._pending]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    def _hook_failed(self, hook: str) -> None:
+        self.error_count += 1
+        if hook not in self._warned:
+            self._warned.add(hook)
+            logger.warning("daskflow recorder: %s hook failed; the run continues without recording", hook, exc_info=True)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for the dashboard and tests."""
+        return {
+            "history_url": self.history_url,
+            "rows_recorded": self.rows_recorded,
+            "rows_flushed": self.rows_flushed,
+            "buffered_rows": len(self._buffer),
+            "dropped_rows": self.dropped_rows,
+            "error_count": self.error_count,
+            "flush_error_count": self.flush_error_count,
+            "files_written": len(self.files_written),
+        }
+
+
+def _compute_times(startstops: Any) -> tuple[float | None, float | None, float | None]:
+    """(start, stop, total compute seconds) from a task's ``startstops``."""
+    start = stop = None
+    total = 0.0
+    found = False
+    for item in startstops or ():
+        if item.get("action") != "compute":
+            continue
+        found = True
+        begin, end = float(item["start"]), float(item["stop"])
+        start = begin if start is None else min(start, begin)
+        stop = end if stop is None else max(stop, end)
+        total += max(0.0, end - begin)
+    return (start, stop, total if found else None)
+
+
+def _field(prediction: Any, *names: str) -> Any:
+    for name in names:
+        if isinstance(prediction, dict):
+            if name in prediction:
+                return prediction[name]
+        elif hasattr(prediction, name):
+            return getattr(prediction, name)
+    return None
+
+
+def install(scheduler: Any) -> None:
+    """Preload entry point: add the recorder (config ``daskflow.recorder.enabled``); idempotent."""
+    if not config.get("recorder.enabled", True):
+        return
+    if PLUGIN_NAME in scheduler.plugins:
+        return
+    plugin = RecorderPlugin()
+    scheduler.add_plugin(plugin, name=PLUGIN_NAME)
+    # Before start-up the scheduler calls plugin.start itself; a running one does not.
+    from distributed.core import Status
+
+    if scheduler.status == Status.running:
+        scheduler.loop.add_callback(plugin.start, scheduler)

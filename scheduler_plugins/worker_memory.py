@@ -1,0 +1,177 @@
+"""Per-task peak memory, measured on the worker and shipped in the task's finish metadata.
+
+Design note
+-----------
+Linux keeps a per-process resident-set high-water mark (``VmHWM`` in
+``/proc/self/status``) that can be reset by writing ``5`` to
+``/proc/self/clear_refs``. :class:`PeakMemoryPlugin` resets it when a task
+starts executing and reads it when the task finishes, so it sees the true peak
+of a task even when the memory lives only for milliseconds (a periodic RSS
+sampler misses those). It costs two small ``/proc`` reads/writes per task.
+
+Definition (what ``peak_memory_bytes`` means)::
+
+    peak_memory_bytes = VmHWM at finish - VmRSS at start      (>= 0)
+
+i.e. the extra resident memory the task needed at its peak above what the
+worker process already held when the task began. It includes memory of the
+task's result (still referenced when the task finishes) and anything else the
+process allocated meanwhile: it is exact per task only with one thread per
+worker. With several threads, ``concurrent_tasks`` in the metadata says how
+many tasks shared the process while this one ran, so consumers can discount it.
+
+The value reaches the scheduler without extra messages: the worker's
+``TaskFinishedMsg`` carries the *same dict object* as the worker-side
+``TaskState.metadata``, and the plugin's ``transition`` hook runs after the
+message is built but before it is sent, so filling that dict in place is
+enough. On the scheduler the ``processing -> memory`` transition receives it as
+``metadata`` (see ``scheduler_plugins/recorder.py``). Erred tasks send no
+metadata, so their peak memory is unknown.
+
+Fallback: where ``/proc/self/clear_refs`` is absent or not writable (macOS,
+Windows, locked-down containers) the plugin records ``RSS at finish - RSS at
+start`` from psutil and flags it with ``peak_memory_method = "rss-end"``; this
+misses memory freed before the task returned, so it is a lower bound.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from distributed.diagnostics.plugin import WorkerPlugin
+
+logger = logging.getLogger(__name__)
+
+WORKER_PLUGIN_NAME = "daskflow-peak-memory"
+METADATA_KEY = "daskflow"  # ts.metadata["daskflow"] = {"peak_memory_bytes": ..., ...}
+
+_CLEAR_REFS = "/proc/self/clear_refs"
+_STATUS = "/proc/self/status"
+
+
+def read_proc_status_bytes(*fields: str) -> dict[str, int]:
+    """Values of ``/proc/self/status`` fields such as ``VmHWM`` in bytes (missing fields omitted)."""
+    wanted = {f + ":" for f in fields}
+    found: dict[str, int] = {}
+    with open(_STATUS, "rb") as f:
+        for raw in f:
+            line = raw.decode("ascii", "replace")
+            name, _, rest = line.partition("\t")
+            if name in wanted:
+                parts = rest.split()
+                found[name[:-1]] = int(parts[0]) * 1024  # reported in kB
+                if len(found) == len(wanted):
+                    break
+    return found
+
+
+def reset_high_water_mark() -> bool:
+    """Reset the process's VmHWM; ``False`` where this is impossible."""
+    try:
+        with open(_CLEAR_REFS, "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _rss_bytes() -> int:
+    import psutil
+
+    return int(psutil.Process(os.getpid()).memory_info().rss)
+
+
+def high_water_mark_supported() -> bool:
+    """Whether this process can reset and read VmHWM (Linux with a writable clear_refs)."""
+    try:
+        return reset_high_water_mark() and "VmHWM" in read_proc_status_bytes("VmHWM")
+    except OSError:
+        return False
+
+
+class PeakMemoryPlugin(WorkerPlugin):
+    """Worker plugin putting ``peak_memory_bytes`` into each finished task's metadata.
+
+    Registered on every worker by the recorder (``scheduler_plugins.recorder``);
+    it can also be registered by hand::
+
+        client.register_plugin(PeakMemoryPlugin(), name="daskflow-peak-memory")
+    """
+
+    name = WORKER_PLUGIN_NAME
+    idempotent = True
+
+    def __init__(self) -> None:
+        self.worker: Any = None
+        self.method = "vmhwm"
+        # key -> RSS (bytes) when the task started executing
+        self._start_rss: dict[Any, int] = {}
+        self._max_concurrent: dict[Any, int] = {}
+        self.error_count = 0
+
+    def __getstate__(self) -> dict:
+        return {}  # stateless on the wire; setup() decides the method on the worker
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__()
+
+    def setup(self, worker: Any) -> None:
+        self.worker = worker
+        self.method = "vmhwm" if high_water_mark_supported() else "rss-end"
+        if self.method != "vmhwm":
+            logger.warning(
+                "daskflow: /proc/self/clear_refs is not usable on worker %s; per-task peak memory "
+                "falls back to RSS at finish minus RSS at start (a lower bound, flagged 'rss-end')",
+                getattr(worker, "address", "?"),
+            )
+
+    def teardown(self, worker: Any) -> None:
+        self._start_rss.clear()
+        self._max_concurrent.clear()
+
+    def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
+        try:
+            if finish == "executing":
+                self._task_started(key)
+            elif start in ("executing", "long-running"):
+                self._task_stopped(key, finish)
+        except Exception:  # noqa: BLE001 - never break the worker for a measurement
+            self.error_count += 1
+            if self.error_count == 1:
+                logger.warning("daskflow: peak-memory measurement failed for %r", key, exc_info=True)
+
+    def _task_started(self, key: Any) -> None:
+        if self.method == "vmhwm":
+            rss = read_proc_status_bytes("VmRSS")["VmRSS"]
+            # Only reset when no other task runs: a reset would hide their peaks so far.
+            if not self._start_rss:
+                reset_high_water_mark()
+        else:
+            rss = _rss_bytes()
+        self._start_rss[key] = rss
+        running = len(self._start_rss)
+        for other in self._start_rss:
+            self._max_concurrent[other] = max(self._max_concurrent.get(other, 1), running)
+
+    def _task_stopped(self, key: Any, finish: str) -> None:
+        start_rss = self._start_rss.pop(key, None)
+        concurrent = self._max_concurrent.pop(key, 1)
+        if start_rss is None or finish != "memory":
+            return
+        if self.method == "vmhwm":
+            peak = read_proc_status_bytes("VmHWM")["VmHWM"]
+        else:
+            peak = _rss_bytes()
+        state = getattr(self.worker, "state", None)
+        ts = state.tasks.get(key) if state is not None else None
+        if ts is None:
+            return
+        # Mutate in place: the TaskFinishedMsg already holds this very dict.
+        ts.metadata[METADATA_KEY] = {
+            "peak_memory_bytes": max(0, int(peak) - int(start_rss)),
+            "peak_memory_method": self.method,
+            "start_rss_bytes": int(start_rss),
+            "concurrent_tasks": int(concurrent),
+        }
