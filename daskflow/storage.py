@@ -1,0 +1,478 @@
+"""Asset storage: Parquet/JSON files on any fsspec URL, written atomically.
+
+Design note
+-----------
+One asset-partition materialization is one file::
+
+    <base>/<asset_key>/<partition or __unpartitioned__>/<run_id>.<parquet|json>
+
+The run id in the file name makes every run write its own file, so concurrent
+runs never collide and an older materialization stays readable while a new one
+is written; which file is *current* is the catalog's business, not the file
+system's.
+
+Writes are atomic: the bytes go to a hidden temporary name in the same
+directory (``.<run_id>.<ext>.tmp-<uuid>``), are flushed (and fsync'ed on local
+disks), and are then moved to the final name with fsspec ``mv`` (a rename on
+local disks; a server-side copy on object stores, where an object only becomes
+visible once complete). Any failure removes the temporary file, so nothing
+partial is ever visible under a final name. Readers that list directories
+(pyarrow datasets) skip hidden names, so even a temp file left by a killed
+process is never read as data; :meth:`AssetStore.remove_temp_files` sweeps them.
+
+Values are stored in safe formats only, never pickle: Parquet for
+``pyarrow.Table`` / ``pandas.DataFrame`` (pandas is converted with pyarrow)
+and JSON for JSON-able values. Every write returns a :class:`StoredObject`:
+path, rows, bytes, schema and the host/worker that wrote it. The catalog keeps
+these as the Arrow data-location metadata used for locality-aware steering.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import socket
+import time
+import uuid
+from typing import Any, Literal, Mapping
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from daskflow import config
+from daskflow.errors import SchemaMismatchError, StorageError
+
+__all__ = [
+    "UNPARTITIONED",
+    "AssetStore",
+    "StoredObject",
+    "current_worker_address",
+    "to_arrow_table",
+    "validate_schema",
+]
+
+IOFormat = Literal["parquet", "json"]
+UNPARTITIONED = "__unpartitioned__"
+_EXTENSIONS: dict[str, str] = {"parquet": "parquet", "json": "json"}
+_SAFE_SEGMENT = re.compile(r"[^A-Za-z0-9._=\-]")
+_TEMP_MARKER = ".tmp-"
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredObject:
+    """Where and what one write produced (the data-location metadata).
+
+    ``path`` is a full URL for remote file systems (``s3://bucket/...``,
+    ``memory://...``) and an absolute path for local disks. ``rows`` is the
+    number of table rows (Parquet) or ``len(value)`` for a JSON list, else 1.
+    ``schema`` is ``pyarrow.Schema.to_string()`` for Parquet, None for JSON.
+    ``worker`` is the Dask worker address when written inside a worker task.
+    """
+
+    path: str
+    format: str
+    rows: int
+    bytes: int
+    schema: str | None
+    host: str
+    worker: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def current_worker_address() -> str | None:
+    """The address of the Dask worker running this code, or None outside workers."""
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except (ImportError, ValueError, AttributeError):
+        return None
+
+
+def _is_pandas_frame(value: Any) -> bool:
+    pd = _pandas_if_loaded()
+    return pd is not None and isinstance(value, pd.DataFrame)
+
+
+def _pandas_if_loaded():
+    # Only look at pandas if the user already imported it: a value cannot be a
+    # DataFrame otherwise, and importing pandas costs ~0.3 s per process.
+    import sys
+
+    return sys.modules.get("pandas")
+
+
+def to_arrow_table(asset_key: str, value: Any) -> pa.Table:
+    """Convert a tabular value to a ``pyarrow.Table`` or raise StorageError.
+
+    Accepts ``pyarrow.Table``, ``pyarrow.RecordBatch`` and ``pandas.DataFrame``
+    (a default RangeIndex is kept as metadata only; any other index becomes
+    columns, as ``pyarrow.Table.from_pandas`` does).
+    """
+    if isinstance(value, pa.Table):
+        return value
+    if isinstance(value, pa.RecordBatch):
+        return pa.Table.from_batches([value])
+    if _is_pandas_frame(value):
+        try:
+            return pa.Table.from_pandas(value)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
+            raise StorageError(
+                f"asset {asset_key!r}: its pandas.DataFrame could not be converted to Arrow "
+                f"for Parquet ({exc}); give object columns one type each "
+                "(e.g. df[col] = df[col].astype(str))"
+            ) from exc
+    raise StorageError(
+        f"asset {asset_key!r} returned a {type(value).__module__}.{type(value).__qualname__}, "
+        "which cannot be stored as Parquet; return a pyarrow.Table / pandas.DataFrame, "
+        "or a JSON-able value with io='json'"
+    )
+
+
+def _types_match(expected: pa.DataType, actual: pa.DataType) -> bool:
+    if expected.equals(actual):
+        return True
+    # string/large_string/string_view (and binary) differ only in offset width;
+    # pandas >= 3 produces large_string, users usually declare pa.string().
+    string_like = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
+    binary_like = (pa.types.is_binary, pa.types.is_large_binary, pa.types.is_binary_view)
+    for family in (string_like, binary_like):
+        if any(f(expected) for f in family) and any(f(actual) for f in family):
+            return True
+    return False
+
+
+def validate_schema(asset_key: str, table: pa.Table, schema: pa.Schema) -> None:
+    """Check ``table`` against the declared ``schema``; raise SchemaMismatchError.
+
+    Field order does not matter; missing fields, extra fields, different types
+    and nulls in non-nullable fields are all reported, one line per problem.
+    String and large-string (binary and large-binary) count as the same type.
+
+    >>> import pyarrow as pa
+    >>> validate_schema("prices", pa.table({"x": [1]}), pa.schema([("x", pa.int64())]))
+    """
+    problems: list[str] = []
+    actual_fields = {field.name: field for field in table.schema}
+    for expected in schema:
+        actual = actual_fields.get(expected.name)
+        if actual is None:
+            problems.append(
+                f"field {expected.name!r}: expected type {expected.type}, actual: missing"
+            )
+            continue
+        if not _types_match(expected.type, actual.type):
+            problems.append(
+                f"field {expected.name!r}: expected type {expected.type}, actual type {actual.type}"
+            )
+        elif not expected.nullable and table.column(expected.name).null_count:
+            problems.append(
+                f"field {expected.name!r}: declared not nullable, actual column has "
+                f"{table.column(expected.name).null_count} nulls"
+            )
+    declared = set(schema.names)
+    for name, field in actual_fields.items():
+        if name not in declared:
+            problems.append(f"field {name!r}: not in the declared schema (actual type {field.type})")
+    if problems:
+        raise SchemaMismatchError(
+            f"asset {asset_key!r}: output does not match its declared schema:\n  "
+            + "\n  ".join(problems)
+            + "\nFix the asset's output or its schema= declaration."
+        )
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Reorder columns and cast string-width differences to the declared schema."""
+    table = table.select(schema.names)
+    if table.schema.equals(schema, check_metadata=False):
+        return table
+    try:
+        return table.cast(schema.with_metadata(table.schema.metadata))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return table
+
+
+def _safe_segment(text: str) -> str:
+    """A path segment safe on every file system, still unique for distinct input."""
+    cleaned = _SAFE_SEGMENT.sub("_", text)
+    if cleaned in {"", ".", ".."} or cleaned.startswith("."):
+        cleaned = "_" + cleaned.lstrip(".")
+    if cleaned != text:
+        cleaned += "-" + hashlib.sha256(text.encode()).hexdigest()[:8]
+    return cleaned
+
+
+def _json_default(value: Any) -> Any:
+    # numpy scalars/arrays are common asset outputs; store them as plain JSON.
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__module__}.{type(value).__qualname__} is not JSON-able")
+
+
+class AssetStore:
+    """Read and write asset values under one fsspec base URL.
+
+    ``base_url`` defaults to config ``daskflow.storage.url`` (else
+    ``<home>/data``); ``storage_options`` to ``daskflow.storage.storage-options``.
+    The store pickles as (base_url, storage_options), so it can be shipped to
+    Dask workers.
+
+    >>> store = AssetStore("memory://daskflow-doc")
+    >>> obj = store.write("numbers", {"n": 3}, io="json", run_id="r1")
+    >>> obj.path, obj.rows
+    ('memory:///daskflow-doc/numbers/__unpartitioned__/r1.json', 1)
+    >>> store.read(obj.path)
+    {'n': 3}
+    """
+
+    def __init__(self, base_url: str | None = None, storage_options: Mapping[str, Any] | None = None):
+        if base_url is None:
+            base_url = config.home_url("storage.url", "data")
+        if storage_options is None:
+            storage_options = config.get("storage.storage-options") or {}
+        self.base_url = str(base_url).rstrip("/")
+        self.storage_options = dict(storage_options)
+        self._fs: fsspec.AbstractFileSystem | None = None
+        self._root: str | None = None
+
+    def __repr__(self) -> str:
+        return f"AssetStore({self.base_url!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"base_url": self.base_url, "storage_options": self.storage_options}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["base_url"], state["storage_options"])
+
+    # -- file system -----------------------------------------------------
+    @property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        """The fsspec file system for ``base_url`` (created on first use)."""
+        if self._fs is None:
+            self._fs, self._root = fsspec.core.url_to_fs(self.base_url, **self.storage_options)
+        return self._fs
+
+    @property
+    def root(self) -> str:
+        """``base_url`` without its protocol, as the file system sees it."""
+        self.fs  # noqa: B018 - initialises _root
+        assert self._root is not None
+        return self._root.rstrip("/")
+
+    def _is_local(self) -> bool:
+        return "file" in _protocols(self.fs)
+
+    def url(self, fs_path: str) -> str:
+        """A file-system path as the string recorded in the catalog."""
+        if self._is_local():
+            return fs_path
+        return self.fs.unstrip_protocol(fs_path)
+
+    def _resolve(self, path: str) -> tuple[fsspec.AbstractFileSystem, str]:
+        """(file system, fs path) for a path returned by :meth:`write`."""
+        if self._is_local() and "://" not in path:
+            return self.fs, path
+        protocol = path.split("://", 1)[0] if "://" in path else "file"
+        if protocol in _protocols(self.fs):
+            return self.fs, self.fs._strip_protocol(path)
+        return fsspec.core.url_to_fs(path, **self.storage_options)
+
+    def path_for(
+        self, asset_key: str, partition: str | None, run_id: str, io: IOFormat = "parquet"
+    ) -> str:
+        """The final fs path of one materialization (see the module note)."""
+        if io not in _EXTENSIONS:
+            raise StorageError(
+                f"asset {asset_key!r}: unknown io={io!r}; expected one of {sorted(_EXTENSIONS)}"
+            )
+        key_segments = [_safe_segment(s) for s in str(asset_key).split("/") if s]
+        if not key_segments:
+            raise StorageError(f"asset key {asset_key!r} is empty; give the asset a name")
+        partition_segment = UNPARTITIONED if partition is None else _safe_segment(str(partition))
+        file_name = f"{_safe_segment(str(run_id))}.{_EXTENSIONS[io]}"
+        return "/".join([self.root, *key_segments, partition_segment, file_name])
+
+    # -- write -----------------------------------------------------------
+    def write(
+        self,
+        asset_key: str,
+        value: Any,
+        io: IOFormat | None = None,
+        partition: str | None = None,
+        run_id: str | None = None,
+        schema: pa.Schema | None = None,
+    ) -> StoredObject:
+        """Store ``value`` atomically and describe what was written.
+
+        ``io=None`` picks Parquet for tables/DataFrames and JSON otherwise.
+        ``schema`` (a ``pyarrow.Schema``) is validated before anything is
+        written; the stored table then uses the declared column order/types.
+        ``run_id`` defaults to a fresh uuid; pass the run's id so the file
+        can be traced back to its run.
+        """
+        if run_id is None:
+            run_id = uuid.uuid4().hex
+        if io is None:
+            tabular = isinstance(value, (pa.Table, pa.RecordBatch)) or _is_pandas_frame(value)
+            io = "parquet" if tabular else "json"
+        final_path = self.path_for(asset_key, partition, run_id, io)
+        if io == "parquet":
+            table = to_arrow_table(asset_key, value)
+            if schema is not None:
+                validate_schema(asset_key, table, schema)
+                table = _conform(table, schema)
+            payload_writer = lambda f: pq.write_table(table, f)  # noqa: E731
+            rows = table.num_rows
+            schema_text: str | None = table.schema.to_string(show_schema_metadata=False)
+        else:
+            if schema is not None:
+                raise StorageError(
+                    f"asset {asset_key!r}: schema= applies to tables only, but io='json'; "
+                    "drop schema= or return a pyarrow.Table / pandas.DataFrame with io='parquet'"
+                )
+            if isinstance(value, (pa.Table, pa.RecordBatch)) or _is_pandas_frame(value):
+                raise StorageError(
+                    f"asset {asset_key!r}: a table cannot be stored with io='json'; "
+                    "use io='parquet' (the default for tables)"
+                )
+            try:
+                data = json.dumps(value, default=_json_default).encode()
+            except (TypeError, ValueError) as exc:
+                raise StorageError(
+                    f"asset {asset_key!r}: value is not JSON-able ({exc}); return a "
+                    "pyarrow.Table / pandas.DataFrame, or a JSON-able value with io='json'"
+                ) from exc
+            payload_writer = lambda f: f.write(data)  # noqa: E731
+            rows = len(value) if isinstance(value, list) else 1
+            schema_text = None
+        size_bytes = self._write_atomic(asset_key, final_path, payload_writer)
+        return StoredObject(
+            path=self.url(final_path),
+            format=io,
+            rows=rows,
+            bytes=size_bytes,
+            schema=schema_text,
+            host=socket.gethostname(),
+            worker=current_worker_address(),
+        )
+
+    def _write_atomic(self, asset_key: str, final_path: str, write_payload) -> int:
+        fs = self.fs
+        directory, name = final_path.rsplit("/", 1)
+        temp_path = f"{directory}/.{name}{_TEMP_MARKER}{uuid.uuid4().hex[:12]}"
+        try:
+            fs.makedirs(directory, exist_ok=True)
+            with fs.open(temp_path, "wb") as f:
+                write_payload(f)
+                f.flush()
+                _fsync(f)
+            size_bytes = int(fs.size(temp_path))
+            fs.mv(temp_path, final_path)
+            if self._is_local():
+                _fsync_directory(directory)
+        except BaseException as exc:
+            _remove_quietly(fs, temp_path)
+            if isinstance(exc, (StorageError, KeyboardInterrupt, SystemExit)):
+                raise
+            if isinstance(exc, Exception):
+                raise StorageError(
+                    f"asset {asset_key!r}: writing {self.url(final_path)!r} failed: {exc!r}; "
+                    f"check that {self.base_url!r} is writable (daskflow.storage.url / "
+                    "storage-options)"
+                ) from exc
+            raise
+        return size_bytes
+
+    # -- read ------------------------------------------------------------
+    def read(self, path: str, io: IOFormat | None = None) -> Any:
+        """Read a value written by :meth:`write`.
+
+        Parquet returns a ``pyarrow.Table`` (call ``.to_pandas()`` for pandas),
+        JSON the decoded value. ``io=None`` infers the format from the suffix.
+        """
+        if io is None:
+            io = "json" if path.endswith(".json") else "parquet"
+        fs, fs_path = self._resolve(path)
+        try:
+            if io == "parquet":
+                return pq.read_table(fs_path, filesystem=fs)
+            if io == "json":
+                with fs.open(fs_path, "rb") as f:
+                    return json.loads(f.read())
+        except FileNotFoundError as exc:
+            raise StorageError(
+                f"stored data {path!r} does not exist; it was deleted or written to another "
+                "storage.url; re-materialize the asset"
+            ) from exc
+        raise StorageError(f"unknown io={io!r} for {path!r}; expected 'parquet' or 'json'")
+
+    def exists(self, path: str) -> bool:
+        fs, fs_path = self._resolve(path)
+        return bool(fs.exists(fs_path))
+
+    def remove_temp_files(self, min_age_s: float = 3600.0) -> list[str]:
+        """Delete temp files older than ``min_age_s`` left by killed writers."""
+        removed: list[str] = []
+        fs = self.fs
+        if not fs.exists(self.root):
+            return removed
+        now = time.time()
+        for fs_path in fs.find(self.root):
+            if _TEMP_MARKER not in fs_path.rsplit("/", 1)[-1]:
+                continue
+            modified = _modified_s(fs, fs_path)
+            if modified is None or now - modified >= min_age_s:
+                _remove_quietly(fs, fs_path)
+                removed.append(self.url(fs_path))
+        return removed
+
+
+def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
+    protocol = fs.protocol
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
+
+
+def _fsync(f: Any) -> None:
+    # Local files: make the bytes durable before the rename publishes them.
+    try:
+        os.fsync(f.fileno())
+    except (AttributeError, OSError, ValueError, NotImplementedError, TypeError):
+        pass  # not a real OS file (object stores: durable on close)
+
+
+def _fsync_directory(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _remove_quietly(fs: fsspec.AbstractFileSystem, fs_path: str) -> None:
+    try:
+        if fs.exists(fs_path):
+            fs.rm(fs_path)
+    except Exception:  # noqa: BLE001 - cleanup must not hide the original error
+        pass
+
+
+def _modified_s(fs: fsspec.AbstractFileSystem, fs_path: str) -> float | None:
+    try:
+        modified = fs.modified(fs_path)
+    except (NotImplementedError, FileNotFoundError, OSError, KeyError):
+        return None
+    return modified.timestamp()
