@@ -1,0 +1,186 @@
+"""Load a pipeline's :class:`~daskflow.definitions.Definitions` from a module or a file.
+
+Design note
+-----------
+``load_definitions(target)`` accepts a ``Definitions`` (returned as is), a
+module object, a module name (``"pkg.pipeline"``) or a path to a ``.py`` file
+(``"examples/etl_pipeline.py"``). Inside the module it uses, in order:
+
+1. the attribute ``defs`` when it is a ``Definitions``;
+2. the only ``Definitions`` instance among the module's attributes (several →
+   error asking to name one ``defs``);
+3. otherwise every ``@asset`` and ``@asset_check`` function found in the module
+   namespace (imported ones included), in namespace order.
+
+A file is executed as a fresh module named ``daskflow_pipeline_<stem>``; its
+directory is put on ``sys.path`` (like ``python file.py``) so sibling imports
+work, and the module is registered with cloudpickle *by value* so its functions
+can be shipped to Dask workers that cannot import it. Every failure is a
+:class:`PipelineLoadError` whose message is one line: the file/module, what went
+wrong, and the fix; the original exception is chained.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import re
+import sys
+import traceback
+import types
+
+from daskflow.definitions import Definitions, check_spec_of, spec_of
+from daskflow.errors import PipelineLoadError
+
+__all__ = ["load_definitions", "definitions_from_module", "module_name_for_file"]
+
+
+def module_name_for_file(path: str) -> str:
+    """The module name a pipeline file is loaded under (``daskflow_pipeline_<stem>``)."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return "daskflow_pipeline_" + re.sub(r"\W", "_", stem)
+
+
+def _looks_like_path(target: str) -> bool:
+    return target.endswith(".py") or os.sep in target or "/" in target or os.path.exists(target)
+
+
+def load_definitions(target: object) -> Definitions:
+    """Return the ``Definitions`` of a module object, module name or ``.py`` file path.
+
+    >>> import daskflow.definitions as d
+    >>> load_definitions(d.Definitions()).assets
+    ()
+    """
+    if isinstance(target, Definitions):
+        return target
+    if isinstance(target, types.ModuleType):
+        return definitions_from_module(target, str(getattr(target, "__file__", None) or target.__name__))
+    if isinstance(target, os.PathLike):
+        target = os.fspath(target)
+    if not isinstance(target, str) or not target.strip():
+        raise PipelineLoadError(
+            f"cannot load a pipeline from {target!r}: expected a module, a module name or a .py file path. "
+            f"Fix: e.g. load_definitions('examples/etl_pipeline.py')."
+        )
+    if _looks_like_path(target):
+        return definitions_from_module(_load_file(target), target)
+    return definitions_from_module(_import_module(target), target)
+
+
+def _error_location(exc: BaseException, filename: str) -> str:
+    if isinstance(exc, SyntaxError):
+        return f"{filename}:{exc.lineno}" if exc.lineno else filename
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if os.path.abspath(f.filename) == os.path.abspath(filename)]
+    return f"{filename}:{frames[-1].lineno}" if frames else filename
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SyntaxError):
+        return f"SyntaxError: {exc.msg}"
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _load_file(path: str) -> types.ModuleType:
+    if not os.path.isfile(path):
+        what = "is a directory" if os.path.isdir(path) else "does not exist"
+        raise PipelineLoadError(
+            f"pipeline file {path!r} {what} (working directory {os.getcwd()}). "
+            f"Fix: pass the path of a .py file that defines assets, or an importable module name."
+        )
+    if not path.endswith(".py"):
+        raise PipelineLoadError(
+            f"pipeline file {path!r} is not a .py file. Fix: pass a Python file that defines assets."
+        )
+    name = module_name_for_file(path)
+    spec = importlib.util.spec_from_file_location(name, os.path.abspath(path))
+    if spec is None or spec.loader is None:  # pragma: no cover - defensive
+        raise PipelineLoadError(f"pipeline file {path!r} cannot be loaded as a Python module. Fix: check the file.")
+    module = importlib.util.module_from_spec(spec)
+    directory = os.path.dirname(os.path.abspath(path))
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    previous = sys.modules.get(name)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException as exc:
+        if previous is not None:
+            sys.modules[name] = previous
+        else:
+            sys.modules.pop(name, None)
+        if isinstance(exc, (KeyboardInterrupt, GeneratorExit)):
+            raise
+        raise PipelineLoadError(
+            f"{_error_location(exc, path)}: loading the pipeline failed with {_describe(exc)}. "
+            f"Fix: correct the error in the file (run 'python {path}' to see the full traceback)."
+        ) from exc
+    _register_by_value(module)
+    return module
+
+
+def _register_by_value(module: types.ModuleType) -> None:
+    """Let cloudpickle ship this module's functions to workers that cannot import it."""
+    try:
+        import cloudpickle
+    except ImportError:  # pragma: no cover - cloudpickle ships with dask
+        return
+    try:
+        cloudpickle.register_pickle_by_value(module)
+    except (ValueError, TypeError):  # pragma: no cover - already registered / not in sys.modules
+        pass
+
+
+def _import_module(name: str) -> types.ModuleType:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
+            raise PipelineLoadError(
+                f"pipeline module {name!r} was not found (no module named {exc.name!r}). "
+                f"Fix: pass a .py file path, or make the module importable (PYTHONPATH / pip install -e .)."
+            ) from exc
+        raise PipelineLoadError(
+            f"pipeline module {name!r}: importing it failed with {_describe(exc)}. "
+            f"Fix: install the missing package or correct the import."
+        ) from exc
+    except Exception as exc:
+        location = getattr(exc, "filename", None) if isinstance(exc, SyntaxError) else None
+        where = f"{location}:{exc.lineno}" if location else repr(name)
+        raise PipelineLoadError(
+            f"pipeline module {where}: importing it failed with {_describe(exc)}. "
+            f"Fix: correct the error (run 'python -c \"import {name}\"' for the full traceback)."
+        ) from exc
+
+
+def definitions_from_module(module: types.ModuleType, label: str | None = None) -> Definitions:
+    """The ``Definitions`` of an already imported module (see the module docstring)."""
+    label = label or module.__name__
+    namespace = vars(module)
+    explicit = namespace.get("defs")
+    if isinstance(explicit, Definitions):
+        return explicit
+    found = [(name, value) for name, value in namespace.items() if isinstance(value, Definitions)]
+    if len(found) == 1:
+        return found[0][1]
+    if len(found) > 1:
+        names = ", ".join(name for name, _ in found)
+        raise PipelineLoadError(
+            f"pipeline {label!r} defines several Definitions objects ({names}); expected one. "
+            f"Fix: name the one to use 'defs'."
+        )
+    assets, checks = [], []
+    for value in namespace.values():
+        if spec_of(value) is not None and not isinstance(value, type):
+            assets.append(value)
+        elif check_spec_of(value) is not None:
+            checks.append(value)
+    if not assets:
+        raise PipelineLoadError(
+            f"pipeline {label!r} defines no assets. Fix: decorate functions with @daskflow.asset, "
+            f"or define 'defs = daskflow.Definitions(assets=[...])'."
+        )
+    return Definitions(assets=assets, checks=checks)
