@@ -1,0 +1,549 @@
+"""Replay a workload trace on a real Dask cluster and measure its makespan.
+
+Each trace task becomes ONE Dask task (keys ``"<category>-<runid8>-<index>"``,
+so Dask's per-prefix statistics are per category) with the trace's
+dependencies, sent as one graph through :func:`daskflow.daskgraph.submit_graph`
+with daskflow annotations (``kind="replay"``, category, declared input bytes,
+number of inputs, run id and — for the oracle — the true scaled costs). A
+replayed task sleeps its scaled runtime while holding its scaled peak memory
+(allocated and touched page by page), then returns its scaled output.
+
+Modes (how the cluster's scheduler is set up):
+
+``stock``   plain Dask: no preload at all.
+``record``  ``scheduler_plugins.preload`` with steering off: history is recorded.
+``steer``   preload with ``daskflow.steering.mode=steer`` and the model at ``model_url``.
+``oracle``  ``steer`` with ``daskflow.steering.oracle=true``: true costs as predictions.
+
+The config is set with ``dask.config.set`` for the whole life of the cluster:
+the LocalCluster scheduler runs in this process and the nannies copy the
+config into the worker processes when they start them.
+
+Measurement: ``makespan_s`` runs from graph submission to the moment the
+client sees the last task finished, on a warmed-up cluster whose workers are
+all connected. A reused cluster keeps Dask's per-prefix duration averages
+between runs; they are reset before every run so each run starts as a fresh
+stock Dask would. ``workers_lost`` counts ``remove_worker`` events during the
+run (a worker killed and restarted by its nanny counts once) and
+``worker_pauses`` counts transitions to ``paused``, both seen by a small
+scheduler plugin (:class:`ReplayWatch`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import statistics
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import dask.config
+
+from daskflow.replay.simulate import lower_bound_s, list_schedule_makespan_s
+from daskflow.replay.trace import (
+    Trace,
+    load_trace,
+    memory_pressure_bag,
+    sanitize_category,
+    scale_time,
+    scale_to_target,
+    skewed_bag,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "MODES",
+    "OUTPUT_CAP_BYTES",
+    "replay",
+    "replay_cluster",
+    "replay_on_client",
+    "resolve_trace",
+    "replay_task",
+    "ReplayWatch",
+    "median_ape",
+]
+
+MODES = ("stock", "record", "steer", "oracle")
+PRELOAD = "scheduler_plugins.preload"
+WATCH_NAME = "daskflow-replay-watch"
+STEERING_NAME = "daskflow-steering"
+
+#: A replayed task returns at most this many bytes (outputs are
+#: ``output_bytes × bytes_scale``; WfCommons outputs reach 4 GB per task).
+OUTPUT_CAP_BYTES = 64 * 2**20
+
+_PAGE_BYTES = 4096
+
+
+# --------------------------------------------------------------------------- the task
+
+
+def replay_task(duration_s: float, memory_bytes: int, output_bytes: int, *upstream: Any) -> bytes:
+    """What a replayed task does (runs on a worker).
+
+    Allocates ``memory_bytes`` and writes one byte per page so the memory is
+    really resident (the peak shows in VmHWM), holds it until ``duration_s``
+    has passed since the start (allocation time included), frees it and
+    returns ``output_bytes`` zero bytes. ``upstream`` values are ignored.
+    """
+    start = time.perf_counter()
+    buffer = None
+    if memory_bytes > 0:
+        import numpy as np
+
+        buffer = np.empty(int(memory_bytes), dtype=np.uint8)
+        buffer[::_PAGE_BYTES] = 1  # touch every page: resident, not just reserved
+    remaining = duration_s - (time.perf_counter() - start)
+    if remaining > 0:
+        time.sleep(remaining)
+    del buffer
+    return bytes(int(output_bytes))
+
+
+def _warm_worker() -> int:
+    """Import what tasks need before the clock starts."""
+    import numpy as np
+
+    return int(np.ones(1024, dtype=np.uint8).sum())
+
+
+# --------------------------------------------------------------------------- scheduler-side helpers
+
+
+try:
+    from distributed.diagnostics.plugin import SchedulerPlugin as _SchedulerPlugin
+except ImportError:  # pragma: no cover
+    _SchedulerPlugin = object  # type: ignore[assignment,misc]
+
+
+class ReplayWatch(_SchedulerPlugin):  # type: ignore[misc,valid-type]
+    """Counts workers removed and workers paused (scheduler plugin, name ``daskflow-replay-watch``)."""
+
+    name = WATCH_NAME
+
+    def __init__(self) -> None:
+        self.workers_removed = 0
+        self.worker_pauses = 0
+
+    def remove_worker(self, scheduler, worker: str, *, stimulus_id: str | None = None, **kwargs: Any) -> None:
+        self.workers_removed += 1
+
+    def log_event(self, topic: str, msg: Any) -> None:
+        if isinstance(msg, dict) and msg.get("action") == "worker-status-change" and msg.get("status") == "paused":
+            self.worker_pauses += 1
+
+
+def _watch_counts(dask_scheduler=None) -> dict[str, int]:
+    watch = dask_scheduler.plugins.get(WATCH_NAME)
+    if watch is None:
+        return {"workers_removed": 0, "worker_pauses": 0}
+    return {"workers_removed": watch.workers_removed, "worker_pauses": watch.worker_pauses}
+
+
+def _scheduler_state(dask_scheduler=None) -> dict[str, Any]:
+    steering = dask_scheduler.plugins.get(STEERING_NAME)
+    return {
+        "plugins": sorted(str(name) for name in dask_scheduler.plugins),
+        "steering_mode": getattr(steering, "mode", None) if steering is not None else None,
+        "model_version": getattr(steering, "model_version", None) if steering is not None else None,
+        "fallback_count": getattr(steering, "fallback_count", None) if steering is not None else None,
+    }
+
+
+def _reset_prefix_estimates(prefixes: list[str], dask_scheduler=None) -> int:
+    """Forget Dask's per-prefix duration averages so a reused cluster starts fresh."""
+    reset = 0
+    for name in prefixes:
+        prefix = dask_scheduler.task_prefixes.get(name)
+        if prefix is None:
+            continue
+        fresh = type(prefix)(name)  # honours distributed.scheduler.default-task-durations
+        prefix.duration_average = fresh.duration_average
+        prefix.max_exec_time = fresh.max_exec_time
+        reset += 1
+    return reset
+
+
+def _count_live_keys(keys: list[str], dask_scheduler=None) -> int:
+    return sum(1 for key in keys if key in dask_scheduler.tasks)
+
+
+def _fetch_predictions(keys: list[str], dask_scheduler=None) -> dict[str, dict[str, Any]] | None:
+    """``{key: {duration_s, peak_memory_bytes, quality}}`` from the steering plugin, or None."""
+    steering = dask_scheduler.plugins.get(STEERING_NAME)
+    if steering is None:
+        return None
+    predictions = getattr(steering, "predictions", None) or {}
+    found: dict[str, dict[str, Any]] = {}
+    for key in keys:
+        prediction = predictions.get(key)
+        if prediction is None:
+            continue
+        found[key] = {name: _field(prediction, name) for name in ("duration_s", "peak_memory_bytes", "quality")}
+    return found
+
+
+def _field(obj: Any, name: str) -> Any:
+    value = obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+    if hasattr(value, "item"):  # numpy scalar -> plain Python
+        value = value.item()
+    return value
+
+
+# --------------------------------------------------------------------------- traces and clusters
+
+
+def resolve_trace(spec: str | Trace) -> Trace:
+    """A trace from a path, or a generated bag: ``skewed-bag[:SEED[:N]]``, ``memory-pressure[:SEED[:N]]``."""
+    if isinstance(spec, Trace):
+        return spec
+    spec = str(spec)
+    for name, generator in (("skewed-bag", skewed_bag), ("memory-pressure", memory_pressure_bag)):
+        if spec == name or spec.startswith(name + ":"):
+            parts = spec.split(":")[1:]
+            try:
+                numbers = [int(p) for p in parts]
+            except ValueError:
+                raise ValueError(f"generated trace {spec!r}: expected {name}[:SEED[:N]] with integers") from None
+            kwargs: dict[str, int] = {}
+            if numbers:
+                kwargs["seed"] = numbers[0]
+            if len(numbers) > 1:
+                kwargs["n"] = numbers[1]
+            return generator(**kwargs)
+    return load_trace(spec)
+
+
+def mode_config(mode: str, history_url: str | None = None, model_url: str | None = None) -> dict[str, Any]:
+    """The dask config a mode's cluster is created under."""
+    if mode not in MODES:
+        raise ValueError(f"replay mode {mode!r} is unknown; choose one of {', '.join(MODES)}")
+    if mode == "stock":
+        return {"distributed.scheduler.preload": []}
+    config: dict[str, Any] = {
+        "daskflow.recorder.enabled": True,
+        "daskflow.steering.mode": "off" if mode == "record" else "steer",
+        "daskflow.steering.oracle": mode == "oracle",
+        "daskflow.dashboard.enabled": False,
+    }
+    if history_url:
+        config["daskflow.history.url"] = str(history_url)
+    if model_url:
+        config["daskflow.steering.model"] = str(model_url)
+        config["daskflow.models.url"] = str(model_url)
+    return config
+
+
+@contextlib.contextmanager
+def replay_cluster(
+    mode: str = "stock",
+    workers: int = 8,
+    threads_per_worker: int = 1,
+    memory_limit: str | int | None = "auto",
+    history_url: str | None = None,
+    model_url: str | None = None,
+    extra_config: Mapping[str, Any] | None = None,
+) -> Iterator[Any]:
+    """A warmed-up process LocalCluster set up for ``mode``; yields a connected Client.
+
+    >>> with replay_cluster("stock", workers=2) as client:   # doctest: +SKIP
+    ...     result = replay_on_client(client, "trace.json", mode="stock")
+    """
+    from distributed import Client, LocalCluster
+
+    config = {**mode_config(mode, history_url, model_url), **dict(extra_config or {})}
+    scheduler_kwargs = {"preload": [PRELOAD]} if mode != "stock" else {}
+    with dask.config.set(config):
+        with LocalCluster(
+            n_workers=workers,
+            threads_per_worker=threads_per_worker,
+            processes=True,
+            memory_limit=memory_limit if memory_limit is not None else "auto",
+            dashboard_address=None,
+            scheduler_kwargs=scheduler_kwargs,
+        ) as cluster, Client(cluster) as client:
+            client.wait_for_workers(workers, timeout=120)
+            client.run(_warm_worker)
+            client.register_plugin(ReplayWatch(), name=WATCH_NAME)
+            yield client
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def median_ape(predicted: list[float], actual: list[float]) -> float | None:
+    """Median absolute percentage error over pairs whose actual value is > 0."""
+    errors = [abs(p - a) / a for p, a in zip(predicted, actual) if a and a > 0 and p is not None and math.isfinite(p)]
+    return statistics.median(errors) if errors else None
+
+
+def _baseline_means(history_url: str | None, exclude_run_ids: set[str]) -> dict[str, tuple[float, float | None]] | None:
+    """Per-category mean (duration_s, peak_memory_bytes) from a history dataset, or None."""
+    if not history_url:
+        return None
+    try:
+        from daskflow.learning.history import read_history
+
+        frame = read_history(history_url)
+    except Exception as exc:  # noqa: BLE001 - the baseline is optional
+        logger.warning("daskflow replay: no baseline, reading history %s failed: %s", history_url, exc)
+        return None
+    if frame is None or len(frame) == 0 or "category" not in frame or "duration_s" not in frame:
+        return None
+    if "run_id" in frame:
+        frame = frame[~frame["run_id"].isin(sorted(exclude_run_ids))]
+    if len(frame) == 0:
+        return None
+    memory_column = "peak_memory_bytes" if "peak_memory_bytes" in frame else None
+    means: dict[str, tuple[float, float | None]] = {}
+    for category, group in frame.groupby("category"):
+        memory = float(group[memory_column].dropna().mean()) if memory_column and group[memory_column].notna().any() else None
+        means[str(category)] = (float(group["duration_s"].mean()), memory)
+    return means
+
+
+def _prediction_errors(
+    trace: Trace,
+    keys: list[str],
+    categories: list[str],
+    memory_scale: float,
+    predictions: dict[str, dict[str, Any]],
+    baseline: dict[str, tuple[float, float | None]] | None,
+) -> dict[str, float | None]:
+    from daskflow import config
+
+    default_duration_s = _seconds(config.get("models.default-duration", 0.5))
+    default_memory = float(config.get("models.default-peak-memory", 0) or 0)
+    true_d, pred_d, base_d, true_m, pred_m, base_m = [], [], [], [], [], []
+    for key, category, task in zip(keys, categories, trace.tasks):
+        prediction = predictions.get(key)
+        if prediction is None:
+            continue
+        mean_d, mean_m = (baseline or {}).get(category, (default_duration_s, default_memory))
+        true_d.append(task.runtime_s)
+        pred_d.append(float(prediction.get("duration_s") or 0.0))
+        base_d.append(mean_d)
+        if task.memory_bytes is not None:
+            true_m.append(task.memory_bytes * memory_scale)
+            pred_m.append(float(prediction.get("peak_memory_bytes") or 0.0))
+            base_m.append(mean_m if mean_m is not None else default_memory)
+    return {
+        "duration_median_ape": median_ape(pred_d, true_d),
+        "baseline_duration_median_ape": median_ape(base_d, true_d) if baseline is not None else None,
+        "memory_median_ape": median_ape(pred_m, true_m),
+        "baseline_memory_median_ape": median_ape(base_m, true_m) if baseline is not None else None,
+    }
+
+
+def _seconds(value: Any) -> float:
+    from dask.utils import parse_timedelta
+
+    return float(parse_timedelta(value, default="s"))
+
+
+# --------------------------------------------------------------------------- replay
+
+
+def _build_specs(trace: Trace, run_id: str, memory_scale: float, bytes_scale: float):
+    from daskflow.daskgraph import TaskSpec
+
+    run8 = run_id[:8]
+    categories = [sanitize_category(task.category) for task in trace.tasks]
+    keys = [f"{category}-{run8}-{i}" for i, category in enumerate(categories)]
+    key_of = {task.id: key for task, key in zip(trace.tasks, keys)}
+    specs = []
+    for task, key, category in zip(trace.tasks, keys, categories):
+        memory = int((task.memory_bytes or 0) * memory_scale)
+        output = min(int(task.output_bytes * bytes_scale), OUTPUT_CAP_BYTES)
+        annotations = {
+            "run_id": run_id,
+            "kind": "replay",
+            "category": category,
+            "asset": None,
+            "partition": None,
+            "code_version": None,
+            "tags": {"trace": trace.name, "trace_category": task.category, "trace_task": task.id},
+            "input_bytes": int(task.input_bytes * bytes_scale),
+            "input_rows": 0,
+            "n_inputs": len(task.parents),
+            "input_locations": [],
+            "true_duration_s": float(task.runtime_s),
+            "true_peak_memory_bytes": memory,
+        }
+        specs.append(
+            TaskSpec(
+                key=key,
+                func=replay_task,
+                args=(float(task.runtime_s), memory, output),
+                dependencies=tuple(key_of[p] for p in task.parents),
+                annotations=annotations,
+            )
+        )
+    return specs, keys, categories
+
+
+def _wait_until(condition, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    delay = 0.01
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"replay: timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
+
+
+def replay_on_client(
+    client,
+    trace: str | Trace,
+    mode: str,
+    *,
+    target_seconds: float = 8.0,
+    time_scale: float | None = None,
+    memory_scale: float = 0.1,
+    bytes_scale: float = 0.001,
+    history_url: str | None = None,
+    baseline_history_url: str | None = None,
+    repeat: int = 1,
+    timeout_s: float = 600.0,
+) -> dict[str, Any]:
+    """Replay ``trace`` ``repeat`` times on an existing cluster (set up for ``mode``); return the result dict."""
+    from distributed import wait
+
+    if mode not in MODES:
+        raise ValueError(f"replay mode {mode!r} is unknown; choose one of {', '.join(MODES)}")
+    if repeat < 1:
+        raise ValueError(f"repeat must be >= 1, got {repeat}")
+    raw = resolve_trace(trace)
+    info = client.scheduler_info()
+    workers = len(info["workers"])
+    threads = [w.get("nthreads", 1) for w in info["workers"].values()]
+    slots = int(sum(threads)) or 1
+    scaled = scale_time(raw, time_scale) if time_scale else scale_to_target(raw, target_seconds, slots)
+    bound = lower_bound_s(scaled, slots)
+    simulated = list_schedule_makespan_s(scaled, slots)
+
+    makespans: list[float] = []
+    run_ids: list[str] = []
+    failed_tasks = workers_lost = pauses = 0
+    errors: dict[str, Any] = {}
+    state: dict[str, Any] = {}
+    for _ in range(repeat):
+        run_id = uuid.uuid4().hex
+        specs, keys, categories = _build_specs(scaled, run_id, memory_scale, bytes_scale)
+        client.run_on_scheduler(_reset_prefix_estimates, sorted(set(categories)))
+        before = client.run_on_scheduler(_watch_counts)
+        from daskflow.daskgraph import submit_graph
+
+        start = time.perf_counter()
+        futures = submit_graph(client, specs)
+        done, not_done = wait(list(futures.values()), timeout=timeout_s)
+        makespans.append(time.perf_counter() - start)
+        after = client.run_on_scheduler(_watch_counts)
+        workers_lost += after["workers_removed"] - before["workers_removed"]
+        pauses += after["worker_pauses"] - before["worker_pauses"]
+        failed_tasks += sum(1 for f in futures.values() if f.status == "error") + len(not_done)
+        predictions = client.run_on_scheduler(_fetch_predictions, keys)
+        state = client.run_on_scheduler(_scheduler_state)
+        if predictions is not None and state.get("model_version") is not None and mode != "oracle":
+            baseline = _baseline_means(baseline_history_url or history_url, set(run_ids) | {run_id})
+            errors = _prediction_errors(scaled, keys, categories, memory_scale, predictions, baseline)
+            errors["predictions_found"] = len(predictions)
+        elif predictions is not None:
+            errors = {"predictions_found": len(predictions)}
+        run_ids.append(run_id)
+        client.cancel(list(futures.values()))
+        del futures, done, not_done
+        _wait_until(lambda: client.run_on_scheduler(_count_live_keys, keys) == 0, 60, f"run {run_id[:8]} to be released")
+
+    makespan = statistics.median(makespans)
+    result: dict[str, Any] = {
+        "trace": raw.name,
+        "trace_source": raw.source,
+        "application": raw.application,
+        "mode": mode,
+        "workers": workers,
+        "threads_per_worker": max(threads) if threads else 1,
+        "slots": slots,
+        "tasks": len(scaled),
+        "target_seconds": None if time_scale else target_seconds,
+        "time_scale": scaled.time_scale,
+        "memory_scale": memory_scale,
+        "bytes_scale": bytes_scale,
+        "repeat": repeat,
+        "makespan_s": makespan,
+        "makespans_s": makespans,
+        "lower_bound_s": bound,
+        "simulated_list_makespan_s": simulated,
+        "makespan_over_lower_bound": makespan / bound if bound > 0 else None,
+        "simulated_over_lower_bound": simulated / bound if bound > 0 else None,
+        "makespan_over_simulated": makespan / simulated if simulated > 0 else None,
+        "workers_lost": workers_lost,
+        "worker_pauses": pauses,
+        "failed_tasks": failed_tasks,
+        "run_ids": run_ids,
+        "scheduler_plugins": state.get("plugins", []),
+        "steering_mode": state.get("steering_mode"),
+        "model_version": state.get("model_version"),
+        "fallback_count": state.get("fallback_count"),
+        "predictions_found": errors.pop("predictions_found", 0),
+        "duration_median_ape": None,
+        "baseline_duration_median_ape": None,
+        "memory_median_ape": None,
+        "baseline_memory_median_ape": None,
+    }
+    result.update(errors)
+    return result
+
+
+def replay(
+    trace_path: str | Trace,
+    mode: str = "stock",
+    workers: int = 8,
+    threads_per_worker: int = 1,
+    memory_limit: str | int | None = "auto",
+    target_seconds: float = 8.0,
+    memory_scale: float = 0.1,
+    bytes_scale: float = 0.001,
+    history_url: str | None = None,
+    model_url: str | None = None,
+    *,
+    client=None,
+    time_scale: float | None = None,
+    baseline_history_url: str | None = None,
+    repeat: int = 1,
+    timeout_s: float = 600.0,
+) -> dict[str, Any]:
+    """Replay a trace (path, :class:`Trace`, or ``skewed-bag[:SEED[:N]]``) and return the result dict.
+
+    Starts a process LocalCluster set up for ``mode`` unless ``client`` is
+    given (then the caller set the cluster up: see :func:`replay_cluster`).
+    The result holds ``trace, mode, workers, threads_per_worker, tasks,
+    makespan_s, lower_bound_s, simulated_list_makespan_s``, ratios,
+    ``workers_lost`` and, when a model is loaded, the prediction errors
+    ``duration_median_ape, baseline_duration_median_ape, memory_median_ape,
+    baseline_memory_median_ape``.
+    """
+    kwargs = dict(
+        target_seconds=target_seconds,
+        time_scale=time_scale,
+        memory_scale=memory_scale,
+        bytes_scale=bytes_scale,
+        history_url=history_url,
+        baseline_history_url=baseline_history_url,
+        repeat=repeat,
+        timeout_s=timeout_s,
+    )
+    trace = resolve_trace(trace_path)  # fail on a bad trace before starting a cluster
+    if client is not None:
+        result = replay_on_client(client, trace, mode, **kwargs)
+    else:
+        with replay_cluster(mode, workers, threads_per_worker, memory_limit, history_url, model_url) as own_client:
+            result = replay_on_client(own_client, trace, mode, **kwargs)
+    result["memory_limit"] = memory_limit
+    result["model_url"] = model_url
+    result["history_url"] = history_url
+    return result
