@@ -285,6 +285,8 @@ def _record_asset(fn: Callable, *, name, key, key_prefix, group, ins, deps, desc
             f"(or use @asset(...) with keyword arguments only)."
         )
     owner = f"@asset {_qualname(fn)}"
+    if group is not None:
+        _check_name(group, "group", owner)
     asset_name = _check_name(name or fn.__name__.split("/")[-1], "name", owner)
     if key is not None:
         asset_name = str(key).strip("/").split("/")[-1]
@@ -419,7 +421,7 @@ def to_check_result(value: object, check: AssetCheckSpec | None = None) -> Check
     """
     if isinstance(value, CheckResult):
         return value
-    if isinstance(value, bool) or type(value).__name__ == "bool_":  # numpy.bool_ too
+    if isinstance(value, bool) or (type(value).__module__ == "numpy" and "bool" in type(value).__name__):
         return CheckResult(passed=bool(value))
     who = f"check {check.name!r} of asset {check.asset!r} ({check.source})" if check else "a check"
     raise AssetDefinitionError(

@@ -261,28 +261,28 @@ def resolve_partitions(spec: AssetSpec, partitions: str | Sequence[str] | None =
     return parse_partition_selection(spec.partitions, partitions, spec.key)
 
 
-def _resolve_reference(ref: str, owner: AssetSpec, by_key: Mapping[str, AssetSpec],
+def _resolve_reference(ref: str, owner: str, prefix: str | None, by_key: Mapping[str, AssetSpec],
                        by_name: Mapping[str, list[str]], what: str) -> str:
+    """Resolve ``ref`` (key or name) for ``owner`` (a label for messages); see the module note."""
     if ref in by_key:
         return ref
     if "/" not in ref:
-        prefix = owner.key_prefix
         if prefix and f"{prefix}/{ref}" in by_key:
             return f"{prefix}/{ref}"
-        candidates = by_name.get(ref, [])
+        candidates = sorted(by_name.get(ref, []))
         if len(candidates) == 1:
             return candidates[0]
         if len(candidates) > 1:
             raise AssetDefinitionError(
-                f"asset {owner.key!r} ({owner.source}): {what} {ref!r} matches several assets: "
-                f"{', '.join(sorted(candidates))}. Fix: pick one with "
-                f"@asset(ins={{{ref!r}: {sorted(candidates)[0]!r}}})."
+                f"{owner}: {what} {ref!r} matches several assets: {', '.join(candidates)}. "
+                f"Fix: name the one you mean by its full key, e.g. ins={{{ref!r}: {candidates[0]!r}}} "
+                f"(or asset={candidates[0]!r} for a check)."
             )
     names = list(by_key) + list(by_name)
     raise UnknownAssetError(
-        f"asset {owner.key!r} ({owner.source}): {what} {ref!r} names no asset in this pipeline."
-        f"{_did_you_mean(ref, names)} Fix: rename the parameter to an existing asset, map it with "
-        f"@asset(ins={{'param': 'group/name'}}), or add the missing asset to the Definitions."
+        f"{owner}: {what} {ref!r} names no asset in this pipeline.{_did_you_mean(ref, names)} "
+        f"Fix: use the name or key of an existing asset (map a parameter with "
+        f"@asset(ins={{'param': 'group/name'}})), or add the missing asset to the Definitions."
     )
 
 
@@ -320,10 +320,12 @@ def build_asset_graph(definitions: Definitions | Iterable[object]) -> AssetGraph
     inputs: dict[str, tuple[tuple[str, str], ...]] = {}
     deps: dict[str, tuple[str, ...]] = {}
     for key, spec in by_key.items():
-        inputs[key] = tuple((param, _resolve_reference(ref, spec, by_key, by_name, f"parameter {param!r}"))
-                            for param, ref in spec.ins)
-        deps[key] = tuple(dict.fromkeys(_resolve_reference(ref, spec, by_key, by_name, "deps= entry")
-                                        for ref in spec.deps))
+        owner = f"asset {key!r} ({spec.source})"
+        inputs[key] = tuple(
+            (param, _resolve_reference(ref, owner, spec.key_prefix, by_key, by_name, f"parameter {param!r}"))
+            for param, ref in spec.ins)
+        deps[key] = tuple(dict.fromkeys(
+            _resolve_reference(ref, owner, spec.key_prefix, by_key, by_name, "deps= entry") for ref in spec.deps))
 
     order = _topological_order(by_key, inputs, deps)
 
@@ -334,19 +336,8 @@ def build_asset_graph(definitions: Definitions | Iterable[object]) -> AssetGraph
 
     checks: dict[str, list[AssetCheckSpec]] = {}
     for check in definitions.checks:
-        owner = by_key.get(check.asset)
-        if owner is None:
-            try:
-                target = _resolve_reference(check.asset, AssetSpec(key=check.name, name=check.name, fn=check.fn),
-                                            by_key, by_name, "asset")
-            except UnknownAssetError as exc:
-                raise UnknownAssetError(
-                    f"check {check.name!r} ({check.source}) is attached to asset {check.asset!r}, which "
-                    f"is not defined.{_did_you_mean(check.asset, list(by_key) + list(by_name))} Fix: "
-                    f"@asset_check(asset=<an existing asset>) or add that asset to the Definitions."
-                ) from exc
-        else:
-            target = owner.key
+        target = _resolve_reference(check.asset, f"check {check.name!r} ({check.source})", None,
+                                    by_key, by_name, "asset")
         attached = checks.setdefault(target, [])
         if any(c.name == check.name for c in attached):
             first = next(c for c in attached if c.name == check.name)
