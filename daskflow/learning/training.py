@@ -1,0 +1,322 @@
+"""Training the duration and peak-memory models from the task history.
+
+Design note
+-----------
+Two XGBoost regressors, one per target, on the features of
+:mod:`daskflow.learning.features`:
+
+* ``duration``: ``log(duration_s + 1e-3)`` (seconds; the floor keeps
+  microsecond tasks from dominating),
+* ``peak_memory``: ``log1p(peak_memory_bytes)``.
+
+Log targets make the squared loss a *relative* loss, which is what scheduling
+needs (a 2x error on a 1 s task matters as much as on a 100 s task) and what
+we report (median absolute percentage error, APE).
+
+Evaluation: rows are split into train/test - by run when the history has two
+or more runs (the most recent runs are held out, so the test set is a run the
+model never saw), otherwise randomly (20 %). The held-out error of the model is
+compared with the per-category mean baseline (what Dask itself does per key
+prefix), computed by the very :class:`~daskflow.learning.predictor.Predictor`
+that serves, so unseen categories are judged exactly as they will be served.
+The final boosters are then refit on all rows.
+
+Output: a model directory (any fsspec URL) with ``duration.ubj``,
+``peak_memory.ubj`` (XGBoost's own UBJSON format, never pickle) and
+``manifest.json`` (feature list, category levels, model version, rows,
+metrics, training window, per-category baseline means, file checksums).
+Boosters are written first, the manifest last (atomically on local disk), so a
+reader that sees a manifest sees its boosters; checksums in the manifest let a
+reader detect a half-replaced directory and retry.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import posixpath
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from daskflow.errors import DaskflowError
+from daskflow.learning.features import FEATURE_COLUMNS, KIND_LEVELS, category_levels, feature_frame
+
+MANIFEST_FORMAT = 1
+DURATION_FLOOR_S = 1e-3
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str  # "duration" | "peak_memory"
+    column: str  # history column
+    file: str  # booster file in the model dir
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        if self.name == "duration":
+            return np.log(np.clip(values, 0, None) + DURATION_FLOOR_S)
+        return np.log1p(np.clip(values, 0, None))
+
+    def inverse(self, values: np.ndarray) -> np.ndarray:
+        if self.name == "duration":
+            return np.clip(np.exp(values) - DURATION_FLOOR_S, 0, None)
+        return np.clip(np.expm1(values), 0, None)
+
+
+TARGETS: tuple[Target, ...] = (
+    Target("duration", "duration_s", "duration.ubj"),
+    Target("peak_memory", "peak_memory_bytes", "peak_memory.ubj"),
+)
+
+DEFAULT_PARAMS: dict[str, Any] = {
+    "objective": "reg:squarederror",
+    "eta": 0.1,
+    "max_depth": 6,
+    "min_child_weight": 1.0,
+    "lambda": 1.0,
+    "tree_method": "hist",
+    "max_cat_to_onehot": 1,
+    "nthread": 1,  # OpenMP spinning on busy shared cores costs far more than it gains
+    "seed": 0,
+}
+DEFAULT_ROUNDS = 200
+
+
+class TrainingError(DaskflowError):
+    """The history cannot train a model (no usable rows)."""
+
+
+def median_ape(predicted: np.ndarray, actual: np.ndarray) -> float | None:
+    """Median of ``|predicted - actual| / actual`` over rows with ``actual > 0`` (None if none).
+
+    >>> median_ape(np.array([2.0, 1.0, 3.0]), np.array([1.0, 1.0, 2.0]))
+    0.5
+    """
+    predicted = np.asarray(predicted, dtype="float64")
+    actual = np.asarray(actual, dtype="float64")
+    mask = np.isfinite(actual) & (actual > 0) & np.isfinite(predicted)
+    if not mask.any():
+        return None
+    return float(np.median(np.abs(predicted[mask] - actual[mask]) / actual[mask]))
+
+
+def usable_rows(history: pd.DataFrame) -> pd.DataFrame:
+    """Successful tasks with a measured duration (the training rows)."""
+    frame = history
+    if "outcome" in frame:
+        frame = frame[frame["outcome"].fillna("success") == "success"]
+    frame = frame[pd.to_numeric(frame["duration_s"], errors="coerce").notna()]
+    return frame.reset_index(drop=True)
+
+
+def split_rows(frame: pd.DataFrame, test_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+    """Boolean train/test masks and the split kind (``by-run``, ``random`` or ``none``)."""
+    n = len(frame)
+    runs = frame["run_id"].dropna().astype(str) if "run_id" in frame else pd.Series([], dtype=str)
+    distinct = runs.unique()
+    if len(distinct) >= 2:
+        stamp = frame["recorded_at"] if "recorded_at" in frame else pd.Series(np.arange(n))
+        order = (
+            pd.DataFrame({"run": frame["run_id"].astype(str), "t": pd.to_numeric(stamp, errors="coerce")})
+            .groupby("run")["t"].min().sort_values(kind="stable")
+        )
+        sizes = frame["run_id"].astype(str).value_counts()
+        held: list[str] = []
+        for run in reversed(order.index.tolist()[1:]):  # newest first; always keep the oldest for training
+            held.append(run)
+            if sizes[held].sum() >= test_fraction * n:
+                break
+        test = frame["run_id"].astype(str).isin(held).to_numpy()
+        return ~test, test, "by-run"
+    if n < 10:
+        return np.ones(n, dtype=bool), np.zeros(n, dtype=bool), "none"
+    rng = np.random.default_rng(seed)
+    test = rng.random(n) < test_fraction
+    if test.all() or not test.any():
+        test = np.zeros(n, dtype=bool)
+        test[: max(1, n // 5)] = True
+    return ~test, test, "random"
+
+
+def category_means(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per-category arithmetic means (Dask's per-prefix baseline) with counts."""
+    out: dict[str, dict[str, Any]] = {}
+    if not len(frame):
+        return out
+    grouped = frame.assign(category=frame["category"].astype(str)).groupby("category")
+    durations = grouped["duration_s"].agg(["mean", "count"])
+    memory = pd.to_numeric(frame["peak_memory_bytes"], errors="coerce").groupby(frame["category"].astype(str)).agg(["mean", "count"])
+    for category, row in durations.iterrows():
+        entry = {"duration_s": float(row["mean"]), "duration_count": int(row["count"])}
+        if category in memory.index and memory.loc[category, "count"] > 0:
+            entry["peak_memory_bytes"] = float(memory.loc[category, "mean"])
+            entry["peak_memory_count"] = int(memory.loc[category, "count"])
+        out[str(category)] = entry
+    return out
+
+
+def fit_booster(frame: pd.DataFrame, target: Target, levels: list[str], params: Mapping[str, Any] | None = None, rounds: int = DEFAULT_ROUNDS):
+    """One booster for ``target`` on the rows of ``frame`` that have it; ``None`` when none do."""
+    import xgboost as xgb
+
+    values = pd.to_numeric(frame[target.column], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    mask = np.isfinite(values)
+    if mask.sum() < 2:
+        return None
+    features = feature_frame(frame[mask], categories=levels)
+    dtrain = xgb.DMatrix(features, label=target.transform(values[mask]), enable_categorical=True)
+    return xgb.train(dict(DEFAULT_PARAMS, **dict(params or {})), dtrain, num_boost_round=rounds)
+
+
+def train_models(
+    history: pd.DataFrame,
+    out_url: str | None = None,
+    *,
+    params: Mapping[str, Any] | None = None,
+    rounds: int = DEFAULT_ROUNDS,
+    test_fraction: float = 0.2,
+    storage_options: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train, evaluate and save both models; returns the manifest.
+
+    ``history`` is a history DataFrame (:func:`daskflow.learning.history.read_history`).
+    ``out_url`` defaults to ``daskflow.models.url`` (``<home>/models``).
+    Raises :class:`TrainingError` when there are no usable rows.
+    """
+    from daskflow.learning.predictor import Predictor
+
+    if out_url is None:
+        from daskflow import config
+
+        out_url = config.home_url("models.url", "models")
+    frame = usable_rows(history)
+    if not len(frame):
+        raise TrainingError(
+            f"history with {len(history)} rows has no successful task with a duration to train on; "
+            "run some pipelines (or `daskflow bench replay --mode record`) with the recorder enabled first"
+        )
+    levels = category_levels(frame)
+    train_mask, test_mask, split = split_rows(frame, test_fraction)
+    metrics: dict[str, Any] = {"split": split, "rows_train": int(train_mask.sum()), "rows_test": int(test_mask.sum())}
+    if test_mask.any():
+        train, test = frame[train_mask], frame[test_mask]
+        levels_train = category_levels(train)
+        boosters = {t.name: fit_booster(train, t, levels_train, params, rounds) for t in TARGETS}
+        held = Predictor.from_parts(_manifest_core(levels_train, category_means(train), boosters), boosters)
+        metrics.update(evaluate(held, test))
+    boosters = {t.name: fit_booster(frame, t, levels, params, rounds) for t in TARGETS}
+    manifest = _manifest_core(levels, category_means(frame), boosters)
+    stamps = pd.to_numeric(frame.get("recorded_at"), errors="coerce") if "recorded_at" in frame else pd.Series([], dtype=float)
+    manifest.update(
+        rows=int(len(frame)),
+        runs=int(frame["run_id"].nunique()) if "run_id" in frame else 0,
+        metrics=metrics,
+        training_window={"start": _iso(stamps.min()), "end": _iso(stamps.max())},
+        params=dict(DEFAULT_PARAMS, **dict(params or {})),
+        rounds=int(rounds),
+    )
+    save_model(manifest, boosters, out_url, storage_options=storage_options)
+    return manifest
+
+
+def evaluate(predictor: Any, rows: pd.DataFrame) -> dict[str, Any]:
+    """Median APE of ``predictor`` and of its per-category baseline on ``rows``, per target.
+
+    Keys: ``duration_median_ape``, ``baseline_duration_median_ape``,
+    ``duration_ape_ratio`` (model / baseline; < 1 is better), the same for
+    ``memory``, and ``rows_evaluated``.
+    """
+    predictions = predictor.predict(rows)
+    baseline = predictor.predict_baseline(rows)
+    out: dict[str, Any] = {"rows_evaluated": int(len(rows))}
+    for label, column, pred, base in (
+        ("duration", "duration_s", predictions.duration_s, baseline.duration_s),
+        ("memory", "peak_memory_bytes", predictions.peak_memory_bytes, baseline.peak_memory_bytes),
+    ):
+        actual = pd.to_numeric(rows[column], errors="coerce").to_numpy(dtype="float64", na_value=np.nan) if column in rows else np.full(len(rows), np.nan)
+        model_error = median_ape(pred, actual)
+        base_error = median_ape(base, actual)
+        out[f"{label}_median_ape"] = model_error
+        out[f"baseline_{label}_median_ape"] = base_error
+        out[f"{label}_ape_ratio"] = (model_error / base_error) if (model_error is not None and base_error) else None
+        out[f"{label}_rows"] = int((np.isfinite(actual) & (actual > 0)).sum())
+    return out
+
+
+def _manifest_core(levels: list[str], means: dict[str, dict[str, Any]], boosters: Mapping[str, Any]) -> dict[str, Any]:
+    import xgboost as xgb
+
+    return {
+        "format": MANIFEST_FORMAT,
+        "feature_columns": list(FEATURE_COLUMNS),
+        "category_levels": list(levels),
+        "kind_levels": list(KIND_LEVELS),
+        "targets": {
+            t.name: {"column": t.column, "file": t.file if boosters.get(t.name) is not None else None, "transform": "log(y+0.001)" if t.name == "duration" else "log1p(y)"}
+            for t in TARGETS
+        },
+        "baseline": {"category_means": means},
+        "xgboost_version": xgb.__version__,
+    }
+
+
+def save_model(manifest: dict[str, Any], boosters: Mapping[str, Any], out_url: str, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Write boosters (UBJ) then ``manifest.json`` (last, atomic on local disk) to ``out_url``."""
+    import fsspec.core
+
+    fs, root = fsspec.core.url_to_fs(str(out_url), **dict(storage_options or {}))
+    fs.makedirs(root, exist_ok=True)
+    blobs: dict[str, bytes] = {}
+    for target in TARGETS:
+        booster = boosters.get(target.name)
+        if booster is not None:
+            blobs[target.name] = bytes(booster.save_raw(raw_format="ubj"))
+    digest = hashlib.sha256(b"".join(blobs[k] for k in sorted(blobs))).hexdigest()[:12]
+    now = _dt.datetime.now(_dt.timezone.utc)
+    manifest["model_version"] = f"{now.strftime('%Y%m%dT%H%M%SZ')}-{digest}"
+    manifest["created_at"] = now.isoformat()
+    for target in TARGETS:
+        entry = manifest["targets"][target.name]
+        if target.name in blobs:
+            entry["sha256"] = hashlib.sha256(blobs[target.name]).hexdigest()
+            _write_atomic(fs, posixpath.join(root, target.file), blobs[target.name])
+        else:
+            entry["file"] = None
+    _write_atomic(fs, posixpath.join(root, "manifest.json"), json.dumps(manifest, indent=2, sort_keys=True, default=_json_default).encode())
+    return manifest
+
+
+def _write_atomic(fs, path: str, data: bytes) -> None:
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    if protocol in ("file", "local"):
+        temp = posixpath.join(posixpath.dirname(path), f".tmp-{uuid.uuid4().hex}-{posixpath.basename(path)}")
+        with fs.open(temp, "wb") as f:
+            f.write(data)
+        fs.mv(temp, path)
+    else:  # object stores publish an object only once its upload is complete
+        with fs.open(path, "wb") as f:
+            f.write(data)
+
+
+def _iso(seconds: Any) -> str | None:
+    try:
+        value = float(seconds)
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(value):
+        return None
+    return _dt.datetime.fromtimestamp(value, _dt.timezone.utc).isoformat()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return None if not np.isfinite(value) else float(value)
+    return str(value)
