@@ -1,0 +1,50 @@
+"""daskflow pages inside the Dask dashboard (same port, under ``/daskflow/``).
+
+``install(scheduler)`` (called by ``scheduler_plugins.preload``) adds:
+
+* ``/daskflow/``: an index linking the pages and JSON endpoints;
+* Bokeh pages ``/daskflow/predictions``, ``/daskflow/decisions``,
+  ``/daskflow/assets``, ``/daskflow/model`` (see :mod:`.pages`);
+* JSON endpoints ``/daskflow/api/{decisions,model,predictions,assets}``.
+
+It is idempotent (a second call does nothing), reads ``daskflow.dashboard.*``
+config, and works without the recorder or steering plugin (pages then show
+empty plots and a note). Data flow and bounds: :mod:`.extension`, :mod:`.state`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from daskflow import config
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["install"]
+
+
+def install(scheduler: Any) -> None:
+    """Add the daskflow pages and JSON endpoints to ``scheduler``'s dashboard (idempotent)."""
+    from scheduler_plugins.dashboard.extension import (
+        EXTENSION_NAME,
+        DashboardExtension,
+        add_bokeh_pages,
+        add_navigation_link,
+        add_routes,
+        start_periodic_refresh,
+    )
+
+    if not config.get("dashboard.enabled", True):
+        return
+    if EXTENSION_NAME in scheduler.extensions:
+        return
+    if getattr(scheduler, "http_application", None) is None:
+        logger.warning("daskflow dashboard: scheduler has no HTTP server; pages not installed")
+        return
+    extension = DashboardExtension(scheduler)
+    scheduler.extensions[EXTENSION_NAME] = extension
+    add_routes(scheduler, extension)
+    add_bokeh_pages(scheduler, extension)
+    add_navigation_link(scheduler)
+    start_periodic_refresh(scheduler, extension)

@@ -1,0 +1,239 @@
+"""The scheduler-side half of the daskflow dashboard: data, JSON routes, Bokeh apps.
+
+Design note. One :class:`DashboardExtension` per scheduler (stored in
+``scheduler.extensions["daskflow-dashboard"]``) owns the bounded aggregates
+(:class:`.state.DashboardState`), the catalog reader
+(:class:`.assets.AssetLineageReader`) and a named periodic callback
+(``scheduler.periodic_callbacks["daskflow-dashboard"]``) that folds new
+recorder rows into the aggregates so the model-quality series keeps going
+while nobody looks. Pages and JSON endpoints read the same aggregates.
+
+How pages reach the dashboard (verified against distributed 2026.8): the
+scheduler's HTTP server is a ``RoutingApplication``; it tries its own handlers
+first, then each application added with ``add_application``. We add
+
+* tornado handlers for ``/daskflow/`` (index) and ``/daskflow/api/*`` with
+  ``http_application.add_handlers``, and
+* a second Bokeh server (distributed's ``BokehApplication``, i.e. a
+  ``BokehTornado``) with prefix ``/daskflow`` holding the four documents, so
+  ``/daskflow/<page>``, its websocket and its ``/daskflow/static`` files are
+  served on the dashboard's own port. Relative resource URLs in the page then
+  resolve under ``/daskflow/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from typing import Any
+
+from tornado import web
+
+from daskflow import config
+from scheduler_plugins.dashboard.assets import AssetLineageReader
+from scheduler_plugins.dashboard.state import DashboardState, recent_decisions, steering_summary
+
+logger = logging.getLogger(__name__)
+
+EXTENSION_NAME = "daskflow-dashboard"
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe copy: NaN/inf -> None, tuples -> lists, unknown objects -> str."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_clean(v) for v in value]
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    try:
+        return _clean(float(value))  # numpy scalars
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def dumps(payload: Any) -> str:
+    return json.dumps(_clean(payload))
+
+
+class DashboardExtension:
+    """Aggregates and endpoints of the daskflow pages for one scheduler."""
+
+    def __init__(self, scheduler: Any) -> None:
+        from dask.utils import parse_timedelta
+
+        self.scheduler = scheduler
+        self.update_interval_s = float(parse_timedelta(config.get("dashboard.update-interval") or "1s"))
+        self.max_decisions = int(config.get("dashboard.max-decisions") or 200)
+        self.state = DashboardState(
+            max_points=int(config.get("dashboard.max-points") or 2000),
+            window=int(config.get("dashboard.quality-window") or 50),
+            drift_tolerance=float(config.get("dashboard.drift-tolerance") or 1.0),
+        )
+        self.lineage = AssetLineageReader(
+            recent_runs=int(config.get("dashboard.recent-runs") or 5),
+            max_assets=int(config.get("dashboard.max-assets") or 300),
+            cache_s=max(1.0, self.update_interval_s),
+        )
+        self.http_prefix = _http_prefix(scheduler)
+        self.url_prefix = f"{self.http_prefix}/daskflow"
+        self.refresh_error_count = 0
+
+    # -------------------------------------------------------------- data
+    def refresh(self) -> None:
+        """Fold new recorder rows into the aggregates; never raises into the scheduler."""
+        try:
+            self.state.pull(self.scheduler)
+        except Exception:  # noqa: BLE001
+            self.refresh_error_count += 1
+            if self.refresh_error_count == 1:
+                logger.warning("daskflow dashboard: reading recorder rows failed", exc_info=True)
+
+    def steering(self) -> dict[str, Any]:
+        return steering_summary(self.scheduler)
+
+    def decisions(self, limit: int | None = None) -> list[dict[str, Any]]:
+        return recent_decisions(self.scheduler, min(int(limit or self.max_decisions), self.max_decisions))
+
+    def assets(self) -> dict[str, Any]:
+        return self.lineage.payload()
+
+    def model(self) -> dict[str, Any]:
+        return {"steering": self.steering(), "quality": self.state.quality_payload()}
+
+    def predictions(self, limit: int | None = None) -> dict[str, Any]:
+        self.refresh()
+        return {"steering": self.steering(), **self.state.predictions_payload(limit)}
+
+    def teardown(self) -> None:
+        callback = self.scheduler.periodic_callbacks.pop(EXTENSION_NAME, None)
+        if callback is not None:
+            callback.stop()
+
+
+def _http_prefix(scheduler: Any) -> str:
+    """The dashboard prefix (``dask scheduler --dashboard-prefix``), '' by default."""
+    for application in getattr(getattr(scheduler, "http_application", None), "applications", []):
+        prefix = getattr(application, "_prefix", None)
+        if isinstance(prefix, str):
+            return prefix.rstrip("/")
+    return ""
+
+
+# ------------------------------------------------------------------ tornado
+class _Handler(web.RequestHandler):
+    def initialize(self, extension: DashboardExtension) -> None:
+        self.extension = extension
+
+    def _limit(self) -> int | None:
+        value = self.get_argument("limit", None)
+        try:
+            return max(1, int(value)) if value is not None else None
+        except ValueError:
+            raise web.HTTPError(400, reason=f"limit must be an integer, got {value!r}") from None
+
+    def write_json(self, payload: Any) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.write(dumps(payload))
+
+
+class DecisionsHandler(_Handler):
+    def get(self) -> None:
+        decisions = self.extension.decisions(self._limit())
+        self.write_json({**self.extension.steering(), "count": len(decisions), "decisions": decisions})
+
+
+class ModelHandler(_Handler):
+    def get(self) -> None:
+        self.extension.refresh()
+        self.write_json(self.extension.model())
+
+
+class PredictionsHandler(_Handler):
+    def get(self) -> None:
+        self.write_json(self.extension.predictions(self._limit()))
+
+
+class AssetsHandler(_Handler):
+    def get(self) -> None:
+        self.write_json(self.extension.assets())
+
+
+class IndexHandler(_Handler):
+    def get(self) -> None:
+        from scheduler_plugins.dashboard.pages import PAGES
+
+        prefix = self.extension.url_prefix
+        steering = self.extension.steering()
+        links = "\n".join(f'<li><a id="daskflow-link-{p}" href="{prefix}/{p}">{label}</a></li>' for p, label in PAGES.items())
+        apis = "\n".join(f'<li><a href="{prefix}/api/{a}">/daskflow/api/{a}</a></li>' for a in ("decisions", "model", "predictions", "assets"))
+        self.write(
+            "<!DOCTYPE html><html><head><meta charset='utf-8'><title>daskflow</title></head>"
+            "<body style='font-family: sans-serif; margin: 20px'>"
+            "<h1>daskflow</h1>"
+            f"<p id='daskflow-index-summary'>steering mode: <b>{steering['mode']}</b>, model version: "
+            f"<b>{steering['model_version'] or 'none'}</b>, recorder: <b>{'on' if steering['recorder'] else 'absent'}</b></p>"
+            f"<h2>Pages</h2><ul id='daskflow-pages'>{links}</ul>"
+            f"<h2>JSON</h2><ul id='daskflow-apis'>{apis}</ul>"
+            f"<p><a href='{self.extension.http_prefix}/status'>&larr; Dask dashboard</a></p>"
+            "</body></html>"
+        )
+
+
+def add_routes(scheduler: Any, extension: DashboardExtension) -> None:
+    """Index and JSON endpoints on the scheduler's HTTP application."""
+    prefix = extension.url_prefix
+    kwargs = {"extension": extension}
+    scheduler.http_application.add_handlers(
+        r".*",
+        [
+            (rf"{prefix}/?", IndexHandler, kwargs),
+            (rf"{prefix}/api/decisions", DecisionsHandler, kwargs),
+            (rf"{prefix}/api/model", ModelHandler, kwargs),
+            (rf"{prefix}/api/predictions", PredictionsHandler, kwargs),
+            (rf"{prefix}/api/assets", AssetsHandler, kwargs),
+        ],
+    )
+
+
+def add_bokeh_pages(scheduler: Any, extension: DashboardExtension) -> bool:
+    """Serve the Bokeh documents under ``/daskflow/`` on the dashboard port; False without Bokeh."""
+    try:
+        from distributed.dashboard.core import BokehApplication
+    except ImportError:
+        logger.warning("daskflow dashboard: Bokeh is not usable here; only the JSON endpoints are served")
+        return False
+    from tornado.ioloop import IOLoop
+
+    from scheduler_plugins.dashboard.pages import APPLICATIONS
+
+    bokeh_app = BokehApplication(APPLICATIONS, scheduler, prefix=extension.url_prefix)
+    scheduler.http_application.add_application(bokeh_app)
+    bokeh_app.initialize(IOLoop.current())
+    bokeh_app.start()
+    return True
+
+
+def add_navigation_link(scheduler: Any) -> None:
+    """Add "daskflow" to the Dask dashboard's top navigation bar (best effort)."""
+    try:
+        from distributed.dashboard.scheduler import template_variables
+
+        pages = template_variables(scheduler)["pages"]
+        if "daskflow/" not in pages:
+            pages.append("daskflow/")
+    except Exception:  # noqa: BLE001 - cosmetic only
+        logger.debug("daskflow dashboard: could not add the navigation link", exc_info=True)
+
+
+def start_periodic_refresh(scheduler: Any, extension: DashboardExtension) -> None:
+    from distributed.core import Status
+    from tornado.ioloop import PeriodicCallback
+
+    callback = PeriodicCallback(extension.refresh, extension.update_interval_s * 1000)
+    scheduler.periodic_callbacks[EXTENSION_NAME] = callback
+    if scheduler.status == Status.running:  # installed after start (e.g. in tests)
+        callback.start()

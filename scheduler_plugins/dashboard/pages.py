@@ -1,0 +1,307 @@
+"""Bokeh documents for the daskflow pages of the Dask dashboard.
+
+Design note. Each page is a Bokeh document factory ``page(scheduler, extra,
+doc)`` (the signature distributed's ``BokehApplication`` uses), served by the
+scheduler's own Bokeh server under ``/daskflow/<page>``. A page owns only
+ColumnDataSources and widgets; its data comes from the scheduler's
+:class:`~scheduler_plugins.dashboard.extension.DashboardExtension` (bounded
+aggregates, see :mod:`.state`), and one periodic callback per document
+(``daskflow.dashboard.update-interval``) swaps the sources' data when the
+extension's data changed. Every plot and table has a stable ``name`` (e.g.
+``daskflow-predictions-duration``) so tests and scripts can find it in the
+page and in the browser's Bokeh document. Without the recorder or steering
+plugin, plots stay empty and a note says why.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import pathlib
+from typing import Any, Callable
+
+from bokeh.models import (
+    ColumnDataSource,
+    DataTable,
+    Div,
+    HoverTool,
+    LabelSet,
+    NumberFormatter,
+    Slope,
+    TableColumn,
+)
+from bokeh.layouts import column, row
+from bokeh.palettes import Category20
+from bokeh.plotting import figure
+from jinja2 import Environment, FileSystemLoader
+
+_TEMPLATES = Environment(loader=FileSystemLoader(str(pathlib.Path(__file__).with_name("templates"))))
+
+PAGES = {
+    "predictions": "Predictions vs actuals",
+    "decisions": "Steering decisions",
+    "assets": "Assets",
+    "model": "Model quality",
+}
+
+
+def _extension(scheduler: Any):
+    return scheduler.extensions["daskflow-dashboard"]
+
+
+def _colour(category: str, palette: tuple = Category20[20]) -> str:
+    return palette[sum(category.encode()) % len(palette)]
+
+
+def _finish(doc, scheduler, extra: dict, title: str, roots, update: Callable[[], None]) -> None:
+    extension = _extension(scheduler)
+    update()
+    doc.add_periodic_callback(update, int(extension.update_interval_s * 1000))
+    doc.add_root(roots)
+    doc.title = f"daskflow: {title}"
+    doc.template = _TEMPLATES.get_template("page.html")
+    doc.template_variables.update(extra)
+    names = sorted({model.name for model in doc.models if model.name and model.name.startswith("daskflow-")})
+    doc.template_variables.update(title=title, pages=PAGES, prefix=extension.url_prefix, model_names=names)
+
+
+def _note(name: str) -> Div:
+    return Div(text="", name=name, styles={"color": "#555", "font-size": "13px"})
+
+
+def _set(source: ColumnDataSource, data: dict[str, list]) -> None:
+    source.data = data
+
+
+def _notes(extension, needs: tuple[str, ...]) -> str:
+    summary = extension.steering()
+    notes = []
+    if "recorder" in needs and not summary["recorder"]:
+        notes.append("The recorder plugin (daskflow-recorder) is not installed on this scheduler: no task data.")
+    if "steering" in needs and not summary["present"]:
+        notes.append("The steering plugin (daskflow-steering) is not installed on this scheduler: no predictions or decisions.")
+    return " ".join(notes)
+
+
+# ----------------------------------------------------------------- predictions
+def predictions_page(scheduler, extra, doc) -> None:
+    """Predicted vs actual duration and peak memory per category, updating live."""
+    extension = _extension(scheduler)
+    points = ColumnDataSource({k: [] for k in ("key", "category", "colour", "predicted_duration_s", "duration_s", "predicted_peak_memory_bytes", "peak_memory_bytes")}, name="daskflow-predictions-points")
+    table_columns = ("category", "count", "predicted_count", "mean_duration_s", "mean_predicted_duration_s", "mean_peak_memory_bytes", "mean_predicted_peak_memory_bytes", "mean_model_ape")
+    categories = ColumnDataSource({k: [] for k in table_columns}, name="daskflow-predictions-categories")
+    hover = HoverTool(tooltips=[("key", "@key"), ("category", "@category"), ("predicted", "@predicted_duration_s{0.000} s"), ("actual", "@duration_s{0.000} s")])
+    duration = figure(name="daskflow-predictions-duration", title="Duration: predicted vs actual (s)", x_axis_label="predicted duration (s)", y_axis_label="actual duration (s)", height=380, width=520, tools=[hover, "pan,wheel_zoom,box_zoom,reset"])
+    duration.scatter("predicted_duration_s", "duration_s", source=points, color="colour", size=6, alpha=0.6)
+    duration.add_layout(Slope(gradient=1, y_intercept=0, line_dash="dashed", line_color="#999"))
+    memory = figure(name="daskflow-predictions-memory", title="Peak memory: predicted vs actual (bytes)", x_axis_label="predicted peak memory (bytes)", y_axis_label="actual peak memory (bytes)", height=380, width=520, tools="pan,wheel_zoom,box_zoom,reset,hover")
+    memory.scatter("predicted_peak_memory_bytes", "peak_memory_bytes", source=points, color="colour", size=6, alpha=0.6)
+    memory.add_layout(Slope(gradient=1, y_intercept=0, line_dash="dashed", line_color="#999"))
+    three = NumberFormatter(format="0.000")
+    size = NumberFormatter(format="0.0 b")
+    table = DataTable(
+        name="daskflow-predictions-table",
+        source=categories,
+        columns=[
+            TableColumn(field="category", title="category"),
+            TableColumn(field="count", title="tasks"),
+            TableColumn(field="predicted_count", title="predicted"),
+            TableColumn(field="mean_duration_s", title="mean actual s", formatter=three),
+            TableColumn(field="mean_predicted_duration_s", title="mean predicted s", formatter=three),
+            TableColumn(field="mean_peak_memory_bytes", title="mean actual peak", formatter=size),
+            TableColumn(field="mean_predicted_peak_memory_bytes", title="mean predicted peak", formatter=size),
+            TableColumn(field="mean_model_ape", title="mean abs % error", formatter=NumberFormatter(format="0.0%")),
+        ],
+        width=1060,
+        height=260,
+        index_position=None,
+    )
+    note = _note("daskflow-predictions-note")
+    last = {"signature": None}
+
+    def update() -> None:
+        extension.refresh()
+        payload = extension.state.predictions_payload()
+        signature = (payload["rows_seen"], extension.steering()["present"])
+        if signature == last["signature"]:
+            return
+        last["signature"] = signature
+        data = {k: [] for k in points.data}
+        for point in payload["points"]:
+            for k in ("key", "category", "predicted_duration_s", "duration_s", "predicted_peak_memory_bytes", "peak_memory_bytes"):
+                value = point.get(k)
+                data[k].append(float("nan") if value is None and k != "key" and k != "category" else value)
+            data["colour"].append(_colour(point["category"]))
+        _set(points, data)
+        _set(categories, {k: [r[k] if r[k] is not None else float("nan") for r in payload["categories"]] if k != "category" else [r[k] for r in payload["categories"]] for k in table_columns})
+        extra_note = _notes(extension, ("recorder", "steering"))
+        note.text = html.escape(f"{payload['rows_seen']} tasks recorded; showing the last {len(payload['points'])}. {extra_note}")
+
+    _finish(doc, scheduler, extra, PAGES["predictions"], column(note, row(duration, memory), table), update)
+
+
+# ------------------------------------------------------------------- decisions
+DECISION_COLUMNS = ("time", "key", "action", "reason", "worker", "predicted_duration_s", "predicted_peak_memory_bytes", "alternatives", "model_version")
+
+
+def decision_rows(decisions: list[dict]) -> dict[str, list]:
+    """Table columns for decisions (newest first); ``alternatives`` flattened to text."""
+    from scheduler_plugins.dashboard.state import format_alternatives
+
+    data: dict[str, list] = {k: [] for k in DECISION_COLUMNS}
+    for decision in decisions:
+        stamp = decision.get("time") or decision.get("timestamp")
+        data["time"].append(datetime.datetime.fromtimestamp(float(stamp)).strftime("%H:%M:%S.%f")[:-3] if isinstance(stamp, (int, float)) else "")
+        for k in ("key", "action", "reason", "worker", "model_version"):
+            data[k].append("" if decision.get(k) is None else str(decision.get(k)))
+        for k in ("predicted_duration_s", "predicted_peak_memory_bytes"):
+            value = decision.get(k)
+            data[k].append(float(value) if isinstance(value, (int, float)) else float("nan"))
+        data["alternatives"].append(format_alternatives(decision.get("alternatives")))
+    return data
+
+
+def decisions_page(scheduler, extra, doc) -> None:
+    """Recent steering decisions with reason, chosen worker and alternatives; mode, version, fallbacks."""
+    from scheduler_plugins.dashboard.state import decisions_signature
+
+    extension = _extension(scheduler)
+    source = ColumnDataSource({k: [] for k in DECISION_COLUMNS}, name="daskflow-decisions-source")
+    reasons = ColumnDataSource({"reason": [], "count": []}, name="daskflow-decisions-reasons-source")
+    summary = Div(text="", name="daskflow-steering-summary", styles={"font-size": "15px"})
+    table = DataTable(
+        name="daskflow-decisions-table",
+        source=source,
+        columns=[
+            TableColumn(field="time", title="time", width=90),
+            TableColumn(field="key", title="task key", width=220),
+            TableColumn(field="action", title="action", width=70),
+            TableColumn(field="reason", title="reason", width=90),
+            TableColumn(field="worker", title="worker", width=170),
+            TableColumn(field="predicted_duration_s", title="pred. s", formatter=NumberFormatter(format="0.000"), width=70),
+            TableColumn(field="predicted_peak_memory_bytes", title="pred. peak", formatter=NumberFormatter(format="0.0 b"), width=80),
+            TableColumn(field="alternatives", title="alternatives (worker score)", width=300),
+            TableColumn(field="model_version", title="model", width=110),
+        ],
+        width=1200,
+        height=480,
+        index_position=None,
+    )
+    chart = figure(name="daskflow-decisions-reasons", title="Reasons among recent decisions", x_range=[], height=220, width=520, tools="")
+    chart.vbar(x="reason", top="count", source=reasons, width=0.8, color="#1f77b4")
+    note = _note("daskflow-decisions-note")
+    last = {"signature": None}
+
+    def update() -> None:
+        steering = extension.steering()
+        decisions = extension.decisions()
+        signature = (decisions_signature(scheduler), str(steering))
+        if signature == last["signature"]:
+            return
+        last["signature"] = signature
+        summary.text = (
+            f"<b>steering mode:</b> {html.escape(str(steering['mode']))} &nbsp; "
+            f"<b>model version:</b> {html.escape(str(steering['model_version'] or 'none'))} &nbsp; "
+            f"<b>fallbacks:</b> {steering['fallback_count'] if steering['fallback_count'] is not None else '-'} &nbsp; "
+            f"<b>decisions shown:</b> {len(decisions)}"
+        )
+        _set(source, decision_rows(decisions))
+        counts: dict[str, int] = {}
+        for decision in decisions:
+            reason = str(decision.get("reason") or decision.get("action") or "?")
+            counts[reason] = counts.get(reason, 0) + 1
+        chart.x_range.factors = sorted(counts)
+        _set(reasons, {"reason": sorted(counts), "count": [counts[r] for r in sorted(counts)]})
+        note.text = html.escape(_notes(extension, ("steering",)) or ("" if decisions else "No steering decisions yet: run a pipeline with steering mode shadow or steer."))
+
+    _finish(doc, scheduler, extra, PAGES["decisions"], column(summary, note, chart, table), update)
+
+
+# ---------------------------------------------------------------------- assets
+def assets_page(scheduler, extra, doc) -> None:
+    """Lineage graph of the assets in recent runs, coloured by materialization status."""
+    from scheduler_plugins.dashboard.assets import STATUS_COLOURS
+
+    extension = _extension(scheduler)
+    node_columns = ("asset", "status", "colour", "x", "y", "run_id", "partitions", "rows", "bytes")
+    nodes = ColumnDataSource({k: [] for k in node_columns}, name="daskflow-assets-nodes")
+    edges = ColumnDataSource({"x0": [], "y0": [], "x1": [], "y1": []}, name="daskflow-assets-edges")
+    graph = figure(name="daskflow-assets-graph", title="Asset lineage (recent runs)", height=460, width=1000, tools="pan,wheel_zoom,box_zoom,reset,hover", tooltips=[("asset", "@asset"), ("status", "@status"), ("run", "@run_id"), ("partitions", "@partitions"), ("rows", "@rows")])
+    graph.segment("x0", "y0", "x1", "y1", source=edges, line_color="#888", line_width=2)
+    graph.scatter("x", "y", source=nodes, size=22, color="colour", line_color="#333")
+    graph.add_layout(LabelSet(x="x", y="y", text="asset", source=nodes, x_offset=12, y_offset=8, text_font_size="11px"))
+    graph.xaxis.visible = graph.yaxis.visible = False
+    graph.xgrid.visible = graph.ygrid.visible = False
+    legend = Div(
+        name="daskflow-assets-legend",
+        text=" ".join(f'<span style="color:{c}">&#9679; {html.escape(s)}</span>' for s, c in STATUS_COLOURS.items()),
+    )
+    table = DataTable(
+        name="daskflow-assets-table",
+        source=nodes,
+        columns=[TableColumn(field=k, title=k) for k in ("asset", "status", "run_id", "partitions", "rows", "bytes")],
+        width=1000,
+        height=240,
+        index_position=None,
+    )
+    note = _note("daskflow-assets-note")
+    last = {"payload": None}
+
+    def update() -> None:
+        payload = extension.assets()
+        if payload is last["payload"]:
+            return
+        last["payload"] = payload
+        _set(nodes, {k: [n.get(k) for n in payload["nodes"]] for k in node_columns})
+        where = {n["asset"]: (n["x"], n["y"]) for n in payload["nodes"]}
+        segments = [(where[a], where[b]) for a, b in payload["edges"] if a in where and b in where]
+        _set(edges, {"x0": [s[0][0] for s in segments], "y0": [s[0][1] for s in segments], "x1": [s[1][0] for s in segments], "y1": [s[1][1] for s in segments]})
+        runs = ", ".join(f"{r['run_id'][:8]} ({r['status']})" for r in payload["runs"])
+        note.text = html.escape(f"catalog {payload['catalog']}; runs: {runs or 'none'}. {payload['note']}")
+
+    _finish(doc, scheduler, extra, PAGES["assets"], column(note, legend, graph, table), update)
+
+
+# ----------------------------------------------------------------------- model
+def model_page(scheduler, extra, doc) -> None:
+    """Rolling error of model and baseline over time; drift warning when the model stops beating it."""
+    extension = _extension(scheduler)
+    series = ColumnDataSource({"time": [], "model_error": [], "baseline_error": [], "n": []}, name="daskflow-model-series")
+    chart = figure(name="daskflow-model-quality", title="Rolling median absolute % error of duration predictions", x_axis_type="datetime", y_axis_label="error (fraction of actual)", height=380, width=1000, tools="pan,wheel_zoom,box_zoom,reset,hover")
+    chart.line("time", "model_error", source=series, color="#1f77b4", line_width=2, legend_label="model")
+    chart.line("time", "baseline_error", source=series, color="#ff7f0e", line_width=2, line_dash="dashed", legend_label="baseline (per-category mean)")
+    chart.legend.location = "top_left"
+    summary = Div(text="", name="daskflow-model-summary", styles={"font-size": "15px"})
+    drift = Div(text="", name="daskflow-drift", styles={"font-size": "15px"})
+    note = _note("daskflow-model-note")
+    last = {"signature": None}
+
+    def update() -> None:
+        extension.refresh()
+        payload = extension.model()
+        quality = payload["quality"]
+        signature = (len(quality["series"]), quality["series"][-1]["time"] if quality["series"] else None, str(payload["steering"]))
+        if signature == last["signature"]:
+            return
+        last["signature"] = signature
+        points = quality["series"]
+        _set(series, {"time": [p["time"] * 1000.0 for p in points], "model_error": [p["model_error"] for p in points], "baseline_error": [p["baseline_error"] for p in points], "n": [p["n"] for p in points]})
+        steering = payload["steering"]
+        summary.text = (
+            f"<b>model version:</b> {html.escape(str(steering['model_version'] or 'none'))} &nbsp; "
+            f"<b>steering mode:</b> {html.escape(str(steering['mode']))} &nbsp; <b>window:</b> {quality['window']} tasks"
+        )
+        verdict = quality["drift"]
+        colour = "#d62728" if verdict["warning"] else "#2ca02c"
+        drift.text = f'<span style="color:{colour}">{"&#9888; " if verdict["warning"] else ""}{html.escape(verdict["message"])}</span>'
+        note.text = html.escape(_notes(extension, ("recorder", "steering")))
+
+    _finish(doc, scheduler, extra, PAGES["model"], column(summary, drift, note, chart), update)
+
+
+APPLICATIONS: dict[str, Callable] = {
+    "/predictions": predictions_page,
+    "/decisions": decisions_page,
+    "/assets": assets_page,
+    "/model": model_page,
+}
