@@ -294,3 +294,29 @@ def test_schema_reports_missing_extra_and_null_fields_together():
 def test_schema_with_json_io_is_rejected(tmp_path):
     with pytest.raises(StorageError, match="schema= applies to tables only"):
         AssetStore(str(tmp_path)).write("n", 1, io="json", schema=SCHEMA, run_id="r")
+
+
+def test_read_returns_pandas_when_asked_or_when_pandas_was_written(tmp_path):
+    store = AssetStore(str(tmp_path))
+    frame = pd.DataFrame({"price": [1.0, 2.0], "name": ["x", "y"], "id": [1, 2]})
+    from_pandas = store.write("f", frame, schema=SCHEMA, run_id="r").path
+    from_arrow = store.write("t", pa.table({"v": [1]}), run_id="r").path
+    pd.testing.assert_frame_equal(store.read(from_pandas, as_pandas=None), frame[["id", "name", "price"]],
+                                  check_dtype=False)
+    assert isinstance(store.read(from_arrow, as_pandas=None), pa.Table)
+    assert isinstance(store.read(from_arrow, as_pandas=True), pd.DataFrame)
+    assert isinstance(store.read(from_pandas), pa.Table)
+
+
+@pytest.mark.parametrize("fsync", [False, True])
+def test_fsync_is_opt_in(tmp_path, monkeypatch, fsync):
+    import dask.config
+
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    with dask.config.set({"daskflow.storage.fsync": fsync}):
+        store = AssetStore(str(tmp_path))
+    stored = store.write("a", pa.table({"v": [1]}), run_id="r")
+    assert len(synced) == (2 if fsync else 0)  # the file, then its directory
+    assert store.read(stored.path).num_rows == 1
