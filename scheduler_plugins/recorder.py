@@ -326,3 +326,8 @@ def install(scheduler: Any) -> None:
 
     if scheduler.status == Status.running:
         scheduler.loop.add_callback(plugin.start, scheduler)
+
+
+def dask_setup(scheduler: Any) -> None:
+    """``dask scheduler --preload scheduler_plugins.recorder``: the recorder alone."""
+    install(scheduler)

@@ -144,13 +144,18 @@ def feature_frame(
     category_values = column("category").astype(object).where(column("category").notna(), None)
     category_strings = [None if v is None else str(v) for v in category_values]
     levels = sorted({c for c in category_strings if c is not None}) if categories is None else list(categories)
+    level_set = set(levels)
     out = pd.DataFrame(index=pd.RangeIndex(n))
-    out["category"] = pd.Categorical(category_strings, categories=levels)
+    # Unseen categories become missing (not a new level): codes must match the manifest's level list.
+    out["category"] = pd.Categorical([c if c in level_set else None for c in category_strings], categories=levels)
 
     kind_index = {k: float(i) for i, k in enumerate(KIND_LEVELS)}
     out["kind_code"] = np.array([kind_index.get(str(k), np.nan) if k is not None else np.nan for k in column("kind")], dtype="float64")
 
-    parts = np.array([partition_features(p) for p in column("partition")], dtype="float64").reshape(n, 6)
+    cache: dict[Any, tuple] = {}
+    parts = np.array(
+        [cache[p] if p in cache else cache.setdefault(p, partition_features(p)) for p in column("partition")], dtype="float64"
+    ).reshape(n, 6)
     for i, name in enumerate(("partition_year", "partition_month", "partition_day", "partition_dayofweek", "partition_number", "partition_hash")):
         out[name] = parts[:, i]
 
@@ -187,7 +192,7 @@ def partition_features(partition: Any) -> tuple[float, float, float, float, floa
     if math.isnan(number) and len(text) >= 7 and text[:4].isdigit():
         try:
             stamp = pd.Timestamp(text)
-            year, month, day, dow = float(stamp.year), float(stamp.month), float(stamp.day), float(stamp.dayofweek)
+            year, month, day, dow = float(stamp.year), float(stamp.month), float(stamp.day), float(stamp.weekday())
         except (ValueError, TypeError):
             pass
     return (year, month, day, dow, number, bucket)
