@@ -28,6 +28,7 @@ dicts. See :func:`io_for_value`.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import re
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ __all__ = [
     "asset",
     "asset_check",
     "check_spec_of",
+    "code_version_of",
     "io_for_value",
     "spec_of",
     "to_check_result",
@@ -60,7 +62,8 @@ CONTEXT_PARAMETER = "context"
 IO_FORMATS = ("auto", "parquet", "json")
 DEFAULT_GROUP = "default"
 
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-.]*$")
+# Names double as Python parameter names, so they follow identifier rules (ASCII).
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def _qualname(fn: Callable) -> str:
@@ -70,8 +73,8 @@ def _qualname(fn: Callable) -> str:
 def _check_name(value: object, what: str, owner: str) -> str:
     if not isinstance(value, str) or not _NAME_RE.match(value):
         raise AssetDefinitionError(
-            f"{owner}: {what} {value!r} is not a valid name; expected letters, digits, '_', '-' or '.', "
-            f"starting with a letter or '_'. Fix: rename it, e.g. 'daily_orders'."
+            f"{owner}: {what} {value!r} is not a valid name; expected ASCII letters, digits and '_', "
+            f"starting with a letter or '_' (like a Python identifier). Fix: rename it (or pass name=...), e.g. 'daily_orders'."
         )
     return value
 
@@ -100,6 +103,7 @@ class AssetSpec:
     schema: Any = field(default=None, compare=False)  # pyarrow.Schema | None
     partitions: PartitionsDefinition | None = None
     retries: int = 0
+    source_fingerprint: str | None = field(default=None, compare=False)
 
     @property
     def key_prefix(self) -> str | None:
@@ -287,9 +291,10 @@ def _record_asset(fn: Callable, *, name, key, key_prefix, group, ins, deps, desc
     owner = f"@asset {_qualname(fn)}"
     if group is not None:
         _check_name(group, "group", owner)
-    asset_name = _check_name(name or fn.__name__.split("/")[-1], "name", owner)
     if key is not None:
         asset_name = str(key).strip("/").split("/")[-1]
+    else:
+        asset_name = _check_name(name or fn.__name__, "name", owner)
     asset_key = _asset_key(asset_name, key, key_prefix, group, owner)
     owner = f"asset {asset_key!r} ({_qualname(fn)})"
     group_name = _check_name(group, "group", owner) if group is not None else DEFAULT_GROUP
@@ -352,6 +357,7 @@ def _record_asset(fn: Callable, *, name, key, key_prefix, group, ins, deps, desc
         schema=schema,
         partitions=as_partitions(partitions, asset_key),
         retries=retries,
+        source_fingerprint=source_fingerprint(fn) if code_version is None else None,
     )
     try:
         setattr(fn, ASSET_ATTRIBUTE, spec)
@@ -428,6 +434,43 @@ def to_check_result(value: object, check: AssetCheckSpec | None = None) -> Check
         f"{who} returned {type(value).__name__} {value!r}; expected a bool or CheckResult. "
         f"Fix: return CheckResult(passed=..., message=...)."
     )
+
+
+def _code_payload(code: Any) -> bytes:
+    """Bytes describing a code object, recursing into nested code (no memory addresses)."""
+    parts = [code.co_code]
+    for const in code.co_consts:
+        parts.append(_code_payload(const) if hasattr(const, "co_code") else repr(const).encode())
+    return b"\0".join(parts + [repr(code.co_names).encode()])
+
+
+def source_fingerprint(fn: Callable) -> str:
+    """``"src:"`` + 16 hex digits of the SHA-256 of ``fn``'s source (bytecode if no source).
+
+    Computed when ``@asset`` runs, so it describes the code that was loaded.
+    """
+    try:
+        payload = inspect.getsource(fn).encode()
+    except (OSError, TypeError):
+        code = getattr(fn, "__code__", None)
+        payload = _code_payload(code) if code is not None else _qualname(fn).encode()
+    return "src:" + hashlib.sha256(payload).hexdigest()[:16]
+
+
+def code_version_of(spec: AssetSpec) -> str:
+    """The declared ``code_version``, else the fingerprint of the function's source.
+
+    Data versions hash this, so editing an asset without a ``code_version``
+    makes it stale; declaring one opts into manual control (bump it to re-run).
+    Functions built in a loop share their source, hence their fingerprint:
+    give those an explicit ``code_version``.
+
+    >>> code_version_of(asset(lambda: 1, name="one", code_version="7").__daskflow_asset__)
+    '7'
+    """
+    if spec.code_version is not None:
+        return spec.code_version
+    return spec.source_fingerprint or source_fingerprint(spec.fn)
 
 
 def io_for_value(spec: AssetSpec, value: object) -> str:

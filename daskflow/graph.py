@@ -174,11 +174,14 @@ class AssetGraph:
                      for part in resolve_partitions(self.assets[key], partitions))
 
     # -- selection -------------------------------------------------------------
-    def select(self, expr: str | None = None) -> tuple[str, ...]:
+    def select(self, expr: str | Sequence[str] | None = None) -> tuple[str, ...]:
         """Keys matching a selection expression, in topological order.
 
-        ``None`` or ``"*"`` selects everything; see the module docstring.
+        ``None`` or ``"*"`` selects everything; a list of terms is their union;
+        see the module docstring for the syntax.
         """
+        if expr is not None and not isinstance(expr, str):
+            expr = ",".join(expr)
         if expr is None or expr.strip() == "*":
             return self.topological_order()
         terms = [t.strip() for t in expr.split(",")]

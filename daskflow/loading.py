@@ -43,7 +43,8 @@ def module_name_for_file(path: str) -> str:
 
 
 def _looks_like_path(target: str) -> bool:
-    return target.endswith(".py") or os.sep in target or "/" in target or os.path.exists(target)
+    # A bare word that is a directory (a package) is imported as a module, not read as a path.
+    return target.endswith(".py") or os.sep in target or "/" in target or os.path.isfile(target)
 
 
 def load_definitions(target: object) -> Definitions:

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import difflib
+import functools
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -193,6 +194,8 @@ def _utcnow() -> _dt.datetime:
 
 def _parse_time(value: object, formats: Sequence[str], what: str) -> _dt.datetime:
     if isinstance(value, _dt.datetime):
+        if value.tzinfo is not None:  # aware: express in UTC, the zone of all keys
+            value = value.astimezone(_dt.timezone.utc)
         return value.replace(tzinfo=None)
     if isinstance(value, _dt.date):
         return _dt.datetime(value.year, value.month, value.day)
@@ -246,12 +249,7 @@ class _TimeWindowPartitions(PartitionsDefinition):
         return self._truncate(_utcnow()) - self._STEP
 
     def keys(self) -> tuple[str, ...]:
-        last = self.last_window_start()
-        keys = []
-        moment = self.start
-        while moment <= last:
-            keys.append(self._format(moment))
-            moment += self._STEP
+        keys = _window_keys(self.start, self.last_window_start(), self._STEP, self._KEY_FORMAT)
         if not keys:
             raise PartitionError(
                 f"{self.describe()} has no complete window yet (start is in the future or today). "
@@ -276,6 +274,17 @@ class _TimeWindowPartitions(PartitionsDefinition):
         self.validate_key(key)
         start = _dt.datetime.strptime(key, self._KEY_FORMAT)
         return start, start + self._STEP
+
+
+@functools.lru_cache(maxsize=64)
+def _window_keys(start: _dt.datetime, last: _dt.datetime, step: _dt.timedelta, key_format: str) -> tuple[str, ...]:
+    """Formatted window starts from ``start`` to ``last`` inclusive (cached: keys() is called often)."""
+    keys = []
+    moment = start
+    while moment <= last:
+        keys.append(moment.strftime(key_format))
+        moment += step
+    return tuple(keys)
 
 
 class DailyPartitions(_TimeWindowPartitions):

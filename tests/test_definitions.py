@@ -415,3 +415,34 @@ def test_functions_of_a_loaded_file_pickle_by_value_for_workers(tmp_path):
         sys.modules[name] = module
     assert total([1, 2]) == 3
     assert total.__daskflow_asset__.key == "metrics/total"
+
+
+def test_names_follow_identifier_rules_so_parameters_can_name_assets():
+    with pytest.raises(AssetDefinitionError, match="'raw-orders' is not a valid name.*Python identifier"):
+        asset(name="raw-orders")(lambda: 1)
+    with pytest.raises(AssetDefinitionError, match="key part 'my lake'"):
+        asset(key="my lake/orders")(lambda: 1)
+
+
+def test_code_version_of_prefers_declared_and_else_fingerprints_source(tmp_path):
+    from daskflow.definitions import code_version_of
+
+    first = load_definitions(write(tmp_path, "pipe_code_v1.py", PIPELINE)).assets[1]
+    same = load_definitions(write(tmp_path, "pipe_code_v1.py", PIPELINE)).assets[1]
+    edited = load_definitions(write(tmp_path, "pipe_code_v1.py", PIPELINE.replace("sum(raw)", "sum(raw) + 1"))).assets[1]
+    assert code_version_of(first) == code_version_of(same)
+    assert code_version_of(first).startswith("src:")
+    assert code_version_of(first) != code_version_of(edited)
+    assert code_version_of(spec_of(asset(name="versioned", code_version="v3")(lambda: 1))) == "v3"
+
+
+def test_a_bare_package_name_is_imported_not_read_as_a_directory(tmp_path, monkeypatch):
+    package = tmp_path / "pipe_pkg_f1"
+    package.mkdir()
+    (package / "__init__.py").write_text(textwrap.dedent(PIPELINE))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        assert [s.key for s in load_definitions("pipe_pkg_f1").assets] == ["raw", "metrics/total"]
+    finally:
+        sys.modules.pop("pipe_pkg_f1", None)

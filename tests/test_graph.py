@@ -429,3 +429,7 @@ def test_docstring_examples_run(module_name):
     module = importlib.import_module(f"daskflow.{module_name}")
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_select_accepts_a_list_of_terms():
+    assert diamond().select(["totals", "group:enrich"]) == ("enrich/joined", "totals")

@@ -194,3 +194,16 @@ def test_upstream_partition_keys_per_mapping():
     assert upstream_partition_keys("all", StaticPartitions(["a", "b"]), None) == ("a", "b")
     assert upstream_partition_keys("single", None, "2024-01-03") == (None,)
     assert upstream_partition_keys("none", None, None) == (None,)
+
+
+def test_timezone_aware_bounds_are_converted_to_utc():
+    cet = dt.timezone(dt.timedelta(hours=1))
+    parts = HourlyPartitions(dt.datetime(2024, 1, 1, 1, tzinfo=cet), dt.datetime(2024, 1, 1, 2, tzinfo=cet))
+    assert parts.keys() == ("2024-01-01T00", "2024-01-01T01")
+
+
+def test_long_hourly_window_supports_membership_and_ranges():
+    year = HourlyPartitions("2023-01-01T00", "2023-12-31T23")
+    assert len(year) == 365 * 24
+    assert "2023-06-01T12" in year and "2023-06-01T24" not in year
+    assert len(year.range("2023-06-01T00", "2023-06-02T23")) == 48
