@@ -58,10 +58,14 @@ def layout_lineage(nodes: list[str], edges: list[tuple[str, str]]) -> dict[str, 
 
 
 def _status_from_events(kinds: set[str]) -> str | None:
+    """An asset's status from its ``asset-*`` run events (check events are ignored here)."""
+    kinds = {kind for kind in kinds if kind.startswith("asset-")}
     if any("fail" in kind or "error" in kind for kind in kinds):
         return "failed"
     if any("skip" in kind for kind in kinds):
         return "skipped"
+    if any("success" in kind or "materializ" in kind for kind in kinds):
+        return "materialized"
     if any("start" in kind for kind in kinds):
         return "running"
     return None
