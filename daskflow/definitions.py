@@ -50,6 +50,7 @@ __all__ = [
     "asset",
     "asset_check",
     "check_spec_of",
+    "code_fingerprint",
     "code_version_of",
     "io_for_value",
     "spec_of",
@@ -74,7 +75,8 @@ def _check_name(value: object, what: str, owner: str) -> str:
     if not isinstance(value, str) or not _NAME_RE.match(value):
         raise AssetDefinitionError(
             f"{owner}: {what} {value!r} is not a valid name; expected ASCII letters, digits and '_', "
-            f"starting with a letter or '_' (like a Python identifier). Fix: rename it (or pass name=...), e.g. 'daily_orders'."
+            f"starting with a letter or '_' (like a Python identifier). "
+            f"Fix: rename it (or pass name=...), e.g. 'daily_orders'."
         )
     return value
 
@@ -103,7 +105,6 @@ class AssetSpec:
     schema: Any = field(default=None, compare=False)  # pyarrow.Schema | None
     partitions: PartitionsDefinition | None = None
     retries: int = 0
-    source_fingerprint: str | None = field(default=None, compare=False)
 
     @property
     def key_prefix(self) -> str | None:
@@ -293,11 +294,16 @@ def _record_asset(fn: Callable, *, name, key, key_prefix, group, ins, deps, desc
         _check_name(group, "group", owner)
     if key is not None:
         asset_name = str(key).strip("/").split("/")[-1]
+        if name is not None and name != asset_name:
+            raise AssetDefinitionError(
+                f"{owner}: name={name!r} contradicts key={key!r}, whose last part is the name. "
+                f"Fix: pass only key=, or only name= (with group= / key_prefix=)."
+            )
     else:
-        asset_name = _check_name(name or fn.__name__, "name", owner)
+        asset_name = _check_name(name or getattr(fn, "__name__", None), "name", owner)
     asset_key = _asset_key(asset_name, key, key_prefix, group, owner)
     owner = f"asset {asset_key!r} ({_qualname(fn)})"
-    group_name = _check_name(group, "group", owner) if group is not None else DEFAULT_GROUP
+    group_name = group if group is not None else DEFAULT_GROUP
 
     params, context = _data_parameters(fn, owner)
     mapping = dict(ins or {})
@@ -357,7 +363,6 @@ def _record_asset(fn: Callable, *, name, key, key_prefix, group, ins, deps, desc
         schema=schema,
         partitions=as_partitions(partitions, asset_key),
         retries=retries,
-        source_fingerprint=source_fingerprint(fn) if code_version is None else None,
     )
     try:
         setattr(fn, ASSET_ATTRIBUTE, spec)
@@ -396,7 +401,7 @@ def _record_check(fn: Callable, *, asset: object, name: str | None, blocking: bo
     if not callable(fn) or isinstance(fn, type):
         raise AssetDefinitionError(f"@asset_check decorates functions, got {fn!r}. Fix: use it on a 'def'.")
     owner = f"@asset_check {_qualname(fn)}"
-    check_name = _check_name(name or fn.__name__, "name", owner)
+    check_name = _check_name(name or getattr(fn, "__name__", None), "name", owner)
     target = _reference(asset, owner, "asset")
     values, context = _data_parameters(fn, owner)
     if len(values) != 1:
@@ -437,40 +442,48 @@ def to_check_result(value: object, check: AssetCheckSpec | None = None) -> Check
 
 
 def _code_payload(code: Any) -> bytes:
-    """Bytes describing a code object, recursing into nested code (no memory addresses)."""
-    parts = [code.co_code]
-    for const in code.co_consts:
-        parts.append(_code_payload(const) if hasattr(const, "co_code") else repr(const).encode())
-    return b"\0".join(parts + [repr(code.co_names).encode()])
+    """Bytes describing a code object: bytecode, constants (recursively), names.
 
-
-def source_fingerprint(fn: Callable) -> str:
-    """``"src:"`` + 16 hex digits of the SHA-256 of ``fn``'s source (bytecode if no source).
-
-    Computed when ``@asset`` runs, so it describes the code that was loaded.
+    Line numbers, comments and memory addresses are left out, so moving or
+    re-commenting a function keeps its fingerprint; frozenset constants are
+    sorted because their order depends on hash randomization.
     """
-    try:
-        payload = inspect.getsource(fn).encode()
-    except (OSError, TypeError):
-        code = getattr(fn, "__code__", None)
-        payload = _code_payload(code) if code is not None else _qualname(fn).encode()
-    return "src:" + hashlib.sha256(payload).hexdigest()[:16]
+    parts = [code.co_code, repr(code.co_names).encode()]
+    for const in code.co_consts:
+        if hasattr(const, "co_code"):
+            parts.append(_code_payload(const))
+        elif isinstance(const, frozenset):
+            parts.append(repr(sorted(map(repr, const))).encode())
+        else:
+            parts.append(repr(const).encode())
+    return b"\0".join(parts)
+
+
+def code_fingerprint(fn: Callable) -> str:
+    """``"code:"`` + 16 hex digits of the SHA-256 of ``fn``'s bytecode and constants.
+
+    Cheap (no file I/O) and read from the function object itself, so it
+    describes exactly the code that runs. Changes with the Python version.
+    """
+    code = getattr(fn, "__code__", None)
+    payload = _code_payload(code) if code is not None else _qualname(fn).encode()
+    return "code:" + hashlib.sha256(payload).hexdigest()[:16]
 
 
 def code_version_of(spec: AssetSpec) -> str:
-    """The declared ``code_version``, else the fingerprint of the function's source.
+    """The declared ``code_version``, else :func:`code_fingerprint` of the function.
 
     Data versions hash this, so editing an asset without a ``code_version``
     makes it stale; declaring one opts into manual control (bump it to re-run).
-    Functions built in a loop share their source, hence their fingerprint:
-    give those an explicit ``code_version``.
+    Functions built in a loop share their code, hence their fingerprint
+    (closure values are not part of it): give those an explicit ``code_version``.
 
     >>> code_version_of(asset(lambda: 1, name="one", code_version="7").__daskflow_asset__)
     '7'
     """
     if spec.code_version is not None:
         return spec.code_version
-    return spec.source_fingerprint or source_fingerprint(spec.fn)
+    return code_fingerprint(spec.fn)
 
 
 def io_for_value(spec: AssetSpec, value: object) -> str:
@@ -512,19 +525,19 @@ class Definitions:
     def __init__(self, assets: Iterable[object] = (), checks: Iterable[object] = ()):
         asset_specs: list[AssetSpec] = []
         check_specs: list[AssetCheckSpec] = []
+        seen: set[int] = set()  # by identity: the same function listed twice counts once
         for item in list(assets) + list(checks):
             spec, check = spec_of(item), check_spec_of(item)
-            if spec is not None:
-                if all(s is not spec for s in asset_specs):
-                    asset_specs.append(spec)
-            elif check is not None:
-                if all(c is not check for c in check_specs):
-                    check_specs.append(check)
-            else:
+            found = spec if spec is not None else check
+            if found is None:
                 raise AssetDefinitionError(
                     f"Definitions got {item!r}, which is neither an @asset nor an @asset_check. "
                     f"Fix: decorate it with @daskflow.asset / @daskflow.asset_check, or remove it."
                 )
+            if id(found) in seen:
+                continue
+            seen.add(id(found))
+            (asset_specs if spec is not None else check_specs).append(found)
         self.assets: tuple[AssetSpec, ...] = tuple(asset_specs)
         self.checks: tuple[AssetCheckSpec, ...] = tuple(check_specs)
 

@@ -61,6 +61,14 @@ def _close(word: str, candidates: Iterable[str]) -> list[str]:
     return difflib.get_close_matches(word, sorted(set(candidates)), n=3, cutoff=0.6)
 
 
+def _listing(items: Sequence[str], limit: int = 12) -> str:
+    """Comma-separated items, shortened for big pipelines so a message stays one readable line."""
+    if not items:
+        return "(none)"
+    shown = ", ".join(items[:limit])
+    return shown if len(items) <= limit else f"{shown}, ... ({len(items) - limit} more)"
+
+
 def _did_you_mean(word: str, candidates: Iterable[str]) -> str:
     close = _close(word, candidates)
     return f" Did you mean {', '.join(map(repr, close))}?" if close else ""
@@ -111,7 +119,7 @@ class AssetGraph:
         names = list(self.assets) + [s.name for s in self.assets.values()]
         raise SelectionError(
             f"no asset {ref!r} in this pipeline.{_did_you_mean(ref, names)} "
-            f"Known assets: {', '.join(self.assets) or '(none)'}."
+            f"Known assets: {_listing(list(self.assets))}."
         )
 
     def upstream(self, key: str) -> tuple[str, ...]:
@@ -220,7 +228,7 @@ class AssetGraph:
             if not keys:
                 raise SelectionError(
                     f"selection 'group:{group}' matches no asset.{_did_you_mean(group, self.groups())} "
-                    f"Known groups: {', '.join(self.groups()) or '(none)'}."
+                    f"Known groups: {_listing(self.groups())}."
                 )
             return keys
         if core.startswith("tag:"):
@@ -232,7 +240,7 @@ class AssetGraph:
                 known = sorted({f"{k}={v}" for s in self.assets.values() for k, v in s.tags.items()})
                 raise SelectionError(
                     f"selection 'tag:{tag}' matches no asset.{_did_you_mean(tag, known)} "
-                    f"Known tags: {', '.join(known) or '(none)'}. Fix: 'tag:KEY=VALUE' or 'tag:KEY'."
+                    f"Known tags: {_listing(known)}. Fix: 'tag:KEY=VALUE' or 'tag:KEY'."
                 )
             return keys
         return (self.resolve(core),)

@@ -424,14 +424,14 @@ def test_names_follow_identifier_rules_so_parameters_can_name_assets():
         asset(key="my lake/orders")(lambda: 1)
 
 
-def test_code_version_of_prefers_declared_and_else_fingerprints_source(tmp_path):
+def test_code_version_of_prefers_declared_and_else_fingerprints_code(tmp_path):
     from daskflow.definitions import code_version_of
 
     first = load_definitions(write(tmp_path, "pipe_code_v1.py", PIPELINE)).assets[1]
     same = load_definitions(write(tmp_path, "pipe_code_v1.py", PIPELINE)).assets[1]
     edited = load_definitions(write(tmp_path, "pipe_code_v1.py", PIPELINE.replace("sum(raw)", "sum(raw) + 1"))).assets[1]
     assert code_version_of(first) == code_version_of(same)
-    assert code_version_of(first).startswith("src:")
+    assert code_version_of(first).startswith("code:")
     assert code_version_of(first) != code_version_of(edited)
     assert code_version_of(spec_of(asset(name="versioned", code_version="v3")(lambda: 1))) == "v3"
 
@@ -446,3 +446,31 @@ def test_a_bare_package_name_is_imported_not_read_as_a_directory(tmp_path, monke
         assert [s.key for s in load_definitions("pipe_pkg_f1").assets] == ["raw", "metrics/total"]
     finally:
         sys.modules.pop("pipe_pkg_f1", None)
+
+
+def test_name_that_contradicts_key_is_rejected():
+    with pytest.raises(AssetDefinitionError, match="name='a' contradicts key='g/b'.*Fix: pass only key="):
+        asset(name="a", key="g/b")(lambda: 1)
+
+
+def test_code_fingerprint_ignores_comments_and_position_but_not_constants(tmp_path):
+    from daskflow.definitions import code_version_of
+
+    base = "from daskflow.definitions import asset\n@asset\ndef a():\n    return {'x', 'y'}\n"
+    moved = "from daskflow.definitions import asset\n\n\n# a comment\n@asset\ndef a():\n    # why\n    return {'x', 'y'}\n"
+    changed = base.replace("'y'", "'z'")
+    versions = [code_version_of(load_definitions(write(tmp_path, "pipe_fp.py", text)).assets[0])
+                for text in (base, moved, changed)]
+    assert versions[0] == versions[1] != versions[2]
+
+
+def test_callable_without_a_name_needs_name_option():
+    import functools
+
+    def scaled(factor):
+        return factor
+
+    partial = functools.partial(scaled, factor=2)
+    with pytest.raises(AssetDefinitionError, match=r"name None is not a valid name.*pass name="):
+        asset(partial)
+    assert asset(name="doubled")(partial).__daskflow_asset__.key == "doubled"

@@ -433,3 +433,10 @@ def test_docstring_examples_run(module_name):
 
 def test_select_accepts_a_list_of_terms():
     assert diamond().select(["totals", "group:enrich"]) == ("enrich/joined", "totals")
+
+
+def test_unknown_name_in_a_big_pipeline_keeps_the_known_list_short():
+    functions = [asset(name=f"asset_{i}")(lambda: i) for i in range(40)]
+    with pytest.raises(SelectionError) as info:
+        build_asset_graph(functions).select("asset_x")
+    assert "(28 more)" in str(info.value) and "asset_39" not in str(info.value)
