@@ -1,0 +1,601 @@
+"""SteeringPlugin: drive the Dask scheduler with predicted task costs.
+
+Design note
+-----------
+A thin adapter between the scheduler and the pure policy
+(:mod:`scheduler_plugins.policy`); every scheduler internal it touches goes
+through :mod:`scheduler_plugins.compat`.
+
+* ``update_graph`` — ONE batched prediction for the new (``released``) tasks,
+  critical-path ranks → task priorities (user priorities first). In ``steer``
+  mode each manageable task is then *held* (see compat): nothing of the batch
+  is dispatched by the scheduler's initial transitions, so the first wave
+  honours the new priorities too (stock Dask sorted it by the old ones).
+* Ready tasks wait in ``no-worker``; the ``transition`` hook puts them in the
+  plugin's ready heap (priority order). A *dispatch round* — run soon after any
+  event that may open a worker (graph update, task ready, task finished,
+  worker added/removed) and by a watchdog every ``watchdog-interval`` — asks the
+  policy for placements (list scheduling by predicted finish time with memory
+  headroom), pins each placed task to its worker (loose restriction for
+  preferences; strict when memory decided) and recommends ``processing``.
+* Safety: any exception in a hook gives stock behaviour for that batch (held
+  tasks are released to stock placement), ONE warning and ``fallback_count``
+  +1. A held task whose worker disappeared is re-held and placed again;
+  ``close()`` releases everything held.
+* Every decision is a ``log_event("daskflow-steering", {...})`` event and is
+  kept in :attr:`SteeringPlugin.decisions` (the scheduler keeps only the last
+  ``distributed.admin.low-level-log-length`` events per topic).
+
+Modes (``daskflow.steering.mode``): ``off`` (not installed), ``shadow``
+(predict and log what it would do, change nothing), ``steer``.
+Worker speed: a worker started with the resource ``daskflow-speed=2`` is
+treated as running tasks twice as fast (``dask worker --resources
+daskflow-speed=2``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import time
+import warnings
+from collections import Counter, deque
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Any
+
+from distributed.diagnostics.plugin import SchedulerPlugin
+
+from daskflow.daskgraph import annotations_of
+from scheduler_plugins import compat
+from scheduler_plugins.policy import (
+    DependencyInfo,
+    PolicyConfig,
+    TaskInfo,
+    WorkerInfo,
+    choose_worker,
+    critical_path_ranks,
+    order_keys,
+    plan_dispatch,
+    remaining_s,
+)
+
+logger = logging.getLogger(__name__)
+
+PLUGIN_NAME = "daskflow-steering"
+EVENT_TOPIC = "daskflow-steering"
+MODES = ("off", "shadow", "steer")
+
+
+@dataclass(slots=True)
+class Prediction:
+    """What the plugin predicted for one task, and where it put it in the order."""
+
+    duration_s: float
+    peak_memory_bytes: float
+    quality: str
+    model_version: str | None
+    rank_s: float = 0.0
+    priority_index: int = -1
+    run_id: str | None = None
+
+    @property
+    def predicted_duration_s(self) -> float:
+        return self.duration_s
+
+    @property
+    def predicted_peak_memory_bytes(self) -> float:
+        return self.peak_memory_bytes
+
+
+def _load_predictor(oracle: bool, url: str | None) -> Any:
+    from daskflow.learning.predictor import OraclePredictor, Predictor
+
+    if oracle:
+        return OraclePredictor(url)
+    return Predictor.load(url)
+
+
+class SteeringPlugin(SchedulerPlugin):
+    """Critical-path priorities and just-in-time, memory-aware placement from predictions.
+
+    >>> plugin = SteeringPlugin(mode="shadow")      # doctest: +SKIP
+    >>> client.register_plugin(plugin)              # doctest: +SKIP
+    """
+
+    name = PLUGIN_NAME
+
+    def __init__(
+        self,
+        scheduler: Any = None,
+        *,
+        mode: str | None = None,
+        model_url: str | None = None,
+        oracle: bool | None = None,
+        predictor: Any = None,
+    ) -> None:
+        from dask.utils import parse_timedelta
+
+        from daskflow import config
+
+        self.mode = str(mode or config.get("steering.mode", "steer"))
+        if self.mode not in MODES:
+            raise ValueError(f"daskflow.steering.mode is {self.mode!r}; expected one of {', '.join(MODES)}")
+        self.model_url = model_url or config.get("steering.model")
+        self.oracle = bool(config.get("steering.oracle", False) if oracle is None else oracle)
+        self.policy_config = PolicyConfig(
+            lookahead_s=float(parse_timedelta(config.get("steering.lookahead", "50ms"))),
+            max_depth=int(config.get("steering.max-depth", 2)),
+        )
+        self.watchdog_interval_s = float(parse_timedelta(config.get("steering.watchdog-interval", "200ms")))
+        self.max_decisions = int(config.get("steering.max-decisions", 100_000))
+        self.max_predictions = int(config.get("steering.max-predictions", 1_000_000))
+        self.predictor = predictor
+        self.scheduler = scheduler
+        self._init_state()
+
+    def _init_state(self) -> None:
+        self.predictions: dict[Hashable, Prediction] = {}
+        self.decisions: deque[dict] = deque(maxlen=self.max_decisions)
+        self.counts: Counter[str] = Counter()
+        self.fallback_count = 0
+        self._ready: list[tuple[Any, int, Hashable]] = []  # (priority, seq, key)
+        self._seq = itertools.count()
+        self._managed: set[Hashable] = set()
+        self._dispatched_at: dict[Hashable, float] = {}
+        self._held_since: dict[Hashable, float] = {}
+        self._dispatch_pending = False
+        self._warned = False
+        self._unmanaged_floor: dict[str, int] = {}
+        self._ticks = 0
+
+    def __getstate__(self) -> dict:  # Client.register_plugin pickles us: ship config only
+        state = dict(self.__dict__)
+        state["scheduler"] = None
+        state["predictor"] = None  # loaded on the scheduler in start()
+        for name in list(state):
+            if name.startswith("_") or name in ("predictions", "decisions", "counts"):
+                state.pop(name)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._init_state()
+
+    # ----------------------------------------------------------------- lifecycle
+    @property
+    def model_version(self) -> str | None:
+        if self.oracle:
+            return "oracle"
+        return getattr(self.predictor, "model_version", None)
+
+    async def start(self, scheduler: Any) -> None:
+        self.scheduler = scheduler
+        self._ensure_predictor()
+        compat.add_periodic_callback(scheduler, PLUGIN_NAME, self._watchdog, self.watchdog_interval_s * 1000)
+
+    def _ensure_predictor(self) -> None:
+        if self.predictor is None:
+            self.predictor = _load_predictor(self.oracle, self.model_url)
+
+    async def close(self) -> None:
+        scheduler = self.scheduler
+        if scheduler is None:
+            return
+        pc = scheduler.periodic_callbacks.pop(PLUGIN_NAME, None)
+        if pc is not None:
+            pc.stop()
+        held = list(self._managed)
+        self._ready.clear()
+        self._managed.clear()
+        compat.release_to_stock(scheduler, held, f"{PLUGIN_NAME}-close-{time.time()}")
+
+    # ----------------------------------------------------------------- events
+    def _log(self, action: str, key: Hashable | None, **fields: Any) -> None:
+        prediction = self.predictions.get(key) if key is not None else None
+        run_id = fields.pop("run_id", None)
+        event = {
+            "key": None if key is None else str(key),
+            "run_id": run_id if run_id is not None or prediction is None else prediction.run_id,
+            "action": action,
+            "worker": fields.pop("worker", None),
+            "predicted_duration_s": None if prediction is None else round(float(prediction.duration_s), 6),
+            "predicted_peak_memory_bytes": None if prediction is None else int(prediction.peak_memory_bytes),
+            "quality": None if prediction is None else prediction.quality,
+            "model_version": self.model_version,
+            "alternatives": fields.pop("alternatives", []),
+            "reason": fields.pop("reason", None),
+            "time": time.time(),
+        }
+        if prediction is not None:
+            event["rank_s"] = round(float(prediction.rank_s), 6)
+            event["priority_index"] = prediction.priority_index
+        event.update(fields)
+        self.decisions.append(event)
+        self.counts[action] += 1
+        if self.scheduler is not None:
+            self.scheduler.log_event(EVENT_TOPIC, event)
+
+    def _fallback(self, where: str, exc: BaseException, keys: list) -> None:
+        """Stock behaviour for ``keys``, one warning, a counter, an event."""
+        self.fallback_count += 1
+        message = (
+            f"daskflow steering failed in {where} ({type(exc).__name__}: {exc}); "
+            "stock Dask scheduling for the affected tasks"
+        )
+        if not self._warned:
+            self._warned = True
+            logger.warning("%s", message, exc_info=exc)
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+        else:
+            logger.debug("%s", message, exc_info=exc)
+        try:
+            for key in keys:
+                self._managed.discard(key)
+            if self.scheduler is not None:
+                compat.release_to_stock(self.scheduler, keys, f"{PLUGIN_NAME}-fallback-{time.time()}")
+            self._log("fallback", None, reason="fallback", where=where, error=f"{type(exc).__name__}: {exc}", n_tasks=len(keys))
+        except Exception:  # noqa: BLE001 - never raise into the scheduler
+            logger.debug("daskflow steering: releasing tasks after a failure failed", exc_info=True)
+
+    # ----------------------------------------------------------------- graph
+    def update_graph(self, scheduler: Any, *, keys: Any = (), tasks: Any = (), stimulus_id: str | None = None, **kwargs: Any) -> None:
+        if self.mode == "off":
+            return
+        self.scheduler = scheduler
+        new_tasks = []
+        held: list = []
+        try:
+            for key in tasks:
+                ts = compat.task_state(scheduler, key)
+                if ts is not None and compat.state_of(ts) == "released":
+                    new_tasks.append(ts)
+            if not new_tasks:
+                return
+            self._ensure_predictor()
+            if hasattr(self.predictor, "maybe_reload"):
+                self.predictor.maybe_reload()
+            informed = self._predict(scheduler, new_tasks)
+            order = self._order(new_tasks, informed)
+            if self.mode == "shadow":
+                for index, key in enumerate(order):
+                    self._log("shadow", key, reason="priority", would_priority_index=index,
+                              run_id=self._run_id(key))
+                return
+            if informed:
+                for index, key in enumerate(order):
+                    ts = compat.task_state(scheduler, key)
+                    old = compat.priority(ts)
+                    compat.set_priority(ts, (*old[:-1], index) if old else (0, 0, index))
+            for ts in new_tasks:
+                if compat.is_manageable(ts):
+                    compat.hold(ts)
+                    held.append(compat.key_of(ts))
+            self._managed.update(held)
+            top = order[:10]
+            self._log("priority", None, reason="critical-path" if informed else "no-information",
+                      n_tasks=len(new_tasks), n_held=len(held), top=[str(k) for k in top],
+                      run_id=self._run_id(top[0]) if top else None)
+            self._request_dispatch()
+        except Exception as exc:  # noqa: BLE001 - stock behaviour for this batch
+            for ts in new_tasks:
+                if compat.is_held(ts):
+                    compat.unpin(ts)
+            self._fallback("update_graph", exc, held)
+
+    def _predict(self, scheduler: Any, new_tasks: list) -> bool:
+        """One batched prediction; store it. True when it says more than defaults."""
+        from daskflow.learning.features import record_from_annotations
+
+        records = []
+        for ts in new_tasks:
+            deps = compat.dependencies_with_locations(ts)
+            records.append(
+                record_from_annotations(
+                    compat.key_of(ts),
+                    annotations_of(compat.annotations(ts)),
+                    n_dependencies=len(deps),
+                    dependency_bytes=sum(nbytes for nbytes, _ in deps),
+                    key_prefix=compat.prefix_name(ts),
+                )
+            )
+        predicted = self.predictor.predict(records)
+        version = self.model_version
+        informed = False
+        if len(self.predictions) + len(new_tasks) > self.max_predictions:
+            self.predictions.clear()  # bounded: drop the old ones rather than grow forever
+        durations = predicted.duration_s
+        peaks = predicted.peak_memory_bytes
+        qualities = predicted.quality
+        for i, ts in enumerate(new_tasks):
+            quality = str(qualities[i])
+            informed = informed or quality != "default"
+            self.predictions[compat.key_of(ts)] = Prediction(
+                float(durations[i]), float(peaks[i] if peaks[i] == peaks[i] else 0.0), quality, version,
+                run_id=records[i].get("run_id"),
+            )
+        return informed
+
+    def _order(self, new_tasks: list, informed: bool) -> list:
+        durations = {}
+        parents = {}
+        user = {}
+        tie = {}
+        for ts in new_tasks:
+            key = compat.key_of(ts)
+            durations[key] = self.predictions[key].duration_s
+            parents[key] = compat.dependency_keys(ts)
+            priority = compat.priority(ts) or (0,)
+            user[key] = -priority[0]
+            tie[key] = priority[1:]
+        ranks = critical_path_ranks(durations, parents)
+        order = order_keys(ranks, user, tie) if informed else sorted(durations, key=lambda k: (-user[k], tie[k]))
+        for index, key in enumerate(order):
+            prediction = self.predictions[key]
+            prediction.rank_s = ranks[key]
+            prediction.priority_index = index
+        return order
+
+    def _run_id(self, key: Hashable) -> str | None:
+        prediction = self.predictions.get(key)
+        return prediction.run_id if prediction is not None else None
+
+    # ----------------------------------------------------------------- transitions
+    def transition(self, key: Hashable, start: str, finish: str, *args: Any, stimulus_id: str | None = None, **kwargs: Any) -> None:
+        if self.mode == "off":
+            return
+        try:
+            if finish == "no-worker":
+                if key in self._managed:
+                    ts = compat.task_state(self.scheduler, key)
+                    if not compat.is_held(ts):  # its worker vanished: place it again
+                        compat.hold(ts)
+                    heapq.heappush(self._ready, (compat.priority(ts), next(self._seq), key))
+                    self._request_dispatch()
+            elif start == "processing":
+                self._dispatched_at.pop(key, None)
+                if finish == "memory":
+                    self._observe(key, kwargs)
+                if self._ready:
+                    self._request_dispatch()
+                if finish in ("released", "waiting") and key in self._managed:
+                    ts = compat.task_state(self.scheduler, key)
+                    if ts is not None:
+                        compat.hold(ts)
+            elif finish == "processing" and self.mode == "shadow":
+                self._shadow_place(key)
+            elif finish == "forgotten":
+                self._managed.discard(key)
+                self.predictions.pop(key, None)
+                self._held_since.pop(key, None)
+        except Exception as exc:  # noqa: BLE001
+            self._fallback("transition", exc, list(self._managed))
+            self._ready.clear()
+
+    def _observe(self, key: Hashable, info: dict) -> None:
+        prediction = self.predictions.get(key)
+        observe = getattr(self.predictor, "observe", None)
+        if observe is None:
+            return
+        duration_s = compat.startstops_compute_s(info.get("startstops"))
+        if duration_s is None:
+            return
+        ts = compat.task_state(self.scheduler, key)
+        if ts is None:
+            return
+        category = annotations_of(compat.annotations(ts)).get("category") or compat.prefix_name(ts)
+        peak = (info.get("metadata") or {}).get("peak_memory_bytes")
+        observe(str(category), duration_s, peak)
+        if prediction is not None:
+            prediction_error = duration_s - prediction.duration_s
+            self.counts["observed"] += 1
+            self.counts["abs_error_ms"] += int(abs(prediction_error) * 1000)
+
+    # ----------------------------------------------------------------- workers
+    def add_worker(self, scheduler: Any, worker: str) -> None:
+        if self.mode == "steer" and self._ready:
+            self._request_dispatch()
+
+    def remove_worker(self, scheduler: Any, worker: str, **kwargs: Any) -> None:
+        """Un-pin tasks that were pinned to the dead worker and place them again."""
+        if self.mode != "steer":
+            return
+        self._unmanaged_floor.pop(worker, None)
+        try:
+            rescued = 0
+            for ts in compat.unrunnable_tasks(scheduler):
+                key = compat.key_of(ts)
+                if key in self._managed and worker in compat.pinned_to(ts):
+                    compat.hold(ts)
+                    heapq.heappush(self._ready, (compat.priority(ts), next(self._seq), key))
+                    rescued += 1
+            if rescued:
+                self._log("release", None, worker=worker, reason="worker-removed", n_tasks=rescued)
+            self._request_dispatch()
+        except Exception as exc:  # noqa: BLE001
+            self._fallback("remove_worker", exc, list(self._managed))
+            self._ready.clear()
+
+    # ----------------------------------------------------------------- dispatch
+    def _request_dispatch(self) -> None:
+        if self._dispatch_pending or self.scheduler is None:
+            return
+        self._dispatch_pending = True
+        compat.call_soon(self.scheduler, self._dispatch_round)
+
+    def _watchdog(self) -> None:
+        self._ticks += 1
+        if self.mode != "steer":
+            return
+        if self._ready:
+            self._dispatch_round()
+        elif self._managed and self._ticks % 10 == 0:
+            self._recover_lost()
+
+    def _recover_lost(self) -> None:
+        """Safety net: a held task the heap does not know about is put back in it."""
+        queued = {key for _, _, key in self._ready}
+        for ts in compat.unrunnable_tasks(self.scheduler):
+            key = compat.key_of(ts)
+            if key in self._managed and key not in queued:
+                if not compat.is_held(ts):
+                    compat.hold(ts)
+                heapq.heappush(self._ready, (compat.priority(ts), next(self._seq), key))
+        if self._ready:
+            self._dispatch_round()
+
+    def _worker_infos(self, now: float) -> dict[str, WorkerInfo]:
+        pause = compat.pause_fraction()
+        infos = {}
+        for ws in compat.running_workers(self.scheduler):
+            facts = compat.worker_facts(ws)
+            address = facts["address"]
+            managed_bytes, unmanaged_old = compat.worker_memory(ws)
+            floor = self._unmanaged_floor.get(address, 0)
+            if unmanaged_old is not None:
+                floor = min(self._unmanaged_floor.get(address, unmanaged_old), unmanaged_old)
+                self._unmanaged_floor[address] = floor
+            backlog_s = 0.0
+            peaks = 0.0
+            processing = compat.worker_processing(ws)
+            for pts in processing:
+                pkey = compat.key_of(pts)
+                prediction = self.predictions.get(pkey)
+                predicted_s = prediction.duration_s if prediction is not None else compat.prefix_duration_s(pts)
+                started = self._dispatched_at.get(pkey)
+                backlog_s += remaining_s(predicted_s, now - started) if started is not None else predicted_s
+                if prediction is not None:
+                    peaks += prediction.peak_memory_bytes
+            infos[address] = WorkerInfo(
+                address=address,
+                host=facts["host"],
+                nthreads=facts["nthreads"],
+                speed=facts["speed"],
+                memory_limit_bytes=facts["memory_limit_bytes"],
+                memory_bytes=managed_bytes + floor,
+                pause_fraction=pause,
+                backlog_s=backlog_s,
+                n_processing=len(processing),
+                running_peak_bytes=int(peaks),
+            )
+        return infos
+
+    def _task_info(self, ts: Any, key: Hashable) -> TaskInfo:
+        prediction = self.predictions.get(key)
+        deps = tuple(DependencyInfo(nbytes, holders) for nbytes, holders in compat.dependencies_with_locations(ts))
+        locations = ()
+        raw = annotations_of(compat.annotations(ts)).get("input_locations")
+        if raw:
+            locations = tuple((str(item.get("host", "")), int(item.get("bytes", 0) or 0)) for item in raw if isinstance(item, dict))
+        return TaskInfo(
+            key=key,
+            duration_s=prediction.duration_s if prediction is not None else compat.prefix_duration_s(ts),
+            peak_memory_bytes=int(prediction.peak_memory_bytes) if prediction is not None else 0,
+            dependencies=deps,
+            input_locations=locations,
+            allowed_workers=compat.allowed_workers(self.scheduler, ts),
+        )
+
+    def _dispatch_round(self) -> None:
+        self._dispatch_pending = False
+        if self.mode != "steer" or not self._ready or self.scheduler is None:
+            return
+        popped: list = []
+        try:
+            now = time.monotonic()
+            workers = self._worker_infos(now)
+            if not workers:
+                return
+            config = self.policy_config
+            config.bandwidth_bytes_per_s = compat.bandwidth(self.scheduler)
+            tasks_by_key: dict = {}
+
+            def ready_tasks():
+                while self._ready:
+                    entry = heapq.heappop(self._ready)
+                    key = entry[2]
+                    ts = compat.task_state(self.scheduler, key)
+                    if ts is None or key not in self._managed or compat.state_of(ts) != "no-worker":
+                        continue  # stale entry: cancelled, forgotten or already placed
+                    popped.append(entry)
+                    tasks_by_key[key] = ts
+                    yield self._task_info(ts, key)
+
+            placed: list = []
+            retry: list = []
+            for placement in plan_dispatch(ready_tasks(), workers, config):
+                if placement.action == "place":
+                    placed.append(placement)
+                else:
+                    retry.append(placement)
+            placed_keys = {p.key for p in placed}
+            for entry in popped:
+                if entry[2] not in placed_keys:
+                    heapq.heappush(self._ready, entry)
+            popped = []
+            for placement in placed:
+                ts = tasks_by_key[placement.key]
+                compat.pin(ts, placement.worker, loose=placement.reason not in ("memory", "memory-overcommit"))
+                self._dispatched_at[placement.key] = now
+                held_since = self._held_since.pop(placement.key, None)
+                self._log(
+                    "release" if held_since is not None else "place",
+                    placement.key,
+                    worker=placement.worker,
+                    reason=placement.reason,
+                    alternatives=placement.alternatives,
+                    predicted_finish_s=round(placement.finish_s or 0.0, 6),
+                    held_s=None if held_since is None else round(now - held_since, 6),
+                )
+            for placement in retry:
+                if placement.reason == "memory" and placement.key not in self._held_since:
+                    self._held_since[placement.key] = now
+                    self._log("hold", placement.key, reason="memory", alternatives=placement.alternatives)
+            compat.dispatch(self.scheduler, [p.key for p in placed], f"{PLUGIN_NAME}-dispatch-{time.time()}")
+        except Exception as exc:  # noqa: BLE001 - release everything we hold to stock
+            for entry in popped:
+                heapq.heappush(self._ready, entry)
+            keys = list(self._managed)
+            self._ready.clear()
+            self._fallback("dispatch", exc, keys)
+
+    def _shadow_place(self, key: Hashable) -> None:
+        ts = compat.task_state(self.scheduler, key)
+        if ts is None or key not in self.predictions:
+            return
+        workers = self._worker_infos(time.monotonic())
+        choice = choose_worker(self._task_info(ts, key), workers.values(), self.policy_config, open_only=False)
+        self._log("shadow", key, worker=compat.processing_on(ts), would_place=choice.worker,
+                  reason=choice.reason, alternatives=choice.alternatives)
+
+    # ----------------------------------------------------------------- reporting
+    def summary(self) -> dict[str, Any]:
+        """Counts of decisions, fallbacks and prediction error so far."""
+        observed = self.counts.get("observed", 0)
+        return {
+            "mode": self.mode,
+            "model_version": self.model_version,
+            "fallback_count": self.fallback_count,
+            "counts": {k: v for k, v in self.counts.items() if k not in ("observed", "abs_error_ms")},
+            "observed": observed,
+            "mean_abs_error_s": (self.counts.get("abs_error_ms", 0) / 1000 / observed) if observed else None,
+            "held_now": len(self._held_since),
+            "ready_now": len(self._ready),
+        }
+
+
+def install(scheduler: Any) -> None:
+    """Add the steering plugin to ``scheduler`` (preload entry point; idempotent).
+
+    Does nothing when ``daskflow.steering.mode`` is ``off``.
+    """
+    from daskflow import config
+
+    mode = config.get("steering.mode", "steer")
+    if mode == "off" or PLUGIN_NAME in scheduler.plugins:
+        return
+    scheduler.add_plugin(SteeringPlugin(scheduler), name=PLUGIN_NAME)
+
+
+__all__ = ["SteeringPlugin", "Prediction", "install", "PLUGIN_NAME", "EVENT_TOPIC"]
