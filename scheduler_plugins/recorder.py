@@ -241,7 +241,6 @@ class RecorderPlugin(SchedulerPlugin):
             self.rows_flushed += len(rows)
             self.files_written.extend(future.result())
             return
-        self.flush_error_count += 1
         if "flush-write" not in self._warned:
             self._warned.add("flush-write")
             logger.warning(
@@ -255,6 +254,7 @@ class RecorderPlugin(SchedulerPlugin):
             keep = rows[-room:] if room > 0 else []
             self.dropped_rows += len(rows) - len(keep)
             self._buffer.extendleft(reversed(keep))
+        self.flush_error_count += 1  # last: a waiter on this counter sees the rows re-queued
 
     async def flush_and_wait(self) -> None:
         """Flush now and wait until every pending write is done (tests, shutdown)."""
