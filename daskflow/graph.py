@@ -341,8 +341,8 @@ def build_asset_graph(definitions: Definitions | Iterable[object]) -> AssetGraph
     order = _topological_order(by_key, inputs, deps)
 
     for key in order:  # partitions: checked after cycles so the cycle error wins
-        spec = by_key[key]
-        for _, up in inputs[key]:
+        spec = by_key[key]  # deps= edges too, so upstream_partitions() works on every edge
+        for up in dict.fromkeys([u for _, u in inputs[key]] + list(deps[key])):
             partition_mapping(key, spec.partitions, up, by_key[up].partitions)
 
     checks: dict[str, list[AssetCheckSpec]] = {}

@@ -440,3 +440,16 @@ def test_unknown_name_in_a_big_pipeline_keeps_the_known_list_short():
     with pytest.raises(SelectionError) as info:
         build_asset_graph(functions).select("asset_x")
     assert "(28 more)" in str(info.value) and "asset_39" not in str(info.value)
+
+
+def test_partitions_are_checked_on_deps_edges_too():
+    @asset(partitions=["eu", "us"])
+    def regional():
+        return 1
+
+    @asset(partitions=DailyPartitions("2024-01-01", "2024-01-02"), deps=[regional])
+    def daily():
+        return 1
+
+    with pytest.raises(PartitionError, match="'daily'.*'regional'"):
+        build_asset_graph([regional, daily])
