@@ -50,92 +50,46 @@ if TYPE_CHECKING:  # pragma: no cover
     from daskflow.storage import StoredObject
 
 __all__ = [
-    "SCHEMA_VERSION",
-    "Catalog",
-    "CheckResult",
-    "LineageNode",
-    "Materialization",
-    "RunEvent",
-    "RunRecord",
-    "compute_data_version",
-    "data_locations_schema",
+    "SCHEMA_VERSION", "Catalog", "CheckResult", "LineageNode", "Materialization", "RunEvent",
+    "RunRecord", "compute_data_version", "data_locations_schema",
 ]
 
 SCHEMA_VERSION = 1
 
 _SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS runs (
-    run_id      TEXT PRIMARY KEY,
-    pipeline    TEXT,
-    selection   TEXT,
-    partitions  TEXT,              -- JSON list or NULL
-    status      TEXT NOT NULL,
-    started_at  REAL NOT NULL,     -- unix seconds
-    finished_at REAL,
-    tags        TEXT NOT NULL DEFAULT '{}'
-);
+    run_id TEXT PRIMARY KEY, pipeline TEXT, selection TEXT,
+    partitions TEXT,                                   -- JSON list, NULL: all/none
+    status TEXT NOT NULL, started_at REAL NOT NULL, finished_at REAL,  -- unix seconds
+    tags TEXT NOT NULL DEFAULT '{}');
 CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at);
-
 CREATE TABLE IF NOT EXISTS run_events (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id     TEXT NOT NULL,
-    timestamp  REAL NOT NULL,
-    kind       TEXT NOT NULL,
-    asset_key  TEXT,
-    partition  TEXT,
-    message    TEXT NOT NULL DEFAULT '',
-    payload    TEXT NOT NULL DEFAULT '{}'
-);
+    id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, timestamp REAL NOT NULL,
+    kind TEXT NOT NULL, asset_key TEXT, partition TEXT, message TEXT NOT NULL DEFAULT '',
+    payload TEXT NOT NULL DEFAULT '{}');
 CREATE INDEX IF NOT EXISTS run_events_run ON run_events (run_id, id);
-
 CREATE TABLE IF NOT EXISTS materializations (
-    id           INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id       TEXT NOT NULL,
-    asset_key    TEXT NOT NULL,
-    partition    TEXT,             -- NULL: unpartitioned
-    path         TEXT NOT NULL,
-    format       TEXT NOT NULL,
-    rows         INTEGER,
-    bytes        INTEGER,
-    schema       TEXT,
-    host         TEXT,
-    worker       TEXT,
-    code_version TEXT,
-    data_version TEXT NOT NULL,
-    duration_s   REAL,
-    created_at   REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS materializations_latest
-    ON materializations (asset_key, partition, id);
+    id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, asset_key TEXT NOT NULL,
+    partition TEXT,                                    -- NULL: unpartitioned
+    path TEXT NOT NULL, format TEXT NOT NULL, rows INTEGER, bytes INTEGER, schema TEXT,
+    host TEXT, worker TEXT, code_version TEXT, data_version TEXT NOT NULL, duration_s REAL,
+    created_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS materializations_latest ON materializations (asset_key, partition, id);
 CREATE INDEX IF NOT EXISTS materializations_run ON materializations (run_id);
-
 CREATE TABLE IF NOT EXISTS lineage (
     materialization_id INTEGER NOT NULL REFERENCES materializations (id),
-    upstream_id        INTEGER NOT NULL REFERENCES materializations (id),
-    PRIMARY KEY (materialization_id, upstream_id)
-) WITHOUT ROWID;
+    upstream_id INTEGER NOT NULL REFERENCES materializations (id),
+    PRIMARY KEY (materialization_id, upstream_id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS lineage_upstream ON lineage (upstream_id, materialization_id);
-
 CREATE TABLE IF NOT EXISTS check_results (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id     TEXT NOT NULL,
-    asset_key  TEXT NOT NULL,
-    partition  TEXT,
-    check_name TEXT NOT NULL,
-    passed     INTEGER NOT NULL,
-    blocking   INTEGER NOT NULL,
-    message    TEXT NOT NULL DEFAULT '',
-    metadata   TEXT NOT NULL DEFAULT '{}',
-    created_at REAL NOT NULL
-);
+    id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, asset_key TEXT NOT NULL,
+    partition TEXT, check_name TEXT NOT NULL, passed INTEGER NOT NULL, blocking INTEGER NOT NULL,
+    message TEXT NOT NULL DEFAULT '', metadata TEXT NOT NULL DEFAULT '{}', created_at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS check_results_run ON check_results (run_id, id);
 CREATE INDEX IF NOT EXISTS check_results_asset ON check_results (asset_key, partition, id);
 """
 
-_MATERIALIZATION_COLUMNS = (
-    "id, run_id, asset_key, partition, path, format, rows, bytes, schema, host, worker, "
-    "code_version, data_version, duration_s, created_at"
-)
+_JSON_COLUMNS = frozenset({"partitions", "tags", "payload", "metadata"})
 
 # Connections inherited through fork() are parked here instead of closed: closing
 # them in the child could checkpoint/unlink the WAL under the parent's feet.
@@ -345,11 +299,10 @@ class Catalog:
     def _open(self) -> sqlite3.Connection:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves; the connection
+            # is shared by this process's threads behind self._lock.
             conn = sqlite3.connect(
-                self.path,
-                timeout=self.busy_timeout_s,
-                isolation_level=None,  # we issue BEGIN/COMMIT ourselves
-                check_same_thread=False,  # shared by threads behind self._lock
+                self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False
             )
         except (sqlite3.Error, OSError) as exc:
             raise CatalogError(
@@ -362,15 +315,20 @@ class Catalog:
             try:
                 self._initialise(conn)
                 return conn
-            except sqlite3.OperationalError as exc:
+            except sqlite3.DatabaseError as exc:
                 # Switching a brand-new file to WAL may report "locked" without
                 # waiting for the busy handler when processes race to create it.
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    conn.close()
-                    raise CatalogError(
-                        f"cannot initialise the catalog {str(self.path)!r}: {exc}"
-                    ) from exc
-                time.sleep(0.01)
+                if "locked" in str(exc) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                    continue
+                conn.close()
+                raise CatalogError(
+                    f"cannot open the catalog {str(self.path)!r}: {exc}; if it is not a daskflow "
+                    "catalog (or is corrupt), move it away or set daskflow.catalog.path"
+                ) from exc
+            except BaseException:
+                conn.close()
+                raise
 
     def _initialise(self, conn: sqlite3.Connection) -> None:
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
@@ -418,10 +376,13 @@ class Catalog:
                 ) from exc
             try:
                 yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise CatalogError(f"catalog {str(self.path)!r}: write failed: {exc}") from exc
                 raise
-            conn.execute("COMMIT")
 
     def _query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -430,46 +391,36 @@ class Catalog:
             except sqlite3.OperationalError as exc:
                 raise CatalogError(f"catalog {str(self.path)!r}: query failed: {exc}") from exc
 
+    def _select(
+        self, cls: type, table: str, order: str, limit: int | None = None, **equal: Any
+    ) -> list[Any]:
+        """Records of ``cls`` from ``table`` whose columns equal the non-None ``equal`` values."""
+        conditions = [(column, value) for column, value in equal.items() if value is not None]
+        where = " AND ".join(f"{column} = ?" for column, _ in conditions) or "1"
+        params = [value for _, value in conditions]
+        sql = f"SELECT * FROM {table} WHERE {where} ORDER BY {order}"
+        if limit is not None:
+            sql, params = sql + " LIMIT ?", [*params, int(limit)]
+        return [_to_record(cls, row) for row in self._query(sql, params)]
+
     # -- runs ------------------------------------------------------------
     def start_run(
-        self,
-        run_id: str | None = None,
-        pipeline: str | None = None,
-        selection: str | None = None,
-        partitions: Iterable[str] | None = None,
-        tags: Mapping[str, Any] | None = None,
+        self, run_id: str | None = None, pipeline: str | None = None, selection: str | None = None,
+        partitions: Iterable[str] | None = None, tags: Mapping[str, Any] | None = None,
         status: str = "running",
     ) -> RunRecord:
         """Insert a run (``run_id`` defaults to a fresh uuid hex) and return it."""
-        run_id = run_id or uuid.uuid4().hex
         record = RunRecord(
-            run_id=run_id,
-            pipeline=pipeline,
-            selection=selection,
+            run_id=run_id or uuid.uuid4().hex, pipeline=pipeline, selection=selection,
             partitions=None if partitions is None else [str(p) for p in partitions],
-            status=status,
-            started_at=time.time(),
-            finished_at=None,
-            tags=dict(tags or {}),
+            status=status, started_at=time.time(), finished_at=None, tags=dict(tags or {}),
         )
         try:
             with self._transaction() as conn:
-                conn.execute(
-                    "INSERT INTO runs (run_id, pipeline, selection, partitions, status, "
-                    "started_at, finished_at, tags) VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
-                    (
-                        record.run_id,
-                        record.pipeline,
-                        record.selection,
-                        None if record.partitions is None else json.dumps(record.partitions),
-                        record.status,
-                        record.started_at,
-                        json.dumps(record.tags, default=str),
-                    ),
-                )
+                _insert(conn, "runs", dataclasses.asdict(record))
         except sqlite3.IntegrityError as exc:
             raise CatalogError(
-                f"run {run_id!r} already exists in {str(self.path)!r}; use a new run_id"
+                f"run {record.run_id!r} already exists in {str(self.path)!r}; use a new run_id"
             ) from exc
         return record
 
@@ -480,96 +431,60 @@ class Catalog:
                 "UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?",
                 (status, time.time(), run_id),
             ).rowcount
-        if not updated:
-            raise CatalogError(f"run {run_id!r} is not in the catalog; call start_run first")
         run = self.get_run(run_id)
-        assert run is not None
+        if not updated or run is None:
+            raise CatalogError(f"run {run_id!r} is not in the catalog; call start_run first")
         return run
 
     def get_run(self, run_id: str) -> RunRecord | None:
-        rows = self._query("SELECT * FROM runs WHERE run_id = ?", (run_id,))
-        return _run_from_row(rows[0]) if rows else None
+        runs = self._select(RunRecord, "runs", "run_id", run_id=run_id)
+        return runs[0] if runs else None
 
     def runs(
         self, limit: int | None = 50, pipeline: str | None = None, status: str | None = None
     ) -> list[RunRecord]:
         """Runs, newest first."""
-        sql = "SELECT * FROM runs WHERE (? IS NULL OR pipeline = ?) AND (? IS NULL OR status = ?)"
-        sql += " ORDER BY started_at DESC, rowid DESC"
-        params: list[Any] = [pipeline, pipeline, status, status]
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(int(limit))
-        return [_run_from_row(row) for row in self._query(sql, params)]
+        return self._select(
+            RunRecord, "runs", "started_at DESC, rowid DESC", limit, pipeline=pipeline, status=status
+        )
 
     # -- events ----------------------------------------------------------
     def log_event(
-        self,
-        run_id: str,
-        kind: str,
-        message: str = "",
-        asset_key: str | None = None,
-        partition: str | None = None,
-        payload: Mapping[str, Any] | None = None,
+        self, run_id: str, kind: str, message: str = "", asset_key: str | None = None,
+        partition: str | None = None, payload: Mapping[str, Any] | None = None,
         timestamp: float | None = None,
     ) -> int:
         """Append one event to a run's log; returns its id."""
-        return self.log_events(
-            [dict(run_id=run_id, kind=kind, message=message, asset_key=asset_key,
-                  partition=partition, payload=payload, timestamp=timestamp)]
-        )[0]
+        event = dict(run_id=run_id, kind=kind, message=message, asset_key=asset_key,
+                     partition=partition, payload=payload, timestamp=timestamp)
+        return self.log_events([event])[0]
 
     def log_events(self, events: Iterable[Mapping[str, Any]]) -> list[int]:
-        """Append several events (dicts with :meth:`log_event`'s arguments) in one transaction."""
-        rows = []
-        for event in events:
-            rows.append(
-                (
-                    event["run_id"],
-                    event.get("timestamp") or time.time(),
-                    event["kind"],
-                    event.get("asset_key"),
-                    event.get("partition"),
-                    event.get("message") or "",
-                    json.dumps(dict(event.get("payload") or {}), default=str),
-                )
-            )
-        ids = []
+        """Append several events (dicts of :meth:`log_event`'s arguments) in one transaction."""
+        rows = [
+            {
+                "run_id": event["run_id"],
+                "timestamp": event.get("timestamp") or time.time(),
+                "kind": event["kind"],
+                "asset_key": event.get("asset_key"),
+                "partition": event.get("partition"),
+                "message": event.get("message") or "",
+                "payload": dict(event.get("payload") or {}),
+            }
+            for event in events
+        ]
         with self._transaction() as conn:
-            for row in rows:
-                cursor = conn.execute(
-                    "INSERT INTO run_events (run_id, timestamp, kind, asset_key, partition, "
-                    "message, payload) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    row,
-                )
-                ids.append(int(cursor.lastrowid))
-        return ids
+            return [_insert(conn, "run_events", row) for row in rows]
 
     def events(self, run_id: str, kind: str | None = None) -> list[RunEvent]:
         """A run's events in the order they were logged."""
-        rows = self._query(
-            "SELECT * FROM run_events WHERE run_id = ? AND (? IS NULL OR kind = ?) ORDER BY id",
-            (run_id, kind, kind),
-        )
-        return [
-            RunEvent(
-                id=row["id"], run_id=row["run_id"], timestamp=row["timestamp"], kind=row["kind"],
-                asset_key=row["asset_key"], partition=row["partition"], message=row["message"],
-                payload=json.loads(row["payload"]),
-            )
-            for row in rows
-        ]
+        return self._select(RunEvent, "run_events", "id", run_id=run_id, kind=kind)
 
     # -- materializations ------------------------------------------------
     def record_materialization(
-        self,
-        run_id: str,
-        asset_key: str,
-        stored: "StoredObject | Mapping[str, Any]",
-        partition: str | None = None,
-        code_version: str | None = None,
-        data_version: str | None = None,
-        duration_s: float | None = None,
+        self, run_id: str, asset_key: str, stored: "StoredObject | Mapping[str, Any]",
+        partition: str | None = None, code_version: str | None = None,
+        data_version: str | None = None, duration_s: float | None = None,
         upstream_ids: Iterable[int] = (),
     ) -> int:
         """Record a durable stored value and its lineage; returns the new id.
@@ -584,37 +499,30 @@ class Catalog:
         fields = _stored_fields(stored)
         upstream = sorted({int(i) for i in upstream_ids})
         with self._transaction() as conn:
-            if upstream:
-                found = conn.execute(
-                    "SELECT id, data_version FROM materializations WHERE id IN "
-                    "(SELECT value FROM json_each(?))",
-                    (json.dumps(upstream),),
-                ).fetchall()
-                missing = set(upstream) - {row["id"] for row in found}
-                if missing:
-                    raise CatalogError(
-                        f"asset {asset_key!r}: upstream materialization ids {sorted(missing)} "
-                        f"are not in the catalog {str(self.path)!r}; pass ids returned by "
-                        "record_materialization / latest_materialization"
-                    )
-                upstream_versions = [row["data_version"] for row in found]
-            else:
-                upstream_versions = []
+            found = conn.execute(
+                "SELECT id, data_version FROM materializations WHERE id IN "
+                "(SELECT value FROM json_each(?))",
+                (json.dumps(upstream),),
+            ).fetchall()
+            missing = sorted(set(upstream) - {row["id"] for row in found})
+            if missing:
+                raise CatalogError(
+                    f"asset {asset_key!r}: upstream materialization ids {missing} are not in the "
+                    f"catalog {str(self.path)!r}; pass ids returned by record_materialization / "
+                    "latest_materialization"
+                )
             if data_version is None:
                 effective_code = code_version if code_version is not None else f"run:{run_id}"
-                data_version = compute_data_version(effective_code, upstream_versions)
-            cursor = conn.execute(
-                "INSERT INTO materializations (run_id, asset_key, partition, path, format, rows, "
-                "bytes, schema, host, worker, code_version, data_version, duration_s, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    run_id, asset_key, partition, fields["path"], fields.get("format", "parquet"),
-                    fields.get("rows"), fields.get("bytes"), fields.get("schema"),
-                    fields.get("host"), fields.get("worker"), code_version, data_version,
-                    duration_s, time.time(),
-                ),
-            )
-            materialization_id = int(cursor.lastrowid)
+                data_version = compute_data_version(effective_code, [r["data_version"] for r in found])
+            materialization_id = _insert(conn, "materializations", {
+                "run_id": run_id, "asset_key": asset_key, "partition": partition,
+                "path": fields["path"], "format": fields.get("format", "parquet"),
+                "rows": _optional(int, fields.get("rows")), "bytes": _optional(int, fields.get("bytes")),
+                "schema": fields.get("schema"), "host": fields.get("host"),
+                "worker": fields.get("worker"), "code_version": code_version,
+                "data_version": data_version, "duration_s": _optional(float, duration_s),
+                "created_at": time.time(),
+            })
             conn.executemany(
                 "INSERT INTO lineage (materialization_id, upstream_id) VALUES (?, ?)",
                 [(materialization_id, upstream_id) for upstream_id in upstream],
@@ -622,25 +530,16 @@ class Catalog:
         return materialization_id
 
     def get_materialization(self, materialization_id: int) -> Materialization | None:
-        rows = self._query(
-            f"SELECT {_MATERIALIZATION_COLUMNS} FROM materializations WHERE id = ?",
-            (int(materialization_id),),
-        )
-        return _materialization_from_row(rows[0]) if rows else None
+        found = self._select(Materialization, "materializations", "id", id=int(materialization_id))
+        return found[0] if found else None
 
     def materializations(
         self, run_id: str | None = None, asset_key: str | None = None, limit: int | None = None
     ) -> list[Materialization]:
         """Materializations filtered by run and/or asset, oldest first."""
-        sql = (
-            f"SELECT {_MATERIALIZATION_COLUMNS} FROM materializations "
-            "WHERE (? IS NULL OR run_id = ?) AND (? IS NULL OR asset_key = ?) ORDER BY id"
+        return self._select(
+            Materialization, "materializations", "id", limit, run_id=run_id, asset_key=asset_key
         )
-        params: list[Any] = [run_id, run_id, asset_key, asset_key]
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(int(limit))
-        return [_materialization_from_row(row) for row in self._query(sql, params)]
 
     def latest_materialization(
         self, asset_key: str, partition: str | None = None, *, any_partition: bool = False
@@ -650,26 +549,23 @@ class Catalog:
         ``partition=None`` means the unpartitioned value; ``any_partition=True``
         returns the newest of any partition.
         """
-        if any_partition:
-            rows = self._query(
-                f"SELECT {_MATERIALIZATION_COLUMNS} FROM materializations "
-                "WHERE asset_key = ? ORDER BY id DESC LIMIT 1",
-                (asset_key,),
-            )
-        else:
-            rows = self._query(
-                f"SELECT {_MATERIALIZATION_COLUMNS} FROM materializations "
-                "WHERE asset_key = ? AND partition IS ? ORDER BY id DESC LIMIT 1",
-                (asset_key, partition),
-            )
-        return _materialization_from_row(rows[0]) if rows else None
+        partition_filter = "" if any_partition else " AND partition IS ?"
+        params = (asset_key,) if any_partition else (asset_key, partition)
+        rows = self._query(
+            f"SELECT * FROM materializations WHERE asset_key = ?{partition_filter} "
+            "ORDER BY id DESC LIMIT 1",
+            params,
+        )
+        return _to_record(Materialization, rows[0]) if rows else None
 
     def latest_materializations(
         self, asset_keys: Iterable[str] | None = None
     ) -> dict[tuple[str, str | None], Materialization]:
         """The newest materialization per (asset_key, partition)."""
-        rows = self._latest_rows(asset_keys)
-        return {(row["asset_key"], row["partition"]): _materialization_from_row(row) for row in rows}
+        return {
+            (row["asset_key"], row["partition"]): _to_record(Materialization, row)
+            for row in self._latest_rows(asset_keys)
+        }
 
     def _latest_rows(self, asset_keys: Iterable[str] | None) -> list[sqlite3.Row]:
         if asset_keys is None:
@@ -678,7 +574,7 @@ class Catalog:
             where = "WHERE asset_key IN (SELECT value FROM json_each(?))"
             params = (json.dumps(sorted({str(k) for k in asset_keys})),)
         return self._query(
-            f"SELECT {_MATERIALIZATION_COLUMNS} FROM materializations WHERE id IN "
+            "SELECT * FROM materializations WHERE id IN "
             f"(SELECT MAX(id) FROM materializations {where} GROUP BY asset_key, partition) "
             "ORDER BY asset_key, partition",
             params,
@@ -696,24 +592,17 @@ class Catalog:
 
         rows = self._latest_rows(asset_keys)
         schema = data_locations_schema()
-        columns: dict[str, list[Any]] = {name: [] for name in schema.names}
-        for row in rows:
-            for name in schema.names:
-                if name == "materialization_id":
-                    columns[name].append(row["id"])
-                elif name == "created_at":
-                    columns[name].append(int(round(row["created_at"] * 1_000_000)))
-                else:
-                    columns[name].append(row[name])
-        arrays = [pa.array(columns[field.name], type=field.type) for field in schema]
-        return pa.Table.from_arrays(arrays, schema=schema)
+        source = {"materialization_id": "id"}
+        columns = {name: [row[source.get(name, name)] for row in rows] for name in schema.names}
+        columns["created_at"] = [int(round(t * 1_000_000)) for t in columns["created_at"]]
+        return pa.Table.from_arrays(
+            [pa.array(columns[field.name], type=field.type) for field in schema], schema=schema
+        )
 
     # -- lineage ---------------------------------------------------------
     def lineage(
-        self,
-        asset_key_or_materialization_id: str | int,
-        direction: Literal["upstream", "downstream"] = "upstream",
-        depth: int | None = None,
+        self, asset_key_or_materialization_id: str | int,
+        direction: Literal["upstream", "downstream"] = "upstream", depth: int | None = None,
     ) -> list[LineageNode]:
         """Walk lineage edges from a materialization (or an asset's latest ones).
 
@@ -757,10 +646,9 @@ class Catalog:
                     next_frontier.append(reached)
             frontier = sorted(set(next_frontier))
         by_id = {
-            row["id"]: _materialization_from_row(row)
+            row["id"]: _to_record(Materialization, row)
             for row in self._query(
-                f"SELECT {_MATERIALIZATION_COLUMNS} FROM materializations "
-                "WHERE id IN (SELECT value FROM json_each(?))",
+                "SELECT * FROM materializations WHERE id IN (SELECT value FROM json_each(?))",
                 (json.dumps(sorted(found)),),
             )
         }
@@ -777,10 +665,7 @@ class Catalog:
 
     # -- staleness -------------------------------------------------------
     def is_stale(
-        self,
-        asset_key: str,
-        partition: str | None,
-        code_version: str | None,
+        self, asset_key: str, partition: str | None, code_version: str | None,
         input_data_versions: Iterable[str] | Mapping[str, str] = (),
     ) -> tuple[bool, str]:
         """Whether an asset-partition needs re-materializing, and why.
@@ -816,48 +701,24 @@ class Catalog:
 
     # -- checks ----------------------------------------------------------
     def record_check_result(
-        self,
-        run_id: str,
-        asset_key: str,
-        check_name: str,
-        passed: bool,
-        partition: str | None = None,
-        blocking: bool = False,
-        message: str = "",
+        self, run_id: str, asset_key: str, check_name: str, passed: bool,
+        partition: str | None = None, blocking: bool = False, message: str = "",
         metadata: Mapping[str, Any] | None = None,
     ) -> int:
         """Store one check outcome; returns its id."""
+        row = {
+            "run_id": run_id, "asset_key": asset_key, "partition": partition,
+            "check_name": check_name, "passed": bool(passed), "blocking": bool(blocking),
+            "message": message or "", "metadata": dict(metadata or {}), "created_at": time.time(),
+        }
         with self._transaction() as conn:
-            cursor = conn.execute(
-                "INSERT INTO check_results (run_id, asset_key, partition, check_name, passed, "
-                "blocking, message, metadata, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    run_id, asset_key, partition, check_name, int(bool(passed)),
-                    int(bool(blocking)), message or "", json.dumps(dict(metadata or {}), default=str),
-                    time.time(),
-                ),
-            )
-            return int(cursor.lastrowid)
+            return _insert(conn, "check_results", row)
 
     def check_results(
         self, run_id: str | None = None, asset_key: str | None = None
     ) -> list[CheckResult]:
         """Check results filtered by run and/or asset, in the order recorded."""
-        rows = self._query(
-            "SELECT * FROM check_results WHERE (? IS NULL OR run_id = ?) "
-            "AND (? IS NULL OR asset_key = ?) ORDER BY id",
-            (run_id, run_id, asset_key, asset_key),
-        )
-        return [
-            CheckResult(
-                id=row["id"], run_id=row["run_id"], asset_key=row["asset_key"],
-                partition=row["partition"], check_name=row["check_name"],
-                passed=bool(row["passed"]), blocking=bool(row["blocking"]),
-                message=row["message"], metadata=json.loads(row["metadata"]),
-                created_at=row["created_at"],
-            )
-            for row in rows
-        ]
+        return self._select(CheckResult, "check_results", "id", run_id=run_id, asset_key=asset_key)
 
 
 def _busy_timeout_s() -> float:
@@ -867,18 +728,28 @@ def _busy_timeout_s() -> float:
     return float(parse_timedelta(value, default="s"))
 
 
-def _run_from_row(row: sqlite3.Row) -> RunRecord:
-    return RunRecord(
-        run_id=row["run_id"],
-        pipeline=row["pipeline"],
-        selection=row["selection"],
-        partitions=None if row["partitions"] is None else json.loads(row["partitions"]),
-        status=row["status"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        tags=json.loads(row["tags"]),
-    )
+def _insert(conn: sqlite3.Connection, table: str, values: Mapping[str, Any]) -> int:
+    """INSERT one row (dict/list values stored as JSON); returns its rowid."""
+    encoded = [
+        json.dumps(v, default=str) if isinstance(v, (dict, list)) else v for v in values.values()
+    ]
+    sql = f"INSERT INTO {table} ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})"
+    return int(conn.execute(sql, encoded).lastrowid)
 
 
-def _materialization_from_row(row: sqlite3.Row) -> Materialization:
-    return Materialization(**{field.name: row[field.name] for field in dataclasses.fields(Materialization)})
+def _optional(kind: type, value: Any) -> Any:
+    # numpy integers/floats (common in task metadata) cannot be bound by sqlite3.
+    return None if value is None else kind(value)
+
+
+def _to_record(cls: type, row: sqlite3.Row) -> Any:
+    """A record dataclass from a row: JSON columns decoded, 0/1 back to bool."""
+    values = {}
+    for field in dataclasses.fields(cls):
+        value = row[field.name]
+        if field.name in _JSON_COLUMNS and value is not None:
+            value = json.loads(value)
+        elif field.type == "bool":
+            value = bool(value)
+        values[field.name] = value
+    return cls(**values)

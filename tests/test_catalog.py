@@ -324,3 +324,28 @@ def test_a_forked_child_uses_its_own_connection(catalog):
     assert child.exitcode == 0
     assert {r.run_id for r in catalog.runs()} == {"parent", "child"}
     catalog.start_run(run_id="parent-again")  # the parent's connection still works
+
+
+def test_a_file_that_is_not_a_catalog_is_a_clear_error(tmp_path):
+    path = tmp_path / "catalog.sqlite"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(CatalogError, match="not a daskflow catalog .* move it away or set daskflow.catalog.path"):
+        Catalog(path).runs()
+
+
+def test_a_failed_batch_rolls_back_and_the_catalog_stays_usable(catalog):
+    good = {"run_id": "r", "kind": "ok"}
+    with pytest.raises(sqlite3.ProgrammingError):  # the 2nd event cannot be stored
+        catalog.log_events([good, {"run_id": "r", "kind": "bad", "timestamp": object()}])
+    assert catalog.events("r") == []  # the 1st event was rolled back with it
+    catalog.log_events([good])
+    assert [e.kind for e in catalog.events("r")] == ["ok"]
+
+
+def test_numpy_numbers_from_task_metadata_are_stored_as_plain_numbers(catalog):
+    import numpy as np
+
+    mid = catalog.record_materialization("r", "a", {"path": "/a", "rows": np.int64(3), "bytes": np.int32(7)},
+                                         duration_s=np.float64(0.5))
+    m = catalog.get_materialization(mid)
+    assert (m.rows, m.bytes, m.duration_s) == (3, 7, 0.5) and type(m.rows) is int
