@@ -45,7 +45,15 @@ from typing import Any
 from daskflow import config
 from daskflow.catalog import Catalog, compute_data_version
 from daskflow.daskgraph import TaskSpec, submit_graph
-from daskflow.definitions import AssetCheckSpec, AssetContext, AssetSpec, Definitions, io_for_value, to_check_result
+from daskflow.definitions import (
+    AssetCheckSpec,
+    AssetContext,
+    AssetSpec,
+    Definitions,
+    code_version_of,
+    io_for_value,
+    to_check_result,
+)
 from daskflow.errors import RunFailedError, SelectionError
 from daskflow.graph import AssetGraph, build_asset_graph
 from daskflow.loading import load_definitions
@@ -283,6 +291,7 @@ class _Plan:
 
     def __init__(self, graph: AssetGraph, selection, partitions, run_id: str, catalog: Catalog, only_stale: bool):
         self.graph, self.run_id = graph, run_id
+        self.code_versions = {key: code_version_of(spec) for key, spec in graph.assets.items()}
         pairs = graph.asset_partitions(graph.select(_selection_string(selection)), partitions)
         asset_keys = {a for a, _ in pairs} | {u for a, _ in pairs for u in graph.upstream(a)}
         self.latest = catalog.latest_materializations(asset_keys)
@@ -324,7 +333,7 @@ class _Plan:
             for dep in graph.deps[asset]:
                 upstream_keys += [n.key for (a, _), n in self.asset_nodes.items() if a == dep]
             if only_stale:
-                stale, why = catalog.is_stale(asset, partition, spec.code_version, input_versions)
+                stale, why = catalog.is_stale(asset, partition, self.code_versions[asset], input_versions)
                 if not stale:
                     latest = self.latest[(asset, partition)]
                     versions[(asset, partition)] = latest.data_version
@@ -333,8 +342,7 @@ class _Plan:
                         worker=latest.worker, host=latest.host, materialization_id=latest.id,
                         data_version=latest.data_version, reason=why))
                     continue
-            code = spec.code_version if spec.code_version is not None else f"run:{run_id}"
-            versions[(asset, partition)] = compute_data_version(code, input_versions)
+            versions[(asset, partition)] = compute_data_version(self.code_versions[asset], input_versions)
             key = _task_key(asset, partition, run_id)
             node = _Node("asset", asset, partition, key, len(self.nodes), list(dict.fromkeys(upstream_keys)),
                          data_version=versions[(asset, partition)], upstream_materializations=reads,
@@ -364,7 +372,7 @@ class _Plan:
         return {
             "run_id": self.run_id, "kind": node.kind, "category": node.asset if node.kind == "asset"
             else f"{node.asset}.check.{node.check.name}", "asset": node.asset, "partition": node.partition,
-            "code_version": spec.code_version, "tags": {**dict(tags), **dict(spec.tags)},
+            "code_version": self.code_versions[node.asset], "tags": {**dict(tags), **dict(spec.tags)},
             "input_bytes": int(input_bytes), "input_rows": int(input_rows),
             "n_inputs": len(node.upstream_materializations),
             "input_locations": [{"host": h, "bytes": int(b)} for h, b in sorted(by_host.items())],
@@ -619,7 +627,7 @@ class _RunState:
                                 if ref in self.materialization_ids]
                 rec.materialization_id = self.catalog.record_materialization(
                     self.plan.run_id, node.asset, meta, partition=node.partition,
-                    code_version=self.plan.graph.assets[node.asset].code_version,
+                    code_version=self.plan.code_versions[node.asset],
                     data_version=node.data_version, duration_s=rec.duration_s, upstream_ids=upstream_ids)
                 self.materialization_ids[(node.asset, node.partition)] = rec.materialization_id
         else:
