@@ -320,3 +320,47 @@ def test_fsync_is_opt_in(tmp_path, monkeypatch, fsync):
     stored = store.write("a", pa.table({"v": [1]}), run_id="r")
     assert len(synced) == (2 if fsync else 0)  # the file, then its directory
     assert store.read(stored.path).num_rows == 1
+
+
+def _write_until_killed(base: str, ready) -> None:
+    """Child process: start writing a Parquet file, report that bytes are out, then hang."""
+    import time
+
+    import pyarrow.parquet
+
+    def write_forever(table, where, **kwargs):
+        where.write(b"PAR1" + b"\0" * 65536)
+        where.flush()
+        ready.set()
+        time.sleep(600)
+
+    pyarrow.parquet.write_table = write_forever
+    AssetStore(base).write("big", pa.table({"v": [1]}), run_id="killed")
+
+
+def test_a_killed_writer_never_publishes_a_partial_file(tmp_path):
+    import multiprocessing
+    import signal
+
+    import pyarrow.dataset as ds
+
+    store = AssetStore(str(tmp_path / "data"))
+    good = store.write("big", pa.table({"v": [1, 2]}), run_id="good")
+    context = multiprocessing.get_context("fork")
+    ready = context.Event()
+    child = context.Process(target=_write_until_killed, args=(store.base_url, ready))
+    child.start()
+    try:
+        assert ready.wait(timeout=30), "the child never started writing"
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.join(timeout=30)
+    assert child.exitcode == -signal.SIGKILL
+    directory = tmp_path / "data" / "big" / UNPARTITIONED
+    names = sorted(os.listdir(directory))
+    assert names[0].startswith(".killed.parquet.tmp-")  # only a hidden temp file
+    assert names[1:] == ["good.parquet"]
+    assert not store.exists(store.url(store.path_for("big", None, "killed")))
+    assert ds.dataset(str(directory)).to_table().num_rows == 2  # readers skip the hidden temp file
+    assert store.remove_temp_files(min_age_s=0) == [str(directory / names[0])]
+    assert os.listdir(directory) == ["good.parquet"] and store.read(good.path).num_rows == 2
