@@ -334,7 +334,10 @@ class Catalog:
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
-            raise sqlite3.OperationalError(f"database is locked (journal_mode={mode})")
+            raise CatalogError(
+                f"the catalog {str(self.path)!r} cannot use WAL journaling (got {mode!r}), which "
+                "concurrent runs need; put daskflow.catalog.path on a local disk"
+            )
         # NORMAL in WAL mode: durable across application crashes, one fsync per
         # checkpoint instead of per commit (cheap per-asset bookkeeping).
         conn.execute("PRAGMA synchronous = NORMAL")
