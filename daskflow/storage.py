@@ -228,7 +228,8 @@ class AssetStore:
     """Read and write asset values under one fsspec base URL.
 
     ``base_url`` defaults to config ``daskflow.storage.url`` (else
-    ``<home>/data``); ``storage_options`` to ``daskflow.storage.storage-options``.
+    ``<home>/data``); ``storage_options`` to ``daskflow.storage.storage-options``
+    when the URL is the configured one (e.g. an S3 ``endpoint_url``).
     The store pickles as (base_url, storage_options), so it can be shipped to
     Dask workers.
 
@@ -241,10 +242,13 @@ class AssetStore:
     """
 
     def __init__(self, base_url: str | None = None, storage_options: Mapping[str, Any] | None = None):
+        configured_url = config.get("storage.url")
+        if storage_options is None:
+            # The configured options belong to the configured URL only.
+            same_url = base_url is None or (configured_url and str(base_url) == str(configured_url))
+            storage_options = (config.get("storage.storage-options") or {}) if same_url else {}
         if base_url is None:
             base_url = config.home_url("storage.url", "data")
-        if storage_options is None:
-            storage_options = config.get("storage.storage-options") or {}
         self.base_url = str(base_url).rstrip("/")
         self.storage_options = dict(storage_options)
         self.fsync = bool(config.get("storage.fsync", False))

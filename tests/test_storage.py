@@ -364,3 +364,19 @@ def test_a_killed_writer_never_publishes_a_partial_file(tmp_path):
     assert ds.dataset(str(directory)).to_table().num_rows == 2  # readers skip the hidden temp file
     assert store.remove_temp_files(min_age_s=0) == [str(directory / names[0])]
     assert os.listdir(directory) == ["good.parquet"] and store.read(good.path).num_rows == 2
+
+
+def test_configured_s3_url_and_storage_options_are_the_default(s3_endpoint, tmp_path):
+    import dask.config
+
+    bucket_url = _s3_store(s3_endpoint).base_url  # creates a fresh bucket
+    options = {"endpoint_url": s3_endpoint, "key": "testing", "secret": "testing"}
+    with dask.config.set({"daskflow.storage.url": bucket_url, "daskflow.storage.storage-options": options}):
+        store = AssetStore()
+        local = AssetStore(str(tmp_path))  # another URL: the S3 options do not apply to it
+    assert store.base_url == bucket_url and store.storage_options == options
+    assert local.storage_options == {}
+    stored = store.write("configured", pa.table({"v": [1]}), run_id="r")
+    assert stored.path.startswith(bucket_url + "/configured/")
+    assert store.read(stored.path).num_rows == 1
+    assert local.write("a", 1, io="json", run_id="r").path.startswith(str(tmp_path))
