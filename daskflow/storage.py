@@ -381,8 +381,7 @@ class AssetStore:
         directory, name = final_path.rsplit("/", 1)
         temp_path = f"{directory}/.{name}{_TEMP_MARKER}{uuid.uuid4().hex[:12]}"
         try:
-            fs.makedirs(directory, exist_ok=True)
-            with fs.open(temp_path, "wb") as f:
+            with _open_for_writing(fs, directory, temp_path) as f:
                 write_payload(f)
                 f.flush()
                 size_bytes = _written_bytes(f, fs, temp_path)
@@ -458,6 +457,16 @@ class AssetStore:
 def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
     protocol = fs.protocol
     return (protocol,) if isinstance(protocol, str) else tuple(protocol)
+
+
+def _open_for_writing(fs: fsspec.AbstractFileSystem, directory: str, fs_path: str) -> Any:
+    # Create the directory only when opening fails: most writes go to a directory
+    # that exists already, and a mkdir per write is a quarter of a small write's cost.
+    try:
+        return fs.open(fs_path, "wb")
+    except FileNotFoundError:
+        fs.makedirs(directory, exist_ok=True)
+        return fs.open(fs_path, "wb")
 
 
 def _written_bytes(f: Any, fs: fsspec.AbstractFileSystem, fs_path: str) -> int:
