@@ -1,1 +1,28 @@
-"""Learning what tasks cost: history, features, training, prediction."""
+"""Learning what tasks cost: history, features, training, prediction.
+
+* :mod:`~daskflow.learning.history` - the append-only Parquet task history.
+* :mod:`~daskflow.learning.features` - ONE feature extraction for training and serving.
+* :mod:`~daskflow.learning.training` - two XGBoost regressors (duration, peak memory) + manifest.
+* :mod:`~daskflow.learning.predictor` - batched predictions with a per-category baseline.
+"""
+
+from daskflow.learning.features import FEATURE_COLUMNS, feature_frame, record_from_annotations
+from daskflow.learning.history import append_history, read_history
+from daskflow.learning.predictor import OraclePredictor, Prediction, Predictions, Predictor
+from daskflow.learning.training import TrainingError, evaluate, median_ape, train_models
+
+__all__ = [
+    "FEATURE_COLUMNS",
+    "OraclePredictor",
+    "Prediction",
+    "Predictions",
+    "Predictor",
+    "TrainingError",
+    "append_history",
+    "evaluate",
+    "feature_frame",
+    "median_ape",
+    "read_history",
+    "record_from_annotations",
+    "train_models",
+]

@@ -118,6 +118,7 @@ class Predictor:
         self.boosters: dict[str, Any] = {}
         self.load_error: str | None = None
         self._levels: list[str] = []
+        self._feature_defaults: dict[str, float] = {}
         self._level_set: frozenset[str] = frozenset()
         self._manifest_digest: str | None = None
         self._last_check = 0.0
@@ -219,6 +220,7 @@ class Predictor:
         self.boosters = boosters
         self._manifest_digest = digest
         self.load_error = None
+        self._feature_defaults = {k: float(v) for k, v in (manifest.get("feature_defaults") or {}).items()}
         self._levels = list(manifest.get("category_levels") or [])
         self._level_set = frozenset(self._levels)
         for category, entry in ((manifest.get("baseline") or {}).get("category_means") or {}).items():
@@ -286,6 +288,9 @@ class Predictor:
                 return result
             features = feature_frame(records if isinstance(records, pd.DataFrame) else list(records), categories=self._levels)
             features = features[known] if not known.all() else features
+            for column, value in self._feature_defaults.items():
+                if column in features:  # worker not known yet (predicting before placement)
+                    features[column] = features[column].fillna(value)
             for target in TARGETS:
                 booster = self.boosters.get(target.name)
                 if booster is None:

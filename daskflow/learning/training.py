@@ -49,6 +49,7 @@ from daskflow.errors import DaskflowError
 from daskflow.learning.features import FEATURE_COLUMNS, KIND_LEVELS, category_levels, feature_frame
 
 MANIFEST_FORMAT = 1
+WORKER_FEATURE_COLUMNS = ("worker_threads", "worker_memory_limit_bytes")
 DURATION_FLOOR_S = 1e-3
 
 
@@ -161,6 +162,22 @@ def category_means(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
     return out
 
 
+def worker_feature_defaults(frame: pd.DataFrame) -> dict[str, float]:
+    """Most common worker threads / memory limit in training: what serving assumes when the worker is not yet known.
+
+    The steering plugin predicts before a task is placed, so its records lack
+    worker resources; filling them with the typical training worker keeps
+    serving features equal to training features on a homogeneous cluster.
+    """
+    out: dict[str, float] = {}
+    for column in WORKER_FEATURE_COLUMNS:
+        if column in frame:
+            values = pd.to_numeric(frame[column], errors="coerce").dropna()
+            if len(values):
+                out[column] = float(values.mode().iloc[0])
+    return out
+
+
 def fit_booster(frame: pd.DataFrame, target: Target, levels: list[str], params: Mapping[str, Any] | None = None, rounds: int = DEFAULT_ROUNDS):
     """One booster for ``target`` on the rows of ``frame`` that have it; ``None`` when none do."""
     import xgboost as xgb
@@ -208,10 +225,12 @@ def train_models(
         train, test = frame[train_mask], frame[test_mask]
         levels_train = category_levels(train)
         boosters = {t.name: fit_booster(train, t, levels_train, params, rounds) for t in TARGETS}
-        held = Predictor.from_parts(_manifest_core(levels_train, category_means(train), boosters), boosters)
+        held_manifest = dict(_manifest_core(levels_train, category_means(train), boosters), feature_defaults=worker_feature_defaults(train))
+        held = Predictor.from_parts(held_manifest, boosters)
         metrics.update(evaluate(held, test))
     boosters = {t.name: fit_booster(frame, t, levels, params, rounds) for t in TARGETS}
     manifest = _manifest_core(levels, category_means(frame), boosters)
+    manifest["feature_defaults"] = worker_feature_defaults(frame)
     stamps = pd.to_numeric(frame.get("recorded_at"), errors="coerce") if "recorded_at" in frame else pd.Series([], dtype=float)
     manifest.update(
         rows=int(len(frame)),

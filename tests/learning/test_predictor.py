@@ -126,3 +126,13 @@ def test_oracle_reads_true_costs_and_falls_back():
     assert list(predictions.quality) == ["oracle", "default"]
     assert predictions.duration_s[0] == 2.5 and predictions.peak_memory_bytes[0] == 1e6
     assert predictions.model_version == "oracle"
+
+
+def test_unknown_worker_resources_are_served_as_the_typical_training_worker(model_dir):
+    """Steering predicts before placement: records without worker fields get the training worker's values."""
+    predictor = Predictor.load(str(model_dir))
+    assert predictor.manifest["feature_defaults"] == {"worker_threads": 1.0}
+    with_worker = {"category": "parse", "kind": "replay", "input_bytes": 10**7, "n_dependencies": 1, "worker_threads": 1}
+    without = {k: v for k, v in with_worker.items() if k != "worker_threads"}
+    both = predictor.predict([with_worker, without])
+    assert both.duration_s[0] == both.duration_s[1] and both.peak_memory_bytes[0] == both.peak_memory_bytes[1]
