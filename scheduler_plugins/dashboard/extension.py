@@ -102,7 +102,15 @@ class DashboardExtension:
         return self.lineage.payload()
 
     def model(self) -> dict[str, Any]:
-        return {"steering": self.steering(), "quality": self.state.quality_payload()}
+        steering = self.steering()
+        quality = self.state.quality_payload()
+        if steering["present"] and not steering["model_version"]:
+            drift = quality["drift"]
+            drift["message"] = (
+                "no trained model loaded: predictions are per-category means or defaults "
+                f"(train one with `daskflow model train`). {drift['message']}"
+            )
+        return {"steering": steering, "quality": quality}
 
     def predictions(self, limit: int | None = None) -> dict[str, Any]:
         self.refresh()

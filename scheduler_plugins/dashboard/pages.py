@@ -267,7 +267,7 @@ def model_page(scheduler, extra, doc) -> None:
     """Rolling error of model and baseline over time; drift warning when the model stops beating it."""
     extension = _extension(scheduler)
     series = ColumnDataSource({"time": [], "model_error": [], "baseline_error": [], "n": []}, name="daskflow-model-series")
-    chart = figure(name="daskflow-model-quality", title="Rolling median absolute % error of duration predictions", x_axis_type="datetime", y_axis_label="error (fraction of actual)", height=380, width=1000, tools="pan,wheel_zoom,box_zoom,reset,hover")
+    chart = figure(name="daskflow-model-quality", title="Rolling median absolute % error of duration predictions (log scale)", x_axis_type="datetime", y_axis_type="log", y_axis_label="error (fraction of actual)", height=380, width=1000, tools="pan,wheel_zoom,box_zoom,reset,hover")
     chart.line("time", "model_error", source=series, color="#1f77b4", line_width=2, legend_label="model")
     chart.line("time", "baseline_error", source=series, color="#ff7f0e", line_width=2, line_dash="dashed", legend_label="baseline (per-category mean)")
     chart.legend.location = "top_left"
@@ -285,7 +285,8 @@ def model_page(scheduler, extra, doc) -> None:
             return
         last["signature"] = signature
         points = quality["series"]
-        _set(series, {"time": [p["time"] * 1000.0 for p in points], "model_error": [p["model_error"] for p in points], "baseline_error": [p["baseline_error"] for p in points], "n": [p["n"] for p in points]})
+        floor = 1e-4  # log axis: a perfect 0.0 error is drawn at the floor
+        _set(series, {"time": [p["time"] * 1000.0 for p in points], "model_error": [max(p["model_error"], floor) for p in points], "baseline_error": [max(p["baseline_error"], floor) for p in points], "n": [p["n"] for p in points]})
         steering = payload["steering"]
         summary.text = (
             f"<b>model version:</b> {html.escape(str(steering['model_version'] or 'none'))} &nbsp; "

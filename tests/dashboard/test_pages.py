@@ -10,11 +10,10 @@ websocket (``bokeh.client.pull_session``) to check that the plots hold data.
 from __future__ import annotations
 
 import json
-import time
-import urllib.error
-import urllib.request
 
 import pytest
+
+from tests.dashboard.helpers import annotated_tasks, fetch, make_catalog
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -26,55 +25,12 @@ PAGE_MODELS = {
 }
 
 
-def busy(x, duration_s):
-    time.sleep(duration_s)
-    return x
-
-
-def fetch(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=20) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
-def wait_for(condition, timeout_s: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def make_catalog(home):
-    """run 1: raw -> clean -> report materialized; broken failed; report's check failed."""
-    from daskflow.catalog import Catalog
-
-    catalog = Catalog(home / "catalog.sqlite")
-    run = catalog.start_run(pipeline="etl")
-    raw = catalog.record_materialization(run.run_id, "raw", {"path": "/d/raw.parquet", "format": "parquet", "rows": 10, "bytes": 100})
-    clean = catalog.record_materialization(run.run_id, "clean", {"path": "/d/clean.parquet", "format": "parquet", "rows": 8, "bytes": 80}, upstream_ids=[raw])
-    catalog.record_materialization(run.run_id, "report", {"path": "/d/report.json", "format": "json", "rows": 1, "bytes": 10}, upstream_ids=[clean, raw])
-    catalog.log_events([
-        dict(run_id=run.run_id, kind="asset-success", asset_key="raw"),
-        dict(run_id=run.run_id, kind="asset-failed", asset_key="broken"),
-    ])  # fmt: skip
-    catalog.record_check_result(run.run_id, "report", "non_empty", passed=False, blocking=False, message="empty")
-    catalog.finish_run(run.run_id, "failure")
-    catalog.close()
-    return run.run_id
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     import dask.config
     from distributed import Client, LocalCluster
 
-    from daskflow.daskgraph import TaskSpec, submit_graph
+    from daskflow.daskgraph import submit_graph
 
     home = tmp_path_factory.mktemp("dashboard-home")
     run_id = make_catalog(home)
@@ -83,12 +39,7 @@ def cluster(tmp_path_factory):
             n_workers=2, threads_per_worker=1, processes=False, dashboard_address="127.0.0.1:0",
             scheduler_kwargs={"preload": ["scheduler_plugins.preload"]},
         ) as local, Client(local) as client:  # fmt: skip
-            tasks = [
-                TaskSpec(f"{category}-{i}", busy, args=(i, duration_s), annotations={"run_id": "r1", "kind": "asset", "category": category, "asset": category})
-                for category, duration_s in (("load", 0.002), ("transform", 0.01))
-                for i in range(30)
-            ]  # fmt: skip
-            client.gather(list(submit_graph(client, tasks).values()))
+            client.gather(list(submit_graph(client, annotated_tasks(30)).values()))
             scheduler = local.scheduler
             base = f"http://127.0.0.1:{scheduler.http_server.port}"
             yield {"client": client, "scheduler": scheduler, "base": base, "run_id": run_id, "home": home}
@@ -192,6 +143,8 @@ def test_api_decisions_and_model(cluster):
     model = api(cluster, "model")
     assert model["quality"]["series"] and "drift" in model["quality"]
     assert model["steering"]["present"] is True
+    if not model["steering"]["model_version"]:
+        assert model["quality"]["drift"]["message"].startswith("no trained model loaded")
 
 
 def test_api_assets_reads_the_catalog(cluster):
