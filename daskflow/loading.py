@@ -14,10 +14,14 @@ module object, a module name (``"pkg.pipeline"``) or a path to a ``.py`` file
 
 A file is executed as a fresh module named ``daskflow_pipeline_<stem>``; its
 directory is put on ``sys.path`` (like ``python file.py``) so sibling imports
-work, and the module is registered with cloudpickle *by value* so its functions
-can be shipped to Dask workers that cannot import it. Every failure is a
-:class:`PipelineLoadError` whose message is one line: the file/module, what went
-wrong, and the fix; the original exception is chained.
+work. The module is in ``sys.modules`` only while it executes: afterwards plain
+pickle cannot pickle its functions by reference, so Dask falls back to
+cloudpickle, which ships them *by value* to workers that cannot import the
+file. Sibling modules the file imports from its own directory are registered
+with cloudpickle by value for the same reason.
+
+Every failure is a :class:`PipelineLoadError` whose message is one line: the
+file/module, what went wrong, and the fix; the original exception is chained.
 """
 
 from __future__ import annotations
@@ -105,6 +109,7 @@ def _load_file(path: str) -> types.ModuleType:
     if directory not in sys.path:
         sys.path.insert(0, directory)
     previous = sys.modules.get(name)
+    modules_before = set(sys.modules)
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
@@ -119,20 +124,29 @@ def _load_file(path: str) -> types.ModuleType:
             f"{_error_location(exc, path)}: loading the pipeline failed with {_describe(exc)}. "
             f"Fix: correct the error in the file (run 'python {path}' to see the full traceback)."
         ) from exc
-    _register_by_value(module)
+    # Not left in sys.modules on purpose: plain pickle then cannot pickle these functions by
+    # reference (which workers could not import), so Dask falls back to cloudpickle, which
+    # pickles functions of modules missing from sys.modules by value.
+    if previous is not None:
+        sys.modules[name] = previous
+    else:
+        sys.modules.pop(name, None)
+    _ship_siblings_by_value(set(sys.modules) - modules_before, directory)
     return module
 
 
-def _register_by_value(module: types.ModuleType) -> None:
-    """Let cloudpickle ship this module's functions to workers that cannot import it."""
+def _ship_siblings_by_value(new_modules: set[str], directory: str) -> None:
+    """Register modules newly imported from ``directory`` with cloudpickle by value."""
     try:
         import cloudpickle
     except ImportError:  # pragma: no cover - cloudpickle ships with dask
         return
-    try:
-        cloudpickle.register_pickle_by_value(module)
-    except (ValueError, TypeError):  # pragma: no cover - already registered / not in sys.modules
-        pass
+    prefix = os.path.join(directory, "")
+    for module_name in sorted(new_modules):
+        module = sys.modules.get(module_name)
+        filename = getattr(module, "__file__", None) or ""
+        if os.path.abspath(filename).startswith(prefix):
+            cloudpickle.register_pickle_by_value(module)
 
 
 def _import_module(name: str) -> types.ModuleType:

@@ -401,20 +401,24 @@ def test_module_object_without_assets_is_an_error():
         definitions_from_module(json)
 
 
-def test_functions_of_a_loaded_file_pickle_by_value_for_workers(tmp_path):
-    """Workers cannot import ``daskflow_pipeline_<stem>``: functions must travel by value."""
-    import cloudpickle
+def test_functions_of_a_loaded_file_travel_by_value_through_dask_pickling(tmp_path):
+    """Workers cannot import ``daskflow_pipeline_<stem>``: Dask must ship the functions by value.
+
+    Dask tries plain pickle first and falls back to cloudpickle when that fails;
+    plain pickle must fail (it would pickle a reference to an unimportable module).
+    """
+    import pickle
+
+    from distributed.protocol import pickle as dask_pickle
 
     defs = load_definitions(write(tmp_path, "pipe_pickle_f1.py", PIPELINE))
-    payload = cloudpickle.dumps(defs.assets[1].fn)
-    name = module_name_for_file("pipe_pickle_f1.py")
-    module = sys.modules.pop(name)
-    try:
-        total = cloudpickle.loads(payload)
-    finally:
-        sys.modules[name] = module
-    assert total([1, 2]) == 3
-    assert total.__daskflow_asset__.key == "metrics/total"
+    total = defs.assets[1].fn
+    assert module_name_for_file("pipe_pickle_f1.py") not in sys.modules
+    with pytest.raises(pickle.PicklingError):
+        pickle.dumps(total)
+    task = dask_pickle.loads(dask_pickle.dumps((total, [1, 2])))
+    assert task[0](task[1]) == 3
+    assert task[0].__daskflow_asset__.key == "metrics/total"
 
 
 def test_names_follow_identifier_rules_so_parameters_can_name_assets():
@@ -474,3 +478,16 @@ def test_callable_without_a_name_needs_name_option():
     with pytest.raises(AssetDefinitionError, match=r"name None is not a valid name.*pass name="):
         asset(partial)
     assert asset(name="doubled")(partial).__daskflow_asset__.key == "doubled"
+
+
+def test_sibling_helper_modules_of_a_pipeline_file_are_shipped_by_value(tmp_path):
+    import cloudpickle
+
+    write(tmp_path, "pipe_helpers_f1.py", "def double(x):\n    return 2 * x\n")
+    text = "from daskflow.definitions import asset\nfrom pipe_helpers_f1 import double\n\n@asset\ndef a():\n    return double(2)\n"
+    try:
+        load_definitions(write(tmp_path, "pipe_uses_helpers.py", text))
+        assert "pipe_helpers_f1" in cloudpickle.list_registry_pickle_by_value()
+    finally:
+        if "pipe_helpers_f1" in sys.modules:
+            cloudpickle.unregister_pickle_by_value(sys.modules.pop("pipe_helpers_f1"))
