@@ -433,7 +433,8 @@ def test_code_version_of_prefers_declared_and_else_fingerprints_code(tmp_path):
 
     first = load_definitions(write(tmp_path, "pipe_code_v1.py", PIPELINE)).assets[1]
     same = load_definitions(write(tmp_path, "pipe_code_v1.py", PIPELINE)).assets[1]
-    edited = load_definitions(write(tmp_path, "pipe_code_v1.py", PIPELINE.replace("sum(raw)", "sum(raw) + 1"))).assets[1]
+    edited_text = PIPELINE.replace("sum(raw)", "sum(raw) + 1")
+    edited = load_definitions(write(tmp_path, "pipe_code_v1.py", edited_text)).assets[1]
     assert code_version_of(first) == code_version_of(same)
     assert code_version_of(first).startswith("code:")
     assert code_version_of(first) != code_version_of(edited)
@@ -461,7 +462,8 @@ def test_code_fingerprint_ignores_comments_and_position_but_not_constants(tmp_pa
     from daskflow.definitions import code_version_of
 
     base = "from daskflow.definitions import asset\n@asset\ndef a():\n    return {'x', 'y'}\n"
-    moved = "from daskflow.definitions import asset\n\n\n# a comment\n@asset\ndef a():\n    # why\n    return {'x', 'y'}\n"
+    moved = ("from daskflow.definitions import asset\n\n\n# a comment\n"
+             "@asset\ndef a():\n    # why\n    return {'x', 'y'}\n")
     changed = base.replace("'y'", "'z'")
     versions = [code_version_of(load_definitions(write(tmp_path, "pipe_fp.py", text)).assets[0])
                 for text in (base, moved, changed)]
@@ -484,7 +486,8 @@ def test_sibling_helper_modules_of_a_pipeline_file_are_shipped_by_value(tmp_path
     import cloudpickle
 
     write(tmp_path, "pipe_helpers_f1.py", "def double(x):\n    return 2 * x\n")
-    text = "from daskflow.definitions import asset\nfrom pipe_helpers_f1 import double\n\n@asset\ndef a():\n    return double(2)\n"
+    text = ("from daskflow.definitions import asset\nfrom pipe_helpers_f1 import double\n\n"
+            "@asset\ndef a():\n    return double(2)\n")
     try:
         load_definitions(write(tmp_path, "pipe_uses_helpers.py", text))
         assert "pipe_helpers_f1" in cloudpickle.list_registry_pickle_by_value()
