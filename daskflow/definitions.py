@@ -14,16 +14,21 @@ an exact asset key (``"sales/orders"``), an asset with that name in the same
 group/key prefix, then the unique asset with that name anywhere. Map a
 parameter to a specific key with ``ins={"orders": "sales/orders"}``. A
 parameter named ``context`` is not an upstream: it receives an
-:class:`AssetContext` (partition key, run id). ``deps=`` adds ordering-only
-(non-data) dependencies.
+:class:`AssetContext` (partition key, run id); every other parameter is one
+(a default value does not make it optional). ``deps=`` adds ordering-only
+(non-data) dependencies. Names and key parts follow Python identifier rules,
+since parameters must be able to name assets.
 
 Asset keys are strings: ``"name"``, or ``"prefix/name"`` when ``key_prefix``
 (or, without a prefix, ``group``) is given. ``key="a/b"`` sets it directly.
 
 How a value is stored (``io``): ``"auto"`` (default) stores tables (pyarrow
-Table, pandas DataFrame) as Parquet and anything else as JSON; ``"parquet"`` and
-``"json"`` force one. JSON is the safe non-pickle format for scalars, lists and
-dicts. See :func:`io_for_value`.
+Table, pandas DataFrame) and any asset with a ``schema`` as Parquet, and anything
+else as JSON; ``"parquet"`` and ``"json"`` force one. JSON is the safe
+non-pickle format for scalars, lists and dicts. See :func:`io_for_value`.
+
+Without a declared ``code_version`` an asset's code version is a fingerprint of
+its bytecode (:func:`code_version_of`), so editing the function makes it stale.
 """
 
 from __future__ import annotations
@@ -488,7 +493,8 @@ def code_version_of(spec: AssetSpec) -> str:
 
 def io_for_value(spec: AssetSpec, value: object) -> str:
     """The storage format for ``value``: the spec's ``io``, or for ``"auto"`` Parquet
-    for pyarrow Tables / pandas DataFrames and JSON for everything else.
+    for pyarrow Tables / pandas DataFrames (and for any asset with a ``schema``)
+    and JSON for everything else.
 
     >>> spec = asset(lambda: 1, name="answer").__daskflow_asset__
     >>> io_for_value(spec, 42)
@@ -496,6 +502,8 @@ def io_for_value(spec: AssetSpec, value: object) -> str:
     """
     if spec.io != "auto":
         return spec.io
+    if spec.schema is not None:  # a declared schema only makes sense for tables
+        return "parquet"
     module = type(value).__module__.split(".")[0]
     if module == "pyarrow" and type(value).__name__ in ("Table", "RecordBatch"):
         return "parquet"

@@ -212,6 +212,8 @@ def test_io_for_value_auto_uses_parquet_for_tables_and_json_otherwise():
     assert io_for_value(auto, 3.5) == "json"
     forced = spec_of(asset(lambda: 0, name="forced", io="json"))
     assert io_for_value(forced, pa.table({"a": [1]})) == "json"
+    with_schema = spec_of(asset(lambda: 0, name="typed", schema=pa.schema([("a", pa.int64())])))
+    assert io_for_value(with_schema, {"a": [1]}) == "parquet"
 
 
 # -- @asset_check -------------------------------------------------------------------------
