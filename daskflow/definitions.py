@@ -228,6 +228,14 @@ def _signature(fn: Callable, owner: str) -> inspect.Signature:
         ) from exc
 
 
+def _reject_async(fn: Callable, owner: str) -> None:
+    if inspect.iscoroutinefunction(fn) or inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        raise AssetDefinitionError(
+            f"{owner}: async functions and generators are not supported; an asset (or check) "
+            f"returns its value. Fix: make it a plain 'def' that returns the value."
+        )
+
+
 def _data_parameters(fn: Callable, owner: str) -> tuple[list[str], str | None]:
     params, context = [], None
     for param in _signature(fn, owner).parameters.values():
@@ -295,6 +303,7 @@ def _record_asset(fn: Callable, *, name, key, key_prefix, group, ins, deps, desc
             f"(or use @asset(...) with keyword arguments only)."
         )
     owner = f"@asset {_qualname(fn)}"
+    _reject_async(fn, owner)
     if group is not None:
         _check_name(group, "group", owner)
     if key is not None:
@@ -406,6 +415,7 @@ def _record_check(fn: Callable, *, asset: object, name: str | None, blocking: bo
     if not callable(fn) or isinstance(fn, type):
         raise AssetDefinitionError(f"@asset_check decorates functions, got {fn!r}. Fix: use it on a 'def'.")
     owner = f"@asset_check {_qualname(fn)}"
+    _reject_async(fn, owner)
     check_name = _check_name(name or getattr(fn, "__name__", None), "name", owner)
     target = _reference(asset, owner, "asset")
     values, context = _data_parameters(fn, owner)

@@ -165,6 +165,12 @@ class StaticPartitions(PartitionsDefinition):
                 raise PartitionError(
                     f"StaticPartitions keys must be non-empty strings, got {key!r}. Fix: use str keys."
                 )
+            if key != key.strip() or any(ch in key for ch in "\\\n\t"):
+                raise PartitionError(
+                    f"StaticPartitions key {key!r} has surrounding whitespace, a backslash or a control "
+                    f"character; selections strip spaces and keys become paths. "
+                    f"Fix: remove them, e.g. {key.strip().replace(chr(92), '_').replace(chr(9), '_')!r}."
+                )
             if RANGE_SEPARATOR in key or "," in key or "/" in key:
                 raise PartitionError(
                     f"StaticPartitions key {key!r} contains '{RANGE_SEPARATOR}', ',' or '/', "

@@ -496,3 +496,15 @@ def test_sibling_helper_modules_of_a_pipeline_file_are_shipped_by_value(tmp_path
     finally:
         if "pipe_helpers_f1" in sys.modules:
             cloudpickle.unregister_pickle_by_value(sys.modules.pop("pipe_helpers_f1"))
+
+
+def test_async_and_generator_functions_are_rejected():
+    with pytest.raises(AssetDefinitionError, match="async functions and generators are not supported.*Fix"):
+        @asset
+        async def fetch():
+            return 1
+
+    with pytest.raises(AssetDefinitionError, match="rows: async functions and generators are not supported"):
+        @asset
+        def rows():
+            yield 1

@@ -207,3 +207,9 @@ def test_long_hourly_window_supports_membership_and_ranges():
     assert len(year) == 365 * 24
     assert "2023-06-01T12" in year and "2023-06-01T24" not in year
     assert len(year.range("2023-06-01T00", "2023-06-02T23")) == 48
+
+
+@pytest.mark.parametrize("key", [" eu", "eu ", "a\\b", "a\tb"])
+def test_static_keys_must_survive_selection_parsing_and_paths(key):
+    with pytest.raises(PartitionError, match="whitespace, a backslash or a control character.*Fix"):
+        StaticPartitions([key])
