@@ -23,7 +23,7 @@ commas and unioned:
 
 * ``name`` or ``group/name`` — one asset (by key, or by unique name);
 * ``+name`` — it and all its upstream assets; ``name+`` — it and all
-  downstream; ``+name+`` — both;
+  downstream; ``+name+`` — both (``*`` is accepted in place of ``+``);
 * ``group:NAME`` — all assets of a group; ``tag:KEY=VALUE`` (or ``tag:KEY``);
   the ``+`` modifiers apply to these too;
 * ``*`` — every asset.
@@ -206,9 +206,10 @@ class AssetGraph:
     def _select_term(self, term: str, expr: str) -> tuple[str, ...]:
         if term == "*":
             return tuple(self.assets)
-        up, down = term.startswith("+"), term.endswith("+") and len(term) > 1
+        # '*' works like '+' at either end, for people used to Dagster's "*name*".
+        up, down = term[0] in "+*", term[-1] in "+*" and len(term) > 1
         core = term[1 if up else 0: len(term) - (1 if down else 0)].strip()
-        if not core or "+" in core:
+        if not core or "+" in core or "*" in core:
             raise SelectionError(
                 f"selection term {term!r} in {expr!r} is malformed; expected 'name', '+name', "
                 f"'name+' or '+name+'. Fix: e.g. '+{core.strip('+') or 'name'}'."

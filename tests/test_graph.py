@@ -316,6 +316,7 @@ def test_two_checks_with_one_name_on_one_asset_are_duplicates():
         ("tag:pool=big", ("enrich/joined",)),
         ("tag:source", ("raw/customers", "raw/orders")),
         ("report, totals", ("totals", "report")),
+        ("*totals*", ("raw/orders", "totals", "report")),
         ("totals,+totals", ("raw/orders", "totals")),
         ("*", ("raw/customers", "raw/orders", "enrich/joined", "totals", "report")),
         (None, ("raw/customers", "raw/orders", "enrich/joined", "totals", "report")),
