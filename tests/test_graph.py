@@ -454,3 +454,27 @@ def test_partitions_are_checked_on_deps_edges_too():
 
     with pytest.raises(PartitionError, match="'daily'.*'regional'"):
         build_asset_graph([regional, daily])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_random_dags_order_every_edge_forward_and_selection_matches_closure(seed):
+    """Random DAG of 30 assets (parents drawn among earlier ones), declared in shuffled order."""
+    import random
+
+    rng = random.Random(seed)
+    functions = []
+    for i in range(30):
+        parents = sorted(rng.sample(range(i), k=min(i, rng.randint(0, 3))))
+        fn = asset(name=f"n{i}", deps=[f"n{p}" for p in parents])(lambda: None)
+        functions.append(fn)
+    rng.shuffle(functions)
+    graph = build_asset_graph(functions)
+    position = {key: i for i, key in enumerate(graph.topological_order())}
+    for key in graph:
+        for up in graph.upstream(key):
+            assert position[up] < position[key]
+            assert key in graph.downstream(up)
+    target = f"n{rng.randrange(30)}"
+    assert set(graph.select(f"+{target}")) == {target, *graph.ancestors(target)}
+    assert set(graph.select(f"{target}+")) == {target, *graph.descendants(target)}
+    assert build_asset_graph(list(reversed(functions))).topological_order() == graph.topological_order()
