@@ -40,7 +40,7 @@ def has_run_command() -> bool:
     return result.returncode == 0
 
 
-def pipeline_command() -> tuple[list[str], set[str] | None]:
+def pipeline_command() -> tuple[list[str], set[str]]:
     """argv running one pipeline against the cluster file's cluster, and the asset keys it makes.
 
     F3's ``daskflow run examples/etl_pipeline.py`` when both exist; else the
@@ -48,7 +48,10 @@ def pipeline_command() -> tuple[list[str], set[str] | None]:
     pipeline next to this file.
     """
     if EXAMPLE.exists() and has_run_command():
-        return [sys.executable, "-m", "daskflow.cli", "run", str(EXAMPLE)], None
+        from daskflow.loading import load_definitions
+
+        keys = {spec.key for spec in load_definitions(str(EXAMPLE)).assets}
+        return [sys.executable, "-m", "daskflow.cli", "run", str(EXAMPLE)], keys
     code = (
         "import sys; from daskflow.execution import materialize; "
         f"r = materialize({str(SMALL_PIPELINE)!r}, progress=False); "
