@@ -101,6 +101,31 @@ def test_rows_for_finished_and_erred_tasks_reach_parquet_on_close(tmp_path):
     assert len(files) == 1 and not list((tmp_path / "history").rglob(".tmp-*"))
 
 
+def allocate_after(n_bytes: int, *_upstream) -> int:
+    return allocate(n_bytes)
+
+
+def test_peak_memory_of_tasks_reusing_freed_memory(tmp_path):
+    """Each of a chain of 20 MB tasks reports ~20 MB, although glibc would hand back the last one's freed pages."""
+
+    @gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+    async def scenario(c, s, a):
+        plugin = RecorderPlugin(str(tmp_path / "h"))
+        await s.register_scheduler_plugin(plugin, name=PLUGIN_NAME, idempotent=False)
+        specs = [
+            TaskSpec(f"chain-{i}", allocate_after, (20 * MB,), dependencies=(f"chain-{i - 1}",) if i else (),
+                     annotations=annotated("chain"))
+            for i in range(4)
+        ]
+        await c.gather(list(submit_graph(c, specs).values()))
+        await wait_for(lambda: plugin.rows_recorded == 4)
+        peaks = [r["peak_memory_bytes"] for r in sorted(plugin.recent_rows, key=lambda r: r["key"])]
+        assert all(0.8 * 20 * MB <= p <= 1.5 * 20 * MB for p in peaks), peaks
+        assert a.plugins[WORKER_PLUGIN_NAME].trim_count >= 3
+
+    scenario()
+
+
 def test_recorded_row_gives_the_serving_features(tmp_path):
     @gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
     async def scenario(c, s, a):
