@@ -318,6 +318,11 @@ def _record_asset(fn: Callable, *, name, key, key_prefix, group, ins, deps, desc
     asset_key = _asset_key(asset_name, key, key_prefix, group, owner)
     owner = f"asset {asset_key!r} ({_qualname(fn)})"
     group_name = group if group is not None else DEFAULT_GROUP
+    for option, value in (("metadata", metadata), ("tags", tags), ("ins", ins)):
+        if value is not None and not isinstance(value, Mapping):
+            raise AssetDefinitionError(
+                f"{owner}: {option} must be a dict, got {type(value).__name__}. Fix: {option}={{...}}."
+            )
 
     params, context = _data_parameters(fn, owner)
     mapping = dict(ins or {})
@@ -422,10 +427,13 @@ def _record_check(fn: Callable, *, asset: object, name: str | None, blocking: bo
     if len(values) != 1:
         raise AssetDefinitionError(
             f"{owner}: a check takes exactly one value parameter (the value of asset {target!r}) "
-            f"plus an optional 'context', got {values}. Fix: def {fn.__name__}(value): ..."
+            f"plus an optional 'context', got {values}. Fix: def {check_name}(value): ..."
         )
     if not isinstance(blocking, bool):
-        raise AssetDefinitionError(f"{owner}: blocking must be True or False, got {blocking!r}.")
+        raise AssetDefinitionError(
+            f"{owner}: blocking must be True or False, got {blocking!r}. "
+            f"Fix: blocking=True skips downstream assets on failure, blocking=False only warns."
+        )
     spec = AssetCheckSpec(
         name=check_name,
         asset=target,

@@ -508,3 +508,14 @@ def test_async_and_generator_functions_are_rejected():
         @asset
         def rows():
             yield 1
+
+
+@pytest.mark.parametrize("option", ["metadata", "tags", "ins"])
+def test_mapping_options_must_be_dicts(option):
+    with pytest.raises(AssetDefinitionError, match=rf"asset 'a'.*{option} must be a dict, got list"):
+        asset(name="a", **{option: ["x"]})(lambda: 1)
+
+
+def test_check_blocking_must_be_a_bool_and_the_fix_explains_both_modes():
+    with pytest.raises(AssetDefinitionError, match="blocking must be True or False.*skips downstream"):
+        asset_check(asset="orders", name="c", blocking="yes")(lambda orders: True)
