@@ -37,6 +37,7 @@ import math
 import statistics
 import time
 import uuid
+import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -151,7 +152,15 @@ def _scheduler_state(dask_scheduler=None) -> dict[str, Any]:
         "steering_mode": getattr(steering, "mode", None) if steering is not None else None,
         "model_version": getattr(steering, "model_version", None) if steering is not None else None,
         "fallback_count": getattr(steering, "fallback_count", None) if steering is not None else None,
+        "model_url": _model_url_of(steering),
     }
+
+
+def _model_url_of(steering: Any) -> str | None:
+    if steering is None:
+        return None
+    url = getattr(getattr(steering, "predictor", None), "url", None) or getattr(steering, "model_url", None)
+    return str(url) if url else None
 
 
 def _reset_prefix_estimates(prefixes: list[str], dask_scheduler=None) -> int:
@@ -257,7 +266,10 @@ def replay_cluster(
 
     config = {**mode_config(mode, history_url, model_url), **dict(extra_config or {})}
     scheduler_kwargs = {"preload": [PRELOAD]} if mode != "stock" else {}
-    with dask.config.set(config):
+    with dask.config.set(config), warnings.catch_warnings():
+        # The scheduler's HTTP server (health, metrics) falls back to a free port when
+        # 8787 is taken; the dashboard is off, so that warning is noise here.
+        warnings.filterwarnings("ignore", message="Port 8787 is already in use", category=UserWarning)
         with LocalCluster(
             n_workers=workers,
             threads_per_worker=threads_per_worker,
@@ -279,6 +291,28 @@ def median_ape(predicted: list[float], actual: list[float]) -> float | None:
     """Median absolute percentage error over pairs whose actual value is > 0."""
     errors = [abs(p - a) / a for p, a in zip(predicted, actual) if a and a > 0 and p is not None and math.isfinite(p)]
     return statistics.median(errors) if errors else None
+
+
+def _baseline_from_manifest(model_url: str | None) -> dict[str, tuple[float, float | None]] | None:
+    """Per-category means of the model's training history, as stored in its ``manifest.json``."""
+    if not model_url:
+        return None
+    try:
+        import json
+
+        import fsspec.core
+
+        fs, root = fsspec.core.url_to_fs(str(model_url))
+        with fs.open(root.rstrip("/") + "/manifest.json", "rb") as f:
+            manifest = json.load(f)
+        means = manifest["baseline"]["category_means"]
+    except Exception:  # noqa: BLE001 - fall back to the history
+        return None
+    return {
+        str(category): (float(entry["duration_s"]), entry.get("peak_memory_bytes"))
+        for category, entry in means.items()
+        if entry.get("duration_s") is not None
+    }
 
 
 def _baseline_means(history_url: str | None, exclude_run_ids: set[str]) -> dict[str, tuple[float, float | None]] | None:
@@ -449,7 +483,9 @@ def replay_on_client(
         predictions = client.run_on_scheduler(_fetch_predictions, keys)
         state = client.run_on_scheduler(_scheduler_state)
         if predictions is not None and state.get("model_version") is not None and mode != "oracle":
-            baseline = _baseline_means(baseline_history_url or history_url, set(run_ids) | {run_id})
+            baseline = None if baseline_history_url else _baseline_from_manifest(state.get("model_url"))
+            if baseline is None:
+                baseline = _baseline_means(baseline_history_url or history_url, set(run_ids) | {run_id})
             errors = _prediction_errors(scaled, keys, categories, memory_scale, predictions, baseline)
             errors["predictions_found"] = len(predictions)
         elif predictions is not None:
@@ -489,6 +525,7 @@ def replay_on_client(
         "steering_mode": state.get("steering_mode"),
         "model_version": state.get("model_version"),
         "fallback_count": state.get("fallback_count"),
+        "loaded_model_url": state.get("model_url"),
         "predictions_found": errors.pop("predictions_found", 0),
         "duration_median_ape": None,
         "baseline_duration_median_ape": None,
