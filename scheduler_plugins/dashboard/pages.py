@@ -27,7 +27,6 @@ from bokeh.models import (
     HoverTool,
     LabelSet,
     NumberFormatter,
-    Slope,
     TableColumn,
 )
 from bokeh.layouts import column, row
@@ -65,6 +64,16 @@ def _finish(doc, scheduler, extra: dict, title: str, roots, update: Callable[[],
     doc.template_variables.update(title=title, pages=PAGES, prefix=extension.url_prefix, model_names=names)
 
 
+DURATION_FLOOR_S = 1e-4
+MEMORY_FLOOR_BYTES = 1024.0
+
+
+def _span(values: list[float], floor: float) -> list[float]:
+    """[low, high] of the finite values (for the y = x diagonal), or [] when there are none."""
+    finite = [v for v in values if v == v]
+    return [max(min(finite), floor), max(finite)] if finite else []
+
+
 def _note(name: str) -> Div:
     return Div(text="", name=name, styles={"color": "#555", "font-size": "13px"})
 
@@ -90,13 +99,15 @@ def predictions_page(scheduler, extra, doc) -> None:
     points = ColumnDataSource({k: [] for k in ("key", "category", "colour", "predicted_duration_s", "duration_s", "predicted_peak_memory_bytes", "peak_memory_bytes")}, name="daskflow-predictions-points")
     table_columns = ("category", "count", "predicted_count", "mean_duration_s", "mean_predicted_duration_s", "mean_peak_memory_bytes", "mean_predicted_peak_memory_bytes", "mean_model_ape")
     categories = ColumnDataSource({k: [] for k in table_columns}, name="daskflow-predictions-categories")
+    diagonal = ColumnDataSource({"duration_s": [], "peak_memory_bytes": []}, name="daskflow-predictions-diagonal")
     hover = HoverTool(tooltips=[("key", "@key"), ("category", "@category"), ("predicted", "@predicted_duration_s{0.000} s"), ("actual", "@duration_s{0.000} s")])
-    duration = figure(name="daskflow-predictions-duration", title="Duration: predicted vs actual (s)", x_axis_label="predicted duration (s)", y_axis_label="actual duration (s)", height=380, width=520, tools=[hover, "pan,wheel_zoom,box_zoom,reset"])
+    # log-log: task costs span milliseconds to hours; values below the floors are drawn at the floor
+    duration = figure(name="daskflow-predictions-duration", title="Duration: predicted vs actual (s, log-log; dashed: perfect)", x_axis_label="predicted duration (s)", y_axis_label="actual duration (s)", x_axis_type="log", y_axis_type="log", height=380, width=520, tools=[hover, "pan,wheel_zoom,box_zoom,reset"])
     duration.scatter("predicted_duration_s", "duration_s", source=points, color="colour", size=6, alpha=0.6)
-    duration.add_layout(Slope(gradient=1, y_intercept=0, line_dash="dashed", line_color="#999"))
-    memory = figure(name="daskflow-predictions-memory", title="Peak memory: predicted vs actual (bytes)", x_axis_label="predicted peak memory (bytes)", y_axis_label="actual peak memory (bytes)", height=380, width=520, tools="pan,wheel_zoom,box_zoom,reset,hover")
+    duration.line("duration_s", "duration_s", source=diagonal, line_dash="dashed", line_color="#999")
+    memory = figure(name="daskflow-predictions-memory", title="Peak memory: predicted vs actual (bytes, log-log)", x_axis_label="predicted peak memory (bytes)", y_axis_label="actual peak memory (bytes)", x_axis_type="log", y_axis_type="log", height=380, width=520, tools="pan,wheel_zoom,box_zoom,reset,hover")
     memory.scatter("predicted_peak_memory_bytes", "peak_memory_bytes", source=points, color="colour", size=6, alpha=0.6)
-    memory.add_layout(Slope(gradient=1, y_intercept=0, line_dash="dashed", line_color="#999"))
+    memory.line("peak_memory_bytes", "peak_memory_bytes", source=diagonal, line_dash="dashed", line_color="#999")
     three = NumberFormatter(format="0.000")
     size = NumberFormatter(format="0.0 b")
     table = DataTable(
@@ -127,12 +138,16 @@ def predictions_page(scheduler, extra, doc) -> None:
             return
         last["signature"] = signature
         data = {k: [] for k in points.data}
+        floors = {"predicted_duration_s": DURATION_FLOOR_S, "duration_s": DURATION_FLOOR_S, "predicted_peak_memory_bytes": MEMORY_FLOOR_BYTES, "peak_memory_bytes": MEMORY_FLOOR_BYTES}
         for point in payload["points"]:
-            for k in ("key", "category", "predicted_duration_s", "duration_s", "predicted_peak_memory_bytes", "peak_memory_bytes"):
-                value = point.get(k)
-                data[k].append(float("nan") if value is None and k != "key" and k != "category" else value)
+            data["key"].append(point["key"])
+            data["category"].append(point["category"])
             data["colour"].append(_colour(point["category"]))
+            for k, floor in floors.items():
+                value = point.get(k)
+                data[k].append(float("nan") if value is None else max(float(value), floor))
         _set(points, data)
+        _set(diagonal, {k: _span([*data[k], *data[f"predicted_{k}"]], floors[k]) for k in ("duration_s", "peak_memory_bytes")})
         _set(categories, {k: [r[k] if r[k] is not None else float("nan") for r in payload["categories"]] if k != "category" else [r[k] for r in payload["categories"]] for k in table_columns})
         extra_note = _notes(extension, ("recorder", "steering"))
         note.text = html.escape(f"{payload['rows_seen']} tasks recorded; showing the last {len(payload['points'])}. {extra_note}")
