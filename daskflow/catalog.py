@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import os
 import pathlib
@@ -96,126 +95,15 @@ _JSON_COLUMNS = frozenset({"partitions", "tags", "payload", "metadata"})
 _INHERITED_CONNECTIONS: list[sqlite3.Connection] = []
 
 
-# -- records -----------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class RunRecord:
-    """One run of a pipeline. Timestamps are unix seconds."""
-
-    run_id: str
-    pipeline: str | None
-    selection: str | None
-    partitions: list[str] | None
-    status: str
-    started_at: float
-    finished_at: float | None
-    tags: dict[str, Any]
-
-    @property
-    def duration_s(self) -> float | None:
-        return None if self.finished_at is None else self.finished_at - self.started_at
-
-
-@dataclasses.dataclass(frozen=True)
-class RunEvent:
-    """One event in a run's log (``kind``: e.g. "asset-start", "asset-failure")."""
-
-    id: int
-    run_id: str
-    timestamp: float
-    kind: str
-    asset_key: str | None
-    partition: str | None
-    message: str
-    payload: dict[str, Any]
-
-
-@dataclasses.dataclass(frozen=True)
-class Materialization:
-    """One stored asset-partition value: where it is and what it was made from."""
-
-    id: int
-    run_id: str
-    asset_key: str
-    partition: str | None
-    path: str
-    format: str
-    rows: int | None
-    bytes: int | None
-    schema: str | None
-    host: str | None
-    worker: str | None
-    code_version: str | None
-    data_version: str
-    duration_s: float | None
-    created_at: float
-
-
-@dataclasses.dataclass(frozen=True)
-class LineageNode:
-    """A materialization reached by a lineage walk.
-
-    ``depth`` is 0 for the starting materialization(s); ``via_id`` is the
-    materialization it was reached from (None at depth 0).
-    """
-
-    materialization: Materialization
-    depth: int
-    via_id: int | None
-
-
-@dataclasses.dataclass(frozen=True)
-class CheckResult:
-    """The outcome of one ``@asset_check`` on one asset-partition in one run."""
-
-    id: int
-    run_id: str
-    asset_key: str
-    partition: str | None
-    check_name: str
-    passed: bool
-    blocking: bool
-    message: str
-    metadata: dict[str, Any]
-    created_at: float
-
-
-# -- data versions -----------------------------------------------------------
-def compute_data_version(
-    code_version: str | None, input_data_versions: Iterable[str] | Mapping[str, str] = ()
-) -> str:
-    """A stable short hash of a code version and its inputs' data versions.
-
-    Input order does not matter (they are sorted); a mapping contributes its
-    values. Same code + same inputs -> same data version, in any process.
-
-    >>> compute_data_version("v1", ["b", "a"]) == compute_data_version("v1", ["a", "b"])
-    True
-    >>> compute_data_version("v1") != compute_data_version("v2")
-    True
-    """
-    if isinstance(input_data_versions, Mapping):
-        input_data_versions = input_data_versions.values()
-    document = json.dumps([code_version, sorted(str(v) for v in input_data_versions)])
-    return hashlib.sha256(document.encode()).hexdigest()[:16]
-
-
-def data_locations_schema() -> "pa.Schema":
-    """The Arrow schema of :meth:`Catalog.data_locations`."""
-    import pyarrow as pa
-
-    return pa.schema(
-        [
-            pa.field("asset_key", pa.string(), nullable=False),
-            pa.field("partition", pa.string()),
-            pa.field("path", pa.string(), nullable=False),
-            pa.field("rows", pa.int64()),
-            pa.field("bytes", pa.int64()),
-            pa.field("host", pa.string()),
-            pa.field("worker", pa.string()),
-            pa.field("materialization_id", pa.int64(), nullable=False),
-            pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
-        ]
-    )
+from daskflow.catalog_records import (  # noqa: F401 - re-exported
+    CheckResult,
+    LineageNode,
+    Materialization,
+    RunEvent,
+    RunRecord,
+    compute_data_version,
+    data_locations_schema,
+)
 
 
 def _stored_fields(stored: "StoredObject | Mapping[str, Any]") -> dict[str, Any]:

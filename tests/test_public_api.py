@@ -38,3 +38,13 @@ def test_package_does_not_import_scheduler_plugins():
         )
     ]
     assert offenders == []
+
+
+def test_module_docstring_examples_run():
+    """Runnable examples in the docstrings of core modules stay true."""
+    import importlib
+
+    for name in ("daskflow.config", "daskflow.catalog", "daskflow.catalog_records", "daskflow.storage"):
+        module = importlib.import_module(name)
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.failed == 0, name
