@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads-per-worker", type=int, default=1)
     parser.add_argument("--memory-limit", default="auto")
     parser.add_argument("--target-seconds", type=float, default=8.0)
-    parser.add_argument("--memory-scale", type=float, default=0.1)
+    parser.add_argument("--memory-scale", type=float, default=0.01)
     parser.add_argument("--bytes-scale", type=float, default=0.001)
     parser.add_argument("--repeat", type=int, default=1, help="rounds of alternating modes per trace")
     parser.add_argument("--max-record-seconds", type=float, default=60.0)

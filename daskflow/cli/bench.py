@@ -36,7 +36,7 @@ def bench() -> None:
               help="Scale runtimes so max(critical path, work / slots) equals this.")
 @click.option("--time-scale", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Multiply runtimes by this instead of scaling to --target-seconds.")
-@click.option("--memory-scale", type=click.FloatRange(min=0), default=0.1, show_default=True,
+@click.option("--memory-scale", type=click.FloatRange(min=0), default=0.01, show_default=True,
               help="Each task holds memory_bytes × this while it runs.")
 @click.option("--bytes-scale", type=click.FloatRange(min=0), default=0.001, show_default=True,
               help="Declared input bytes and returned output bytes are multiplied by this (outputs capped at 64 MiB).")
