@@ -176,6 +176,15 @@ def tail(path: pathlib.Path, n_lines: int = 20) -> str:
     return "\n".join(lines[-n_lines:])
 
 
+def _reachable_host(host: str, scheduler_address: str) -> str:
+    """A host name for links: the bound host, or the scheduler's contact host for wildcard binds."""
+    if host and host not in ("0.0.0.0", "::", "[::]"):
+        return host
+    from distributed.comm import get_address_host
+
+    return get_address_host(scheduler_address)
+
+
 def _spawn(command: list[str], log_path: pathlib.Path, env: dict[str, str]) -> subprocess.Popen:
     with open(log_path, "ab") as log:
         return subprocess.Popen(
@@ -280,7 +289,7 @@ def start_cluster(spec: ClusterSpec | None = None) -> dict[str, Any]:
         identity = _wait_for_scheduler_file(scheduler_proc, scheduler_file, scheduler_log, deadline)
         address = identity["address"]
         dashboard_port = (identity.get("services") or {}).get("dashboard")
-        dashboard_link = f"http://{spec.host}:{dashboard_port}/status" if dashboard_port else None
+        dashboard_link = f"http://{_reachable_host(spec.host, address)}:{dashboard_port}/status" if dashboard_port else None
         workers = []
         for index in range(int(spec.workers)):
             log_path = directory / f"worker-{index}.log"

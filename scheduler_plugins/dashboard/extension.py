@@ -23,6 +23,7 @@ first, then each application added with ``add_application``. We add
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import math
@@ -182,8 +183,9 @@ class IndexHandler(_Handler):
             "<!DOCTYPE html><html><head><meta charset='utf-8'><title>daskflow</title></head>"
             "<body style='font-family: sans-serif; margin: 20px'>"
             "<h1>daskflow</h1>"
-            f"<p id='daskflow-index-summary'>steering mode: <b>{steering['mode']}</b>, model version: "
-            f"<b>{steering['model_version'] or 'none'}</b>, recorder: <b>{'on' if steering['recorder'] else 'absent'}</b></p>"
+            f"<p id='daskflow-index-summary'>steering mode: <b>{html.escape(str(steering['mode']))}</b>, model version: "
+            f"<b>{html.escape(str(steering['model_version'] or 'none'))}</b>, "
+            f"recorder: <b>{'on' if steering['recorder'] else 'absent'}</b></p>"
             f"<h2>Pages</h2><ul id='daskflow-pages'>{links}</ul>"
             f"<h2>JSON</h2><ul id='daskflow-apis'>{apis}</ul>"
             f"<p><a href='{self.extension.http_prefix}/status'>&larr; Dask dashboard</a></p>"

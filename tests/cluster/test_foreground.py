@@ -33,7 +33,7 @@ def test_foreground_scheduler_and_worker(tmp_path):
         identity = wait_for(lambda: scheduler_file.exists() and scheduler_file.read_text() and json.loads(scheduler_file.read_text()), 60, "the scheduler file")
         address = identity["address"]
         worker = subprocess.Popen(
-            [*cli, "worker", address, "--threads", "2", "--name", "edge-worker", "--", "--host", "127.0.0.1"],
+            [*cli, "worker", address, "--threads", "2", "--name", "edge-worker", "--", "--host", "127.0.0.1", "--no-nanny"],
             env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "worker.log", "wb"),
         )  # fmt: skip
         processes.append(worker)

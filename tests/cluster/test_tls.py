@@ -84,7 +84,7 @@ def test_tls_cluster_end_to_end(tmp_path, monkeypatch):
                 assert client.submit(sum, [1, 2, 3]).result(timeout=30) == 6
                 assert all(w.startswith("tls://") for w in client.scheduler_info(n_workers=-1)["workers"])
             with pytest.raises((OSError, TimeoutError)):
-                Client(address.replace("tls://", "tcp://"), timeout=3, set_as_default=False)
+                Client(address.replace("tls://", "tcp://"), timeout=1, set_as_default=False)
 
         assert fetch(info["dashboard_link"].rsplit("/", 1)[0] + "/daskflow/")[0] == 200
     finally:
