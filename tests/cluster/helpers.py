@@ -13,7 +13,6 @@ import urllib.request
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "etl_pipeline.py"
-SMALL_PIPELINE = pathlib.Path(__file__).with_name("small_pipeline.py")
 
 
 def environment(home: pathlib.Path) -> dict[str, str]:
@@ -35,29 +34,12 @@ def daskflow(home: pathlib.Path, *args: str, timeout_s: float = 90.0, check: boo
     return result
 
 
-def has_run_command() -> bool:
-    result = subprocess.run([sys.executable, "-m", "daskflow.cli", "run", "--help"], capture_output=True, text=True, cwd=REPO)
-    return result.returncode == 0
-
-
 def pipeline_command() -> tuple[list[str], set[str]]:
-    """argv running one pipeline against the cluster file's cluster, and the asset keys it makes.
+    """argv of F3's ``daskflow run examples/etl_pipeline.py`` (cluster from the cluster file) and its asset keys."""
+    from daskflow.loading import load_definitions
 
-    F3's ``daskflow run examples/etl_pipeline.py`` when both exist; else the
-    same through the library (``daskflow.execution.materialize``) on the small
-    pipeline next to this file.
-    """
-    if EXAMPLE.exists() and has_run_command():
-        from daskflow.loading import load_definitions
-
-        keys = {spec.key for spec in load_definitions(str(EXAMPLE)).assets}
-        return [sys.executable, "-m", "daskflow.cli", "run", str(EXAMPLE)], keys
-    code = (
-        "import sys; from daskflow.execution import materialize; "
-        f"r = materialize({str(SMALL_PIPELINE)!r}, progress=False); "
-        "sys.exit(0 if r.ok else 1)"
-    )
-    return [sys.executable, "-c", code], {"raw_orders", "clean_orders", "order_summary"}
+    keys = {spec.key for spec in load_definitions(str(EXAMPLE)).assets}
+    return [sys.executable, "-m", "daskflow.cli", "run", str(EXAMPLE)], keys
 
 
 def fetch(url: str, timeout_s: float = 20.0) -> tuple[int, str]:
