@@ -16,6 +16,12 @@ deque, so each row is looked at once) and keeps only bounded data:
 * ``quality``: one rolling-median point per ingest tick with new scored rows,
   at most ``max_points`` of them.
 
+Ingest costs ~9 us per row and runs on the event loop once per
+``daskflow.dashboard.update-interval``; it sees at most the recorder's
+``recent_rows`` bound (``daskflow.recorder.recent-rows``) per tick, so above
+that many finished tasks per tick the aggregates are a sample of the newest
+rows (the Parquet history still has every row).
+
 Everything here is plain data in, plain data out; the scheduler is only
 touched in :meth:`DashboardState.pull` (reading the two plugins by name).
 """
