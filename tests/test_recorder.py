@@ -269,3 +269,32 @@ def test_real_processes_measure_peak_memory_and_duration(daskflow_home):
 
 def recorded_rows(client, function) -> list[dict]:
     return client.run_on_scheduler(function)
+
+
+def test_rows_carry_the_real_steering_plugins_predictions(tmp_path):
+    """Cross-plugin contract: with steering (shadow) loaded on a trained model, rows hold its predictions."""
+    steering = pytest.importorskip("scheduler_plugins.steering")
+    from daskflow.learning.training import train_models
+
+    history = pd.DataFrame(
+        [{"run_id": "old", "category": c, "kind": "asset", "input_bytes": 1000 * (i + 1), "duration_s": 0.01 * (i + 1),
+          "peak_memory_bytes": 10**6 * (i + 1), "outcome": "success"} for i in range(20) for c in ("load", "use")]
+    )
+    manifest = train_models(history, str(tmp_path / "model"), rounds=10)
+
+    @gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+    async def scenario(c, s, a):
+        config = {"daskflow.steering.mode": "shadow", "daskflow.steering.model": str(tmp_path / "model"),
+                  "daskflow.history.url": str(tmp_path / "h")}
+        with dask.config.set(config):
+            plugin = RecorderPlugin()
+            await s.register_scheduler_plugin(plugin, name=PLUGIN_NAME, idempotent=False)
+            await s.register_scheduler_plugin(steering.SteeringPlugin(s), name=steering.PLUGIN_NAME, idempotent=False)
+        await run_graph(c, "run-6")
+        await wait_for(lambda: plugin.rows_recorded == 3)
+        rows = {r["key"]: r for r in plugin.recent_rows}
+        for key in ("load-run-6", "use-run-6"):
+            assert rows[key]["model_version"] == manifest["model_version"]
+            assert rows[key]["predicted_duration_s"] > 0 and rows[key]["predicted_peak_memory_bytes"] > 0
+
+    scenario()
