@@ -281,11 +281,15 @@ def assets_page(scheduler, extra, doc) -> None:
 def model_page(scheduler, extra, doc) -> None:
     """Rolling error of model and baseline over time; drift warning when the model stops beating it."""
     extension = _extension(scheduler)
-    series = ColumnDataSource({"time": [], "model_error": [], "baseline_error": [], "n": []}, name="daskflow-model-series")
+    series = ColumnDataSource({"time": [], "model_error": [], "baseline_error": [], "memory_model_error": [], "memory_baseline_error": [], "n": []}, name="daskflow-model-series")
     chart = figure(name="daskflow-model-quality", title="Rolling median absolute % error of duration predictions (log scale)", x_axis_type="datetime", y_axis_type="log", y_axis_label="error (fraction of actual)", height=380, width=1000, tools="pan,wheel_zoom,box_zoom,reset,hover")
     chart.line("time", "model_error", source=series, color="#1f77b4", line_width=2, legend_label="model")
     chart.line("time", "baseline_error", source=series, color="#ff7f0e", line_width=2, line_dash="dashed", legend_label="baseline (per-category mean)")
     chart.legend.location = "top_left"
+    memory_chart = figure(name="daskflow-model-quality-memory", title="Rolling median absolute % error of peak-memory predictions (log scale)", x_axis_type="datetime", y_axis_type="log", y_axis_label="error (fraction of actual)", x_range=chart.x_range, height=300, width=1000, tools="pan,wheel_zoom,box_zoom,reset,hover")
+    memory_chart.line("time", "memory_model_error", source=series, color="#1f77b4", line_width=2, legend_label="model")
+    memory_chart.line("time", "memory_baseline_error", source=series, color="#ff7f0e", line_width=2, line_dash="dashed", legend_label="baseline (per-category mean)")
+    memory_chart.legend.location = "top_left"
     summary = Div(text="", name="daskflow-model-summary", styles={"font-size": "15px"})
     drift = Div(text="", name="daskflow-drift", styles={"font-size": "15px"})
     note = _note("daskflow-model-note")
@@ -301,7 +305,11 @@ def model_page(scheduler, extra, doc) -> None:
         last["signature"] = signature
         points = quality["series"]
         floor = 1e-4  # log axis: a perfect 0.0 error is drawn at the floor
-        _set(series, {"time": [p["time"] * 1000.0 for p in points], "model_error": [max(p["model_error"], floor) for p in points], "baseline_error": [max(p["baseline_error"], floor) for p in points], "n": [p["n"] for p in points]})
+        def clip(value):
+            return float("nan") if value is None else max(value, floor)
+
+        columns = ("model_error", "baseline_error", "memory_model_error", "memory_baseline_error")
+        _set(series, {"time": [p["time"] * 1000.0 for p in points], "n": [p["n"] for p in points], **{c: [clip(p.get(c)) for p in points] for c in columns}})
         steering = payload["steering"]
         summary.text = (
             f"<b>model version:</b> {html.escape(str(steering['model_version'] or 'none'))} &nbsp; "
@@ -312,7 +320,7 @@ def model_page(scheduler, extra, doc) -> None:
         drift.text = f'<span style="color:{colour}">{"&#9888; " if verdict["warning"] else ""}{html.escape(verdict["message"])}</span>'
         note.text = html.escape(_notes(extension, ("recorder", "steering")))
 
-    _finish(doc, scheduler, extra, PAGES["model"], column(summary, drift, note, chart), update)
+    _finish(doc, scheduler, extra, PAGES["model"], column(summary, drift, note, chart, memory_chart), update)
 
 
 APPLICATIONS: dict[str, Callable] = {

@@ -13,6 +13,8 @@ deque, so each row is looked at once) and keeps only bounded data:
 * ``scored``: the last ``window`` absolute percentage errors of the model and of
   the baseline, where the baseline is the per-category running mean of the
   durations seen *before* the row (what Dask's per-prefix estimate does);
+* ``scored_memory``: the same for peak memory (baseline: per-category running
+  mean of peak memory, 0 bytes before the first observation);
 * ``quality``: one rolling-median point per ingest tick with new scored rows,
   at most ``max_points`` of them.
 
@@ -40,6 +42,11 @@ RECORDER_PLUGIN_NAME = "daskflow-recorder"
 STEERING_PLUGIN_NAME = "daskflow-steering"
 OTHER_CATEGORY = "(other)"
 DEFAULT_DURATION_S = 0.5  # Dask's guess for a prefix it has never seen
+MEMORY_FLOOR_BYTES = 1024.0  # relative memory errors of tasks using < 1 KiB are measured against 1 KiB
+
+
+def _running_mean(n_before: int, mean_before: float, value: float) -> tuple[int, float]:
+    return (n_before + 1, mean_before + (value - mean_before) / (n_before + 1)) if n_before else (1, value)
 
 
 @dataclass
@@ -106,6 +113,8 @@ class DashboardState:
     categories: dict[str, CategoryStats] = field(default_factory=dict)
     baseline: dict[str, tuple[int, float]] = field(default_factory=dict)
     scored: deque = field(default_factory=deque)
+    scored_memory: deque = field(default_factory=deque)
+    memory_baseline: dict[str, tuple[int, float]] = field(default_factory=dict)
     quality: deque = field(default_factory=deque)
     _last_row: Any = None
     _new_scored: int = 0
@@ -113,6 +122,7 @@ class DashboardState:
     def __post_init__(self) -> None:
         self.points = deque(maxlen=int(self.max_points))
         self.scored = deque(maxlen=int(self.window))
+        self.scored_memory = deque(maxlen=int(self.window))
         self.quality = deque(maxlen=int(self.max_points))
 
     # ---------------------------------------------------------------- ingest
@@ -165,7 +175,16 @@ class DashboardState:
                 stats.model_ape_sum += model_ape
                 self.scored.append((model_ape, baseline_ape))
                 self._new_scored += 1
-            self.baseline[category] = (n_before + 1, mean_before + (duration_s - mean_before) / (n_before + 1)) if n_before else (1, duration_s)
+            self.baseline[category] = _running_mean(n_before, mean_before, duration_s)
+            if peak_memory_bytes is not None:
+                n_memory, mean_memory = self.memory_baseline.get(category, (0, 0.0))
+                if predicted_peak_memory_bytes is not None:
+                    self.scored_memory.append((
+                        absolute_percentage_error(predicted_peak_memory_bytes, peak_memory_bytes, floor=MEMORY_FLOOR_BYTES),
+                        absolute_percentage_error(mean_memory, peak_memory_bytes, floor=MEMORY_FLOOR_BYTES),
+                    ))  # fmt: skip
+                    self._new_scored += 1
+                self.memory_baseline[category] = _running_mean(n_memory, mean_memory, peak_memory_bytes)
             self.points.append({
                 "recorded_at": _number(row.get("recorded_at")) or time.time(),
                 "key": str(row.get("key")),
@@ -182,14 +201,16 @@ class DashboardState:
 
     def close_tick(self, now: float | None = None) -> dict | None:
         """Append one rolling-error point if rows were scored since the last tick."""
-        if not self._new_scored or not self.scored:
+        if not self._new_scored or not (self.scored or self.scored_memory):
             return None
         self._new_scored = 0
         point = {
             "time": time.time() if now is None else now,
-            "model_error": statistics.median(m for m, _ in self.scored),
-            "baseline_error": statistics.median(b for _, b in self.scored),
+            "model_error": statistics.median(m for m, _ in self.scored) if self.scored else None,
+            "baseline_error": statistics.median(b for _, b in self.scored) if self.scored else None,
             "n": len(self.scored),
+            "memory_model_error": statistics.median(m for m, _ in self.scored_memory) if self.scored_memory else None,
+            "memory_baseline_error": statistics.median(b for _, b in self.scored_memory) if self.scored_memory else None,
             "rows_seen": self.rows_seen,
         }
         self.quality.append(point)
@@ -207,7 +228,7 @@ class DashboardState:
 
     # -------------------------------------------------------------- payloads
     def drift(self) -> dict[str, Any]:
-        """Whether the model stopped beating the baseline over the current window."""
+        """Whether the model stopped beating the baseline on durations over the current window."""
         n = len(self.scored)
         if n < max(2, self.window // 2):
             return {"warning": False, "n": n, "message": f"not enough predicted tasks yet ({n} of {max(2, self.window // 2)})"}

@@ -180,3 +180,17 @@ def test_json_dumps_is_strict_json():
 
     text = dumps({"a": float("nan"), "b": (1, np.float64(2.5)), "c": object, "d": {1: math.inf}})
     assert json.loads(text) == {"a": None, "b": [1, 2.5], "c": str(object), "d": {"1": None}}
+
+
+def test_peak_memory_is_scored_against_its_own_running_mean():
+    state = DashboardState(window=10)
+    state.ingest([
+        row(peak=4096, predicted_peak=4096),  # baseline before: 0 bytes -> error 1.0
+        row(peak=8192, predicted_peak=4096),  # baseline before: 4096 -> error 0.5
+        row(peak=8192, predicted_peak=None),  # not scored, but updates the mean
+    ])  # fmt: skip
+    assert list(state.scored_memory) == [(0.0, 1.0), (0.5, 0.5)]
+    assert state.memory_baseline["load"] == (3, pytest.approx(6826.666, rel=1e-4))
+    point = state.close_tick(now=1.0)
+    assert point["memory_model_error"] == pytest.approx(0.25) and point["memory_baseline_error"] == pytest.approx(0.75)
+    assert point["model_error"] is None  # no duration predictions in these rows
