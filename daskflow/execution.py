@@ -292,14 +292,16 @@ class _Plan:
     def __init__(self, graph: AssetGraph, selection, partitions, run_id: str, catalog: Catalog, only_stale: bool):
         self.graph, self.run_id = graph, run_id
         self.code_versions = {key: code_version_of(spec) for key, spec in graph.assets.items()}
-        pairs = graph.asset_partitions(graph.select(_selection_string(selection)), partitions)
+        selected = set(graph.select(_selection_string(selection)))
+        pairs = graph.asset_partitions(selected, partitions)
         asset_keys = {a for a, _ in pairs} | {u for a, _ in pairs for u in graph.upstream(a)}
-        self.latest = catalog.latest_materializations(asset_keys)
+        # Planning must write nothing (a bad selection exits with nothing on disk): read the catalog only if it exists.
+        known = catalog.path.exists()
+        self.latest = catalog.latest_materializations(asset_keys) if known else {}
         self.nodes: dict[str, _Node] = {}
         self.asset_nodes: dict[tuple[str, str | None], _Node] = {}
         self.stale_skipped: list[AssetRecord] = []
         versions: dict[tuple[str, str | None], str] = {}
-        in_graph = set(pairs)
         for asset, partition in pairs:
             spec = graph.assets[asset]
             inputs, upstream_keys, input_versions, reads = [], [], [], []
@@ -315,11 +317,15 @@ class _Plan:
                         latest = self.latest.get(ref)
                         if latest is None:
                             where = up if up_part is None else f"{up}[{up_part}]"
-                            reason = "is not in this run's selection" if ref not in in_graph else "was skipped"
+                            if up in selected:
+                                reason, fix = "is outside the selected partitions", (
+                                    f"run without a partition filter first, or leave {asset!r} out of the selection")
+                            else:
+                                reason, fix = "is not in this run's selection", (
+                                    f"include it (select '+{asset}') or materialize {up!r} first")
                             raise SelectionError(
                                 f"asset {asset!r} reads {where} (parameter {param!r}), which {reason} and has "
-                                f"never been materialized. Fix: include it (select '+{asset}') or "
-                                f"materialize {up!r} first."
+                                f"never been materialized. Fix: {fix}."
                             )
                         sources.append((up_part, ("path", (latest.path, latest.format))))
                         input_versions.append(latest.data_version)
@@ -332,7 +338,7 @@ class _Plan:
                             upstream_keys.append(ck)
             for dep in graph.deps[asset]:
                 upstream_keys += [n.key for (a, _), n in self.asset_nodes.items() if a == dep]
-            if only_stale:
+            if only_stale and (asset, partition) in self.latest:
                 stale, why = catalog.is_stale(asset, partition, self.code_versions[asset], input_versions)
                 if not stale:
                     latest = self.latest[(asset, partition)]
