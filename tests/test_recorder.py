@@ -298,3 +298,16 @@ def test_rows_carry_the_real_steering_plugins_predictions(tmp_path):
             assert rows[key]["predicted_duration_s"] > 0 and rows[key]["predicted_peak_memory_bytes"] > 0
 
     scenario()
+
+
+def test_periodic_flush_writes_without_being_asked(tmp_path):
+    @gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+    async def scenario(c, s, a):
+        plugin = RecorderPlugin(str(tmp_path / "h"), flush_interval_s=0.05, flush_rows=10**6, register_worker_plugin=False)
+        await s.register_scheduler_plugin(plugin, name=PLUGIN_NAME, idempotent=False)
+        await c.gather(c.map(add_one, range(5), key=[f"inc-{i}" for i in range(5)]))
+        await wait_for(lambda: plugin.rows_flushed == 5)
+        assert plugin.stats()["buffered_rows"] == 0 and plugin.stats()["files_written"] >= 1
+        assert len(read_history(str(tmp_path / "h"))) == 5  # visible while the scheduler still runs
+
+    scenario()
