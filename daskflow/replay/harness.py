@@ -458,7 +458,7 @@ def replay_on_client(
     if repeat < 1:
         raise ValueError(f"repeat must be >= 1, got {repeat}")
     raw = resolve_trace(trace)
-    info = client.scheduler_info()
+    info = client.scheduler_info(n_workers=-1)
     workers = len(info["workers"])
     threads = [w.get("nthreads", 1) for w in info["workers"].values()]
     slots = int(sum(threads)) or 1
