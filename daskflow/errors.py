@@ -81,3 +81,7 @@ def import_optional(module: str, extra: str):
             f"{module!r} is needed for this feature but is not installed; "
             f"install it with: pip install 'daskflow[{extra}]'"
         ) from exc
+
+
+class TrainingError(DaskflowError):
+    """The task history cannot train a model (no usable rows)."""

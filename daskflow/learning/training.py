@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from daskflow.errors import DaskflowError
+from daskflow.errors import TrainingError
 from daskflow.learning.features import FEATURE_COLUMNS, KIND_LEVELS, category_levels, feature_frame
 
 MANIFEST_FORMAT = 1
@@ -87,10 +87,6 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "seed": 0,
 }
 DEFAULT_ROUNDS = 200
-
-
-class TrainingError(DaskflowError):
-    """The history cannot train a model (no usable rows)."""
 
 
 def median_ape(predicted: np.ndarray, actual: np.ndarray) -> float | None:
