@@ -48,3 +48,8 @@ def install(scheduler: Any) -> None:
     add_bokeh_pages(scheduler, extension)
     add_navigation_link(scheduler)
     start_periodic_refresh(scheduler, extension)
+
+
+def dask_setup(scheduler: Any) -> None:
+    """Preload hook: ``dask scheduler --preload scheduler_plugins.dashboard`` installs only the pages."""
+    install(scheduler)

@@ -216,9 +216,14 @@ def add_bokeh_pages(scheduler: Any, extension: DashboardExtension) -> bool:
     except ImportError:
         logger.warning("daskflow dashboard: Bokeh is not usable here; only the JSON endpoints are served")
         return False
+    from bokeh.server.server import BokehTornado
     from tornado.ioloop import IOLoop
 
     from scheduler_plugins.dashboard.pages import APPLICATIONS
+
+    if not any(isinstance(app, BokehTornado) for app in scheduler.http_application.applications):
+        logger.info("daskflow dashboard: the Dask dashboard is off (--no-dashboard); serving only the JSON endpoints")
+        return False
 
     bokeh_app = BokehApplication(APPLICATIONS, scheduler, prefix=extension.url_prefix)
     scheduler.http_application.add_application(bokeh_app)

@@ -183,3 +183,18 @@ def test_pages_work_without_recorder_and_steering(tmp_path):
             assert "not installed" in doc.get_model_by_name("daskflow-predictions-note").text
             assert api(base, "decisions") == {"present": False, "mode": "absent", "model_version": None, "fallback_count": None, "recorder": False, "count": 0, "decisions": []}
             assert "no catalog" in api(base, "assets")["note"]
+
+
+def test_without_the_dask_dashboard_only_the_json_endpoints_are_served(tmp_path):
+    import dask.config
+    from distributed import Client, LocalCluster
+
+    with dask.config.set({"daskflow.home": str(tmp_path)}):
+        with LocalCluster(
+            n_workers=1, processes=False, dashboard_address="127.0.0.1:0",
+            scheduler_kwargs={"preload": ["scheduler_plugins.dashboard"], "dashboard": False},
+        ) as local, Client(local):  # fmt: skip
+            base = f"http://127.0.0.1:{local.scheduler.http_server.port}"
+            assert fetch(base + "/status")[0] == 404
+            assert fetch(base + "/daskflow/predictions")[0] == 404
+            assert fetch(base + "/daskflow/api/model")[0] == 200
