@@ -18,6 +18,10 @@ URL). ``close`` flushes what is left. A crash loses at most the unflushed
 buffer; past ``max-buffer-rows`` the oldest rows are dropped (counted in
 ``dropped_rows``) so a dead storage backend cannot grow memory without bound.
 
+When a steering plugin runs, each finished task also updates its predictor's
+per-category running means (``Predictor.observe``), so a category the model
+never saw is predicted from its first finished tasks on, as Dask does.
+
 Peak memory comes from :class:`scheduler_plugins.worker_memory.PeakMemoryPlugin`,
 which the recorder registers on all current and future workers itself, so a
 scheduler preload is enough.
@@ -151,6 +155,8 @@ class RecorderPlugin(SchedulerPlugin):
             self._buffer.append(row)
             self.recent_rows.append(row)
             self.rows_recorded += 1
+            if finish == "memory":
+                self._feed_baseline(row)
             if len(self._buffer) >= self.flush_rows:
                 self.flush()
         except Exception:  # noqa: BLE001 - never break scheduling
@@ -195,6 +201,14 @@ class RecorderPlugin(SchedulerPlugin):
         )
         record.update(self._steering_prediction(key))
         return record
+
+    def _feed_baseline(self, row: dict[str, Any]) -> None:
+        """Update the steering predictor's per-category running means (Dask-like: known after the first task)."""
+        scheduler = self.scheduler
+        steering = scheduler.plugins.get(STEERING_PLUGIN_NAME) if scheduler is not None else None
+        observe = getattr(getattr(steering, "predictor", None), "observe", None)
+        if observe is not None and row.get("duration_s") is not None:
+            observe(row["category"], row["duration_s"], row.get("peak_memory_bytes"))
 
     def _steering_prediction(self, key: Any) -> dict[str, Any]:
         scheduler = self.scheduler

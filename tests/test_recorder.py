@@ -296,6 +296,11 @@ def test_rows_carry_the_real_steering_plugins_predictions(tmp_path):
         for key in ("load-run-6", "use-run-6"):
             assert rows[key]["model_version"] == manifest["model_version"]
             assert rows[key]["predicted_duration_s"] > 0 and rows[key]["predicted_peak_memory_bytes"] > 0
+        # finished tasks feed the predictor's running mean: a new category is known after its first task
+        predictor = s.plugins[steering.PLUGIN_NAME].predictor
+        assert predictor.baseline_for("never-trained")[1] == "default"
+        await c.submit(add_one, 1, key="never-trained-1")
+        await wait_for(lambda: predictor.baseline_for("never-trained")[1] == "prefix-mean")
 
     scenario()
 
