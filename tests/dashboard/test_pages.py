@@ -98,6 +98,8 @@ def test_decisions_page_lists_decisions_with_workers_and_alternatives(cluster):
     data = doc.get_model_by_name("daskflow-decisions-source").data
     assert len(data["key"]) > 0
     assert any(worker for worker in data["worker"])
+    assert any(reason for reason in data["reason"])
+    assert any("inproc://" in alternatives for alternatives in data["alternatives"])  # "worker score | ..."
     assert "steering mode" in doc.get_model_by_name("daskflow-steering-summary").text
 
 
