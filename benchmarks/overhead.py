@@ -69,12 +69,12 @@ def build_assets(shape: str, n: int) -> list:
     return assets
 
 
-def run_daskflow(client, shape: str, n: int) -> float:
+def run_daskflow(client, shape: str, n: int, storage: str | None = None) -> float:
     from daskflow.execution import materialize
 
     assets = build_assets(shape, n)
     started = time.perf_counter()
-    result = materialize(assets, client=client, progress=False)
+    result = materialize(assets, client=client, progress=False, store=storage)
     elapsed_s = time.perf_counter() - started
     if not result.ok:
         raise RuntimeError(f"benchmark run failed: {result}")
@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sizes", type=int, nargs=2, default=[200, 1000], metavar=("SMALL", "LARGE"))
     parser.add_argument("--repeat", type=int, default=2, help="runs per measurement; the minimum is kept")
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=SHAPES)
+    parser.add_argument("--storage", default=None,
+                        help="asset storage URL (default: <home>/data on local disk, fsync'ed; "
+                             "memory://bench isolates orchestration + catalog from disk writes)")
     parser.add_argument("--json", action="store_true", help="print only the JSON result line")
     args = parser.parse_args(argv)
 
@@ -113,7 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     small, large = args.sizes
     results: dict = {"sizes": [small, large], "repeat": args.repeat, "workers": 2, "threads_per_worker": 1,
-                     "shapes": {}}
+                     "storage": args.storage or "local disk", "shapes": {}}
     with dask.config.set({"daskflow.home": home}), LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
         scheduler_kwargs={"preload": ["scheduler_plugins.preload"]},
@@ -122,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
         for shape in args.shapes:
             row = {}
             for n in (small, large):
-                row[f"daskflow_s_{n}"] = min(run_daskflow(client, shape, n) for _ in range(args.repeat))
+                row[f"daskflow_s_{n}"] = min(run_daskflow(client, shape, n, args.storage) for _ in range(args.repeat))
                 row[f"dask_s_{n}"] = min(run_plain_dask(client, shape, n) for _ in range(args.repeat))
             span = large - small
             row["daskflow_marginal_ms_per_asset"] = 1000 * (row[f"daskflow_s_{large}"] - row[f"daskflow_s_{small}"]) / span

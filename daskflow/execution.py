@@ -133,8 +133,8 @@ class RunResult:
             "run_id": self.run_id,
             "status": self.status,
             "duration_s": self.duration_s,
-            "assets": [dataclasses.asdict(r) for r in self.records],
-            "checks": [dataclasses.asdict(c) for c in self.checks],
+            "assets": [dict(vars(r)) for r in self.records],  # flat records: vars() is asdict() without the recursion
+            "checks": [dict(vars(c)) for c in self.checks],
         }
 
     def __repr__(self) -> str:
@@ -531,7 +531,7 @@ def materialize(
                                  f"{len(plan.stale_skipped)} up to date", payload={"only_stale": only_stale})]
                            + [run.event(r) for r in plan.stale_skipped])
         bar.start(run_id, _totals(plan))
-        bar.update([dataclasses.asdict(r) for r in plan.stale_skipped])
+        bar.update([vars(r) for r in plan.stale_skipped])
         if tasks:
             with _client_for(client, address, workers) as active:
                 run.execute(active, tasks)
@@ -576,7 +576,7 @@ class _RunState:
         self.ok = True
 
     def event(self, rec: AssetRecord) -> dict[str, Any]:
-        payload = {k: v for k, v in dataclasses.asdict(rec).items() if v is not None and k not in ("asset", "partition")}
+        payload = {k: v for k, v in vars(rec).items() if v is not None and k not in ("asset", "partition")}
         message = rec.reason or rec.error or rec.path or ""
         return dict(run_id=self.plan.run_id, kind=f"asset-{rec.status}", asset_key=rec.asset,
                     partition=rec.partition, message=message, payload=payload)
@@ -588,6 +588,7 @@ class _RunState:
         with router.condition:
             router.runs[self.plan.run_id] = {}
         try:
+            futures: dict = {}
             futures = submit_graph(client, tasks)
             pending = {key: len(self.plan.downstream[key]) for key in futures}
             for batch in as_completed(list(futures.values()), with_results=False).batches():
@@ -603,6 +604,9 @@ class _RunState:
                 if events:
                     self.catalog.log_events(events)
                 self.bar.update([r for r in finished if r is not None])
+        except BaseException:  # interrupted (Ctrl-C, catalog error): do not leave the run's tasks on the cluster
+            client.cancel(list(futures.values()))
+            raise
         finally:
             with router.condition:
                 router.runs.pop(self.plan.run_id, None)
@@ -652,7 +656,7 @@ class _RunState:
         self.ok = self.ok and rec.status == "success"
         self.records.append(rec)
         events.append(self.event(rec))
-        return dataclasses.asdict(rec)
+        return vars(rec)
 
     def _finish_check(self, node: _Node, future, events: list) -> None:
         check = node.check

@@ -342,3 +342,30 @@ def test_schema_mismatch_fails_the_asset_with_a_clear_error(client, daskflow_hom
     assert record.status == "failed" and "SchemaMismatchError" in record.error
     assert "'id'" in record.error and "int64" in record.error
     assert not (daskflow_home / "data" / "people").exists()
+
+
+def test_progress_bar_counts_and_stays_quiet_off_a_tty():
+    import io
+
+    import dask.config
+
+    from daskflow.progress import RunProgress, make_progress
+
+    quiet = io.StringIO()  # not a TTY
+    bar = make_progress(None, stream=quiet)
+    bar.start("run", {"a": 1})
+    bar.update([{"asset": "a", "status": "success"}])
+    bar.finish()
+    assert not bar.enabled and quiet.getvalue() == ""
+
+    with dask.config.set({"daskflow.execution.progress": "always"}):
+        shown = io.StringIO()
+        bar = RunProgress(stream=shown)
+        bar.start("run", {"orders": 2, "report": 1})
+        bar.update([{"asset": "orders", "status": "success"}, {"asset": "orders", "status": "failed"}])
+        assert (bar.done, bar.total, bar.failures) == (2, 3, 1)
+        assert "2/3 assets | 1 failed | report" in bar.line()
+        bar.update([{"asset": "report", "status": "skipped"}])
+        bar.finish()
+    text = shown.getvalue()
+    assert "3/3 assets" in text and "orders: 1 success, 1 failed (of 2)" in text and "report: 1 skipped (of 1)" in text
