@@ -33,7 +33,11 @@ from tornado import web
 
 from daskflow import config
 from scheduler_plugins.dashboard.assets import AssetLineageReader
-from scheduler_plugins.dashboard.state import DashboardState, recent_decisions, steering_summary
+from scheduler_plugins.dashboard.state import (
+    DashboardState,
+    recent_decisions,
+    steering_summary,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +92,7 @@ class DashboardExtension:
         """Fold new recorder rows into the aggregates; never raises into the scheduler."""
         try:
             self.state.pull(self.scheduler)
-        except Exception:  # noqa: BLE001
+        except Exception:
             self.refresh_error_count += 1
             if self.refresh_error_count == 1:
                 logger.warning("daskflow dashboard: reading recorder rows failed", exc_info=True)
@@ -240,7 +244,7 @@ def add_navigation_link(scheduler: Any) -> None:
         pages = template_variables(scheduler)["pages"]
         if "daskflow/" not in pages:
             pages.append("daskflow/")
-    except Exception:  # noqa: BLE001 - cosmetic only
+    except Exception:
         logger.debug("daskflow dashboard: could not add the navigation link", exc_info=True)
 
 

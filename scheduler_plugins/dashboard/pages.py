@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import datetime
 import html
+import math
 import pathlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
+from bokeh.layouts import column, row
 from bokeh.models import (
     ColumnDataSource,
     DataTable,
@@ -29,7 +32,6 @@ from bokeh.models import (
     NumberFormatter,
     TableColumn,
 )
-from bokeh.layouts import column, row
 from bokeh.palettes import Category20
 from bokeh.plotting import figure
 from jinja2 import Environment, FileSystemLoader
@@ -70,7 +72,7 @@ MEMORY_FLOOR_BYTES = 1024.0
 
 def _span(values: list[float], floor: float) -> list[float]:
     """[low, high] of the finite values (for the y = x diagonal), or [] when there are none."""
-    finite = [v for v in values if v == v]
+    finite = [v for v in values if not math.isnan(v)]
     return [max(min(finite), floor), max(finite)] if finite else []
 
 

@@ -31,6 +31,7 @@ touched in :meth:`DashboardState.pull` (reading the two plugins by name).
 from __future__ import annotations
 
 import itertools
+import math
 import statistics
 import time
 from collections import deque
@@ -97,7 +98,7 @@ def _number(value: Any) -> float | None:
         number = float(value)
     except (TypeError, ValueError):
         return None
-    return None if number != number else number  # NaN -> None
+    return None if math.isnan(number) else number
 
 
 @dataclass

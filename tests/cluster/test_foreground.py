@@ -7,6 +7,7 @@ scheduler that has the daskflow preload, and stops them with SIGTERM.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -20,21 +21,27 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 def test_foreground_scheduler_and_worker(tmp_path):
+    with contextlib.ExitStack() as stack:
+        _run_foreground(tmp_path, stack)
+
+
+def _run_foreground(tmp_path, stack):
     env = environment(tmp_path)
     scheduler_file = tmp_path / "scheduler.json"
     cli = [sys.executable, "-m", "daskflow.cli", "cluster"]
     processes = []
+    logs = {name: stack.enter_context(open(tmp_path / f"{name}.log", "wb")) for name in ("scheduler", "worker")}
     try:
         scheduler = subprocess.Popen(
             [*cli, "scheduler", "--host", "127.0.0.1", "--port", "0", "--dashboard-port", "0", "--", "--scheduler-file", str(scheduler_file)],
-            env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "scheduler.log", "wb"),
+            env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=logs["scheduler"],
         )  # fmt: skip
         processes.append(scheduler)
         identity = wait_for(lambda: scheduler_file.exists() and scheduler_file.read_text() and json.loads(scheduler_file.read_text()), 60, "the scheduler file")
         address = identity["address"]
         worker = subprocess.Popen(
             [*cli, "worker", address, "--threads", "2", "--name", "edge-worker", "--", "--host", "127.0.0.1", "--no-nanny"],
-            env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "worker.log", "wb"),
+            env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=logs["worker"],
         )  # fmt: skip
         processes.append(worker)
         from distributed import Client

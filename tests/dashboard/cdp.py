@@ -60,7 +60,7 @@ class Browser:
         self.port = int(port_file.read_text().split()[0])
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:

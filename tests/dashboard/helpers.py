@@ -33,8 +33,8 @@ def make_catalog(home):
     clean = catalog.record_materialization(run.run_id, "clean", {"path": "/d/clean.parquet", "format": "parquet", "rows": 8, "bytes": 80}, upstream_ids=[raw])
     catalog.record_materialization(run.run_id, "report", {"path": "/d/report.json", "format": "json", "rows": 1, "bytes": 10}, upstream_ids=[clean, raw])
     catalog.log_events([
-        dict(run_id=run.run_id, kind="asset-success", asset_key="raw"),
-        dict(run_id=run.run_id, kind="asset-failed", asset_key="broken"),
+        {"run_id": run.run_id, "kind": "asset-success", "asset_key": "raw"},
+        {"run_id": run.run_id, "kind": "asset-failed", "asset_key": "broken"},
     ])  # fmt: skip
     catalog.record_check_result(run.run_id, "report", "non_empty", passed=False, blocking=False, message="empty")
     catalog.finish_run(run.run_id, "failure")

@@ -84,7 +84,7 @@ async def visit_all(executable: str, base: str) -> dict[str, dict]:
                 expression = ROWS_JS % json.dumps([[source, column] for source, column, _ in checks])
                 minimum = {source: rows for source, _, rows in checks}
 
-                async def ready():
+                async def ready(expression=expression, minimum=minimum):
                     state = await page.evaluate(expression)
                     return state if state and state["idle"] and all(state["rows"][s] >= n for s, n in minimum.items()) else None
 
