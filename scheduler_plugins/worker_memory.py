@@ -166,7 +166,7 @@ class PeakMemoryPlugin(WorkerPlugin):
         try:
             if finish == "executing":
                 self._task_started(key)
-            elif start in ("executing", "long-running"):
+            elif start in ("executing", "long-running") and finish != "long-running":  # seceded tasks keep running
                 self._task_stopped(key, finish)
         except Exception:  # noqa: BLE001 - never break the worker for a measurement
             self.error_count += 1

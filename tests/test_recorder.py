@@ -316,3 +316,22 @@ def test_periodic_flush_writes_without_being_asked(tmp_path):
         assert len(read_history(str(tmp_path / "h"))) == 5  # visible while the scheduler still runs
 
     scenario()
+
+
+def seceding_allocate(n_bytes: int) -> int:
+    from distributed import secede
+
+    secede()  # executing -> long-running: still the same task, still measured
+    return allocate(n_bytes)
+
+
+def test_seceded_tasks_are_still_measured(tmp_path):
+    @gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+    async def scenario(c, s, a):
+        plugin = RecorderPlugin(str(tmp_path / "h"))
+        await s.register_scheduler_plugin(plugin, name=PLUGIN_NAME, idempotent=False)
+        await c.submit(seceding_allocate, 20 * MB, key="seceding-1")
+        await wait_for(lambda: plugin.rows_recorded == 1)
+        assert 0.8 * 20 * MB <= plugin.recent_rows[0]["peak_memory_bytes"] <= 1.5 * 20 * MB
+
+    scenario()
