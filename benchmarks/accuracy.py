@@ -166,7 +166,7 @@ def evaluate_folds(history: pd.DataFrame, runs: dict[str, dict], rounds: int, wo
             fold = {
                 "application": app, "held_out": runs[held_out]["trace"],
                 "trained_on": sorted({runs[r]["trace"] for r in run_ids if r != held_out}),
-                "train_rows": int(len(train)), "test_rows": int(len(test)), "model_version": manifest["model_version"],
+                "train_rows": len(train), "test_rows": len(test), "model_version": manifest["model_version"],
                 "unseen_category_rows": int((np.asarray(model.quality) != "model").sum()),
                 "_ape": {"duration": (_ape(model.duration_s, duration), _ape(base.duration_s, duration))},
             }

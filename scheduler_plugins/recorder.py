@@ -47,7 +47,11 @@ from daskflow import config
 from daskflow.daskgraph import annotations_of
 from daskflow.learning.features import record_from_annotations
 from daskflow.learning.history import append_history
-from scheduler_plugins.worker_memory import METADATA_KEY, WORKER_PLUGIN_NAME, PeakMemoryPlugin
+from scheduler_plugins.worker_memory import (
+    METADATA_KEY,
+    WORKER_PLUGIN_NAME,
+    PeakMemoryPlugin,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -285,7 +289,7 @@ class RecorderPlugin(SchedulerPlugin):
         self.error_count += 1
         if hook not in self._warned:
             self._warned.add(hook)
-            logger.warning("daskflow recorder: %s hook failed; the run continues without recording", hook, exc_info=True)
+            logger.warning("daskflow recorder: %s hook failed; the run continues without recording", hook, exc_info=True)  # noqa: LOG014 - always called from an except block
 
     def stats(self) -> dict[str, Any]:
         """Counters for the dashboard and tests."""

@@ -168,7 +168,7 @@ class PeakMemoryPlugin(WorkerPlugin):
                 self._task_started(key)
             elif start in ("executing", "long-running") and finish != "long-running":  # seceded tasks keep running
                 self._task_stopped(key, finish)
-        except Exception:  # noqa: BLE001 - never break the worker for a measurement
+        except Exception:
             self.error_count += 1
             if self.error_count == 1:
                 logger.warning("daskflow: peak-memory measurement failed for %r", key, exc_info=True)

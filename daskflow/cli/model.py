@@ -97,9 +97,9 @@ def show_command(model_url: str | None, as_json: bool) -> None:
         with fs.open(root.rstrip("/") + "/manifest.json", "rb") as f:
             manifest = json.load(f)
     except FileNotFoundError:
-        raise click.ClickException(f"no model at {model_url!r} (manifest.json missing); train one with `daskflow model train`")
+        raise click.ClickException(f"no model at {model_url!r} (manifest.json missing); train one with `daskflow model train`") from None
     except ValueError as exc:
-        raise click.ClickException(f"manifest.json at {model_url!r} is not valid JSON ({exc}); retrain with `daskflow model train`")
+        raise click.ClickException(f"manifest.json at {model_url!r} is not valid JSON ({exc}); retrain with `daskflow model train`") from exc
     if as_json:
         click.echo(json.dumps({"model_url": model_url, **manifest}, default=str))
         return

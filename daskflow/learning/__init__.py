@@ -6,9 +6,18 @@
 * :mod:`~daskflow.learning.predictor` - batched predictions with a per-category baseline.
 """
 
-from daskflow.learning.features import FEATURE_COLUMNS, feature_frame, record_from_annotations
+from daskflow.learning.features import (
+    FEATURE_COLUMNS,
+    feature_frame,
+    record_from_annotations,
+)
 from daskflow.learning.history import append_history, read_history
-from daskflow.learning.predictor import OraclePredictor, Prediction, Predictions, Predictor
+from daskflow.learning.predictor import (
+    OraclePredictor,
+    Prediction,
+    Predictions,
+    Predictor,
+)
 from daskflow.learning.training import TrainingError, evaluate, median_ape, train_models
 
 __all__ = [

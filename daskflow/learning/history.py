@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import posixpath
 import re
 import uuid
@@ -86,7 +87,7 @@ def _coerce(value: Any, arrow_type: pa.DataType) -> Any:
         return None
     try:
         if pa.types.is_integer(arrow_type):
-            if isinstance(value, float) and value != value:
+            if isinstance(value, float) and math.isnan(value):
                 return None
             return int(value)
         if pa.types.is_floating(arrow_type):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import posixpath
 import time
 import warnings
@@ -354,5 +355,5 @@ def _categories(records: Sequence[Mapping[str, Any]] | pd.DataFrame) -> list[str
     if isinstance(records, pd.DataFrame):
         if "category" not in records:
             return ["" for _ in range(len(records))]
-        return [("" if c is None or (isinstance(c, float) and c != c) else str(c)) for c in records["category"].tolist()]
+        return [("" if c is None or (isinstance(c, float) and math.isnan(c)) else str(c)) for c in records["category"].tolist()]
     return [("" if r.get("category") is None else str(r.get("category"))) for r in records]

@@ -46,7 +46,12 @@ import numpy as np
 import pandas as pd
 
 from daskflow.errors import TrainingError
-from daskflow.learning.features import FEATURE_COLUMNS, KIND_LEVELS, category_levels, feature_frame
+from daskflow.learning.features import (
+    FEATURE_COLUMNS,
+    KIND_LEVELS,
+    category_levels,
+    feature_frame,
+)
 
 MANIFEST_FORMAT = 1
 WORKER_FEATURE_COLUMNS = ("worker_threads", "worker_memory_limit_bytes")
@@ -229,7 +234,7 @@ def train_models(
     manifest["feature_defaults"] = worker_feature_defaults(frame)
     stamps = pd.to_numeric(frame.get("recorded_at"), errors="coerce") if "recorded_at" in frame else pd.Series([], dtype=float)
     manifest.update(
-        rows=int(len(frame)),
+        rows=len(frame),
         runs=int(frame["run_id"].nunique()) if "run_id" in frame else 0,
         metrics=metrics,
         training_window={"start": _iso(stamps.min()), "end": _iso(stamps.max())},
@@ -249,7 +254,7 @@ def evaluate(predictor: Any, rows: pd.DataFrame) -> dict[str, Any]:
     """
     predictions = predictor.predict(rows)
     baseline = predictor.predict_baseline(rows)
-    out: dict[str, Any] = {"rows_evaluated": int(len(rows))}
+    out: dict[str, Any] = {"rows_evaluated": len(rows)}
     for label, column, pred, base in (
         ("duration", "duration_s", predictions.duration_s, baseline.duration_s),
         ("memory", "peak_memory_bytes", predictions.peak_memory_bytes, baseline.peak_memory_bytes),

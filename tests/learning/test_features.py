@@ -64,7 +64,7 @@ def test_unseen_category_is_missing_not_another_level():
 
 
 def test_partition_features_dates_numbers_and_other_keys():
-    year, month, day, dow, number, bucket = partition_features("2024-03-05")
+    year, month, day, dow, number, _bucket = partition_features("2024-03-05")
     assert (year, month, day, dow) == (2024, 3, 5, 1)  # a Tuesday
     assert math.isnan(number)
     assert partition_features("17")[4] == 17.0

@@ -7,7 +7,12 @@ import uuid
 import fsspec
 import pytest
 
-from daskflow.learning.history import HISTORY_COLUMNS, append_history, history_files, read_history
+from daskflow.learning.history import (
+    HISTORY_COLUMNS,
+    append_history,
+    history_files,
+    read_history,
+)
 from daskflow.learning.predictor import Predictor
 from daskflow.learning.training import train_models
 from tests.learning.test_training import synthetic_history

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pandas as pd
 import pytest
 import xgboost as xgb
 
-from daskflow.learning.training import TrainingError, median_ape, split_rows, train_models
+from daskflow.learning.training import (
+    TrainingError,
+    median_ape,
+    split_rows,
+    train_models,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
