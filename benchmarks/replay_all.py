@@ -68,7 +68,7 @@ def train_model(history_dir: pathlib.Path, model_dir: pathlib.Path, rounds: int)
     """``daskflow model train`` in a subprocess; returns the manifest (or an error)."""
     command = [sys.executable, "-m", "daskflow.cli", "model", "train", "--history", str(history_dir),
                "--out", str(model_dir), "--rounds", str(rounds), "--json"]
-    proc = subprocess.run(command, capture_output=True, text=True)
+    proc = subprocess.run(command, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         return {"error": (proc.stderr or proc.stdout).strip()[-2000:]}
     lines = [line for line in proc.stdout.splitlines() if line.strip().startswith("{")]
@@ -124,9 +124,9 @@ def markdown_table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     header = ("| trace | tasks | steer/stock | steer/oracle | oracle/stock | stock/LB | steer/LB | oracle/LB | "
               "simulated/LB | workers lost (stock/steer) | duration APE model / baseline | memory APE model / baseline |")
     lines = [
-        f"Replay: {meta['workers']} workers x {meta['threads_per_worker']} threads, lower bound scaled to "
+        (f"Replay: {meta['workers']} workers x {meta['threads_per_worker']} threads, lower bound scaled to "
         f"{meta['target_seconds']} s, memory-scale {meta['memory_scale']}, bytes-scale {meta['bytes_scale']}, "
-        f"repeat {meta['repeat']} (median), {meta['date']}, commit {meta['commit']}.",
+        f"repeat {meta['repeat']} (median), {meta['date']}, commit {meta['commit']}."),
         "",
         header,
         "|---|" + "---:|" * (header.count("|") - 2),
@@ -140,12 +140,12 @@ def markdown_table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             + f" | {f(row['memory_median_ape'], '.2f')} / {f(row['baseline_memory_median_ape'], '.2f')} |"
         )
     geo = [f(geometric_mean([row.get(c) for row in rows])) for c in columns]
-    lines.append(f"| **geometric mean** | | " + " | ".join(f"**{g}**" for g in geo) + " | | | |")
+    lines.append("| **geometric mean** | | " + " | ".join(f"**{g}**" for g in geo) + " | | | |")
     return "\n".join(lines)
 
 
 def _commit() -> str:
-    proc = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    proc = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
     return proc.stdout.strip() or "unknown"
 
 
@@ -181,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         "target_seconds": args.target_seconds, "memory_scale": args.memory_scale, "bytes_scale": args.bytes_scale,
         "repeat": args.repeat, "modes": modes, "date": stamp, "commit": _commit(), "out": str(out),
     }
-    common = dict(memory_scale=args.memory_scale, bytes_scale=args.bytes_scale)
-    cluster_args = dict(workers=args.workers, threads_per_worker=args.threads_per_worker, memory_limit=args.memory_limit)
+    common = {"memory_scale": args.memory_scale, "bytes_scale": args.bytes_scale}
+    cluster_args = {"workers": args.workers, "threads_per_worker": args.threads_per_worker, "memory_limit": args.memory_limit}
     results: list[dict[str, Any]] = []
     models: dict[str, Any] = {}
 

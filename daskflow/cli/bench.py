@@ -76,8 +76,8 @@ def _summary(result: dict) -> str:
         return "-" if value is None else format(value, spec)
 
     lines = [
-        f"trace {result['trace']} ({result['tasks']} tasks), mode {result['mode']}, "
-        f"{result['workers']} workers x {result['threads_per_worker']} threads",
+        (f"trace {result['trace']} ({result['tasks']} tasks), mode {result['mode']}, "
+        f"{result['workers']} workers x {result['threads_per_worker']} threads"),
         f"  makespan          {fmt(result['makespan_s'])} s   ({fmt(result['makespan_over_lower_bound'])} x lower bound)",
         f"  lower bound       {fmt(result['lower_bound_s'])} s",
         f"  list schedule     {fmt(result['simulated_list_makespan_s'])} s   ({fmt(result['simulated_over_lower_bound'])} x lower bound, simulated)",

@@ -49,7 +49,7 @@ from typing import Any
 
 import dask.config
 
-from daskflow.replay.simulate import lower_bound_s, list_schedule_makespan_s
+from daskflow.replay.simulate import list_schedule_makespan_s, lower_bound_s
 from daskflow.replay.trace import (
     Trace,
     load_trace,
@@ -65,13 +65,13 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "MODES",
     "OUTPUT_CAP_BYTES",
+    "ReplayWatch",
+    "median_ape",
     "replay",
     "replay_cluster",
     "replay_on_client",
-    "resolve_trace",
     "replay_task",
-    "ReplayWatch",
-    "median_ape",
+    "resolve_trace",
 ]
 
 MODES = ("stock", "record", "steer", "oracle")
@@ -499,7 +499,8 @@ def replay_on_client(
         run_ids.append(run_id)
         client.cancel(list(futures.values()))
         del futures, done, not_done
-        _wait_until(lambda: client.run_on_scheduler(_count_live_keys, keys) == 0, 60, f"run {run_id[:8]} to be released")
+        _wait_until(lambda run_keys=keys: client.run_on_scheduler(_count_live_keys, run_keys) == 0, 60,
+                    f"run {run_id[:8]} to be released")
 
     makespan = statistics.median(makespans)
     result: dict[str, Any] = {
@@ -570,16 +571,16 @@ def replay(
     ``duration_median_ape, baseline_duration_median_ape, memory_median_ape,
     baseline_memory_median_ape``.
     """
-    kwargs = dict(
-        target_seconds=target_seconds,
-        time_scale=time_scale,
-        memory_scale=memory_scale,
-        bytes_scale=bytes_scale,
-        history_url=history_url,
-        baseline_history_url=baseline_history_url,
-        repeat=repeat,
-        timeout_s=timeout_s,
-    )
+    kwargs = {
+        "target_seconds": target_seconds,
+        "time_scale": time_scale,
+        "memory_scale": memory_scale,
+        "bytes_scale": bytes_scale,
+        "history_url": history_url,
+        "baseline_history_url": baseline_history_url,
+        "repeat": repeat,
+        "timeout_s": timeout_s,
+    }
     trace = resolve_trace(trace_path)  # fail on a bad trace before starting a cluster
     if client is not None:
         result = replay_on_client(client, trace, mode, **kwargs)

@@ -21,20 +21,20 @@ with ``heapq``: 1,000 tasks take a few milliseconds.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Hashable, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from daskflow.replay.trace import Trace
 
 __all__ = [
-    "lower_bound_s",
-    "critical_path_s",
+    "ListSchedule",
     "critical_path_ranks",
+    "critical_path_s",
     "list_schedule",
     "list_schedule_makespan_s",
-    "ListSchedule",
+    "lower_bound_s",
 ]
 
 K = TypeVar("K", bound=Hashable)

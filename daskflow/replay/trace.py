@@ -36,12 +36,12 @@ __all__ = [
     "Trace",
     "TraceTask",
     "load_trace",
-    "trace_from_dict",
+    "memory_pressure_bag",
+    "sanitize_category",
     "scale_time",
     "scale_to_target",
     "skewed_bag",
-    "memory_pressure_bag",
-    "sanitize_category",
+    "trace_from_dict",
 ]
 
 _FIX_HINT = "fix the file, or regenerate it with tools/wf_to_graph.py (see shared/workloads/README.md)"

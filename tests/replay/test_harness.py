@@ -50,7 +50,7 @@ def test_specs_keys_annotations_and_dependencies():
         assert ann["true_duration_s"] == pytest.approx(task.runtime_s)
         assert ann["true_peak_memory_bytes"] == int(task.memory_bytes * 0.5)
         assert ann["tags"]["trace_category"] == task.category
-        duration_s, memory_bytes, output_bytes = spec.args
+        duration_s, _memory_bytes, output_bytes = spec.args
         assert duration_s == pytest.approx(task.runtime_s)
         assert output_bytes == min(int(task.output_bytes * 0.01), OUTPUT_CAP_BYTES)
     merge = specs[-1]
@@ -107,7 +107,7 @@ def test_replay_every_mode_end_to_end(tmp_path, daskflow_home):
     assert stock["makespan_s"] >= stock["lower_bound_s"] * 0.99  # cannot beat the bound
     assert not any(name.startswith("daskflow-") and name != "daskflow-replay-watch" for name in stock["scheduler_plugins"])
 
-    kwargs = dict(workers=2, target_seconds=1.0, memory_scale=0.01, history_url=str(history))
+    kwargs = {"workers": 2, "target_seconds": 1.0, "memory_scale": 0.01, "history_url": str(history)}
     recorded = replay(str(FIXTURE), "record", repeat=2, **kwargs)
     assert RESULT_KEYS <= recorded.keys()
     assert "daskflow-recorder" in recorded["scheduler_plugins"]

@@ -6,7 +6,12 @@ import math
 
 import pytest
 
-from benchmarks.replay_all import geometric_mean, markdown_table, summarize, training_instances
+from benchmarks.replay_all import (
+    geometric_mean,
+    markdown_table,
+    summarize,
+    training_instances,
+)
 from daskflow.replay.simulate import lower_bound_s
 from daskflow.replay.trace import Trace, TraceTask
 
