@@ -32,14 +32,14 @@ between runs; they are reset before every run so each run starts as a fresh
 stock Dask would. ``workers_lost`` counts ``remove_worker`` events during the
 run (a worker killed and restarted by its nanny counts once) and
 ``worker_pauses`` counts transitions to ``paused``, both seen by a small
-scheduler plugin (:class:`ReplayWatch`).
+scheduler plugin (:class:`~daskflow.replay.probes.ReplayWatch`); prediction
+errors come from :mod:`daskflow.replay.metrics`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import statistics
 import time
 import uuid
@@ -49,6 +49,9 @@ from typing import Any
 
 import dask.config
 
+from daskflow.replay import metrics, probes
+from daskflow.replay.metrics import median_ape
+from daskflow.replay.probes import ReplayWatch
 from daskflow.replay.simulate import list_schedule_makespan_s, lower_bound_s
 from daskflow.replay.trace import (
     Trace,
@@ -76,8 +79,6 @@ __all__ = [
 
 MODES = ("stock", "record", "steer", "oracle")
 PRELOAD = "scheduler_plugins.preload"
-WATCH_NAME = "daskflow-replay-watch"
-STEERING_NAME = "daskflow-steering"
 
 #: A replayed task returns at most this many bytes (outputs are
 #: ``output_bytes × bytes_scale``; WfCommons outputs reach 4 GB per task).
@@ -116,97 +117,6 @@ def _warm_worker() -> int:
     import numpy as np
 
     return int(np.ones(1024, dtype=np.uint8).sum())
-
-
-# --------------------------------------------------------------------------- scheduler-side helpers
-
-
-try:
-    from distributed.diagnostics.plugin import SchedulerPlugin as _SchedulerPlugin
-except ImportError:  # pragma: no cover
-    _SchedulerPlugin = object  # type: ignore[assignment,misc]
-
-
-class ReplayWatch(_SchedulerPlugin):  # type: ignore[misc,valid-type]
-    """Counts workers removed and workers paused (scheduler plugin, name ``daskflow-replay-watch``)."""
-
-    name = WATCH_NAME
-
-    def __init__(self) -> None:
-        self.workers_removed = 0
-        self.worker_pauses = 0
-
-    def remove_worker(self, scheduler, worker: str, *, stimulus_id: str | None = None, **kwargs: Any) -> None:
-        self.workers_removed += 1
-
-    def log_event(self, topic: str, msg: Any) -> None:
-        if isinstance(msg, dict) and msg.get("action") == "worker-status-change" and msg.get("status") == "paused":
-            self.worker_pauses += 1
-
-
-def _watch_counts(dask_scheduler=None) -> dict[str, int]:
-    watch = dask_scheduler.plugins.get(WATCH_NAME)
-    if watch is None:
-        return {"workers_removed": 0, "worker_pauses": 0}
-    return {"workers_removed": watch.workers_removed, "worker_pauses": watch.worker_pauses}
-
-
-def _scheduler_state(dask_scheduler=None) -> dict[str, Any]:
-    steering = dask_scheduler.plugins.get(STEERING_NAME)
-    return {
-        "plugins": sorted(str(name) for name in dask_scheduler.plugins),
-        "steering_mode": getattr(steering, "mode", None) if steering is not None else None,
-        "model_version": getattr(steering, "model_version", None) if steering is not None else None,
-        "fallback_count": getattr(steering, "fallback_count", None) if steering is not None else None,
-        "model_url": _model_url_of(steering),
-    }
-
-
-def _model_url_of(steering: Any) -> str | None:
-    if steering is None:
-        return None
-    url = getattr(getattr(steering, "predictor", None), "url", None) or getattr(steering, "model_url", None)
-    return str(url) if url else None
-
-
-def _reset_prefix_estimates(prefixes: list[str], dask_scheduler=None) -> int:
-    """Forget Dask's per-prefix duration averages so a reused cluster starts fresh."""
-    reset = 0
-    for name in prefixes:
-        prefix = dask_scheduler.task_prefixes.get(name)
-        if prefix is None:
-            continue
-        fresh = type(prefix)(name)  # honours distributed.scheduler.default-task-durations
-        prefix.duration_average = fresh.duration_average
-        prefix.max_exec_time = fresh.max_exec_time
-        reset += 1
-    return reset
-
-
-def _count_live_keys(keys: list[str], dask_scheduler=None) -> int:
-    return sum(1 for key in keys if key in dask_scheduler.tasks)
-
-
-def _fetch_predictions(keys: list[str], dask_scheduler=None) -> dict[str, dict[str, Any]] | None:
-    """``{key: {duration_s, peak_memory_bytes, quality}}`` from the steering plugin, or None."""
-    steering = dask_scheduler.plugins.get(STEERING_NAME)
-    if steering is None:
-        return None
-    predictions = getattr(steering, "predictions", None) or {}
-    found: dict[str, dict[str, Any]] = {}
-    for key in keys:
-        prediction = predictions.get(key)
-        if prediction is None:
-            continue
-        found[key] = {name: _field(prediction, name) for name in ("duration_s", "peak_memory_bytes", "quality")}
-    return found
-
-
-def _field(obj: Any, name: str) -> Any:
-    value = obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
-    if hasattr(value, "item"):  # numpy scalar -> plain Python
-        value = value.item()
-    return value
 
 
 # --------------------------------------------------------------------------- traces and clusters
@@ -286,103 +196,8 @@ def replay_cluster(
         ) as cluster, Client(cluster) as client:
             client.wait_for_workers(workers, timeout=120)
             client.run(_warm_worker)
-            client.register_plugin(ReplayWatch(), name=WATCH_NAME)
+            client.register_plugin(probes.ReplayWatch(), name=probes.WATCH_NAME)
             yield client
-
-
-# --------------------------------------------------------------------------- metrics
-
-
-def median_ape(predicted: list[float], actual: list[float]) -> float | None:
-    """Median absolute percentage error over pairs whose actual value is > 0."""
-    errors = [abs(p - a) / a for p, a in zip(predicted, actual) if a and a > 0 and p is not None and math.isfinite(p)]
-    return statistics.median(errors) if errors else None
-
-
-def _baseline_from_manifest(model_url: str | None) -> dict[str, tuple[float, float | None]] | None:
-    """Per-category means of the model's training history, as stored in its ``manifest.json``."""
-    if not model_url:
-        return None
-    try:
-        import json
-
-        import fsspec.core
-
-        fs, root = fsspec.core.url_to_fs(str(model_url))
-        with fs.open(root.rstrip("/") + "/manifest.json", "rb") as f:
-            manifest = json.load(f)
-        means = manifest["baseline"]["category_means"]
-    except Exception:  # noqa: BLE001 - fall back to the history
-        return None
-    return {
-        str(category): (float(entry["duration_s"]), entry.get("peak_memory_bytes"))
-        for category, entry in means.items()
-        if entry.get("duration_s") is not None
-    }
-
-
-def _baseline_means(history_url: str | None, exclude_run_ids: set[str]) -> dict[str, tuple[float, float | None]] | None:
-    """Per-category mean (duration_s, peak_memory_bytes) from a history dataset, or None."""
-    if not history_url:
-        return None
-    try:
-        from daskflow.learning.history import read_history
-
-        frame = read_history(history_url)
-    except Exception as exc:  # noqa: BLE001 - the baseline is optional
-        logger.warning("daskflow replay: no baseline, reading history %s failed: %s", history_url, exc)
-        return None
-    if frame is None or len(frame) == 0 or "category" not in frame or "duration_s" not in frame:
-        return None
-    if "run_id" in frame:
-        frame = frame[~frame["run_id"].isin(sorted(exclude_run_ids))]
-    if len(frame) == 0:
-        return None
-    memory_column = "peak_memory_bytes" if "peak_memory_bytes" in frame else None
-    means: dict[str, tuple[float, float | None]] = {}
-    for category, group in frame.groupby("category"):
-        memory = float(group[memory_column].dropna().mean()) if memory_column and group[memory_column].notna().any() else None
-        means[str(category)] = (float(group["duration_s"].mean()), memory)
-    return means
-
-
-def _prediction_errors(
-    trace: Trace,
-    keys: list[str],
-    categories: list[str],
-    memory_scale: float,
-    predictions: dict[str, dict[str, Any]],
-    baseline: dict[str, tuple[float, float | None]] | None,
-) -> dict[str, float | None]:
-    from daskflow import config
-
-    default_duration_s = _seconds(config.get("models.default-duration", 0.5))
-    default_memory = float(config.get("models.default-peak-memory", 0) or 0)
-    true_d, pred_d, base_d, true_m, pred_m, base_m = [], [], [], [], [], []
-    for key, category, task in zip(keys, categories, trace.tasks):
-        prediction = predictions.get(key)
-        if prediction is None:
-            continue
-        mean_d, mean_m = (baseline or {}).get(category, (default_duration_s, default_memory))
-        true_d.append(task.runtime_s)
-        pred_d.append(float(prediction.get("duration_s") or 0.0))
-        base_d.append(mean_d)
-        if task.memory_bytes is not None:
-            true_m.append(task.memory_bytes * memory_scale)
-            pred_m.append(float(prediction.get("peak_memory_bytes") or 0.0))
-            base_m.append(mean_m if mean_m is not None else default_memory)
-    return {
-        "duration_median_ape": median_ape(pred_d, true_d),
-        "baseline_duration_median_ape": median_ape(base_d, true_d) if baseline is not None else None,
-        "memory_median_ape": median_ape(pred_m, true_m),
-        "baseline_memory_median_ape": median_ape(base_m, true_m) if baseline is not None else None,
-    }
-
-
-def _seconds(value: Any) -> float:
-    from dask.utils import parse_timedelta
-
-    return float(parse_timedelta(value, default="s"))
 
 
 # --------------------------------------------------------------------------- replay
@@ -474,32 +289,32 @@ def replay_on_client(
     for _ in range(repeat):
         run_id = uuid.uuid4().hex
         specs, keys, categories = _build_specs(scaled, run_id, memory_scale, bytes_scale)
-        client.run_on_scheduler(_reset_prefix_estimates, sorted(set(categories)))
-        before = client.run_on_scheduler(_watch_counts)
+        client.run_on_scheduler(probes.reset_prefix_estimates, sorted(set(categories)))
+        before = client.run_on_scheduler(probes.watch_counts)
         from daskflow.daskgraph import submit_graph
 
         start = time.perf_counter()
         futures = submit_graph(client, specs)
         done, not_done = wait(list(futures.values()), timeout=timeout_s)
         makespans.append(time.perf_counter() - start)
-        after = client.run_on_scheduler(_watch_counts)
+        after = client.run_on_scheduler(probes.watch_counts)
         workers_lost += after["workers_removed"] - before["workers_removed"]
         pauses += after["worker_pauses"] - before["worker_pauses"]
         failed_tasks += sum(1 for f in futures.values() if f.status == "error") + len(not_done)
-        predictions = client.run_on_scheduler(_fetch_predictions, keys)
-        state = client.run_on_scheduler(_scheduler_state)
+        predictions = client.run_on_scheduler(probes.fetch_predictions, keys)
+        state = client.run_on_scheduler(probes.scheduler_state)
         if predictions is not None and state.get("model_version") is not None and mode != "oracle":
-            baseline = None if baseline_history_url else _baseline_from_manifest(state.get("model_url"))
+            baseline = None if baseline_history_url else metrics.baseline_from_manifest(state.get("model_url"))
             if baseline is None:
-                baseline = _baseline_means(baseline_history_url or history_url, set(run_ids) | {run_id})
-            errors = _prediction_errors(scaled, keys, categories, memory_scale, predictions, baseline)
+                baseline = metrics.baseline_from_history(baseline_history_url or history_url, set(run_ids) | {run_id})
+            errors = metrics.prediction_errors(scaled, keys, categories, memory_scale, predictions, baseline)
             errors["predictions_found"] = len(predictions)
         elif predictions is not None:
             errors = {"predictions_found": len(predictions)}
         run_ids.append(run_id)
         client.cancel(list(futures.values()))
         del futures, done, not_done
-        _wait_until(lambda run_keys=keys: client.run_on_scheduler(_count_live_keys, run_keys) == 0, 60,
+        _wait_until(lambda run_keys=keys: client.run_on_scheduler(probes.count_live_keys, run_keys) == 0, 60,
                     f"run {run_id[:8]} to be released")
 
     makespan = statistics.median(makespans)
