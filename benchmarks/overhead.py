@@ -106,6 +106,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--storage", default=None,
                         help="asset storage URL (default: <home>/data on local disk, fsync'ed; "
                              "memory://bench isolates orchestration + catalog from disk writes)")
+    parser.add_argument("--preload", action="store_true",
+                        help="preload the daskflow scheduler plugins (recorder, steering, dashboard) as "
+                             "`daskflow run` does; off by default to measure orchestration alone")
     parser.add_argument("--json", action="store_true", help="print only the JSON result line")
     args = parser.parse_args(argv)
 
@@ -116,10 +119,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     small, large = args.sizes
     results: dict = {"sizes": [small, large], "repeat": args.repeat, "workers": 2, "threads_per_worker": 1,
-                     "storage": args.storage or "local disk", "shapes": {}}
+                     "storage": args.storage or "local disk", "preload": args.preload, "shapes": {}}
     with dask.config.set({"daskflow.home": home}), LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-        scheduler_kwargs={"preload": ["scheduler_plugins.preload"]},
+        scheduler_kwargs={"preload": ["scheduler_plugins.preload"]} if args.preload else {},
     ) as cluster, Client(cluster) as client:
         run_daskflow(client, "chain", 20)  # warm up imports on the workers
         for shape in args.shapes:
