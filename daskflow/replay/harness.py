@@ -251,6 +251,13 @@ def _wait_until(condition, timeout_s: float, what: str) -> None:
         delay = min(delay * 2, 0.25)
 
 
+def _wait_for_full_cluster(client, timeout_s: float = 120.0) -> None:
+    """On a LocalCluster, wait until every worker (restarted ones too) is connected."""
+    spec = getattr(getattr(client, "cluster", None), "worker_spec", None)
+    if spec:
+        client.wait_for_workers(len(spec), timeout=timeout_s)
+
+
 def replay_on_client(
     client,
     trace: str | Trace,
@@ -273,6 +280,7 @@ def replay_on_client(
     if repeat < 1:
         raise ValueError(f"repeat must be >= 1, got {repeat}")
     raw = resolve_trace(trace)
+    _wait_for_full_cluster(client)
     info = client.scheduler_info(n_workers=-1)
     workers = len(info["workers"])
     threads = [w.get("nthreads", 1) for w in info["workers"].values()]
@@ -285,8 +293,11 @@ def replay_on_client(
     run_ids: list[str] = []
     failed_tasks = workers_lost = pauses = 0
     errors: dict[str, Any] = {}
+    per_run_errors: list[dict[str, Any]] = []
     state: dict[str, Any] = {}
-    for _ in range(repeat):
+    for round_index in range(repeat):
+        if round_index:
+            _wait_for_full_cluster(client)
         run_id = uuid.uuid4().hex
         specs, keys, categories = _build_specs(scaled, run_id, memory_scale, bytes_scale)
         client.run_on_scheduler(probes.reset_prefix_estimates, sorted(set(categories)))
@@ -307,8 +318,8 @@ def replay_on_client(
             baseline = None if baseline_history_url else metrics.baseline_from_manifest(state.get("model_url"))
             if baseline is None:
                 baseline = metrics.baseline_from_history(baseline_history_url or history_url, set(run_ids) | {run_id})
-            errors = metrics.prediction_errors(scaled, keys, categories, memory_scale, predictions, baseline)
-            errors["predictions_found"] = len(predictions)
+            per_run_errors.append(metrics.prediction_errors(scaled, keys, categories, memory_scale, predictions, baseline))
+            errors = {"predictions_found": len(predictions)}
         elif predictions is not None:
             errors = {"predictions_found": len(predictions)}
         run_ids.append(run_id)
@@ -317,6 +328,9 @@ def replay_on_client(
         _wait_until(lambda run_keys=keys: client.run_on_scheduler(probes.count_live_keys, run_keys) == 0, 60,
                     f"run {run_id[:8]} to be released")
 
+    for name in metrics.ERROR_FIELDS:  # median over the repeats
+        values = [e[name] for e in per_run_errors if e.get(name) is not None]
+        errors[name] = statistics.median(values) if values else None
     makespan = statistics.median(makespans)
     result: dict[str, Any] = {
         "trace": raw.name,

@@ -18,6 +18,9 @@ from daskflow.replay.trace import Trace
 
 logger = logging.getLogger(__name__)
 
+#: The result fields :func:`prediction_errors` fills in.
+ERROR_FIELDS = ("duration_median_ape", "baseline_duration_median_ape", "memory_median_ape", "baseline_memory_median_ape")
+
 
 def median_ape(predicted: list[float], actual: list[float]) -> float | None:
     """Median absolute percentage error over pairs whose actual value is > 0."""
