@@ -35,7 +35,11 @@ without the RSS growing, so its delta would read ~0. The plugin therefore calls
 the memory really in use. Policy ``daskflow.recorder.malloc-trim``: ``auto``
 (trim only after tasks that peaked above 1 MiB since the last trim: ~0.1-0.7 ms
 per trim, and tiny tasks - where throughput matters - never pay it), ``always``
-or ``never``.
+or ``never``. Unless ``never``, the plugin also fixes glibc's trim threshold
+in workers started without a nanny, as the nanny does through
+``MALLOC_TRIM_THRESHOLD_`` (see :func:`_fix_malloc_thresholds`). Inside an
+arbitrary process (an in-process test cluster) pages cached by glibc before
+the plugin started can still be reused unseen; worker processes start clean.
 
 Fallback: where ``/proc/self/clear_refs`` is absent or not writable (macOS,
 Windows, locked-down containers) the plugin records ``RSS at finish - RSS at
@@ -103,6 +107,23 @@ def _load_malloc_trim() -> Any:
         return None
 
 
+def _fix_malloc_thresholds() -> None:
+    """Turn off glibc's dynamic mmap threshold, as Dask's nanny does for its workers.
+
+    Nanny-started workers get ``MALLOC_TRIM_THRESHOLD_=65536`` in their
+    environment (``distributed.nanny.pre-spawn-environ``); a fixed threshold
+    disables glibc's dynamic mmap threshold, so large buffers are mmapped and
+    returned on free, and a later task cannot silently reuse them. Workers
+    started without a nanny (in-process clusters) get the same setting here.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-1, 65536)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 def high_water_mark_supported() -> bool:
     """Whether this process can reset and read VmHWM (Linux with a writable clear_refs)."""
     try:
@@ -151,6 +172,8 @@ class PeakMemoryPlugin(WorkerPlugin):
         except Exception:  # noqa: BLE001 - daskflow config unavailable on this worker
             self.trim_mode = "auto"
         self._malloc_trim = _load_malloc_trim() if self.trim_mode != "never" else None
+        if self._malloc_trim is not None and "MALLOC_TRIM_THRESHOLD_" not in os.environ:
+            _fix_malloc_thresholds()
         if self.method != "vmhwm":
             logger.warning(
                 "daskflow: /proc/self/clear_refs is not usable on worker %s; per-task peak memory "
