@@ -179,6 +179,11 @@ def worker_memory(ws: Any) -> tuple[int, int | None]:
     return int(ws.nbytes), int(memory.unmanaged_old)
 
 
+def worker_managed_bytes(ws: Any) -> int:
+    """Bytes of task results the worker holds (updated as results land, not only on heartbeats)."""
+    return int(ws.nbytes)
+
+
 def worker_processing(ws: Any) -> list:
     """Tasks processing on a worker (running or queued there)."""
     return list(ws.processing)

@@ -30,6 +30,7 @@ with fake tasks and workers.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -136,10 +137,10 @@ class Estimate:
     def as_dict(self) -> dict:
         return {
             "worker": self.worker,
-            "score": round(self.finish_s, 6),
-            "wait_s": round(self.wait_s, 6),
-            "transfer_s": round(self.transfer_s + self.storage_s, 6),
-            "compute_s": round(self.compute_s, 6),
+            "score": self.finish_s,
+            "wait_s": self.wait_s,
+            "transfer_s": self.transfer_s + self.storage_s,
+            "compute_s": self.compute_s,
             "fits_memory": self.fits_memory,
         }
 
@@ -292,8 +293,8 @@ def choose_worker(
     estimates = [estimate_finish(task, w, config) for w in candidates]
     by_address = {w.address: w for w in candidates}
     openable = [e for e in estimates if not open_only or is_open(by_address[e.worker], config)]
-    ranked = sorted(estimates, key=lambda e: (e.finish_s, e.worker))
-    alternatives = [e.as_dict() for e in ranked[: config.n_alternatives + 1]]
+    ranked = heapq.nsmallest(config.n_alternatives + 1, estimates, key=lambda e: (e.finish_s, e.worker))
+    alternatives = [e.as_dict() for e in ranked]
     if not openable:
         return Placement(task.key, "hold", None, "no-open-worker", alternatives=alternatives)
     fitting = [e for e in openable if e.fits_memory]

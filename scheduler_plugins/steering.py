@@ -79,6 +79,7 @@ class Prediction:
     rank_s: float = 0.0
     priority_index: int = -1
     run_id: str | None = None
+    category: str = ""
 
     @property
     def predicted_duration_s(self) -> float:
@@ -131,6 +132,8 @@ class SteeringPlugin(SchedulerPlugin):
         self.watchdog_interval_s = float(parse_timedelta(config.get("steering.watchdog-interval", "200ms")))
         self.max_decisions = int(config.get("steering.max-decisions", 100_000))
         self.max_predictions = int(config.get("steering.max-predictions", 1_000_000))
+        self.min_task_duration_s = float(parse_timedelta(config.get("steering.min-task-duration", "5ms")))
+        self.memory_refresh_s = 0.25  # worker memory readings only change with heartbeats
         self.predictor = predictor
         self.scheduler = scheduler
         self._init_state()
@@ -148,6 +151,9 @@ class SteeringPlugin(SchedulerPlugin):
         self._dispatch_pending = False
         self._warned = False
         self._unmanaged_floor: dict[str, int] = {}
+        self._facts: dict[str, dict] = {}
+        self._memory_read_at = 0.0
+        self._pause_fraction = compat.pause_fraction()
         self._ticks = 0
 
     def __getstate__(self) -> dict:  # Client.register_plugin pickles us: ship config only
@@ -257,24 +263,30 @@ class SteeringPlugin(SchedulerPlugin):
             if hasattr(self.predictor, "maybe_reload"):
                 self.predictor.maybe_reload()
             informed = self._predict(scheduler, new_tasks)
-            order = self._order(new_tasks, informed)
             if self.mode == "shadow":
+                order = self._order(new_tasks, informed)
                 for index, key in enumerate(order):
                     self._log("shadow", key, reason="priority", would_priority_index=index,
                               run_id=self._run_id(key))
                 return
-            if informed:
-                for index, key in enumerate(order):
-                    ts = compat.task_state(scheduler, key)
-                    old = compat.priority(ts)
-                    compat.set_priority(ts, (*old[:-1], index) if old else (0, 0, index))
-            for ts in new_tasks:
-                if compat.is_manageable(ts):
-                    compat.hold(ts)
-                    held.append(compat.key_of(ts))
-            self._managed.update(held)
+            if not informed:  # nothing learned yet: stock Dask knows as much as we do
+                self._log("priority", None, reason="no-information", n_tasks=len(new_tasks), n_held=0,
+                          run_id=self._run_id(compat.key_of(new_tasks[0])))
+                return
+            order = self._order(new_tasks, informed)
+            for index, key in enumerate(order):
+                ts = compat.task_state(scheduler, key)
+                old = compat.priority(ts)
+                compat.set_priority(ts, (*old[:-1], index) if old else (0, 0, index))
+            place = self._worth_placing(new_tasks)
+            if place:
+                for ts in new_tasks:
+                    if compat.is_manageable(ts):
+                        compat.hold(ts)
+                        held.append(compat.key_of(ts))
+                self._managed.update(held)
             top = order[:10]
-            self._log("priority", None, reason="critical-path" if informed else "no-information",
+            self._log("priority", None, reason="critical-path" if place else "critical-path-only",
                       n_tasks=len(new_tasks), n_held=len(held), top=[str(k) for k in top],
                       run_id=self._run_id(top[0]) if top else None)
             self._request_dispatch()
@@ -313,9 +325,24 @@ class SteeringPlugin(SchedulerPlugin):
             informed = informed or quality != "default"
             self.predictions[compat.key_of(ts)] = Prediction(
                 float(durations[i]), float(peaks[i] if peaks[i] == peaks[i] else 0.0), quality, version,
-                run_id=records[i].get("run_id"),
+                run_id=records[i].get("run_id"), category=str(records[i].get("category") or ""),
             )
         return informed
+
+    def _worth_placing(self, new_tasks: list) -> bool:
+        """Late binding pays when tasks are long against the scheduler's per-task cost, or memory matters.
+
+        For tasks predicted shorter than ``daskflow.steering.min-task-duration`` on
+        average (and without a predicted peak memory) Dask's own queueing is as
+        good and cheaper; only their priorities are set.
+        """
+        total_s = 0.0
+        for ts in new_tasks:
+            prediction = self.predictions[compat.key_of(ts)]
+            if prediction.peak_memory_bytes > 0:
+                return True
+            total_s += prediction.duration_s
+        return total_s >= self.min_task_duration_s * len(new_tasks)
 
     def _order(self, new_tasks: list, informed: bool) -> list:
         durations = {}
@@ -374,26 +401,27 @@ class SteeringPlugin(SchedulerPlugin):
             self._ready.clear()
 
     def _observe(self, key: Hashable, info: dict) -> None:
+        """Feed the finished task's cost to the predictor's running per-category mean."""
         prediction = self.predictions.get(key)
-        observe = getattr(self.predictor, "observe", None)
-        if observe is None:
+        if prediction is None:
             return
         duration_s = compat.startstops_compute_s(info.get("startstops"))
         if duration_s is None:
             return
-        ts = compat.task_state(self.scheduler, key)
-        if ts is None:
-            return
-        category = annotations_of(compat.annotations(ts)).get("category") or compat.prefix_name(ts)
-        peak = (info.get("metadata") or {}).get("peak_memory_bytes")
-        observe(str(category), duration_s, peak)
-        if prediction is not None:
-            prediction_error = duration_s - prediction.duration_s
-            self.counts["observed"] += 1
-            self.counts["abs_error_ms"] += int(abs(prediction_error) * 1000)
+        metadata = info.get("metadata")
+        peak = None
+        if metadata:  # the recorder's worker plugin puts it under metadata["daskflow"]
+            nested = metadata.get("daskflow")
+            peak = nested.get("peak_memory_bytes") if isinstance(nested, dict) else metadata.get("peak_memory_bytes")
+        observe = getattr(self.predictor, "observe", None)
+        if observe is not None:
+            observe(prediction.category, duration_s, peak)
+        self.counts["observed"] += 1
+        self.counts["abs_error_ms"] += int(abs(duration_s - prediction.duration_s) * 1000)
 
     # ----------------------------------------------------------------- workers
     def add_worker(self, scheduler: Any, worker: str) -> None:
+        self._facts.pop(worker, None)
         if self.mode == "steer" and self._ready:
             self._request_dispatch()
 
@@ -402,6 +430,7 @@ class SteeringPlugin(SchedulerPlugin):
         if self.mode != "steer":
             return
         self._unmanaged_floor.pop(worker, None)
+        self._facts.pop(worker, None)
         try:
             rescued = 0
             for ts in compat.unrunnable_tasks(scheduler):
@@ -445,35 +474,55 @@ class SteeringPlugin(SchedulerPlugin):
         if self._ready:
             self._dispatch_round()
 
-    def _worker_infos(self, now: float) -> dict[str, WorkerInfo]:
-        pause = compat.pause_fraction()
+    def _duration_s(self, prediction: Prediction, cache: dict) -> float:
+        """The predicted duration; a baseline guess is refreshed from the running per-category mean."""
+        if prediction.quality not in ("default", "prefix-mean"):
+            return prediction.duration_s
+        value = cache.get(prediction.category)
+        if value is None:
+            baseline_for = getattr(self.predictor, "baseline_for", None)
+            value = baseline_for(prediction.category)[0] if baseline_for is not None else prediction.duration_s
+            cache[prediction.category] = value
+        return value
+
+    def _worker_infos(self, now: float, cache: dict) -> dict[str, WorkerInfo]:
+        """The policy's view of every running worker (static facts and memory readings cached)."""
+        pause = self._pause_fraction
+        refresh_memory = now - self._memory_read_at > self.memory_refresh_s
+        if refresh_memory:
+            self._memory_read_at = now
         infos = {}
         for ws in compat.running_workers(self.scheduler):
-            facts = compat.worker_facts(ws)
-            address = facts["address"]
-            managed_bytes, unmanaged_old = compat.worker_memory(ws)
-            floor = self._unmanaged_floor.get(address, 0)
-            if unmanaged_old is not None:
-                floor = min(self._unmanaged_floor.get(address, unmanaged_old), unmanaged_old)
-                self._unmanaged_floor[address] = floor
+            address = compat.worker_address(ws)
+            facts = self._facts.get(address)
+            if facts is None:
+                facts = self._facts[address] = compat.worker_facts(ws)
+            floor = self._unmanaged_floor.get(address)
+            if floor is None or refresh_memory:
+                _, unmanaged_old = compat.worker_memory(ws)
+                if unmanaged_old is not None:
+                    floor = unmanaged_old if floor is None else min(floor, unmanaged_old)
+                    self._unmanaged_floor[address] = floor
             backlog_s = 0.0
             peaks = 0.0
             processing = compat.worker_processing(ws)
             for pts in processing:
                 pkey = compat.key_of(pts)
                 prediction = self.predictions.get(pkey)
-                predicted_s = prediction.duration_s if prediction is not None else compat.prefix_duration_s(pts)
+                if prediction is not None:
+                    predicted_s = self._duration_s(prediction, cache)
+                    peaks += prediction.peak_memory_bytes
+                else:
+                    predicted_s = compat.prefix_duration_s(pts)
                 started = self._dispatched_at.get(pkey)
                 backlog_s += remaining_s(predicted_s, now - started) if started is not None else predicted_s
-                if prediction is not None:
-                    peaks += prediction.peak_memory_bytes
             infos[address] = WorkerInfo(
                 address=address,
                 host=facts["host"],
                 nthreads=facts["nthreads"],
                 speed=facts["speed"],
                 memory_limit_bytes=facts["memory_limit_bytes"],
-                memory_bytes=managed_bytes + floor,
+                memory_bytes=compat.worker_managed_bytes(ws) + (floor or 0),
                 pause_fraction=pause,
                 backlog_s=backlog_s,
                 n_processing=len(processing),
@@ -481,7 +530,7 @@ class SteeringPlugin(SchedulerPlugin):
             )
         return infos
 
-    def _task_info(self, ts: Any, key: Hashable) -> TaskInfo:
+    def _task_info(self, ts: Any, key: Hashable, cache: dict) -> TaskInfo:
         prediction = self.predictions.get(key)
         deps = tuple(DependencyInfo(nbytes, holders) for nbytes, holders in compat.dependencies_with_locations(ts))
         locations = ()
@@ -490,7 +539,7 @@ class SteeringPlugin(SchedulerPlugin):
             locations = tuple((str(item.get("host", "")), int(item.get("bytes", 0) or 0)) for item in raw if isinstance(item, dict))
         return TaskInfo(
             key=key,
-            duration_s=prediction.duration_s if prediction is not None else compat.prefix_duration_s(ts),
+            duration_s=self._duration_s(prediction, cache) if prediction is not None else compat.prefix_duration_s(ts),
             peak_memory_bytes=int(prediction.peak_memory_bytes) if prediction is not None else 0,
             dependencies=deps,
             input_locations=locations,
@@ -504,7 +553,8 @@ class SteeringPlugin(SchedulerPlugin):
         popped: list = []
         try:
             now = time.monotonic()
-            workers = self._worker_infos(now)
+            cache: dict = {}
+            workers = self._worker_infos(now, cache)
             if not workers:
                 return
             config = self.policy_config
@@ -520,7 +570,7 @@ class SteeringPlugin(SchedulerPlugin):
                         continue  # stale entry: cancelled, forgotten or already placed
                     popped.append(entry)
                     tasks_by_key[key] = ts
-                    yield self._task_info(ts, key)
+                    yield self._task_info(ts, key, cache)
 
             placed: list = []
             retry: list = []
@@ -564,8 +614,9 @@ class SteeringPlugin(SchedulerPlugin):
         ts = compat.task_state(self.scheduler, key)
         if ts is None or key not in self.predictions:
             return
-        workers = self._worker_infos(time.monotonic())
-        choice = choose_worker(self._task_info(ts, key), workers.values(), self.policy_config, open_only=False)
+        cache: dict = {}
+        workers = self._worker_infos(time.monotonic(), cache)
+        choice = choose_worker(self._task_info(ts, key, cache), workers.values(), self.policy_config, open_only=False)
         self._log("shadow", key, worker=compat.processing_on(ts), would_place=choice.worker,
                   reason=choice.reason, alternatives=choice.alternatives)
 
