@@ -544,7 +544,8 @@ def materialize(
     catalog.log_events([dict(run_id=run_id, kind="run-finish", message=status)])
     catalog.finish_run(run_id, status)
     records = sorted(run.records + plan.stale_skipped, key=lambda r: run.order.get((r.asset, r.partition), -1))
-    result = RunResult(run_id, status, records, run.checks, time.monotonic() - started)
+    checks = sorted(run.checks, key=lambda c: (run.order.get((c.asset, c.partition), -1), c.check))
+    result = RunResult(run_id, status, records, checks, time.monotonic() - started)
     if raise_on_error and not result.ok:
         failed = [f"{r.asset}[{r.partition}]" if r.partition else r.asset for r in result.by_status("failed")]
         raise RunFailedError(f"run {run_id} failed: {', '.join(failed) or 'a blocking check failed'}; "
