@@ -25,8 +25,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from daskflow.definitions import CheckResult, asset, asset_check
-from daskflow.partitions import DailyPartitions
+from daskflow import CheckResult, DailyPartitions, asset, asset_check
 
 DAYS = DailyPartitions("2024-01-01", "2024-01-07")
 REGIONS = ["north", "south", "east", "west"]

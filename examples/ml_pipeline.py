@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from daskflow.definitions import CheckResult, asset, asset_check
+from daskflow import CheckResult, asset, asset_check
 
 N_SAMPLES = 3_000
 FEATURES = ["temperature", "vibration", "load", "load_x_vibration", "temperature_z"]
