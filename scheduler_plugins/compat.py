@@ -179,6 +179,20 @@ def worker_memory(ws: Any) -> tuple[int, int | None]:
     return int(ws.nbytes), int(memory.unmanaged_old)
 
 
+def worker_clock_offset_s(scheduler: Any, address: str) -> float:
+    """Seconds to add to a worker's clock to get the scheduler's (0 when unknown)."""
+    ws = scheduler.workers.get(address)
+    return float(getattr(ws, "time_delay", 0.0) or 0.0) if ws is not None else 0.0
+
+
+def startstops_compute_start(startstops: Iterable[dict] | None) -> float | None:
+    """Worker-clock start of the compute phase from ``startstops``."""
+    for item in startstops or ():
+        if item.get("action") == "compute":
+            return float(item["start"])
+    return None
+
+
 def worker_managed_bytes(ws: Any) -> int:
     """Bytes of task results the worker holds (updated as results land, not only on heartbeats)."""
     return int(ws.nbytes)

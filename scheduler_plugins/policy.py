@@ -114,7 +114,7 @@ class PolicyConfig:
     bandwidth_bytes_per_s: float = 100e6  # between workers (Dask's own default)
     storage_bandwidth_bytes_per_s: float = 100e6  # reading a stored input from another host
     lookahead_s: float = 0.05  # a busy worker is still open when its backlog per thread is below this
-    max_depth: int = 2  # ... and it holds fewer than nthreads * max_depth tasks
+    max_depth: int = 8  # ... and it holds fewer than nthreads * max_depth tasks
     n_alternatives: int = 3
     max_scan: int = 256  # tasks examined per dispatch round (bounds the cost of memory holds)
 
@@ -155,6 +155,7 @@ class Placement:
     reason: str  # "finish-time" | "memory" | "locality" | "speed" | "memory-overcommit"
     finish_s: float | None = None
     alternatives: list[dict] = field(default_factory=list)
+    wait_s: float | None = None  # predicted wait for a thread on the chosen worker
 
 
 # --------------------------------------------------------------------- order
@@ -304,7 +305,7 @@ def choose_worker(
             return Placement(task.key, "hold", None, "memory", alternatives=alternatives)
         # Nothing will free memory by waiting: take the most headroom, never stall.
         best = max(openable, key=lambda e: (by_address[e.worker].headroom_bytes, e.worker))
-        return Placement(task.key, "place", best.worker, "memory-overcommit", best.finish_s, alternatives)
+        return Placement(task.key, "place", best.worker, "memory-overcommit", best.finish_s, alternatives, best.wait_s)
     best = _argmin(fitting, lambda e: e.finish_s)
     reason = "finish-time"
     if len(openable) > 1:
@@ -316,7 +317,7 @@ def choose_worker(
             reason = "locality"
         elif _argmin(fitting, lambda e: e.wait_s + e.transfer_s + e.storage_s + task.duration_s).worker != best.worker:
             reason = "speed"
-    return Placement(task.key, "place", best.worker, reason, best.finish_s, alternatives)
+    return Placement(task.key, "place", best.worker, reason, best.finish_s, alternatives, best.wait_s)
 
 
 def assign(task: TaskInfo, worker: WorkerInfo) -> None:

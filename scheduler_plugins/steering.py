@@ -127,11 +127,13 @@ class SteeringPlugin(SchedulerPlugin):
         self.oracle = bool(config.get("steering.oracle", False) if oracle is None else oracle)
         self.policy_config = PolicyConfig(
             lookahead_s=float(parse_timedelta(config.get("steering.lookahead", "50ms"))),
-            max_depth=int(config.get("steering.max-depth", 2)),
+            max_depth=int(config.get("steering.max-depth", 8)),
         )
         self.watchdog_interval_s = float(parse_timedelta(config.get("steering.watchdog-interval", "200ms")))
         self.max_decisions = int(config.get("steering.max-decisions", 100_000))
         self.max_predictions = int(config.get("steering.max-predictions", 1_000_000))
+        self.lookahead_s = self.policy_config.lookahead_s
+        self.max_lookahead_s = float(parse_timedelta(config.get("steering.max-lookahead", "1s")))
         self.min_task_duration_s = float(parse_timedelta(config.get("steering.min-task-duration", "5ms")))
         self.memory_refresh_s = 0.25  # worker memory readings only change with heartbeats
         self.predictor = predictor
@@ -152,6 +154,8 @@ class SteeringPlugin(SchedulerPlugin):
         self._warned = False
         self._unmanaged_floor: dict[str, int] = {}
         self._facts: dict[str, dict] = {}
+        self._latency_probe: dict[Hashable, float] = {}  # key -> wall time it was sent to an idle thread
+        self.dispatch_latency_s = 0.0  # EWMA of "sent to an idle thread" -> "compute started"
         self._memory_read_at = 0.0
         self._pause_fraction = compat.pause_fraction()
         self._ticks = 0
@@ -382,8 +386,11 @@ class SteeringPlugin(SchedulerPlugin):
                     self._request_dispatch()
             elif start == "processing":
                 self._dispatched_at.pop(key, None)
+                sent_wall = self._latency_probe.pop(key, None)
                 if finish == "memory":
                     self._observe(key, kwargs)
+                    if sent_wall is not None:
+                        self._measure_latency(sent_wall, kwargs)
                 if self._ready:
                     self._request_dispatch()
                 if finish in ("released", "waiting") and key in self._managed:
@@ -394,11 +401,21 @@ class SteeringPlugin(SchedulerPlugin):
                 self._shadow_place(key)
             elif finish == "forgotten":
                 self._managed.discard(key)
+                self._latency_probe.pop(key, None)
                 self.predictions.pop(key, None)
                 self._held_since.pop(key, None)
         except Exception as exc:  # noqa: BLE001
             self._fallback("transition", exc, list(self._managed))
             self._ready.clear()
+
+    def _measure_latency(self, sent_wall: float, info: dict) -> None:
+        started = compat.startstops_compute_start(info.get("startstops"))
+        worker = info.get("worker")
+        if started is None or worker is None:
+            return
+        latency_s = started + compat.worker_clock_offset_s(self.scheduler, worker) - sent_wall
+        if 0.0 <= latency_s < 5.0:
+            self.dispatch_latency_s += 0.2 * (latency_s - self.dispatch_latency_s)
 
     def _observe(self, key: Hashable, info: dict) -> None:
         """Feed the finished task's cost to the predictor's running per-category mean."""
@@ -553,12 +570,15 @@ class SteeringPlugin(SchedulerPlugin):
         popped: list = []
         try:
             now = time.monotonic()
+            wall_now = time.time()
             cache: dict = {}
             workers = self._worker_infos(now, cache)
             if not workers:
                 return
             config = self.policy_config
             config.bandwidth_bytes_per_s = compat.bandwidth(self.scheduler)
+            # Keep a worker fed for about two dispatch round trips: short tasks queue deeper.
+            config.lookahead_s = min(max(self.lookahead_s, 2.0 * self.dispatch_latency_s), self.max_lookahead_s)
             tasks_by_key: dict = {}
 
             def ready_tasks():
@@ -588,6 +608,8 @@ class SteeringPlugin(SchedulerPlugin):
                 ts = tasks_by_key[placement.key]
                 compat.pin(ts, placement.worker, loose=placement.reason not in ("memory", "memory-overcommit"))
                 self._dispatched_at[placement.key] = now
+                if placement.wait_s == 0.0 and len(self._latency_probe) < 10_000:
+                    self._latency_probe[placement.key] = wall_now
                 held_since = self._held_since.pop(placement.key, None)
                 self._log(
                     "release" if held_since is not None else "place",
@@ -631,6 +653,7 @@ class SteeringPlugin(SchedulerPlugin):
             "counts": {k: v for k, v in self.counts.items() if k not in ("observed", "abs_error_ms")},
             "observed": observed,
             "mean_abs_error_s": (self.counts.get("abs_error_ms", 0) / 1000 / observed) if observed else None,
+            "dispatch_latency_s": self.dispatch_latency_s,
             "held_now": len(self._held_since),
             "ready_now": len(self._ready),
         }
