@@ -216,3 +216,21 @@ async def test_register_plugin_from_the_client_and_fast_worker(c, s, a, b):
     placed = {m["key"]: m for m in await events(c, "place")}
     assert placed["long-1"]["worker"] == b.address
     assert placed["long-1"]["reason"] in {"speed", "finish-time"}
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)] * 2, config=NO_SPILL)
+async def test_without_a_model_first_graph_is_stock_then_running_means_steer(c, s, a, b, tmp_path):
+    """No model: the first graph keeps stock placement; once means are observed, the next graph is steered."""
+    plugin = await steer(s, oracle=False, model_url=str(tmp_path / "no-model"))
+    first = submit_graph(c, [spec(f"learn-{i}", 0.03, category="learn") for i in range(4)])
+    await wait(list(first.values()))
+    [priority] = await events(c, "priority")
+    assert priority["reason"] == "no-information" and priority["n_held"] == 0
+    assert not await events(c, "place")
+    second = submit_graph(c, [spec(f"again-{i}", 0.03, category="learn") for i in range(4)])
+    await wait(list(second.values()))
+    placed = await events(c, "place")
+    assert {m["key"] for m in placed} == set(second)
+    assert {m["quality"] for m in placed} == {"prefix-mean"}
+    assert all(m["predicted_duration_s"] == pytest.approx(0.03, abs=0.02) for m in placed)
+    assert plugin.fallback_count == 0
