@@ -88,3 +88,37 @@ def workloads_dir() -> pathlib.Path:
     raise NotImplementedError(
         "workload traces not found; set DASKFLOW_WORKLOADS to the directory of trace JSON files"
     )
+
+
+def run_in_subprocess(module_name: str, function_name: str, timeout_s: float = 900, **kwargs) -> object:
+    """``module.function(**kwargs)`` in a fresh Python process; returns its JSON-able result.
+
+    Why: asv runs ``setup_cache`` in a process whose ``__main__`` is asv's own
+    runner and whose ``benchmarks`` package is importable only through asv's
+    import hook, and worker processes that ``LocalCluster`` spawns from there
+    never come up. A plain child process (``benchmarks`` reachable through a
+    symlink on ``PYTHONPATH``; the daskflow under test still comes from the
+    environment, not from the working tree) behaves like a user's script.
+    """
+    import json
+    import subprocess
+    import sys
+
+    link_dir = pathlib.Path(tempfile.mkdtemp(prefix="daskflow-bench-path-"))
+    try:
+        (link_dir / "benchmarks").symlink_to(pathlib.Path(__file__).resolve().parent, target_is_directory=True)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [str(link_dir)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+        code = ("import json, sys\n"
+                f"from {module_name} import {function_name} as target\n"
+                "result = target(**json.loads(sys.argv[1]))\n"
+                "print('\\n@@RESULT@@' + json.dumps(result))\n")
+        completed = subprocess.run([sys.executable, "-c", code, json.dumps(kwargs)], cwd=link_dir, env=env,
+                                   capture_output=True, text=True, timeout=timeout_s, check=False)
+    finally:
+        shutil.rmtree(link_dir, ignore_errors=True)
+    marker = completed.stdout.rfind("@@RESULT@@")
+    if completed.returncode != 0 or marker < 0:
+        raise RuntimeError(f"{module_name}.{function_name} failed in a subprocess (exit {completed.returncode}):\n"
+                           f"{completed.stderr[-4000:]}")
+    return json.loads(completed.stdout[marker + len("@@RESULT@@"):])
