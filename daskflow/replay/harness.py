@@ -251,11 +251,24 @@ def _wait_until(condition, timeout_s: float, what: str) -> None:
         delay = min(delay * 2, 0.25)
 
 
-def _wait_for_full_cluster(client, timeout_s: float = 120.0) -> None:
-    """On a LocalCluster, wait until every worker (restarted ones too) is connected."""
+def _wait_for_full_cluster(client, timeout_s: float = 120.0) -> dict[str, dict[str, Any]]:
+    """Wait until every worker (restarted ones too) is connected; return the workers' info.
+
+    The expected count is the cluster's worker spec when the client knows its
+    cluster (LocalCluster), else at least one worker. Rechecked after waiting:
+    on an overloaded machine a worker can drop out between the two calls.
+    """
     spec = getattr(getattr(client, "cluster", None), "worker_spec", None)
-    if spec:
-        client.wait_for_workers(len(spec), timeout=timeout_s)
+    expected = len(spec) if spec else 1
+    deadline = time.monotonic() + timeout_s
+    while True:
+        client.wait_for_workers(expected, timeout=max(1.0, deadline - time.monotonic()))
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+        if len(workers) >= expected:
+            return workers
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"replay: only {len(workers)} of {expected} workers connected after {timeout_s:.0f} s")
+        time.sleep(0.1)
 
 
 def replay_on_client(
@@ -280,10 +293,9 @@ def replay_on_client(
     if repeat < 1:
         raise ValueError(f"repeat must be >= 1, got {repeat}")
     raw = resolve_trace(trace)
-    _wait_for_full_cluster(client)
-    info = client.scheduler_info(n_workers=-1)
-    workers = len(info["workers"])
-    threads = [w.get("nthreads", 1) for w in info["workers"].values()]
+    worker_info = _wait_for_full_cluster(client)
+    workers = len(worker_info)
+    threads = [w.get("nthreads", 1) for w in worker_info.values()]
     slots = int(sum(threads)) or 1
     scaled = scale_time(raw, time_scale) if time_scale else scale_to_target(raw, target_seconds, slots)
     bound = lower_bound_s(scaled, slots)
