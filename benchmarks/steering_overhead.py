@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     stock = statistics.median(results["stock"])
     steer = statistics.median(results["steer"])
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
     except OSError:
         commit = None
     print(json.dumps({

@@ -33,7 +33,7 @@ STEERING_PLUGIN = "daskflow-steering"
 RECORDER_PLUGIN = "daskflow-recorder"
 EVENT_TOPIC = "daskflow-steering"
 
-__all__ = ["fetch_decisions", "fetch_actuals", "task_story", "format_story", "summarize", "format_summary"]
+__all__ = ["fetch_actuals", "fetch_decisions", "format_story", "format_summary", "summarize", "task_story"]
 
 
 # ----------------------------------------------------------------- fetching (scheduler side helpers)

@@ -37,17 +37,17 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "DependencyInfo",
-    "TaskInfo",
-    "WorkerInfo",
-    "PolicyConfig",
     "Estimate",
     "Placement",
+    "PolicyConfig",
+    "TaskInfo",
+    "WorkerInfo",
+    "assign",
+    "choose_worker",
     "critical_path_ranks",
-    "order_keys",
     "estimate_finish",
     "fits_memory",
-    "choose_worker",
-    "assign",
+    "order_keys",
     "plan_dispatch",
     "remaining_s",
 ]
@@ -191,8 +191,7 @@ def critical_path_ranks(
         rank = max(float(durations[key]), 0.0) + best_child[key]
         ranks[key] = rank
         for parent in parents_of[key]:
-            if rank > best_child[parent]:
-                best_child[parent] = rank
+            best_child[parent] = max(best_child[parent], rank)
             n_children[parent] -= 1
             if n_children[parent] == 0:
                 stack.append(parent)

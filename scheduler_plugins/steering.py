@@ -246,7 +246,7 @@ class SteeringPlugin(SchedulerPlugin):
             if self.scheduler is not None:
                 compat.release_to_stock(self.scheduler, keys, f"{PLUGIN_NAME}-fallback-{time.time()}")
             self._log("fallback", None, reason="fallback", where=where, error=f"{type(exc).__name__}: {exc}", n_tasks=len(keys))
-        except Exception:  # noqa: BLE001 - never raise into the scheduler
+        except Exception:
             logger.debug("daskflow steering: releasing tasks after a failure failed", exc_info=True)
 
     # ----------------------------------------------------------------- graph
@@ -672,4 +672,4 @@ def install(scheduler: Any) -> None:
     scheduler.add_plugin(SteeringPlugin(scheduler), name=PLUGIN_NAME)
 
 
-__all__ = ["SteeringPlugin", "Prediction", "install", "PLUGIN_NAME", "EVENT_TOPIC"]
+__all__ = ["EVENT_TOPIC", "PLUGIN_NAME", "Prediction", "SteeringPlugin", "install"]

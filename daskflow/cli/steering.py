@@ -29,7 +29,12 @@ def explain_command(key: str, address: str | None, history_url: str | None, as_j
     Example: daskflow explain "mProject-1a2b3c4d-17" --address tcp://127.0.0.1:8786
     """
     from daskflow import config
-    from daskflow.explain import fetch_actuals, fetch_decisions, format_story, task_story
+    from daskflow.explain import (
+        fetch_actuals,
+        fetch_decisions,
+        format_story,
+        task_story,
+    )
 
     with _client(address) as client:
         decisions = fetch_decisions(client, key=key)
@@ -49,7 +54,13 @@ def decisions_command(run_id: str | None, address: str | None, history_url: str 
     Example: daskflow decisions --run 3f2a... --json
     """
     from daskflow import config
-    from daskflow.explain import fetch_actuals, fetch_decisions, format_summary, steering_state, summarize
+    from daskflow.explain import (
+        fetch_actuals,
+        fetch_decisions,
+        format_summary,
+        steering_state,
+        summarize,
+    )
 
     with _client(address) as client:
         decisions = fetch_decisions(client, run_id=run_id)
