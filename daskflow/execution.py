@@ -161,23 +161,30 @@ class _ByValue:
 
     Dask pickles tasks with the standard pickle first, which ships functions by
     module name; pipeline files are loaded under names the workers cannot
-    import, so user functions must travel by value (cloudpickle honours
-    ``register_pickle_by_value``).
+    import, so user functions must travel by value. The bytes are made eagerly,
+    under :data:`_PIPELINE_LOCK`: while another thread of this process loads
+    the same pipeline file its module name is briefly in ``sys.modules``, and
+    cloudpickle would then ship module references the workers cannot import.
     """
 
-    def __init__(self, obj: Any):
-        self.obj = obj
-
-    def __reduce__(self):
+    def __init__(self, obj: Any, payload: bytes | None = None):
         import cloudpickle
 
-        return (_unpickle, (cloudpickle.dumps(self.obj),))
+        self.obj = obj
+        self.payload = payload if payload is not None else cloudpickle.dumps(obj)
+
+    def __reduce__(self):
+        return (_unpickle, (self.payload,))
 
 
 def _unpickle(payload: bytes) -> Any:
     import cloudpickle
 
-    return _ByValue(cloudpickle.loads(payload))
+    return _ByValue(cloudpickle.loads(payload), payload)
+
+
+#: serialises loading pipeline files and pickling their functions between runs in one process
+_PIPELINE_LOCK = threading.RLock()
 
 
 @dataclasses.dataclass
@@ -512,14 +519,15 @@ def materialize(
     (True, 3)
     """
     started = time.monotonic()
-    definitions, label = _definitions(definitions_or_module_or_path)
-    graph = build_asset_graph(definitions)
     catalog = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
     store = store if isinstance(store, AssetStore) else AssetStore(store)
     run_id = uuid.uuid4().hex
-    plan = _Plan(graph, selection, partitions, run_id, catalog, only_stale)  # raises before anything is written
-    locations = _data_locations(catalog, {a for ref in plan.asset_nodes for a in [ref[0], *graph.upstream(ref[0])]})
-    tasks = plan.task_specs(store, tags or {}, locations)
+    with _PIPELINE_LOCK:
+        definitions, label = _definitions(definitions_or_module_or_path)
+        graph = build_asset_graph(definitions)
+        plan = _Plan(graph, selection, partitions, run_id, catalog, only_stale)  # raises before anything is written
+        locations = _data_locations(catalog, {a for ref in plan.asset_nodes for a in [ref[0], *graph.upstream(ref[0])]})
+        tasks = plan.task_specs(store, tags or {}, locations)  # pickles the functions (see _ByValue)
     bar = make_progress(progress)
     partition_list = None if partitions is None else (
         [partitions] if isinstance(partitions, str) else list(partitions))
