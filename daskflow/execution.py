@@ -167,20 +167,27 @@ class _ByValue:
     cloudpickle would then ship module references the workers cannot import.
     """
 
-    def __init__(self, obj: Any, payload: bytes | None = None):
+    def __init__(self, obj: Any = None, payload: bytes | None = None):
         import cloudpickle
 
-        self.obj = obj
+        self._obj = obj
         self.payload = payload if payload is not None else cloudpickle.dumps(obj)
+
+    @property
+    def obj(self) -> Any:
+        """The object, unpickled lazily inside the task: a failure is the asset's error, not a dead worker."""
+        if self._obj is None:
+            import cloudpickle
+
+            self._obj = cloudpickle.loads(self.payload)
+        return self._obj
 
     def __reduce__(self):
         return (_unpickle, (self.payload,))
 
 
 def _unpickle(payload: bytes) -> Any:
-    import cloudpickle
-
-    return _ByValue(cloudpickle.loads(payload), payload)
+    return _ByValue(payload=payload)
 
 
 #: serialises loading pipeline files and pickling their functions between runs in one process

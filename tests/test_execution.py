@@ -369,3 +369,24 @@ def test_progress_bar_counts_and_stays_quiet_off_a_tty():
         bar.finish()
     text = shown.getvalue()
     assert "3/3 assets" in text and "orders: 1 success, 1 failed (of 2)" in text and "report: 1 skipped (of 1)" in text
+
+
+def test_task_payload_is_unpickled_inside_the_task_not_by_the_worker_comm():
+    """A payload that cannot be loaded must fail its task (recorded), never kill the worker's stream."""
+    import pickle
+    import sys
+    import types
+
+    from daskflow.execution import _ByValue
+
+    module = types.ModuleType("daskflow_test_vanishing_module")
+    exec("def f():\n    return 1\n", module.__dict__)
+    sys.modules[module.__name__] = module  # importable while pickled: shipped by reference
+    try:
+        wrapped = _ByValue(module.f)
+    finally:
+        del sys.modules[module.__name__]
+    clone = pickle.loads(pickle.dumps(wrapped))  # what the worker's comm does: must not raise
+    with pytest.raises(ModuleNotFoundError, match="daskflow_test_vanishing_module"):
+        clone.obj
+    assert pickle.loads(pickle.dumps(_ByValue(len))).obj is len
