@@ -114,7 +114,7 @@ class PolicyConfig:
     bandwidth_bytes_per_s: float = 100e6  # between workers (Dask's own default)
     storage_bandwidth_bytes_per_s: float = 100e6  # reading a stored input from another host
     lookahead_s: float = 0.05  # a busy worker is still open when its backlog per thread is below this
-    max_depth: int = 8  # ... and it holds fewer than nthreads * max_depth tasks
+    max_depth: int = 64  # ... and it holds fewer than nthreads * max_depth tasks
     n_alternatives: int = 3
     max_scan: int = 256  # tasks examined per dispatch round (bounds the cost of memory holds)
 

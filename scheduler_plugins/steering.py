@@ -127,13 +127,13 @@ class SteeringPlugin(SchedulerPlugin):
         self.oracle = bool(config.get("steering.oracle", False) if oracle is None else oracle)
         self.policy_config = PolicyConfig(
             lookahead_s=float(parse_timedelta(config.get("steering.lookahead", "50ms"))),
-            max_depth=int(config.get("steering.max-depth", 8)),
+            max_depth=int(config.get("steering.max-depth", 64)),
         )
         self.watchdog_interval_s = float(parse_timedelta(config.get("steering.watchdog-interval", "200ms")))
         self.max_decisions = int(config.get("steering.max-decisions", 100_000))
         self.max_predictions = int(config.get("steering.max-predictions", 1_000_000))
         self.lookahead_s = self.policy_config.lookahead_s
-        self.max_lookahead_s = float(parse_timedelta(config.get("steering.max-lookahead", "1s")))
+        self.max_lookahead_s = float(parse_timedelta(config.get("steering.max-lookahead", "10s")))
         self.min_task_duration_s = float(parse_timedelta(config.get("steering.min-task-duration", "5ms")))
         self.memory_refresh_s = 0.25  # worker memory readings only change with heartbeats
         self.predictor = predictor
