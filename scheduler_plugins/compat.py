@@ -215,6 +215,18 @@ def pause_fraction() -> float:
     return value if value > 0 and math.isfinite(value) else 0.0
 
 
+def terminate_fraction() -> float:
+    """``distributed.worker.memory.terminate`` (0 / False: the nanny never kills for memory)."""
+    value = dask.config.get("distributed.worker.memory.terminate", 0.95)
+    if value is False or value is None:
+        return 0.0
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return value if value > 0 and math.isfinite(value) else 0.0
+
+
 def bandwidth(scheduler: Any) -> float:
     """Measured average bandwidth between workers (bytes/s)."""
     value = getattr(scheduler, "bandwidth", 0) or 0

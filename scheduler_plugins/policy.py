@@ -84,6 +84,7 @@ class WorkerInfo:
     memory_limit_bytes: int = 0  # 0: no limit
     memory_bytes: int = 0  # memory held outside the tasks now processing
     pause_fraction: float = 0.8  # distributed.worker.memory.pause
+    terminate_fraction: float = 0.95  # distributed.worker.memory.terminate (the nanny kills past it)
     backlog_s: float = 0.0  # predicted remaining work already there (speed-1 seconds)
     n_processing: int = 0
     running_peak_bytes: int = 0  # sum of predicted peaks of tasks processing there
@@ -94,6 +95,13 @@ class WorkerInfo:
         if not self.memory_limit_bytes or not self.pause_fraction:
             return math.inf
         return self.memory_limit_bytes * self.pause_fraction
+
+    @property
+    def terminate_bytes(self) -> float:
+        """Memory at which the nanny kills the worker (infinite without a limit)."""
+        if not self.memory_limit_bytes or not self.terminate_fraction:
+            return math.inf
+        return self.memory_limit_bytes * self.terminate_fraction
 
     @property
     def headroom_bytes(self) -> float:
@@ -298,6 +306,16 @@ def choose_worker(
     if not openable:
         return Placement(task.key, "hold", None, "no-open-worker", alternatives=alternatives)
     fitting = [e for e in openable if e.fits_memory]
+    overcommit = False
+    if not fitting and all(task.peak_memory_bytes > w.pause_bytes - w.memory_bytes for w in candidates):
+        # Too big for the pause threshold even on an empty worker: waiting cannot help, so
+        # accept pausing but never the kill threshold (counting what runs there).
+        overcommit = True
+        fitting = [
+            e for e in openable
+            if task.peak_memory_bytes <= by_address[e.worker].terminate_bytes - by_address[e.worker].memory_bytes
+            - by_address[e.worker].running_peak_bytes
+        ]
     if not fitting:
         anything_running = any(w.n_processing > 0 for w in candidates)
         if anything_running:
@@ -307,7 +325,9 @@ def choose_worker(
         return Placement(task.key, "place", best.worker, "memory-overcommit", best.finish_s, alternatives, best.wait_s)
     best = _argmin(fitting, lambda e: e.finish_s)
     reason = "finish-time"
-    if len(openable) > 1:
+    if overcommit:
+        reason = "memory-overcommit"
+    elif len(openable) > 1:
         if _argmin(openable, lambda e: e.finish_s).worker != best.worker:
             reason = "memory"
         elif (task.dependencies or task.input_locations) and _argmin(

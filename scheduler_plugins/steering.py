@@ -158,6 +158,7 @@ class SteeringPlugin(SchedulerPlugin):
         self.dispatch_latency_s = 0.0  # EWMA of "sent to an idle thread" -> "compute started"
         self._memory_read_at = 0.0
         self._pause_fraction = compat.pause_fraction()
+        self._terminate_fraction = compat.terminate_fraction()
         self._ticks = 0
 
     def __getstate__(self) -> dict:  # Client.register_plugin pickles us: ship config only
@@ -541,6 +542,7 @@ class SteeringPlugin(SchedulerPlugin):
                 memory_limit_bytes=facts["memory_limit_bytes"],
                 memory_bytes=compat.worker_managed_bytes(ws) + (floor or 0),
                 pause_fraction=pause,
+                terminate_fraction=self._terminate_fraction,
                 backlog_s=backlog_s,
                 n_processing=len(processing),
                 running_peak_bytes=int(peaks),

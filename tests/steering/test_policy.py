@@ -161,3 +161,18 @@ def test_short_tasks_queue_a_little_deeper_than_long_ones():
 def test_overrunning_task_never_looks_finished():
     assert remaining_s(10.0, 4.0) == pytest.approx(6.0)
     assert remaining_s(1.0, 10.0) == pytest.approx(5.0)
+
+
+def test_too_big_for_the_pause_threshold_accepts_a_pause_but_never_the_kill():
+    """Waiting cannot make room for a task bigger than any empty worker's pause headroom: it goes where it stays under
+    the terminate threshold, instead of waiting for the whole cluster to drain."""
+    config = PolicyConfig()
+    workers = [
+        WorkerInfo("busy", nthreads=2, memory_limit_bytes=2 * GB, memory_bytes=int(0.3 * GB), n_processing=1,
+                   running_peak_bytes=int(0.5 * GB), backlog_s=1.0),
+        WorkerInfo("light", nthreads=2, memory_limit_bytes=2 * GB, memory_bytes=int(0.3 * GB), n_processing=1,
+                   running_peak_bytes=int(0.05 * GB), backlog_s=1.0),
+    ]
+    task = TaskInfo("huge", 1.0, peak_memory_bytes=int(1.4 * GB))  # 1.4 + 0.3 > 0.8 x 2 GB
+    placement = choose_worker(task, workers, config)
+    assert placement.action == "place" and placement.worker == "light" and placement.reason == "memory-overcommit"
