@@ -13,12 +13,16 @@ def busy(x, duration_s):
 
 
 def annotated_tasks(n_per_category: int = 30):
-    """Tasks of two categories with daskflow annotations (as execution would send them)."""
+    """Tasks of two categories with daskflow annotations (as execution would send them).
+
+    ``true_duration_s`` lets a cluster run with ``daskflow.steering.oracle`` steer the
+    very first graph (without it, a graph with no information is left to stock Dask).
+    """
     from daskflow.daskgraph import TaskSpec
 
     return [
-        TaskSpec(f"{category}-{i}", busy, args=(i, duration_s), annotations={"run_id": "r1", "kind": "asset", "category": category, "asset": category})
-        for category, duration_s in (("load", 0.002), ("transform", 0.01))
+        TaskSpec(f"{category}-{i}", busy, args=(i, duration_s), annotations={"run_id": "r1", "kind": "asset", "category": category, "asset": category, "true_duration_s": duration_s})
+        for category, duration_s in (("load", 0.002), ("transform", 0.03))
         for i in range(n_per_category)
     ]  # fmt: skip
 

@@ -35,7 +35,7 @@ def cluster(tmp_path_factory):
 
     home = tmp_path_factory.mktemp("dashboard-home")
     run_id = make_catalog(home)
-    with dask.config.set({"daskflow.home": str(home), "daskflow.dashboard.update-interval": "200ms"}):
+    with dask.config.set({"daskflow.home": str(home), "daskflow.dashboard.update-interval": "200ms", "daskflow.steering.oracle": True}):
         with LocalCluster(
             n_workers=2, threads_per_worker=1, processes=False, dashboard_address="127.0.0.1:0",
             scheduler_kwargs={"preload": ["scheduler_plugins.preload"]},
