@@ -203,9 +203,9 @@ def worker_processing(ws: Any) -> list:
     return list(ws.processing)
 
 
-def pause_fraction() -> float:
-    """``distributed.worker.memory.pause`` (0 / False: workers never pause)."""
-    value = dask.config.get("distributed.worker.memory.pause", 0.8)
+def _memory_fraction(name: str, default: float) -> float:
+    """``distributed.worker.memory.<name>`` as a fraction; 0 when disabled (0 / False / None / invalid)."""
+    value = dask.config.get(f"distributed.worker.memory.{name}", default)
     if value is False or value is None:
         return 0.0
     try:
@@ -213,18 +213,16 @@ def pause_fraction() -> float:
     except (TypeError, ValueError):
         return 0.0
     return value if value > 0 and math.isfinite(value) else 0.0
+
+
+def pause_fraction() -> float:
+    """``distributed.worker.memory.pause`` (0 / False: workers never pause)."""
+    return _memory_fraction("pause", 0.8)
 
 
 def terminate_fraction() -> float:
     """``distributed.worker.memory.terminate`` (0 / False: the nanny never kills for memory)."""
-    value = dask.config.get("distributed.worker.memory.terminate", 0.95)
-    if value is False or value is None:
-        return 0.0
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return 0.0
-    return value if value > 0 and math.isfinite(value) else 0.0
+    return _memory_fraction("terminate", 0.95)
 
 
 def bandwidth(scheduler: Any) -> float:
