@@ -52,7 +52,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "materialize": ("daskflow.execution", "materialize"),
-    "RunResult": ("daskflow.execution", "RunResult"),
+    "RunResult": ("daskflow.run_result", "RunResult"),
 }
 
 
