@@ -234,8 +234,9 @@ class Predictor:
         if what in self._warned:
             return
         self._warned.add(what)
-        logger.warning("daskflow: %s", message)
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
+        # One channel only (a RuntimeWarning: catchable, filterable, shown once per
+        # process by Python's default filter); logging it as well printed it twice.
+        warnings.warn(f"daskflow: {message}", RuntimeWarning, stacklevel=3)
 
     # ------------------------------------------------------------------ baseline
     def observe(self, category: str, duration_s: float | None, peak_memory_bytes: float | None = None) -> None:
