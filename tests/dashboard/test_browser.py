@@ -77,7 +77,10 @@ async def visit_all(executable: str, base: str) -> dict[str, dict]:
         page = await Page.connect(browser.page_websocket_url())
         try:
             await page.navigate(f"{base}/daskflow/")
-            links = await page.wait_for("[...document.querySelectorAll('#daskflow-pages a')].map(a => a.getAttribute('href'))")
+            # Wait for the whole document: links read mid-parse were once only the first two.
+            links = await page.wait_for(
+                "document.readyState === 'complete' && [...document.querySelectorAll('#daskflow-pages a')].map(a => a.getAttribute('href'))"
+            )
             results["index"] = {"links": links, "screenshot": await page.screenshot(ARTIFACTS / "dashboard-index.png")}
             for name, checks in EXPECTED.items():
                 await page.navigate(f"{base}/daskflow/{name}")
