@@ -63,3 +63,13 @@ def effective_config() -> dict:
 def schema() -> dict:
     with open(_SCHEMA_FILE) as f:
         return yaml.safe_load(f)
+
+
+def history_url(url: str | None = None) -> str:
+    """``url`` if given, else ``daskflow.history.url``, else ``<home>/history``."""
+    return str(url) if url else home_url("history.url", "history")
+
+
+def models_url(url: str | None = None) -> str:
+    """``url`` if given, else ``daskflow.models.url``, else ``<home>/models``."""
+    return str(url) if url else home_url("models.url", "models")

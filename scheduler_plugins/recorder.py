@@ -82,7 +82,7 @@ class RecorderPlugin(SchedulerPlugin):
     ) -> None:
         from dask.utils import parse_timedelta
 
-        self.history_url = history_url or config.home_url("history.url", "history")
+        self.history_url = config.history_url(history_url)
         self.storage_options = storage_options if storage_options is not None else (config.get("storage.storage-options") or None)
         self.flush_interval_s = float(
             flush_interval_s if flush_interval_s is not None else parse_timedelta(config.get("history.flush-interval", "5s"))

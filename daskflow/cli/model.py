@@ -40,13 +40,13 @@ def metrics_table(metrics: dict[str, Any]) -> str:
 def _history_url(url: str | None) -> str:
     from daskflow import config
 
-    return url or config.home_url("history.url", "history")
+    return config.history_url(url)
 
 
 def _model_url(url: str | None) -> str:
     from daskflow import config
 
-    return url or config.home_url("models.url", "models")
+    return config.models_url(url)
 
 
 @click.group("model")

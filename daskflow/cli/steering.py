@@ -38,7 +38,7 @@ def explain_command(key: str, address: str | None, history_url: str | None, as_j
 
     with _client(address) as client:
         decisions = fetch_decisions(client, key=key)
-        rows = fetch_actuals(client, keys=[key], history_url=history_url or config.home_url("history.url", "history"))
+        rows = fetch_actuals(client, keys=[key], history_url=config.history_url(history_url))
     story = task_story(key, decisions, rows[-1] if rows else None)
     click.echo(json.dumps(story, default=str) if as_json else format_story(story))
 
@@ -64,7 +64,7 @@ def decisions_command(run_id: str | None, address: str | None, history_url: str 
 
     with _client(address) as client:
         decisions = fetch_decisions(client, run_id=run_id)
-        rows = fetch_actuals(client, run_id=run_id, history_url=history_url or config.home_url("history.url", "history"))
+        rows = fetch_actuals(client, run_id=run_id, history_url=config.history_url(history_url))
         state = steering_state(client)
     summary = summarize(decisions, rows, state)
     click.echo(json.dumps(summary, default=str) if as_json else format_summary(summary, run_id))

@@ -190,7 +190,7 @@ def read_history(
     if url is None:
         from daskflow import config
 
-        url = config.home_url("history.url", "history")
+        url = config.history_url()
         storage_options = storage_options or config.get("storage.storage-options") or None
     fs, _ = _filesystem(url, storage_options)
     files = history_files(url, storage_options, since=since)

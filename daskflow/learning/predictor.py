@@ -105,7 +105,7 @@ class Predictor:
 
         from daskflow import config
 
-        self.url = str(url) if url is not None else (config.get("steering.model") or config.home_url("models.url", "models"))
+        self.url = str(url) if url is not None else config.models_url(config.get("steering.model"))
         self.storage_options = dict(storage_options or {})
         self.reload_interval_s = float(
             reload_interval_s if reload_interval_s is not None else parse_timedelta(config.get("models.reload-interval", "10s"))

@@ -212,7 +212,7 @@ def train_models(
     if out_url is None:
         from daskflow import config
 
-        out_url = config.home_url("models.url", "models")
+        out_url = config.models_url()
     frame = usable_rows(history)
     if not len(frame):
         raise TrainingError(
