@@ -279,6 +279,16 @@ def call_soon(scheduler: Any, callback) -> None:
     scheduler.loop.add_callback(callback)
 
 
+def call_later(scheduler: Any, delay_s: float, callback) -> Any:
+    """Run ``callback`` on the scheduler's event loop in ``delay_s`` seconds; returns a handle."""
+    return scheduler.loop.call_later(delay_s, callback)
+
+
+def cancel_timer(scheduler: Any, handle: Any) -> None:
+    """Cancel a :func:`call_later` handle (no error when it already ran)."""
+    scheduler.loop.remove_timeout(handle)
+
+
 def startstops_compute_s(startstops: Iterable[dict] | None) -> float | None:
     """Compute time from a processing→memory transition's ``startstops``."""
     for item in startstops or ():

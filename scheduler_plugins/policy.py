@@ -233,11 +233,17 @@ def order_keys(
 def remaining_s(predicted_s: float, elapsed_s: float) -> float:
     """Predicted remaining time of a task that has run ``elapsed_s``.
 
-    Before its prediction runs out this is ``predicted - elapsed``; an overrunning
-    task is assumed to need about half as long again as it has run, so a
-    worker stuck on a mispredicted task never looks free.
+    Before its prediction runs out this is ``predicted - elapsed`` (so the
+    worker opens just as the task is predicted to end); an overrunning task is
+    assumed to need about half as long again as it has run, so a worker stuck
+    on a mispredicted task never looks free.
+
+    >>> remaining_s(1.0, 0.9), remaining_s(1.0, 4.0)
+    (0.09999999999999998, 2.0)
     """
-    return max(predicted_s - elapsed_s, elapsed_s / 2.0, 0.0)
+    if elapsed_s <= predicted_s:
+        return max(predicted_s - elapsed_s, 0.0)
+    return elapsed_s / 2.0
 
 
 def fits_memory(task: TaskInfo, worker: WorkerInfo) -> bool:

@@ -8,9 +8,13 @@ through :mod:`scheduler_plugins.compat`.
 
 * ``update_graph`` — ONE batched prediction for the new (``released``) tasks,
   critical-path ranks → task priorities (user priorities first). In ``steer``
-  mode each manageable task is then *held* (see compat): nothing of the batch
-  is dispatched by the scheduler's initial transitions, so the first wave
-  honours the new priorities too (stock Dask sorted it by the old ones).
+  mode each manageable task worth placing late is then *held* (see compat):
+  none of them is dispatched by the scheduler's initial transitions, so the
+  first wave honours the new priorities too (stock Dask sorted it by the old
+  ones). Worth placing late: predicted longer than ``min-task-duration`` and
+  four measured dispatch latencies (late binding costs a round trip that
+  stock's eager queueing hides), or predicted to peak above ``memory-share``
+  of a worker's pause threshold. The others keep stock placement.
 * Ready tasks wait in ``no-worker``; the ``transition`` hook puts them in the
   plugin's ready heap (priority order). A *dispatch round* — run soon after any
   event that may open a worker (graph update, task ready, task finished,
@@ -18,6 +22,8 @@ through :mod:`scheduler_plugins.compat`.
   policy for placements (list scheduling by predicted finish time with memory
   headroom), pins each placed task to its worker (loose restriction for
   preferences; strict when memory decided) and recommends ``processing``.
+  While tasks wait, a timed round runs when the next busy worker is predicted
+  to open, so its next task is queued there before the running one ends.
 * Safety: any exception in a hook gives stock behaviour for that batch (held
   tasks are released to stock placement), ONE warning and ``fallback_count``
   +1. A held task whose worker disappeared is re-held and placed again;
@@ -135,6 +141,7 @@ class SteeringPlugin(SchedulerPlugin):
         self.lookahead_s = self.policy_config.lookahead_s
         self.max_lookahead_s = float(parse_timedelta(config.get("steering.max-lookahead", "10s")))
         self.min_task_duration_s = float(parse_timedelta(config.get("steering.min-task-duration", "5ms")))
+        self.memory_share = float(config.get("steering.memory-share", 0.05))
         self.memory_refresh_s = 0.25  # worker memory readings only change with heartbeats
         self.predictor = predictor
         self.scheduler = scheduler
@@ -151,6 +158,9 @@ class SteeringPlugin(SchedulerPlugin):
         self._dispatched_at: dict[Hashable, float] = {}
         self._held_since: dict[Hashable, float] = {}
         self._dispatch_pending = False
+        self._timer: Any = None  # the next timed dispatch round (a worker predicted to open)
+        self._timer_at = float("inf")
+        self._last_finish: dict[str, float] = {}  # worker -> when its last task finished (monotonic)
         self._warned = False
         self._unmanaged_floor: dict[str, int] = {}
         self._facts: dict[str, dict] = {}
@@ -197,6 +207,9 @@ class SteeringPlugin(SchedulerPlugin):
         pc = scheduler.periodic_callbacks.pop(PLUGIN_NAME, None)
         if pc is not None:
             pc.stop()
+        if self._timer is not None:
+            compat.cancel_timer(scheduler, self._timer)
+            self._timer = None
         held = list(self._managed)
         self._ready.clear()
         self._managed.clear()
@@ -283,13 +296,15 @@ class SteeringPlugin(SchedulerPlugin):
                 ts = compat.task_state(scheduler, key)
                 old = compat.priority(ts)
                 compat.set_priority(ts, (*old[:-1], index) if old else (0, 0, index))
-            place = self._worth_placing(new_tasks)
-            if place:
-                for ts in new_tasks:
-                    if compat.is_manageable(ts):
+            hold_s, memory_floor = self._hold_thresholds()
+            for ts in new_tasks:
+                if compat.is_manageable(ts):
+                    prediction = self.predictions[compat.key_of(ts)]
+                    if prediction.duration_s >= hold_s or prediction.peak_memory_bytes >= memory_floor:
                         compat.hold(ts)
                         held.append(compat.key_of(ts))
-                self._managed.update(held)
+            self._managed.update(held)
+            place = bool(held)
             top = order[:10]
             self._log("priority", None, reason="critical-path" if place else "critical-path-only",
                       n_tasks=len(new_tasks), n_held=len(held), top=[str(k) for k in top],
@@ -334,20 +349,22 @@ class SteeringPlugin(SchedulerPlugin):
             )
         return informed
 
-    def _worth_placing(self, new_tasks: list) -> bool:
-        """Late binding pays when tasks are long against the scheduler's per-task cost, or memory matters.
+    def _hold_thresholds(self) -> tuple[float, float]:
+        """Which tasks the plugin places itself: ``(min predicted seconds, min predicted peak bytes)``.
 
-        For tasks predicted shorter than ``daskflow.steering.min-task-duration`` on
-        average (and without a predicted peak memory) Dask's own queueing is as
-        good and cheaper; only their priorities are set.
+        Binding a task late costs a scheduler round trip before it starts,
+        which stock Dask hides by queueing ready tasks on workers. That pays
+        only for tasks long against that round trip (``min-task-duration``, or
+        four measured dispatch latencies) or whose predicted peak is a real
+        share (``memory-share``) of the smallest worker's pause threshold.
+        Shorter, lighter tasks keep stock placement with the new priorities.
         """
-        total_s = 0.0
-        for ts in new_tasks:
-            prediction = self.predictions[compat.key_of(ts)]
-            if prediction.peak_memory_bytes > 0:
-                return True
-            total_s += prediction.duration_s
-        return total_s >= self.min_task_duration_s * len(new_tasks)
+        hold_s = max(self.min_task_duration_s, 4.0 * self.dispatch_latency_s)
+        limits = [compat.worker_facts(ws)["memory_limit_bytes"] for ws in compat.running_workers(self.scheduler)] \
+            if self.scheduler is not None and self._pause_fraction else []
+        pause = [limit * self._pause_fraction for limit in limits if limit]
+        memory_floor = self.memory_share * min(pause) if pause else float("inf")
+        return hold_s, memory_floor
 
     def _order(self, new_tasks: list, informed: bool) -> list:
         durations = {}
@@ -387,6 +404,9 @@ class SteeringPlugin(SchedulerPlugin):
                     self._request_dispatch()
             elif start == "processing":
                 self._dispatched_at.pop(key, None)
+                worker = kwargs.get("worker")
+                if worker is not None:
+                    self._last_finish[worker] = time.monotonic()
                 sent_wall = self._latency_probe.pop(key, None)
                 if finish == "memory":
                     self._observe(key, kwargs)
@@ -447,6 +467,7 @@ class SteeringPlugin(SchedulerPlugin):
         """Un-pin tasks that were pinned to the dead worker and place them again."""
         if self.mode != "steer":
             return
+        self._last_finish.pop(worker, None)
         self._unmanaged_floor.pop(worker, None)
         self._facts.pop(worker, None)
         try:
@@ -521,19 +542,7 @@ class SteeringPlugin(SchedulerPlugin):
                 if unmanaged_old is not None:
                     floor = unmanaged_old if floor is None else min(floor, unmanaged_old)
                     self._unmanaged_floor[address] = floor
-            backlog_s = 0.0
-            peaks = 0.0
-            processing = compat.worker_processing(ws)
-            for pts in processing:
-                pkey = compat.key_of(pts)
-                prediction = self.predictions.get(pkey)
-                if prediction is not None:
-                    predicted_s = self._duration_s(prediction, cache)
-                    peaks += prediction.peak_memory_bytes
-                else:
-                    predicted_s = compat.prefix_duration_s(pts)
-                started = self._dispatched_at.get(pkey)
-                backlog_s += remaining_s(predicted_s, now - started) if started is not None else predicted_s
+            backlog_s, peaks, processing = self._backlog(ws, address, facts["nthreads"], now, cache)
             infos[address] = WorkerInfo(
                 address=address,
                 host=facts["host"],
@@ -548,6 +557,64 @@ class SteeringPlugin(SchedulerPlugin):
                 running_peak_bytes=int(peaks),
             )
         return infos
+
+    def _backlog(self, ws: Any, address: str, nthreads: int, now: float, cache: dict) -> tuple[float, float, list]:
+        """Predicted remaining work (speed-1 seconds) and predicted peaks of the tasks on a worker.
+
+        The scheduler does not hear when a queued task starts, so the first
+        ``nthreads`` tasks (in dispatch order) count as running since they were
+        sent or since the worker last finished a task, whichever is later; the
+        rest count in full.
+        """
+        processing = compat.worker_processing(ws)
+        entries = []
+        peaks = 0.0
+        for pts in processing:
+            pkey = compat.key_of(pts)
+            prediction = self.predictions.get(pkey)
+            if prediction is not None:
+                predicted_s = self._duration_s(prediction, cache)
+                peaks += prediction.peak_memory_bytes
+            else:
+                predicted_s = compat.prefix_duration_s(pts)
+            entries.append((self._dispatched_at.get(pkey, now), predicted_s))
+        if len(entries) > 1:
+            entries.sort(key=lambda entry: entry[0])
+        last_finish = self._last_finish.get(address, 0.0)
+        backlog_s = 0.0
+        for index, (sent, predicted_s) in enumerate(entries):
+            if index < nthreads:
+                backlog_s += remaining_s(predicted_s, now - max(sent, last_finish))
+            else:
+                backlog_s += predicted_s
+        return backlog_s, peaks, processing
+
+    def _schedule_timer(self, workers: dict[str, WorkerInfo], now: float) -> None:
+        """Run a dispatch round when the next busy worker is predicted to open.
+
+        Without it a worker whose long task ends gets its next task only after
+        telling the scheduler (one round trip of idle time); with it the next
+        task is already queued on the worker when the running one ends.
+        """
+        lookahead = self.policy_config.lookahead_s
+        soonest = float("inf")
+        for worker in workers.values():
+            if worker.n_processing >= worker.nthreads:
+                soonest = min(soonest, worker.wait_s() - lookahead)
+        if soonest == float("inf"):
+            return
+        at = now + max(soonest + 0.001, 0.002)  # just past the moment it opens
+        if self._timer is not None and self._timer_at <= at:
+            return  # an earlier round is already due
+        if self._timer is not None:
+            compat.cancel_timer(self.scheduler, self._timer)
+        self._timer_at = at
+        self._timer = compat.call_later(self.scheduler, at - now, self._timed_round)
+
+    def _timed_round(self) -> None:
+        self._timer = None
+        self._timer_at = float("inf")
+        self._dispatch_round()
 
     def _task_info(self, ts: Any, key: Hashable, cache: dict) -> TaskInfo:
         prediction = self.predictions.get(key)
@@ -627,6 +694,8 @@ class SteeringPlugin(SchedulerPlugin):
                     self._held_since[placement.key] = now
                     self._log("hold", placement.key, reason="memory", alternatives=placement.alternatives)
             compat.dispatch(self.scheduler, [p.key for p in placed], f"{PLUGIN_NAME}-dispatch-{time.time()}")
+            if self._ready:
+                self._schedule_timer(workers, now)
         except Exception as exc:  # noqa: BLE001 - release everything we hold to stock
             for entry in popped:
                 heapq.heappush(self._ready, entry)

@@ -140,6 +140,35 @@ async def test_pinned_tasks_survive_a_worker_death(c, s, a, b):
 
 
 @gen_cluster(client=True, nthreads=[("127.0.0.1", 1)] * 2, config=NO_SPILL)
+async def test_tasks_short_against_the_round_trip_keep_stock_placement(c, s, a, b):
+    """Only tasks long enough to pay for late binding are held; short ones run under stock placement."""
+    with dask.config.set({"daskflow.steering.min-task-duration": "100ms"}):
+        plugin = await steer(s)
+    specs = [spec(f"tiny-{i}", 0.01) for i in range(6)] + [spec("long-0", 0.3)]
+    futures = submit_graph(c, specs)
+    await wait(list(futures.values()))
+    [priority] = await events(c, "priority")
+    assert priority["n_held"] == 1 and priority["n_tasks"] == 7
+    assert [m["key"] for m in await events(c, "place")] == ["long-0"]
+    assert not any(compat.is_held(s.tasks[key]) for key in futures)
+    assert plugin.fallback_count == 0
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)], config=NO_SPILL)
+async def test_next_task_is_bound_before_the_running_one_ends(c, s, a):
+    """A timed round binds the next task while the worker's current task still runs (no idle round trip)."""
+    with dask.config.set({"daskflow.steering.lookahead": "300ms", "daskflow.steering.watchdog-interval": "60s"}):
+        await steer(s)
+    futures = submit_graph(c, [spec("first-0", 1.0), spec("second-0", 0.5)])
+    (first_start, first_stop), _ = await c.gather([futures["first-0"], futures["second-0"]])
+    wall_minus_monotonic = time.time() - time.monotonic()
+    placed = {m["key"]: m["time"] for m in await events(c, "place")}
+    assert set(placed) == {"first-0", "second-0"}
+    assert placed["second-0"] > first_start + wall_minus_monotonic, "bound at once, not when the worker opened"
+    assert placed["second-0"] < first_stop + wall_minus_monotonic, "bound only after the first task ended"
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)] * 2, config=NO_SPILL)
 async def test_shadow_mode_changes_nothing(c, s, a, b):
     plugin = await steer(s, mode="shadow")
     seen: dict = {}

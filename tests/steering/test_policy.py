@@ -161,6 +161,7 @@ def test_short_tasks_queue_a_little_deeper_than_long_ones():
 def test_overrunning_task_never_looks_finished():
     assert remaining_s(10.0, 4.0) == pytest.approx(6.0)
     assert remaining_s(1.0, 10.0) == pytest.approx(5.0)
+    assert remaining_s(1.0, 0.9) == pytest.approx(0.1)  # near its predicted end the worker is about to open
 
 
 def test_too_big_for_the_pause_threshold_accepts_a_pause_but_never_the_kill():
