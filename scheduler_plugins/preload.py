@@ -32,5 +32,5 @@ def dask_setup(scheduler) -> None:
             continue
         try:
             getattr(module, function_name)(scheduler)
-        except Exception:  # noqa: BLE001 - a plugin must never stop the scheduler
+        except Exception:
             logger.warning("daskflow: installing %s failed; continuing without it", module_name, exc_info=True)

@@ -25,6 +25,10 @@ Scales: ``memory_scale`` defaults to 0.01 because holding memory is CPU work
 CPU-bound ones and swamps the scheduling effects being measured. Use
 ``memory_scale=1`` (and a ``memory_limit``) when memory pressure is the point.
 
+Quiet clusters: every replay cluster runs with :data:`QUIET_CLUSTER` (no
+statistical profiler, slow event-loop tick and system monitor) so that idle
+clusters kept for alternation do not load the machine under the measured one.
+
 Measurement: ``makespan_s`` runs from graph submission to the moment the
 client sees the last task finished, on a warmed-up cluster whose workers are
 all connected. A reused cluster keeps Dask's per-prefix duration averages
@@ -78,6 +82,17 @@ __all__ = [
 ]
 
 MODES = ("stock", "record", "steer", "oracle")
+
+#: Background work of every replay cluster, turned down for all modes alike. An idle
+#: 8-worker LocalCluster with distributed's defaults (statistical profiler every 10 ms,
+#: event-loop tick every 20 ms, system monitor every 0.5 s) used ~60 % of one core on
+#: a 2-core machine; with these ~16 %. Benchmarks keep several clusters alive (one per
+#: mode, alternated), so the defaults loaded every measured run with the others' idling.
+QUIET_CLUSTER = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "500ms",
+    "distributed.admin.system-monitor.interval": "2s",
+}
 PRELOAD = "scheduler_plugins.preload"
 
 #: A replayed task returns at most this many bytes (outputs are
@@ -180,7 +195,7 @@ def replay_cluster(
     """
     from distributed import Client, LocalCluster
 
-    config = {**mode_config(mode, history_url, model_url), **dict(extra_config or {})}
+    config = {**QUIET_CLUSTER, **mode_config(mode, history_url, model_url), **dict(extra_config or {})}
     scheduler_kwargs = {"preload": [PRELOAD]} if mode != "stock" else {}
     with dask.config.set(config), warnings.catch_warnings():
         # The scheduler's HTTP server (health, metrics) falls back to a free port when

@@ -8,6 +8,7 @@ import time
 import dask
 import pytest
 from distributed import Event, wait
+from distributed.diagnostics.plugin import SchedulerPlugin
 from distributed.utils_test import captured_logger, gen_cluster
 
 from daskflow.daskgraph import TaskSpec, submit_graph
@@ -173,7 +174,7 @@ async def test_shadow_mode_changes_nothing(c, s, a, b):
     plugin = await steer(s, mode="shadow")
     seen: dict = {}
 
-    class Spy(SteeringPlugin.__mro__[1]):  # a bare SchedulerPlugin
+    class Spy(SchedulerPlugin):
         name = "spy"
 
         def transition(self, key, start, finish, *args, **kwargs):
@@ -217,13 +218,13 @@ async def test_broken_model_falls_back_with_one_warning(c, s, a, b):
 
 @gen_cluster(client=True, nthreads=[("127.0.0.1", 1)] * 2, config=NO_SPILL)
 async def test_exception_in_policy_releases_held_tasks_to_stock(c, s, a, b, monkeypatch):
-    import scheduler_plugins.steering as steering_module
+    import scheduler_plugins.dispatch as dispatch_module
 
     def explode(*args, **kwargs):
         raise ZeroDivisionError("policy bug")
         yield  # pragma: no cover
 
-    monkeypatch.setattr(steering_module, "plan_dispatch", explode)
+    monkeypatch.setattr(dispatch_module, "plan_dispatch", explode)
     plugin = await steer(s)
     with pytest.warns(RuntimeWarning, match="policy bug"):
         futures = submit_graph(c, [spec(f"z-{i}", 0.01, deps=[f"z-{i - 1}"] if i else ()) for i in range(4)])
@@ -263,3 +264,21 @@ async def test_without_a_model_first_graph_is_stock_then_running_means_steer(c, 
     assert {m["quality"] for m in placed} == {"prefix-mean"}
     assert all(m["predicted_duration_s"] >= 0.03 for m in placed)  # the observed mean of learn-* (sleep 0.03 s)
     assert plugin.fallback_count == 0
+
+
+def test_model_predictions_are_calibrated_by_finished_tasks_of_their_category():
+    """A model 10x off for this instance is planned with the observed factor after its first task."""
+    from scheduler_plugins.steering import Prediction
+
+    plugin = SteeringPlugin(mode="steer", predictor=object())
+    plugin.predictions["fit-1"] = Prediction(2.0, 0.0, "model", "v1", category="fit")
+    plugin.predictions["fit-2"] = Prediction(4.0, 0.0, "model", "v1", category="fit")
+    plugin.predictions["load-1"] = Prediction(2.0, 0.0, "model", "v1", category="load")
+    plugin.predictions["true-1"] = Prediction(2.0, 0.0, "oracle", "oracle", category="fit")
+    assert plugin._planned_s(plugin.predictions["fit-2"]) == 4.0
+    plugin._observe("fit-1", {"startstops": [{"action": "compute", "start": 10.0, "stop": 10.2}]})
+    assert plugin._planned_s(plugin.predictions["fit-2"]) == pytest.approx(0.4)
+    assert plugin._planned_s(plugin.predictions["load-1"]) == 2.0  # other categories keep their prediction
+    assert plugin._planned_s(plugin.predictions["true-1"]) == 2.0  # the oracle is the truth
+    plugin._observe("fit-2", {"startstops": [{"action": "compute", "start": 0.0, "stop": 4.0}]})  # now exact
+    assert 0.4 < plugin._planned_s(plugin.predictions["fit-2"]) < 4.0  # moves toward 1x, not jumps
