@@ -146,15 +146,20 @@ class DispatchRounds:
         Without it a worker whose long task ends gets its next task only after
         telling the scheduler (one round trip of idle time); with it the next
         task is already queued on the worker when the running one ends.
+        Workers open already are not waited for: when tasks still wait beside
+        them, something else holds them (memory, resources), and finished tasks
+        and the watchdog bring the next round.
         """
         lookahead = self.policy_config.lookahead_s
         soonest = float("inf")
         for worker in workers.values():
             if worker.n_processing >= worker.nthreads:
-                soonest = min(soonest, worker.wait_s() - lookahead)
+                wait_s = worker.wait_s()
+                if wait_s >= lookahead:
+                    soonest = min(soonest, wait_s - lookahead)
         if soonest == float("inf"):
             return
-        at = now + max(soonest + 0.001, 0.002)  # just past the moment it opens
+        at = now + soonest + 0.001  # just past the moment it opens
         if self._timer is not None and self._timer_at <= at:
             return  # an earlier round is already due
         if self._timer is not None:
