@@ -121,6 +121,7 @@ class Predictor:
         self._levels: list[str] = []
         self._feature_defaults: dict[str, float] = {}
         self._level_set: frozenset[str] = frozenset()
+        self._baseline_categories: dict[str, frozenset[str]] = {}
         self._manifest_digest: str | None = None
         self._last_check = 0.0
         self._warned: set[str] = set()
@@ -224,6 +225,10 @@ class Predictor:
         self._feature_defaults = {k: float(v) for k, v in (manifest.get("feature_defaults") or {}).items()}
         self._levels = list(manifest.get("category_levels") or [])
         self._level_set = frozenset(self._levels)
+        self._baseline_categories = {
+            str(target): frozenset(map(str, categories))
+            for target, categories in (manifest.get("baseline_categories") or {}).items()
+        }
         for category, entry in ((manifest.get("baseline") or {}).get("category_means") or {}).items():
             if "duration_s" in entry and category not in self._duration_mean:
                 self._duration_mean[category] = [float(entry["duration_s"]), float(entry.get("duration_count", 1))]
@@ -298,12 +303,18 @@ class Predictor:
                 if booster is None:
                     continue
                 values = target.inverse(np.asarray(booster.inplace_predict(features), dtype="float64"))
+                served = known
+                losers = self._baseline_categories.get(target.name)
+                if losers:  # the model lost to the category mean on held-out rows: keep the mean there
+                    keep = np.fromiter((c not in losers for c in categories), dtype=bool, count=len(categories))
+                    values = values[keep[known]]
+                    served = known & keep
                 if target.name == "duration":
-                    result.duration_s[known] = values
-                    result.quality[known] = "model"
+                    result.duration_s[served] = values
+                    result.quality[served] = "model"
                 else:
-                    result.peak_memory_bytes[known] = values
-                    result.memory_quality[known] = "model"
+                    result.peak_memory_bytes[served] = values
+                    result.memory_quality[served] = "model"
         except Exception as exc:  # noqa: BLE001 - a broken model must not break scheduling
             self._warn_once(f"predict-{type(exc).__name__}", f"model {self.model_version} failed to predict ({exc}); using the baseline")
             return self.predict_baseline(records)

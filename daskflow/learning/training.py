@@ -24,7 +24,8 @@ The final boosters are then refit on all rows.
 Output: a model directory (any fsspec URL) with ``duration.ubj``,
 ``peak_memory.ubj`` (XGBoost's own UBJSON format, never pickle) and
 ``manifest.json`` (feature list, category levels, model version, rows,
-metrics, training window, per-category baseline means, file checksums).
+metrics, training window, per-category baseline means, the categories served
+by their mean because the model lost to it on held-out rows, file checksums).
 Boosters are written first, the manifest last (atomically on local disk), so a
 reader that sees a manifest sees its boosters; checksums in the manifest let a
 reader detect a half-replaced directory and retry.
@@ -229,9 +230,13 @@ def train_models(
         held_manifest = dict(_manifest_core(levels_train, category_means(train), boosters), feature_defaults=worker_feature_defaults(train))
         held = Predictor.from_parts(held_manifest, boosters)
         metrics.update(evaluate(held, test))
+        fallback = baseline_categories(held, test)
+    else:
+        fallback = {}
     boosters = {t.name: fit_booster(frame, t, levels, params, rounds) for t in TARGETS}
     manifest = _manifest_core(levels, category_means(frame), boosters)
     manifest["feature_defaults"] = worker_feature_defaults(frame)
+    manifest["baseline_categories"] = fallback
     stamps = pd.to_numeric(frame.get("recorded_at"), errors="coerce") if "recorded_at" in frame else pd.Series([], dtype=float)
     manifest.update(
         rows=len(frame),
@@ -266,6 +271,42 @@ def evaluate(predictor: Any, rows: pd.DataFrame) -> dict[str, Any]:
         out[f"baseline_{label}_median_ape"] = base_error
         out[f"{label}_ape_ratio"] = (model_error / base_error) if (model_error is not None and base_error) else None
         out[f"{label}_rows"] = int((np.isfinite(actual) & (actual > 0)).sum())
+    return out
+
+
+#: A category is served by its mean instead of the model when the model lost on at least this many held-out rows.
+MIN_FALLBACK_ROWS = 3
+
+
+def baseline_categories(predictor: Any, rows: pd.DataFrame) -> dict[str, list[str]]:
+    """Per target, the categories where the model's held-out median APE is worse than the category mean's.
+
+    The served predictor answers those categories with the mean (quality
+    ``prefix-mean``), so a model is never knowingly worse than the baseline
+    for a category. Categories with fewer than :data:`MIN_FALLBACK_ROWS`
+    held-out rows keep the model (too little evidence either way).
+    """
+    predictions = predictor.predict(rows)
+    baseline = predictor.predict_baseline(rows)
+    categories = rows["category"].astype(str).to_numpy() if "category" in rows else np.array([""] * len(rows))
+    out: dict[str, list[str]] = {}
+    for target, column, pred, base in (
+        ("duration", "duration_s", predictions.duration_s, baseline.duration_s),
+        ("peak_memory", "peak_memory_bytes", predictions.peak_memory_bytes, baseline.peak_memory_bytes),
+    ):
+        if column not in rows:
+            continue
+        actual = pd.to_numeric(rows[column], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        losers = []
+        for category in sorted(set(categories)):
+            mask = (categories == category) & np.isfinite(actual) & (actual > 0)
+            if mask.sum() < MIN_FALLBACK_ROWS:
+                continue
+            model_error = median_ape(pred[mask], actual[mask])
+            base_error = median_ape(base[mask], actual[mask])
+            if model_error is not None and base_error is not None and model_error > base_error:
+                losers.append(category)
+        out[target] = losers
     return out
 
 

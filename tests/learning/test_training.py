@@ -97,3 +97,25 @@ def test_empty_history_raises_training_error_naming_the_fix(tmp_path):
 def test_median_ape_ignores_zero_truths():
     assert median_ape(np.array([1.0, 5.0]), np.array([0.0, 4.0])) == pytest.approx(0.25)
     assert median_ape(np.array([1.0]), np.array([0.0])) is None
+
+
+def test_category_where_the_model_loses_on_held_out_rows_is_served_by_its_mean(tmp_path):
+    """'shifty' follows input bytes in the training runs but not in the held-out run: its mean wins there."""
+    from daskflow.learning.predictor import Predictor
+
+    history = synthetic_history(runs=3, tasks=120)
+    shifty = (history["category"] == "aggregate") & (history["run_id"] == "run-2")
+    trained = (history["category"] == "aggregate") & (history["run_id"] != "run-2")
+    # the newest run (held out) no longer depends on size: every task takes the category's mean
+    history.loc[shifty, "duration_s"] = history.loc[trained, "duration_s"].mean()
+    history["category"] = history["category"].replace({"aggregate": "shifty"})
+    out = tmp_path / "models"
+    manifest = train_models(history, str(out), rounds=50)
+    assert manifest["baseline_categories"]["duration"] == ["shifty"]
+    assert manifest["baseline_categories"]["peak_memory"] == []  # memory still follows size everywhere
+    predictor = Predictor.load(str(out))
+    rows = [{"category": c, "kind": "replay", "input_bytes": 10**8, "n_dependencies": 1} for c in ("parse", "shifty")]
+    predicted = predictor.predict(rows)
+    assert list(predicted.quality) == ["model", "prefix-mean"]
+    assert list(predicted.memory_quality) == ["model", "model"]
+    assert predicted.duration_s[1] == pytest.approx(predictor.baseline_for("shifty")[0])
