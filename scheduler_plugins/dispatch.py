@@ -75,6 +75,14 @@ class DispatchRounds:
             cache[prediction.category] = value
         return value
 
+    def _facts_of(self, ws: Any) -> dict:
+        """A worker's static facts (host, threads, speed, memory limit), cached until it leaves or rejoins."""
+        address = compat.worker_address(ws)
+        facts = self._facts.get(address)
+        if facts is None:
+            facts = self._facts[address] = compat.worker_facts(ws)
+        return facts
+
     def _worker_infos(self, now: float, cache: dict) -> dict[str, WorkerInfo]:
         """The policy's view of every running worker (static facts and memory readings cached)."""
         pause = self._pause_fraction
@@ -84,9 +92,7 @@ class DispatchRounds:
         infos = {}
         for ws in compat.running_workers(self.scheduler):
             address = compat.worker_address(ws)
-            facts = self._facts.get(address)
-            if facts is None:
-                facts = self._facts[address] = compat.worker_facts(ws)
+            facts = self._facts_of(ws)
             floor = self._unmanaged_floor.get(address)
             if floor is None or refresh_memory:
                 _, unmanaged_old = compat.worker_memory(ws)

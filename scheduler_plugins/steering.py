@@ -370,7 +370,7 @@ class SteeringPlugin(DispatchRounds, SchedulerPlugin):
         Shorter, lighter tasks keep stock placement with the new priorities.
         """
         hold_s = max(self.min_task_duration_s, 4.0 * self.dispatch_latency_s)
-        limits = [compat.worker_facts(ws)["memory_limit_bytes"] for ws in compat.running_workers(self.scheduler)] \
+        limits = [self._facts_of(ws)["memory_limit_bytes"] for ws in compat.running_workers(self.scheduler)] \
             if self.scheduler is not None and self._pause_fraction else []
         pause = [limit * self._pause_fraction for limit in limits if limit]
         memory_floor = self.memory_share * min(pause) if pause else float("inf")
