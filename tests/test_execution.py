@@ -377,7 +377,7 @@ def test_task_payload_is_unpickled_inside_the_task_not_by_the_worker_comm():
     import sys
     import types
 
-    from daskflow.execution import _ByValue
+    from daskflow.tasks import ByValue as _ByValue
 
     module = types.ModuleType("daskflow_test_vanishing_module")
     exec("def f():\n    return 1\n", module.__dict__)
