@@ -26,6 +26,7 @@ from daskflow.definitions import (
     AssetSpec,
     CheckResult,
     Definitions,
+    RetryPolicy,
     asset,
     asset_check,
 )
@@ -85,6 +86,7 @@ __all__ = [
     "ModelUnavailableError",
     "PartitionError",
     "PipelineLoadError",
+    "RetryPolicy",
     "RunRecord",
     "RunResult",
     "SchemaMismatchError",
