@@ -468,12 +468,21 @@ class AssetStore:
         fs, fs_path = self._resolve(path)
         return bool(fs.exists(fs_path))
 
-    def list_files(self) -> list[tuple[str, float | None]]:
-        """Every file under the root (temp files included) as (recorded path, modified unix time)."""
+    def list_files(self) -> list[tuple[str, float | None, int | None]]:
+        """Every file under the root (temp files included): (recorded path, modified unix time, bytes)."""
         fs = self.fs
         if not fs.exists(self.root):
             return []
-        return [(self.url(fs_path), _modified_s(fs, fs_path)) for fs_path in fs.find(self.root)]
+        found = fs.find(self.root, detail=True)
+        return [(self.url(fs_path), _modified_s(fs, fs_path), info.get("size"))
+                for fs_path, info in sorted(found.items())]
+
+    def fs_path(self, path: str) -> str | None:
+        """The normalised file-system path of a recorded path on this store's file system (None: another one)."""
+        fs, fs_path = self._resolve(path)
+        if fs is not self.fs:
+            return None
+        return fs_path.rstrip("/")
 
     def contains(self, path: str) -> bool:
         """Whether ``path`` (as recorded in the catalog) lies under this store's root."""
