@@ -128,7 +128,10 @@ class RetryPolicy:
 
     def delay_before(self, retry: int, random_unit: float = 0.5) -> float:
         """Seconds to wait before retry number ``retry`` (1-based); ``random_unit`` in [0, 1) drives the jitter."""
-        base = self.delay_s * self.backoff ** max(0, retry - 1)
+        try:
+            base = float(self.delay_s) * float(self.backoff) ** max(0, retry - 1)
+        except OverflowError:  # 100.0 ** 999: far beyond the cap
+            base = MAX_RETRY_DELAY_S
         factor = 1.0 + self.jitter * (2.0 * random_unit - 1.0)
         return float(min(MAX_RETRY_DELAY_S, max(0.0, base * factor)))
 

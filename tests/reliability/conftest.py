@@ -21,10 +21,9 @@ def client(reliability_cluster):
 
 
 def write_pipeline(tmp_path, body: str, name: str = "pipeline", **values) -> str:
-    """A pipeline file (``{markers}`` and ``values`` substituted); returns its path."""
+    """A pipeline file (``body`` formatted with ``markers`` and ``values``: write literal braces as ``{{ }}``)."""
     markers = tmp_path / "markers"
     markers.mkdir(exist_ok=True)
     path = tmp_path / f"{name}.py"
-    path.write_text(textwrap.dedent(body).replace("{markers}", str(markers)).format(**values) if values
-                    else textwrap.dedent(body).replace("{markers}", str(markers)))
+    path.write_text(textwrap.dedent(body).format(markers=str(markers), **values))
     return str(path)
