@@ -1,4 +1,8 @@
-"""Shared pieces of the reliability tests: one real LocalCluster per session, pipeline files."""
+"""Shared pieces of the reliability tests: one real LocalCluster per module, pipeline files.
+
+Module scope, not session: a cluster left running would show up as leaked
+subprocesses in later modules' ``gen_cluster`` tests.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import pytest
 from distributed import Client, LocalCluster
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def reliability_cluster():
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
         yield cluster
