@@ -48,7 +48,14 @@ from daskflow.graph import AssetGraph, build_asset_graph
 from daskflow.heartbeat import RunHeartbeat
 from daskflow.listeners import RunInfo, RunListener, RunListeners, listeners_from_config
 from daskflow.loading import load_definitions
-from daskflow.planning import CatalogFacts, Plan, build_task_specs, plan_run, select_run, selection_string
+from daskflow.planning import (
+    CatalogFacts,
+    Plan,
+    build_task_specs,
+    plan_run,
+    select_run,
+    selection_string,
+)
 from daskflow.progress import RunProgress, make_progress
 from daskflow.resume import plan_resume
 from daskflow.run_loop import RunLoop, client_for

@@ -46,7 +46,6 @@ import logging
 import threading
 import time
 import traceback
-from typing import Any
 
 from daskflow import config
 from daskflow.contracts import MATERIALIZED_TOPIC, SCHEDULER_PRELOAD, MaterializedEvent

@@ -41,7 +41,13 @@ import traceback
 from typing import Any
 
 from daskflow.contracts import MATERIALIZED_TOPIC, MaterializedEvent
-from daskflow.definitions import AssetCheckSpec, AssetContext, AssetSpec, io_for_value, to_check_result
+from daskflow.definitions import (
+    AssetCheckSpec,
+    AssetContext,
+    AssetSpec,
+    io_for_value,
+    to_check_result,
+)
 from daskflow.errors import SchemaMismatchError
 from daskflow.storage import AssetStore, new_attempt_token
 

@@ -7,10 +7,10 @@ The real-process halves (a SIGKILLed worker, a SIGKILLed client) are in
 from __future__ import annotations
 
 import os
+import pathlib
 import shutil
 import sqlite3
 import time
-import pathlib
 
 import pytest
 
