@@ -8,13 +8,21 @@ train on (the held-out runs of training), the residuals
 
     p50 = predicted * exp(q50_c)        p90 = predicted * exp(q90_c)
 
-where ``q_c`` are the category's residual quantiles at the *conformal* level
-``ceil((n + 1) * p) / n`` (the finite-sample correction that makes the
-coverage on a fresh exchangeable row at least ``p``), shrunk toward the pooled
-residual quantiles of all categories with ``k`` pseudo-rows
-(:attr:`SpreadConfig.prior_rows`, default 10)::
+with, per category, a location ``m_c`` (median residual: the predictor's
+median bias there) and a robust scale ``s_c`` (1.4826 MAD), and::
 
-    q_c = (n * q_own + k * q_pooled) / (n + k)
+    q50_c = m_c        q90_c = m_c + z90_c * s_c
+
+where ``z90_c`` is the *conformal* upper quantile of the category's
+standardised residuals ``(e - m_c) / s_c`` - the ``ceil((n + 1) * p) / n``
+empirical quantile, the finite-sample correction that makes coverage on a
+fresh exchangeable row at least ``p``. Every part is shrunk toward its pooled
+value with ``k`` pseudo-rows (:attr:`SpreadConfig.prior_rows`, default 10):
+``m_c`` toward the pooled median, ``s_c^2`` toward the pooled within-category
+scale, ``z90_c`` toward the pooled standardised quantile. Shrinking in
+standardised units keeps a tight category tight and a noisy one wide (mixing
+raw quantiles of categories with different spreads over-covers the first and
+under-covers the second).
 
 A category with no held-out residuals gets the pooled quantiles; with no
 residuals at all the spread is :attr:`SpreadConfig.default_log_spread` (a
@@ -45,6 +53,7 @@ class SpreadConfig:
     prior_rows: float = 10.0  # k: pseudo-rows of the pooled residual quantiles in each category's
     default_log_spread: float = math.log(2.0)  # p90/p50 when no residuals are known at all
     upper: float = 0.9  # the upper quantile served as "p90"
+    min_scale: float = 1e-3  # floor of a category's log-residual scale
 
 
 @dataclass
@@ -110,16 +119,35 @@ def fit_spread(target: str, categories: Sequence[str], predicted: np.ndarray, ac
     residuals, cats = np.log(actual[ok]) - np.log(predicted[ok]), cats[ok]
     if not len(residuals):
         return SpreadModel(target, ResidualQuantiles(0.0, config.default_log_spread, 0))
-    pooled = ResidualQuantiles(float(np.median(residuals)), conformal_quantile(residuals, config.upper), len(residuals))
-    model = SpreadModel(target, pooled)
     k = config.prior_rows
-    for category in sorted(set(cats)):
-        own = residuals[cats == category]
-        n = len(own)
-        q50 = (n * float(np.median(own)) + k * pooled.q50) / (n + k)
-        q90 = (n * conformal_quantile(own, config.upper) + k * pooled.q90) / (n + k)
-        model.categories[str(category)] = ResidualQuantiles(q50, q90, n)
+    groups = {str(c): np.flatnonzero(cats == c) for c in sorted(set(cats))}
+    pooled_centre = float(np.median(residuals))
+    # Location and scale per category (scale shrunk toward the pooled within-category scale).
+    centred = np.concatenate([residuals[i] - np.median(residuals[i]) for i in groups.values()])
+    pooled_scale = max(_mad(centred), config.min_scale)
+    location, scale = {}, {}
+    for category, index in groups.items():
+        n = len(index)
+        location[category] = (n * float(np.median(residuals[index])) + k * pooled_centre) / (n + k)
+        scale[category] = max(math.sqrt((n * _mad(residuals[index]) ** 2 + k * pooled_scale**2) / (n + k)), config.min_scale)
+    # Standardised residuals: their conformal upper quantile, own shrunk toward pooled.
+    z = np.empty(len(residuals))
+    for category, index in groups.items():
+        z[index] = (residuals[index] - location[category]) / scale[category]
+    pooled_z = conformal_quantile(z, config.upper)
+    centred_z = (residuals - pooled_centre) / pooled_scale
+    model = SpreadModel(target, ResidualQuantiles(pooled_centre, pooled_centre + pooled_scale * conformal_quantile(centred_z, config.upper), len(residuals)))
+    for category, index in groups.items():
+        n = len(index)
+        z90 = (n * conformal_quantile(z[index], config.upper) + k * pooled_z) / (n + k)
+        model.categories[category] = ResidualQuantiles(location[category], location[category] + z90 * scale[category], n)
     return model
+
+
+def _mad(values: np.ndarray) -> float:
+    if len(values) < 2:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(values - np.median(values))))
 
 
 def coverage(upper: np.ndarray, actual: np.ndarray) -> float | None:

@@ -13,19 +13,25 @@ We fit, per category ``c`` and target ``y`` (duration, peak memory), the law::
   ``scipy.stats.theilslopes``): it tolerates ~29 % outliers, needs no tuning,
   and on a handful of rows is far steadier than least squares. ``alpha`` is
   the median of ``log y - beta * log(1 + size)``.
-* **Shrinkage (empirical Bayes).** With ``n`` rows of a category the slope
-  served is ``(n * beta_c + k * beta_pooled) / (n + k)``, where ``beta_pooled``
-  is the Theil-Sen slope of all rows after centring each category on its own
-  medians (the typical within-category size elasticity) and ``k`` is
-  :attr:`ScalingConfig.prior_rows` (default 8: a category needs about eight
-  rows before its own slope counts as much as the prior). A category whose
-  sizes do not vary (spread of ``log(1 + size)`` below ``min_log_spread``)
-  cannot identify a slope: it takes the pooled slope (at its observed sizes
-  the law gives its median; other sizes scale typically). The
-  intercept is always the category's own (its median in log space given the
-  slope), i.e. few rows shrink toward the *category median*, not the global
-  level - the mean is what we must beat, and categories differ by orders of
-  magnitude.
+* **Shrinkage (empirical Bayes).** Category ``c`` serves
+  ``w_c * beta_c + (1 - w_c) * beta_pooled`` with ``w_c = tau^2 / (tau^2 + se_c^2)``:
+  ``beta_pooled`` is the Theil-Sen slope of all rows after centring each
+  category on its own medians (the typical within-category size elasticity),
+  ``se_c^2 = sigma_c^2 / (n_c * var(log(1 + size_c)))`` the variance of the
+  category's own slope (its noise ``sigma_c^2`` itself shrunk toward the
+  pooled noise with :attr:`ScalingConfig.prior_rows` = 8 pseudo-rows, so three
+  lucky rows cannot claim zero noise), and ``tau^2`` the variance of true
+  slopes around the pooled one, estimated from the categories (method of
+  moments) and floored at ``min_slope_sd^2 = 0.1^2`` - the documented prior
+  strength. Sixty rows over five decades of size keep their own slope
+  (``w ~ 1``); three noisy rows of similar size mostly take the pooled one. A
+  category whose sizes do not vary (IQR of ``log(1 + size)`` below
+  ``min_log_spread``) cannot identify a slope: it takes the pooled slope (at
+  its observed sizes the law gives its median; other sizes scale typically).
+  The intercept is always the category's own (its median in log space given
+  the slope), i.e. few rows shrink toward the *category median*, not the
+  global level - the mean is what we must beat, and categories differ by
+  orders of magnitude.
 * Predictions are medians (``exp`` of the log prediction): what median APE
   scores. Unseen categories get NaN; the caller falls back (model, mean,
   default).
@@ -59,7 +65,10 @@ TARGET_COLUMNS: dict[str, tuple[str, float]] = {
 class ScalingConfig:
     """Tunables of the fit (to be read from ``daskflow.models.scaling.*`` by the trainer)."""
 
-    prior_rows: float = 8.0  # k: pseudo-rows of the pooled slope in every category's slope
+    prior_rows: float = 8.0  # k: pseudo-rows of the pooled noise level in every category's noise estimate
+    min_slope_sd: float = 0.1  # floor of the prior sd of slopes around the pooled slope (prior strength)
+    min_sigma: float = 0.05  # floor of the pooled log-noise level
+    default_sigma: float = 0.5  # log-noise level when no category has an identifiable slope
     min_log_spread: float = 0.1  # below this spread (IQR of log(1+size)) a category's own slope is not fit
     max_pairs_rows: int = 400  # Theil-Sen is O(n^2): larger categories are subsampled (deterministically)
     max_abs_slope: float = 3.0  # physically plausible elasticities; guards against a fit on two points
@@ -74,6 +83,7 @@ class CategoryLaw:
     own_slope: float | None  # the category's own Theil-Sen slope (None: not identifiable)
     rows: int
     residual_scale: float  # 1.4826 * MAD of log residuals (robust sigma)
+    weight: float = 0.0  # share of the own slope in the served slope (0: pooled slope only)
 
 
 @dataclass
@@ -84,15 +94,19 @@ class ScalingModel:
     pooled_slope: float
     floor: float
     laws: dict[str, CategoryLaw] = field(default_factory=dict)
+    pooled_sigma: float = 0.5  # log-noise around the pooled law
+    slope_prior_var: float = 0.01  # tau^2: variance of category slopes around the pooled slope
 
     def to_dict(self) -> dict[str, Any]:
         return {"target": self.target, "pooled_slope": self.pooled_slope, "floor": self.floor,
+                "pooled_sigma": self.pooled_sigma, "slope_prior_var": self.slope_prior_var,
                 "laws": {c: asdict(law) for c, law in self.laws.items()}}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ScalingModel:
         return cls(str(data["target"]), float(data["pooled_slope"]), float(data["floor"]),
-                   {str(c): CategoryLaw(**law) for c, law in (data.get("laws") or {}).items()})
+                   {str(c): CategoryLaw(**law) for c, law in (data.get("laws") or {}).items()},
+                   float(data.get("pooled_sigma", 0.5)), float(data.get("slope_prior_var", 0.01)))
 
     def predict_log(self, categories: Sequence[str], sizes: np.ndarray) -> np.ndarray:
         """Log-space predictions (NaN for categories without a law)."""
@@ -154,20 +168,43 @@ def fit_scaling(history: pd.DataFrame, target: str = "duration", config: Scaling
             cy.append(y[index] - np.median(y[index]))
     pooled = _theil_sen(np.concatenate(cx), np.concatenate(cy), config) if cx else 0.0
     model.pooled_slope = float(np.clip(pooled, -config.max_abs_slope, config.max_abs_slope))
+    pooled_sigma = _mad_sigma(np.concatenate(cy) - model.pooled_slope * np.concatenate(cx)) if cx else config.default_sigma
+    model.pooled_sigma = max(pooled_sigma, config.min_sigma)
 
+    # First pass: each category's own slope and the variance of that estimate.
     k = config.prior_rows
+    own: dict[str, tuple[float, float] | None] = {}
     for category, index in groups.items():
         xs, ys, n = x[index], y[index], len(index)
-        own = None
         if n >= 2 and _spread(xs) >= config.min_log_spread:
-            own = float(np.clip(_theil_sen(xs, ys, config), -config.max_abs_slope, config.max_abs_slope))
-        # Own slope shrunk toward the pooled one; no identifiable slope (one size, or a tiny spread): the pooled one.
-        slope = (n * own + k * model.pooled_slope) / (n + k) if own is not None else model.pooled_slope
+            slope = float(np.clip(_theil_sen(xs, ys, config), -config.max_abs_slope, config.max_abs_slope))
+            sigma2 = (n * _mad_sigma(ys - slope * xs) ** 2 + k * model.pooled_sigma**2) / (n + k)  # noise, shrunk
+            own[category] = (slope, sigma2 / (n * max(float(np.var(xs)), 1e-12)))
+        else:
+            own[category] = None
+    # Prior variance of slopes around the pooled one (method of moments, floored).
+    fitted = [v for v in own.values() if v is not None]
+    excess = float(np.mean([(s - model.pooled_slope) ** 2 - se2 for s, se2 in fitted])) if fitted else 0.0
+    model.slope_prior_var = max(excess, config.min_slope_sd**2)
+
+    for category, index in groups.items():
+        xs, ys, n = x[index], y[index], len(index)
+        entry = own[category]
+        if entry is None:  # no identifiable slope (one size, or a tiny spread): the pooled one
+            own_slope, weight = None, 0.0
+        else:
+            own_slope, weight = entry[0], model.slope_prior_var / (model.slope_prior_var + entry[1])
+        slope = model.pooled_slope if own_slope is None else weight * own_slope + (1 - weight) * model.pooled_slope
         intercept = float(np.median(ys - slope * xs))  # the category's own level: its median given the slope
-        residuals = ys - (intercept + slope * xs)
-        scale = float(1.4826 * np.median(np.abs(residuals - np.median(residuals)))) if n >= 2 else math.nan
-        model.laws[str(category)] = CategoryLaw(intercept, float(slope), own, int(n), scale)
+        scale = _mad_sigma(ys - (intercept + slope * xs)) if n >= 2 else math.nan
+        model.laws[str(category)] = CategoryLaw(intercept, float(slope), own_slope, int(n), scale, float(weight))
     return model
+
+
+def _mad_sigma(residuals: np.ndarray) -> float:
+    if len(residuals) < 2:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(residuals - np.median(residuals))))
 
 
 def _theil_sen(x: np.ndarray, y: np.ndarray, config: ScalingConfig) -> float:
