@@ -18,7 +18,7 @@ rules:
   A row that carries an absolute peak (method ``*-absolute``) and the
   worker's memory at task start (``worker_memory_at_start_bytes``) gets the
   start subtracted; an absolute peak without a start is excluded.
-* **Noise floors.** Below :attr:`CleaningConfig.memory_floor_bytes` (1 MiB) a
+* **Noise floors.** Below :attr:`CleaningConfig.memory_floor_bytes` (64 KiB) a
   peak is allocator and page-table noise, below ``duration_floor_s`` (1 ms) a
   duration is timer noise: the value is replaced by the floor (and flagged
   ``noise-floor``), so the model learns "tiny" rather than random digits.
@@ -56,7 +56,7 @@ class CleaningConfig:
     """Tunables (to be read from ``daskflow.models.cleaning.*`` by the trainer)."""
 
     duration_floor_s: float = 1e-3
-    memory_floor_bytes: float = float(2**20)
+    memory_floor_bytes: float = float(2**16)  # 64 KiB: page-granular VmHWM deltas and allocator slack below it
     retried_weight: float = 0.5  # the successful retry of a key: measured, but after a disturbance
     lower_bound_weight: float = 0.5  # peaks measured as RSS end - start (a lower bound)
     worker_limit_fraction: float = 0.95  # a peak above this share of the worker limit was measured while being killed

@@ -43,6 +43,7 @@ manifest) and pure: no clock, no I/O.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -216,7 +217,9 @@ def _theil_sen(x: np.ndarray, y: np.ndarray, config: ScalingConfig) -> float:
         x, y = x[pick], y[pick]
     if np.ptp(x) == 0:
         return 0.0
-    return float(theilslopes(y, x)[0])
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # its confidence interval on a few points; we use the slope only
+        return float(theilslopes(y, x)[0])
 
 
 def _spread(x: np.ndarray) -> float:

@@ -57,7 +57,7 @@ def test_shared_process_lower_bound_and_at_limit_peaks_affect_memory_only():
 
 def test_noise_floors_replace_tiny_values():
     out = clean_history(pd.DataFrame([row(key="a", duration_s=2e-5, peak_memory_bytes=4096), row(key="b")]))
-    assert out.loc[0, "duration_s"] == 1e-3 and out.loc[0, "peak_memory_bytes"] == 2**20
+    assert out.loc[0, "duration_s"] == 1e-3 and out.loc[0, "peak_memory_bytes"] == 2**16
     assert out.loc[0, "use_duration"] and out.loc[0, "duration_hygiene"] == "noise-floor"
     assert out.loc[1, "duration_s"] == 2.0
     custom = clean_history(pd.DataFrame([row(duration_s=0.02)]), CleaningConfig(duration_floor_s=0.05))
