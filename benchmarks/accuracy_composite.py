@@ -35,26 +35,21 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from accuracy import DEFAULT_WORKLOADS, _ape, collect_trace_history, instances_by_application  # noqa: E402
 
 from daskflow.learning.composite import CompositeConfig, fit_composite  # noqa: E402
-from daskflow.learning.online import OnlineState  # noqa: E402
+from daskflow.learning.online import simulate_online  # noqa: E402
 from daskflow.learning.quantiles import coverage  # noqa: E402
 
 COLUMNS = {"duration": "duration_s", "memory": "peak_memory_bytes"}
 TARGET = {"duration": "duration", "memory": "peak_memory"}
 
 
-def online_corrected(rows: pd.DataFrame, point: np.ndarray, upper: np.ndarray, column: str) -> tuple[np.ndarray, np.ndarray]:
+def online_corrected(rows: pd.DataFrame, point: np.ndarray, upper: np.ndarray, column: str,
+                     priors: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Each row's prediction times the factor learned from the earlier rows of its category (trace order)."""
-    state = OnlineState()
-    order = np.argsort(pd.to_numeric(rows["recorded_at"], errors="coerce").to_numpy(), kind="stable")
+    order = pd.to_numeric(rows["recorded_at"], errors="coerce").to_numpy(dtype="float64")
     actual = pd.to_numeric(rows[column], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-    categories = rows["category"].astype(str).to_numpy()
-    out_point, out_upper = point.copy(), upper.copy()
-    for step, i in enumerate(order):
-        factor = state.factor(categories[i], now=float(step))
-        out_point[i], out_upper[i] = point[i] * factor, upper[i] * factor
-        if np.isfinite(actual[i]) and actual[i] > 0 and np.isfinite(point[i]) and point[i] > 0:
-            state.observe(categories[i], point[i], actual[i], float(step))
-    return out_point, out_upper
+    categories = rows["category"].astype(str).tolist()
+    corrected = simulate_online(categories, order, point, actual, priors=priors)
+    return corrected, upper * np.where(point > 0, corrected / np.where(point > 0, point, 1.0), 1.0)
 
 
 def evaluate(history: pd.DataFrame, runs: dict[str, dict], config: CompositeConfig) -> list[dict[str, Any]]:
@@ -78,7 +73,7 @@ def evaluate(history: pd.DataFrame, runs: dict[str, dict], config: CompositeConf
                 actual = pd.to_numeric(test[column], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
                 base = np.array([means.get(str(c), {}).get(column, np.nan) for c in test["category"]], dtype="float64")
                 result = served[TARGET[label]]
-                online_point, online_upper = online_corrected(test, result["p50"], result["p90"], column)
+                online_point, online_upper = online_corrected(test, result["p50"], result["p90"], column, composite.online_priors.get(TARGET[label]))
                 fold["_ape"][label] = {"mean": _ape(base, actual), "composite": _ape(result["p50"], actual), "online": _ape(online_point, actual)}
                 fold[f"{label}_p90_coverage"] = coverage(result["p90"], actual)
                 fold[f"{label}_online_p90_coverage"] = coverage(online_upper, actual)

@@ -19,7 +19,12 @@ the served predictor is the next step, see the module list in
    lowest median APE is chosen (:mod:`~daskflow.learning.selection`:
    ``model``, ``scaling``, their geometric ``blend``, or the ``mean``; never
    worse than the mean on those rows), and the spread of the selected
-   predictions is calibrated (:mod:`~daskflow.learning.quantiles`).
+   predictions is calibrated (:mod:`~daskflow.learning.quantiles`), and so
+   is the online prior strength per category (how far a whole category is
+   typically off in a new run vs. how much its tasks scatter). (Gating the
+   online correction on a replay of the selection rows was tried and
+   predicted the wrong way on the traces - those rows also chose the
+   predictor - so it is not done.)
 5. Everything is refit on all rows; the selection and the spread are kept.
 
 At serving time :meth:`CompositeModel.predict` gives p50 (the point estimate)
@@ -38,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from daskflow.learning.cleaning import CleaningConfig, clean_history
+from daskflow.learning.online import prior_observations_from_holdout
 from daskflow.learning.quantiles import SpreadConfig, SpreadModel, fit_spread
 from daskflow.learning.scaling import ScalingConfig, ScalingModel, fit_scaling
 from daskflow.learning.selection import MEAN, Selection, SelectionConfig, apply_selection, geometric_blend, select_predictors
@@ -68,6 +74,7 @@ class CompositeModel:
     selection: dict[str, Selection]
     spread: dict[str, SpreadModel]
     means: Any  # a Predictor without boosters: the per-category means (its predict_baseline)
+    online_priors: dict[str, dict[str, float]] = field(default_factory=dict)  # target -> category -> k (online.py)
 
     def candidates(self, rows: pd.DataFrame) -> dict[str, dict[str, np.ndarray]]:
         """Per target, every candidate's predictions for ``rows``."""
@@ -103,14 +110,15 @@ def fit_composite(history: pd.DataFrame, config: CompositeConfig | None = None) 
     inner = _fit_parts(fit_rows, config)
     candidates = _candidates(*inner, select_rows)
     categories = _categories(select_rows)
-    selection, spread = {}, {}
+    selection, spread, priors = {}, {}, {}
     for target, (column, prefix, _) in TARGETS.items():
         actual = _clean_target(select_rows, column, prefix)
         selection[target] = select_predictors(target, categories, candidates[target], actual, config.selection)
         chosen, _ = apply_selection(selection[target], categories, candidates[target])
         spread[target] = fit_spread(target, categories, chosen, actual, config.spread)
+        priors[target] = prior_observations_from_holdout(categories, chosen, actual)
     model, means, scaling = _fit_parts(frame, config)
-    return CompositeModel(model, scaling, selection, spread, means)
+    return CompositeModel(model, scaling, selection, spread, means, priors)
 
 
 def _fit_parts(frame: pd.DataFrame, config: CompositeConfig) -> tuple[Any, Any, dict[str, ScalingModel]]:

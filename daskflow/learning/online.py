@@ -17,7 +17,14 @@ for the not-yet-run tasks of the category is::
   ``n_eff = (sum w)^2 / sum w^2`` is the effective number of observations;
 * ``k`` (:attr:`OnlineConfig.prior_observations`, default 2) is the weight of
   the prior "the model is right" (``r = 0``): one finished task moves the
-  estimate a third of the way to what it saw, five move it 5/7 of the way;
+  estimate a third of the way to what it saw, five move it 5/7 of the way.
+  The empirical-Bayes value is ``k_c = sigma_c^2 / tau^2`` - per-task noise of
+  the category's log ratios over the variance of run-level factors - which
+  :func:`prior_observations_from_holdout` estimates from held-out residuals;
+  :attr:`OnlineState.priors` takes it per category. A category whose tasks
+  scatter a lot around a model that is right on average then needs many tasks
+  to move (measured on srasearch: k = 2 made it worse), one that is shifted
+  as a whole moves after two or three;
 * log ratios are clipped to ``+-log(max_ratio)`` so one pathological task
   (a straggler on a bad host) cannot multiply the plan by 1000.
 
@@ -62,7 +69,7 @@ class Observation:
 
 
 def log_ratio(observations: Iterable[Observation], now: float, config: OnlineConfig | None = None,
-              since: float | None = None) -> tuple[float, float]:
+              since: float | None = None, prior_observations: float | None = None) -> tuple[float, float]:
     """``(r, n_eff)``: the shrunk log correction and the effective number of observations behind it.
 
     ``since``: ignore observations that finished before it (a detected change point).
@@ -88,7 +95,8 @@ def log_ratio(observations: Iterable[Observation], now: float, config: OnlineCon
     w = np.asarray(weights)
     mean = float(np.dot(w, ratios) / w.sum())
     n_eff = float(w.sum() ** 2 / np.dot(w, w))
-    return n_eff / (n_eff + config.prior_observations) * mean, n_eff
+    k = config.prior_observations if prior_observations is None else prior_observations
+    return n_eff / (n_eff + k) * mean, n_eff
 
 
 def corrected(prediction: float, observations: Iterable[Observation], now: float,
@@ -104,6 +112,7 @@ class OnlineState:
 
     config: OnlineConfig = field(default_factory=OnlineConfig)
     observations: dict[str, deque[Observation]] = field(default_factory=dict)  # category -> newest last
+    priors: dict[str, float] = field(default_factory=dict)  # category -> k (else config.prior_observations)
 
     def observe(self, category: str, predicted: float, actual: float, finished_at: float) -> None:
         queue = self.observations.get(category)
@@ -113,7 +122,7 @@ class OnlineState:
 
     def factor(self, category: str, now: float, since: float | None = None) -> float:
         """The multiplicative correction for ``category`` now (1.0 without observations)."""
-        r, _ = log_ratio(self.observations.get(category, ()), now, self.config, since)
+        r, _ = log_ratio(self.observations.get(category, ()), now, self.config, since, self.priors.get(category, self.priors.get("")))
         return math.exp(r)
 
     def correct(self, categories: Sequence[str], predictions: np.ndarray, now: float,
@@ -127,3 +136,57 @@ class OnlineState:
         """Median actual cost of the category in this run (the estimate for a category nothing predicts well)."""
         values = [o.actual for o in self.observations.get(category, ()) if since is None or o.finished_at >= since]
         return float(np.median(values)) if values else None
+
+
+def prior_observations_from_holdout(categories: Sequence[str], predicted: np.ndarray, actual: np.ndarray,
+                                    min_rows: int = 3, min_tau: float = 0.05, min_k: float = 1.0, max_k: float = 50.0,
+                                    noise_prior_rows: float = 8.0) -> dict[str, float]:
+    """Per category ``k_c = sigma_c^2 / tau^2`` from held-out rows of ONE or more runs the predictor did not see.
+
+    ``sigma_c``: robust spread of the category's log residuals; ``tau^2``: variance of the categories'
+    median residuals beyond what their noise explains (method of moments, at least ``min_tau^2``) - how
+    far a whole category is typically off in a new run. ``sigma_c^2`` is shrunk toward the pooled
+    within-category noise with ``noise_prior_rows`` pseudo-rows (three tight rows do not prove a
+    category precise), and ``k`` is kept in ``[min_k, max_k]`` (one task never counts fully).
+    Categories with fewer than ``min_rows`` rows get the pooled median ``k`` under the key ``""``.
+    """
+    predicted = np.asarray(predicted, dtype="float64")
+    actual = np.asarray(actual, dtype="float64")
+    cats = np.asarray(list(categories), dtype=object)
+    ok = np.isfinite(predicted) & np.isfinite(actual) & (predicted > 0) & (actual > 0)
+    residuals, cats = np.log(actual[ok] / predicted[ok]), cats[ok]
+    stats = {}
+    for category in set(cats):
+        own = residuals[cats == category]
+        if len(own) >= min_rows:
+            centre = float(np.median(own))
+            sigma = float(1.4826 * np.median(np.abs(own - centre)))
+            stats[str(category)] = (centre, sigma, len(own))
+    if not stats:
+        return {}
+    pooled2 = float(np.median([s * s for _, s, _ in stats.values()]))
+    noise2 = {c: (n * s * s + noise_prior_rows * pooled2) / (n + noise_prior_rows) for c, (_, s, n) in stats.items()}
+    excess = np.mean([m * m - (math.pi / 2) * noise2[c] / n for c, (m, _, n) in stats.items()])  # var of a median ~ pi/2 sigma^2/n
+    tau2 = max(float(excess), min_tau**2)
+    out = {c: min(max(noise2[c] / tau2, min_k), max_k) for c in stats}
+    out[""] = float(np.median(list(out.values())))
+    return out
+
+
+def simulate_online(categories: Sequence[str], finished_at: np.ndarray, predicted: np.ndarray, actual: np.ndarray,
+                    config: OnlineConfig | None = None, priors: dict[str, float] | None = None) -> np.ndarray:
+    """Replay a run in finishing order: each row's prediction corrected by the rows of its category that finished before it.
+
+    What the online correction would have served; used to decide on held-out runs whether it helps.
+    """
+    state = OnlineState(config or OnlineConfig(), priors=dict(priors or {}))
+    predicted = np.asarray(predicted, dtype="float64")
+    actual = np.asarray(actual, dtype="float64")
+    order = np.argsort(np.asarray(finished_at, dtype="float64"), kind="stable")
+    out = predicted.copy()
+    for i in order:
+        category = categories[i]
+        out[i] = predicted[i] * state.factor(category, now=float(finished_at[i]))
+        if np.isfinite(actual[i]) and actual[i] > 0 and np.isfinite(predicted[i]) and predicted[i] > 0:
+            state.observe(category, predicted[i], actual[i], float(finished_at[i]))
+    return out
