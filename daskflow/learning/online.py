@@ -190,3 +190,37 @@ def simulate_online(categories: Sequence[str], finished_at: np.ndarray, predicte
         if np.isfinite(actual[i]) and actual[i] > 0 and np.isfinite(predicted[i]) and predicted[i] > 0:
             state.observe(category, predicted[i], actual[i], float(finished_at[i]))
     return out
+
+
+def simulate_online_quantiles(categories: Sequence[str], finished_at: np.ndarray, predicted: np.ndarray, actual: np.ndarray,
+                              upper_log: np.ndarray, config: OnlineConfig | None = None, priors: dict[str, float] | None = None,
+                              level: float = 0.9, spread_prior_rows: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
+    """Like :func:`simulate_online`, plus an adaptive upper quantile: ``(point, upper)``.
+
+    ``upper_log`` is each row's prior ``log(p90 / p50)`` (the calibrated spread of training). As tasks of
+    a category finish, the residuals of the *corrected* predictions, ``log(actual / corrected)``, give the
+    run's own spread: its conformal ``level`` quantile, shrunk toward the prior with ``spread_prior_rows``
+    pseudo-rows. A run that differs from training (other instance, other hardware) then gets an honest
+    p90 within a few tasks instead of the training spread.
+    """
+    from daskflow.learning.quantiles import conformal_quantile
+
+    state = OnlineState(config or OnlineConfig(), priors=dict(priors or {}))
+    predicted = np.asarray(predicted, dtype="float64")
+    actual = np.asarray(actual, dtype="float64")
+    upper_log = np.asarray(upper_log, dtype="float64")
+    residuals: dict[str, list[float]] = {}
+    point, upper = predicted.copy(), predicted.copy()
+    for i in np.argsort(np.asarray(finished_at, dtype="float64"), kind="stable"):
+        category = categories[i]
+        point[i] = predicted[i] * state.factor(category, now=float(finished_at[i]))
+        own = residuals.get(category, ())
+        n = len(own)
+        prior = upper_log[i] if np.isfinite(upper_log[i]) else 0.0
+        q = (n * conformal_quantile(np.asarray(own), level) + spread_prior_rows * prior) / (n + spread_prior_rows) if n else prior
+        upper[i] = point[i] * math.exp(max(q, 0.0))
+        if np.isfinite(actual[i]) and actual[i] > 0 and np.isfinite(predicted[i]) and predicted[i] > 0:
+            state.observe(category, predicted[i], actual[i], float(finished_at[i]))
+            if point[i] > 0:
+                residuals.setdefault(category, []).append(math.log(actual[i] / point[i]))
+    return point, upper

@@ -65,3 +65,19 @@ def test_bad_values_are_ignored_and_memory_is_bounded():
     state.observe("c", 0.0, float("nan"), 11.0)
     assert len(state.observations["c"]) == 3
     assert state.factor("c", now=12.0) == pytest.approx(2 ** (2 / 4))  # two usable of the last three, k = 2
+
+
+def test_simulated_online_quantiles_adapt_the_spread_to_the_run():
+    from daskflow.learning.online import simulate_online_quantiles
+    from daskflow.learning.quantiles import coverage
+
+    rng = np.random.default_rng(0)
+    n = 400
+    categories = ["c"] * n
+    actual = 3.0 * np.exp(rng.normal(0, 0.6, n))  # this run: 3x slower and much noisier than training said
+    predicted = np.ones(n)
+    prior_upper_log = np.full(n, 0.1)  # training's spread: p90 = 1.1 x p50
+    point, upper = simulate_online_quantiles(categories, np.arange(n, dtype=float), predicted, actual, prior_upper_log)
+    assert coverage(predicted * np.exp(prior_upper_log), actual) < 0.1
+    assert 0.8 <= coverage(upper[50:], actual[50:]) <= 0.97
+    assert np.median(point[50:]) == pytest.approx(3.0, rel=0.15)
