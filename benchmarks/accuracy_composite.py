@@ -30,13 +30,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+try:
+    from benchmarks.accuracy import (
+        DEFAULT_WORKLOADS,
+        _ape,
+        collect_trace_history,
+        instances_by_application,
+    )
+except ImportError:  # run as a script without the repository root on the path
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+    from accuracy import (
+        DEFAULT_WORKLOADS,
+        _ape,
+        collect_trace_history,
+        instances_by_application,
+    )
 
-from accuracy import DEFAULT_WORKLOADS, _ape, collect_trace_history, instances_by_application  # noqa: E402
-
-from daskflow.learning.composite import CompositeConfig, fit_composite  # noqa: E402
-from daskflow.learning.online import simulate_online_quantiles  # noqa: E402
-from daskflow.learning.quantiles import coverage  # noqa: E402
+from daskflow.learning.composite import CompositeConfig, fit_composite
+from daskflow.learning.online import simulate_online_quantiles
+from daskflow.learning.quantiles import coverage
 
 COLUMNS = {"duration": "duration_s", "memory": "peak_memory_bytes"}
 TARGET = {"duration": "duration", "memory": "peak_memory"}
@@ -114,8 +126,9 @@ def markdown(folds: list[dict[str, Any]], summary: dict[str, Any]) -> str:
     def f(v: Any) -> str:
         return "-" if v is None else f"{v:.3f}"
 
-    lines = ["| application | held-out | rows | dur mean | dur composite | ratio | dur online | ratio | dur p90 cov | online p90 cov "
-             "| mem mean | mem composite | ratio | mem online | ratio | mem p90 cov | online p90 cov |",
+    header = ("| application | held-out | rows | dur mean | dur composite | ratio | dur online | ratio | dur p90 cov | online p90 cov "
+              "| mem mean | mem composite | ratio | mem online | ratio | mem p90 cov | online p90 cov |")
+    lines = [header,
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for fold in folds:
         cells = [fold["application"], fold["held_out"], str(fold["test_rows"])]

@@ -46,7 +46,14 @@ from daskflow.learning.cleaning import CleaningConfig, clean_history
 from daskflow.learning.online import prior_observations_from_holdout
 from daskflow.learning.quantiles import SpreadConfig, SpreadModel, fit_spread
 from daskflow.learning.scaling import ScalingConfig, ScalingModel, fit_scaling
-from daskflow.learning.selection import MEAN, Selection, SelectionConfig, apply_selection, geometric_blend, select_predictors
+from daskflow.learning.selection import (
+    MEAN,
+    Selection,
+    SelectionConfig,
+    apply_selection,
+    geometric_blend,
+    select_predictors,
+)
 
 #: composite target name -> (history column, cleaning prefix, ``Predictions`` attribute)
 TARGETS: dict[str, tuple[str, str, str]] = {
@@ -125,7 +132,12 @@ def _fit_parts(frame: pd.DataFrame, config: CompositeConfig) -> tuple[Any, Any, 
     from daskflow.learning.features import category_levels
     from daskflow.learning.predictor import Predictor
     from daskflow.learning.training import TARGETS as BOOSTER_TARGETS
-    from daskflow.learning.training import _manifest_core, category_means, fit_booster, worker_feature_defaults
+    from daskflow.learning.training import (
+        _manifest_core,
+        category_means,
+        fit_booster,
+        worker_feature_defaults,
+    )
 
     training = {}
     for target, (column, prefix, _) in TARGETS.items():

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from daskflow.learning.cleaning import RECORDER_COLUMNS_TO_ADD, CleaningConfig, clean_history, hygiene_summary
+from daskflow.learning.cleaning import (
+    RECORDER_COLUMNS_TO_ADD,
+    CleaningConfig,
+    clean_history,
+    hygiene_summary,
+)
 from daskflow.learning.history import HISTORY_COLUMNS
 
 pytestmark = pytest.mark.timeout(30)

@@ -7,7 +7,12 @@ import pandas as pd
 import pytest
 
 from daskflow.learning.composite import CompositeConfig, fit_composite
-from daskflow.learning.online import Observation, log_ratio, prior_observations_from_holdout, simulate_online
+from daskflow.learning.online import (
+    Observation,
+    log_ratio,
+    prior_observations_from_holdout,
+    simulate_online,
+)
 from daskflow.learning.quantiles import coverage
 from daskflow.learning.training import median_ape
 
@@ -60,6 +65,6 @@ def test_prior_strength_is_large_for_scatter_and_small_for_shift():
     cats = ["shifted"] * 30 + ["scattered"] * 30 + [f"ok{i}" for i in range(5) for _ in range(30)]
     residual = np.concatenate([0.7 + rng.normal(0, 0.1, 30), rng.normal(0, 0.8, 30), rng.normal(0, 0.1, 150)])
     priors = prior_observations_from_holdout(cats, np.ones(210), np.exp(residual))
-    assert priors["shifted"] <= 1.5 < 3 < priors["scattered"]
+    assert priors["shifted"] <= 1.5 and priors["scattered"] > 3
     r, _ = log_ratio([Observation(1.0, 2.0, 0.0)], now=1.0, prior_observations=priors["shifted"])
     assert r > 0.3  # one task already moves a shifted category most of the way

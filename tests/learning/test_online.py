@@ -7,7 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from daskflow.learning.online import Observation, OnlineConfig, OnlineState, corrected, log_ratio
+from daskflow.learning.online import (
+    Observation,
+    OnlineConfig,
+    OnlineState,
+    corrected,
+    log_ratio,
+)
 
 pytestmark = pytest.mark.timeout(30)
 

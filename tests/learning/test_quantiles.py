@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from daskflow.learning.quantiles import SpreadConfig, SpreadModel, conformal_quantile, coverage, fit_spread
+from daskflow.learning.quantiles import (
+    SpreadConfig,
+    SpreadModel,
+    conformal_quantile,
+    coverage,
+    fit_spread,
+)
 from daskflow.learning.scaling import fit_scaling
 
 pytestmark = pytest.mark.timeout(60)

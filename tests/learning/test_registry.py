@@ -10,7 +10,11 @@ import pytest
 
 from daskflow.errors import ModelUnavailableError
 from daskflow.learning.predictor import Predictor
-from daskflow.learning.registry import ModelRegistry, PromotionConfig, evaluate_candidate
+from daskflow.learning.registry import (
+    ModelRegistry,
+    PromotionConfig,
+    evaluate_candidate,
+)
 from daskflow.learning.training import train_models
 
 pytestmark = pytest.mark.timeout(120)

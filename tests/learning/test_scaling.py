@@ -8,7 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from daskflow.learning.scaling import ScalingConfig, ScalingModel, fit_scaling, input_size_bytes
+from daskflow.learning.scaling import (
+    ScalingConfig,
+    ScalingModel,
+    fit_scaling,
+    input_size_bytes,
+)
 
 pytestmark = pytest.mark.timeout(60)
 

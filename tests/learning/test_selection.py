@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from daskflow.learning.selection import MEAN, SMALL_GROUP, Selection, apply_selection, geometric_blend, select_predictors
+from daskflow.learning.selection import (
+    MEAN,
+    SMALL_GROUP,
+    Selection,
+    apply_selection,
+    geometric_blend,
+    select_predictors,
+)
 from daskflow.learning.training import median_ape
 
 pytestmark = pytest.mark.timeout(30)
