@@ -101,7 +101,8 @@ class CompositeModel:
         """JSON-able summary for a manifest: selection tables, spreads, scaling laws."""
         return {"selection": {t: s.to_dict() for t, s in self.selection.items()},
                 "spread": {t: s.to_dict() for t, s in self.spread.items()},
-                "scaling": {t: s.to_dict() for t, s in self.scaling.items()}}
+                "scaling": {t: s.to_dict() for t, s in self.scaling.items()},
+                "online_priors": self.online_priors}
 
 
 def fit_composite(history: pd.DataFrame, config: CompositeConfig | None = None) -> CompositeModel:

@@ -36,7 +36,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import posixpath
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -332,6 +332,3 @@ def _now(now: float | None) -> float:
 def registry_events(url: str | None = None, limit: int | None = 200) -> list[dict[str, Any]]:
     """The newest ``limit`` events of the models directory (for the model page)."""
     return ModelRegistry(url).read_events(limit)
-
-
-__all__: Sequence[str] = ("ModelRegistry", "PromotionConfig", "Verdict", "evaluate_candidate", "registry_events")
