@@ -105,10 +105,25 @@ class Daemon:
         logger.info("daemon %s: %d schedule(s), %d sensor(s), catalog %s", self.state.token[:8],
                     len(self.timeline.schedules), len(self.timeline.sensors), self.store.path)
 
-    def stop(self) -> None:
-        """Record what started and hand the lease back; launchers keep running their runs."""
-        self.store.mark_started()
-        self.store.release_lease(self.state.token)
+    def stop(self, grace_s: float | None = None) -> None:
+        """Stop ticking; hand claimed runs to launchers for up to ``grace_s``; release the lease.
+
+        Launchers keep running their runs after the daemon exits; claimed runs
+        still waiting for a launcher slot are launched by the next daemon.
+        """
+        grace_s = _seconds("timeline.stop-grace", "10s") if grace_s is None else grace_s
+        deadline = time.monotonic() + grace_s
+        try:
+            while True:
+                self.launch_pending()
+                waiting = [launch for launch in self.store.launches(status="claimed")
+                           if launch.run_id not in self.pool.in_flight]
+                if not waiting or time.monotonic() >= deadline:
+                    break
+                time.sleep(min(0.2, self.tick_interval_s))
+            self.store.mark_started()
+        finally:
+            self.store.release_lease(self.state.token)
 
     def step(self) -> None:
         """One iteration: heartbeat, schedules, sensors, launches."""

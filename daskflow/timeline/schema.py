@@ -32,12 +32,12 @@ CREATE TABLE IF NOT EXISTS timeline_launches (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     trigger TEXT NOT NULL,                 -- 'schedule' | 'sensor'
     origin TEXT NOT NULL,                  -- schedule / sensor name
-    key TEXT NOT NULL,                     -- schedule: tick time ISO 8601 UTC; sensor: run key
+    key TEXT NOT NULL,                     -- schedule: tick time ISO 8601 UTC, sensor: run key
     tick_time REAL NOT NULL,               -- the cron time / the sensor evaluation (unix s)
     status TEXT NOT NULL,                  -- claimed | launched | skipped | failed
-    run_id TEXT UNIQUE,                    -- pre-generated at claim; NULL for skipped ticks
+    run_id TEXT UNIQUE,                    -- pre-generated at claim, NULL for skipped ticks
     pipeline TEXT, selection TEXT,
-    partitions TEXT,                       -- JSON: a selection string or a list; NULL: none
+    partitions TEXT,                       -- JSON: a selection string or a list, NULL: none
     tags TEXT NOT NULL DEFAULT '{}',       -- JSON: stored on the run (trigger, origin, run key, ...)
     message TEXT NOT NULL DEFAULT '',
     claimed_at REAL NOT NULL, updated_at REAL NOT NULL,

@@ -23,6 +23,10 @@ Catch-up: a tick is *on time* when it is at most ``grace_s`` older than
 ``now``; older due ticks were *missed* (no daemon ran). On-time ticks are
 always launched; missed ones by policy: ``skip`` none, ``latest`` the newest
 one (only when no on-time tick exists), ``all`` the newest ``catchup_limit``.
+All comparisons are on instants (``timestamp()``): Python compares two
+datetimes of the same zone by wall clock, ignoring ``fold``, so the two
+02:00s of a fall-back night would compare equal.
+
 Missed ticks are found walking backwards from ``now - grace_s``, so a week of
 downtime of a per-second schedule costs O(limit), not O(missed).
 
@@ -57,6 +61,11 @@ class TickPlan:
     skipped: tuple[_dt.datetime, ...]  # missed ticks the policy drops (newest MAX_RECORDED_SKIPS), ascending
     more_skipped: bool                 # older missed ticks exist beyond ``skipped``
     evaluated_until: _dt.datetime      # the new cursor: every tick <= this is decided
+
+
+def _plus(moment: _dt.datetime, seconds: float) -> _dt.datetime:
+    """``moment`` shifted by elapsed seconds (aware arithmetic in a zone would be wall-clock)."""
+    return (moment.astimezone(UTC) + _dt.timedelta(seconds=seconds)).astimezone(moment.tzinfo)
 
 
 def _aware(moment: _dt.datetime, what: str) -> _dt.datetime:
@@ -100,9 +109,9 @@ def _iterate(spec: ScheduleSpec, start: _dt.datetime, backwards: bool):
     previous = None
     while True:
         moment = _normal(step(_dt.datetime), zone)
-        if moment == previous:  # a gap mapped two wall times onto one instant
+        if moment.timestamp() == previous:  # a gap mapped two wall times onto one instant
             continue
-        previous = moment
+        previous = moment.timestamp()
         if not keep_repeats and _is_repeat(moment, zone):
             continue
         yield moment
@@ -120,10 +129,10 @@ def cron_times(spec: ScheduleSpec, after: _dt.datetime, until: _dt.datetime,
     24
     """
     _aware(after, "after")
-    _aware(until, "until")
+    until_s = _aware(until, "until").timestamp()
     found: list[_dt.datetime] = []
     for moment in _iterate(spec, after, backwards=False):
-        if moment > until or (limit is not None and len(found) >= limit):
+        if moment.timestamp() > until_s or (limit is not None and len(found) >= limit):
             break
         found.append(moment)
     return found
@@ -133,9 +142,10 @@ def _missed(spec: ScheduleSpec, last: _dt.datetime, before: _dt.datetime, wanted
             ) -> tuple[list[_dt.datetime], bool]:
     """Up to ``wanted`` newest cron times in ``(last, before]``, ascending, and whether more exist."""
     found: list[_dt.datetime] = []
+    last_s = last.timestamp()
     # get_prev is strict: start a hair after ``before`` so a tick exactly at it counts.
-    for moment in _iterate(spec, before + _dt.timedelta(microseconds=1), backwards=True):
-        if moment <= last:
+    for moment in _iterate(spec, _plus(before, 1e-6), backwards=True):
+        if moment.timestamp() <= last_s:
             return found[::-1], False
         if len(found) >= wanted:
             return found[::-1], True
@@ -162,12 +172,12 @@ def due_ticks(spec: ScheduleSpec, last_tick_time: _dt.datetime | None, now: _dt.
     if last_tick_time is None:
         return TickPlan((), (), False, now)
     last = _aware(last_tick_time, "last_tick_time").astimezone(_zone(spec))
-    if last >= now:
+    if last.timestamp() >= now.timestamp():
         return TickPlan((), (), False, last)
-    horizon = now - _dt.timedelta(seconds=max(0.0, float(grace_s)))
-    on_time = cron_times(spec, max(last, horizon), now)
+    horizon = _plus(now, -max(0.0, float(grace_s)))
+    on_time = cron_times(spec, last if last.timestamp() > horizon.timestamp() else horizon, now)
     launch_missed, skipped, more = [], [], False
-    if last < horizon:
+    if last.timestamp() < horizon.timestamp():
         if spec.catchup == "all":
             keep = spec.catchup_limit
         elif spec.catchup == "latest":
