@@ -164,6 +164,7 @@ class Daemon:
             claims.append(LaunchClaim("schedule", spec.name, key, tick.timestamp(), None, resolved.pipeline,
                                       spec.target, status="skipped",
                                       message=f"missed while no daemon ran (catchup={spec.catchup!r})"))
+        claims.sort(key=lambda claim: claim.tick_time)
         inserted = self.store.record_schedule_tick(spec.name, claims, plan.evaluated_until.timestamp(),
                                                    self.state.token)
         for claim in inserted:
