@@ -33,11 +33,12 @@ import socket
 import threading
 import time
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 from daskflow import config
 from daskflow.catalog import Catalog
 from daskflow.errors import CatalogError
+from daskflow.timeline.errors import DaemonLeaseError
 from daskflow.timeline.launch import EXIT_LAUNCH_ERROR, LauncherPool
 from daskflow.timeline.sensors import evaluate_sensor
 from daskflow.timeline.specs import SensorContext
@@ -105,16 +106,17 @@ class Daemon:
         logger.info("daemon %s: %d schedule(s), %d sensor(s), catalog %s", self.state.token[:8],
                     len(self.timeline.schedules), len(self.timeline.sensors), self.store.path)
 
-    def stop(self, grace_s: float | None = None) -> None:
+    def stop(self, grace_s: float | None = None, drain: bool = True) -> None:
         """Stop ticking; hand claimed runs to launchers for up to ``grace_s``; release the lease.
 
         Launchers keep running their runs after the daemon exits; claimed runs
         still waiting for a launcher slot are launched by the next daemon.
+        ``drain=False`` (the lease was lost) launches nothing more.
         """
         grace_s = _seconds("timeline.stop-grace", "10s") if grace_s is None else grace_s
         deadline = time.monotonic() + grace_s
         try:
-            while True:
+            while drain:
                 self.launch_pending()
                 waiting = [launch for launch in self.store.launches(status="claimed")
                            if launch.run_id not in self.pool.in_flight]
@@ -127,8 +129,6 @@ class Daemon:
 
     def step(self) -> None:
         """One iteration: heartbeat, schedules, sensors, launches."""
-        from daskflow.timeline.errors import DaemonLeaseError
-
         now = self.clock()
         if not self.store.heartbeat(self.state.token, now.timestamp()):
             raise DaemonLeaseError("the daemon lost the catalog lease to another daemon; stopping")
@@ -244,7 +244,7 @@ def run_daemon(pipelines: list[str] | Timeline, address: str | None = None,
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGINT):
             previous[signum] = signal.signal(signum, lambda *_: stop.set())
-    attempts = 0
+    attempts, lost_lease = 0, False
     try:
         while not stop.is_set():
             attempts += 1
@@ -253,11 +253,14 @@ def run_daemon(pipelines: list[str] | Timeline, address: str | None = None,
                 daemon.step()
             except CatalogError as exc:  # a locked or busy catalog: say so, try again next tick
                 logger.warning("daemon iteration skipped: %s", " ".join(str(exc).split()))
+            except DaemonLeaseError:
+                lost_lease = True
+                raise
             if max_iterations is not None and attempts >= max_iterations:
                 break
             stop.wait(max(0.0, daemon.tick_interval_s - (time.monotonic() - started)))
     finally:
-        daemon.stop()
+        daemon.stop(drain=not lost_lease)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     return daemon.state

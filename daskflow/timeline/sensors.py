@@ -21,8 +21,9 @@ requests one run for the newest existing materialization (like Dagster).
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from daskflow.timeline.specs import RunRequest, SensorContext, SensorSpec, SkipReason, make_sensor_spec
 

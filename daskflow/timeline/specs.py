@@ -25,8 +25,9 @@ from __future__ import annotations
 import difflib
 import inspect
 import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from daskflow.timeline.errors import TimelineDefinitionError
 
@@ -71,7 +72,7 @@ class SensorSpec:
     """A sensor: ``fn(context)`` evaluated every ``minimum_interval_s``; see :func:`sensor`."""
 
     name: str
-    fn: Callable[["SensorContext"], Any] = field(repr=False, compare=False)
+    fn: Callable[[SensorContext], Any] = field(repr=False, compare=False)
     target: str | None = None
     minimum_interval_s: float = 30.0
     tags: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -120,9 +121,9 @@ class SensorContext:
 
     sensor_name: str
     cursor: str | None
-    last_tick_time: "_dt.datetime | None"
-    tick_time: "_dt.datetime"
-    catalog: "Catalog | None" = None
+    last_tick_time: _dt.datetime | None
+    tick_time: _dt.datetime
+    catalog: Catalog | None = None
 
     def update_cursor(self, cursor: str | None) -> None:
         self.cursor = None if cursor is None else str(cursor)

@@ -36,7 +36,8 @@ import pathlib
 import sqlite3
 import threading
 import time
-from typing import Any, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 from daskflow import config
 from daskflow.errors import CatalogError
@@ -293,7 +294,8 @@ class TimelineStore:
         with self._transaction() as conn:
             return conn.execute(
                 "UPDATE timeline_launches SET status = 'launched', updated_at = ? WHERE status = 'claimed' "
-                "AND run_id IN (SELECT run_id FROM runs)", (time.time(),)).rowcount
+                "AND EXISTS (SELECT 1 FROM runs WHERE runs.run_id = timeline_launches.run_id)",
+                (time.time(),)).rowcount
 
     def run_started(self, run_id: str) -> bool:
         return bool(self._query("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)))

@@ -40,8 +40,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import zoneinfo
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from daskflow.partitions import DailyPartitions, HourlyPartitions, PartitionsDefinition
 from daskflow.timeline.specs import ScheduleSpec

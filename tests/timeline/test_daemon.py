@@ -224,3 +224,14 @@ def test_daemon_command_reports_load_mistakes_in_one_line(tmp_path):
     pipeline.write_text("import daskflow\ns = daskflow.schedule('10 0 * *', target='a', name='nightly')\n")
     result = CliRunner().invoke(main, ["daemon", str(pipeline)])
     assert result.exit_code == 2 and "schedule 'nightly': cron '10 0 * *' is not a valid cron" in result.output
+
+
+def test_a_daemon_that_lost_its_lease_stops_without_launching_more(tmp_path):
+    clock = Clock(T0)
+    daemon = make_daemon(tmp_path, schedules=[minutely()], clock=clock)
+    daemon.step()
+    daemon.store.acquire_lease("usurper", pid=1, host="elsewhere", now_s=clock().timestamp(), timeout_s=0)
+    clock.advance(minutes=1)
+    with pytest.raises(DaemonLeaseError, match="lost the catalog lease"):
+        daemon.step()
+    assert daemon.store.launches() == []  # nothing claimed after losing the lease

@@ -82,17 +82,19 @@ def test_sigkill_then_restart_launches_every_due_tick_exactly_once(tmp_path, add
 
     started = []
     try:
-        first = subprocess.Popen(command, env=env, stderr=open(tmp_path / "first.log", "w"))
+        with open(tmp_path / "first.log", "w") as log:
+            first = subprocess.Popen(command, env=env, stderr=log)
         started.append(first)
         wait_for(ticks, 60, "the first claimed tick")
         first.send_signal(signal.SIGKILL)  # right after the first claim: mid-launch
         first.wait(timeout=10)
         time.sleep(4)  # ticks fall due while no daemon runs
 
-        second = subprocess.Popen(command, env=env, stderr=open(tmp_path / "second.log", "w"))
+        with open(tmp_path / "second.log", "w") as log:
+            second = subprocess.Popen(command, env=env, stderr=log)
         started.append(second)
         wait_for(lambda: store.lease() and store.lease()["pid"] == second.pid, 60, "the restarted daemon's lease")
-        intruder = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+        intruder = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
         assert intruder.returncode == 2
         assert intruder.stderr.strip().splitlines()[-1].startswith("error: another daskflow daemon")
 

@@ -1,5 +1,6 @@
 """Schedule and sensor definitions: recorded specs, one-line load-time errors, discovery."""
 
+import dataclasses
 import textwrap
 
 import pytest
@@ -29,7 +30,7 @@ def test_schedule_is_a_frozen_spec_with_a_selection_target():
     spec = daskflow.schedule("10 0 * * *", target=[orders, "report"], timezone="Europe/Berlin")
     assert isinstance(spec, ScheduleSpec)
     assert spec.target == "orders,report" and spec.name == "orders_report_schedule"
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         spec.cron = "* * * * *"
 
 
