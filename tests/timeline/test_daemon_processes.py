@@ -23,7 +23,19 @@ from daskflow.timeline.specs import schedule
 from daskflow.timeline.store import TimelineStore
 from daskflow.timeline.ticks import cron_times
 
-pytestmark = pytest.mark.slow
+
+
+def _launch_with_run_id_possible() -> bool:
+    """materialize(run_id=...) exists, or the launcher's interim shim (pins execution.uuid) applies."""
+    import inspect
+
+    from daskflow import execution
+
+    return "run_id" in inspect.signature(execution.materialize).parameters or hasattr(execution, "uuid")
+
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not _launch_with_run_id_possible(),
+                                                   reason="needs daskflow.materialize(run_id=...)")]
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 CRON = "* * * * * */3"
