@@ -73,7 +73,7 @@ def wait_for(condition, timeout_s, what):
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
-def test_sigkill_then_restart_launches_every_due_tick_exactly_once(tmp_path, address):
+def test_sigkill_twice_then_restart_launches_every_due_tick_exactly_once(tmp_path, address):
     home = tmp_path / "home"
     pipeline = tmp_path / "ticking.py"
     pipeline.write_text(textwrap.dedent(PIPELINE))
@@ -93,26 +93,38 @@ def test_sigkill_then_restart_launches_every_due_tick_exactly_once(tmp_path, add
         return store.launches()
 
     started = []
+
+    def start(name):
+        with open(tmp_path / f"{name}.log", "w") as log:
+            process = subprocess.Popen(command, env=env, stderr=log)
+        started.append(process)
+        wait_for(lambda: (store.lease() or {}).get("pid") == process.pid, 60, f"the {name} daemon's lease")
+        return process
+
+    def kill(process):
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+
     try:
-        with open(tmp_path / "first.log", "w") as log:
-            first = subprocess.Popen(command, env=env, stderr=log)
-        started.append(first)
+        first = start("first")
         wait_for(ticks, 60, "the first claimed tick")
-        first.send_signal(signal.SIGKILL)  # right after the first claim: mid-launch
-        first.wait(timeout=10)
+        kill(first)  # right after the first claim: mid-launch
         time.sleep(4)  # ticks fall due while no daemon runs
 
-        with open(tmp_path / "second.log", "w") as log:
-            second = subprocess.Popen(command, env=env, stderr=log)
-        started.append(second)
-        wait_for(lambda: store.lease() and store.lease()["pid"] == second.pid, 60, "the restarted daemon's lease")
+        second = start("second")
+        claimed = len(ticks())
+        wait_for(lambda: len(ticks()) > claimed, 60, "a tick claimed by the second daemon")
+        time.sleep(0.4)  # somewhere in the tick loop, launchers starting
+        kill(second)
+
+        third = start("third")
         intruder = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
         assert intruder.returncode == 2
         assert intruder.stderr.strip().splitlines()[-1].startswith("error: another daskflow daemon")
 
-        wait_for(lambda: len(ticks()) >= 8, 60, "eight claimed ticks")
-        second.send_signal(signal.SIGTERM)
-        assert second.wait(timeout=90) == 0  # drains its claims to launchers, then exits cleanly
+        wait_for(lambda: len(ticks()) >= 10, 60, "ten claimed ticks")
+        third.send_signal(signal.SIGTERM)
+        assert third.wait(timeout=90) == 0  # drains its claims to launchers, then exits cleanly
 
         def all_runs_finished():
             store.mark_started()
