@@ -37,21 +37,26 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from daskflow import config
 from daskflow.errors import CatalogError
 from daskflow.timeline.errors import DaemonLeaseError
 from daskflow.timeline.schema import migrate_timeline
 
-__all__ = ["Launch", "LaunchClaim", "SensorState", "TimelineStore"]
+__all__ = ["Launch", "LaunchClaim", "LaunchStatus", "SensorState", "TimelineStore", "Trigger"]
+
+#: what started a run (the ``trigger`` tag on ``runs.tags``; backfills and manual runs come later)
+Trigger = Literal["schedule", "sensor"]
+#: life of a ``timeline_launches`` row: claimed -> launched | failed; skipped rows are never launched
+LaunchStatus = Literal["claimed", "launched", "skipped", "failed"]
 
 
 @dataclasses.dataclass(frozen=True)
 class LaunchClaim:
     """One run to launch exactly once: a schedule tick or a sensor run request."""
 
-    trigger: str            # "schedule" | "sensor"
+    trigger: Trigger
     origin: str             # the schedule / sensor name
     key: str                # tick time (ISO, UTC) or run key
     tick_time: float        # unix seconds
@@ -60,7 +65,7 @@ class LaunchClaim:
     selection: str | None = None
     partitions: Any = None  # str | list[str] | None
     tags: dict[str, str] = dataclasses.field(default_factory=dict)
-    status: str = "claimed"  # or "skipped"
+    status: LaunchStatus = "claimed"  # claims are "claimed" or "skipped"
     message: str = ""
 
 
