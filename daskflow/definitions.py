@@ -41,6 +41,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from daskflow.errors import AssetDefinitionError
 from daskflow.partitions import PartitionsDefinition, as_partitions
+from daskflow.timeline.specs import normalize_schedules, normalize_sensors
 
 __all__ = [
     "ASSET_ATTRIBUTE",
@@ -567,9 +568,6 @@ class Definitions:
             (asset_specs if spec is not None else check_specs).append(found)
         self.assets: tuple[AssetSpec, ...] = tuple(asset_specs)
         self.checks: tuple[AssetCheckSpec, ...] = tuple(check_specs)
-        # Lazy: the timeline specs import this module. See daskflow.timeline.specs.
-        from daskflow.timeline.specs import normalize_schedules, normalize_sensors
-
         self.schedules = normalize_schedules(schedules)  # tuple[ScheduleSpec, ...]
         self.sensors = normalize_sensors(sensors)  # tuple[SensorSpec, ...]
 

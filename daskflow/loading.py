@@ -37,6 +37,7 @@ import types
 
 from daskflow.definitions import Definitions, check_spec_of, spec_of
 from daskflow.errors import PipelineLoadError
+from daskflow.timeline.specs import schedule_spec_of, sensor_spec_of
 
 __all__ = ["load_definitions", "definitions_from_module", "module_name_for_file"]
 
@@ -188,8 +189,6 @@ def definitions_from_module(module: types.ModuleType, label: str | None = None) 
             f"pipeline {label!r} defines several Definitions objects ({names}); expected one. "
             f"Fix: name the one to use 'defs'."
         )
-    from daskflow.timeline.specs import schedule_spec_of, sensor_spec_of
-
     assets, checks, schedules, sensors = [], [], [], []
     for value in namespace.values():
         if spec_of(value) is not None and not isinstance(value, type):
