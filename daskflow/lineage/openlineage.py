@@ -1,0 +1,550 @@
+"""OpenLineage export: a run listener that turns a daskflow run into OpenLineage ``RunEvent``s.
+
+Design note
+-----------
+One OpenLineage *job* per asset (namespace ``daskflow.openlineage.namespace``,
+name = the asset key) and one OpenLineage *run* per asset-partition, whose
+``parent`` facet is the daskflow run (job = the pipeline). Each asset-partition
+gets a START and exactly one of COMPLETE (materialized), FAIL (raised) or
+ABORT (skipped because an upstream failed); a terminal event for an
+asset-partition that never had ``asset_started`` gets its START first, so
+pairing holds whatever the run loop reports. Up-to-date (``stale-skipped``)
+asset-partitions did not run and emit nothing. Checks are jobs of their own,
+``<asset>.check.<name>``, whose input is the asset's dataset carrying a
+``dataQualityAssertions`` facet. The daskflow run itself is a run of the
+pipeline job (START on ``run_started``, COMPLETE / FAIL / ABORT on
+``run_finished``).
+
+Datasets are named by storage URL (OpenLineage naming: namespace = scheme +
+authority, ``file`` for local paths; name = the path): the asset's directory in
+the store, ``<root>/<asset key>``, so one asset is one dataset across runs and
+partitions; the data version goes in the ``version`` facet. Facets: ``schema``
+(from the Arrow schema), ``dataSource``, ``version``, ``outputStatistics``,
+``columnLineage`` when an asset declares
+``metadata={"column_lineage": {"out_col": ["upstream_asset.col", ...]}}``.
+
+Export never slows or breaks a run: listener methods snapshot plain values and
+hand a thunk to :class:`~daskflow.lineage.emitter.BackgroundEmitter`; events
+are built and sent on its thread; every listener method swallows its own errors.
+
+State (:class:`_ExportState`): the run context, the asset-partitions started,
+and the dataset URL + schema of every output seen in this run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import os
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any, TypedDict
+
+from daskflow.lineage.emitter import BackgroundEmitter, LineageExportWarning
+
+INSTALL_HINT = "pip install 'daskflow[lineage]'"
+INTEGRATION = "DASKFLOW"
+#: uuid5 namespace for the OpenLineage run id of one asset-partition of a daskflow run
+RUN_ID_NAMESPACE = uuid.UUID("5b0e6f0e-3c1a-4d2b-9a53-6b1f2c6f0d15")
+_RECORD_FIELDS = ("asset", "partition", "status", "duration_s", "rows", "bytes", "path", "worker", "host",
+                  "error", "traceback", "reason", "data_version", "schema", "inputs", "check", "blocking", "message",
+                  "run_id", "pipeline", "tags", "assets")
+
+
+class LineageAsset(TypedDict, total=False):
+    """What the exporter knows about one asset before it runs (see :func:`describe_assets`)."""
+
+    upstream: list[str]         # asset keys it reads
+    dataset: str                # storage URL of its data directory
+    tags: dict[str, str]
+    metadata: dict[str, Any]    # ``column_lineage`` is read from here
+    schema: Any                 # declared pyarrow.Schema (or its to_string())
+
+
+@dataclasses.dataclass
+class _ExportState:
+    run_id: str = ""
+    pipeline: str = "daskflow-run"
+    tags: dict[str, str] = dataclasses.field(default_factory=dict)
+    assets: dict[str, LineageAsset] = dataclasses.field(default_factory=dict)
+    started: set[tuple[str, str | None]] = dataclasses.field(default_factory=set)  # (asset, partition)
+    outputs: dict[str, tuple[str, Any]] = dataclasses.field(default_factory=dict)  # asset -> (dataset URL, schema)
+
+
+def _require_client():
+    try:
+        import openlineage.client  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(f"OpenLineage export needs the openlineage-python client: {INSTALL_HINT}") from exc
+    return openlineage.client
+
+
+# -- pure helpers -------------------------------------------------------------
+def openlineage_enabled(enabled: bool | None = None, transport: Mapping | None = None,
+                        environ: Mapping[str, str] | None = None, cwd: str | None = None) -> bool:
+    """Whether to export: ``enabled`` if set, else when a transport or the client's own config is present.
+
+    >>> openlineage_enabled(None, None, environ={}, cwd="/nonexistent")
+    False
+    >>> openlineage_enabled(None, None, environ={"OPENLINEAGE_URL": "http://ol:5000"})
+    True
+    """
+    environ = os.environ if environ is None else environ
+    if str(environ.get("OPENLINEAGE_DISABLED", "")).strip().lower() == "true":
+        return False
+    if enabled is not None:
+        return bool(enabled)
+    if transport:
+        return True
+    if environ.get("OPENLINEAGE_URL") or environ.get("OPENLINEAGE_CONFIG"):
+        return True
+    if any(k.startswith("OPENLINEAGE__TRANSPORT") for k in environ):
+        return True
+    home = environ.get("HOME") or os.path.expanduser("~")
+    candidates = [os.path.join(cwd or os.getcwd(), "openlineage.yml"), os.path.join(home, ".openlineage", "openlineage.yml")]
+    return any(os.path.isfile(p) for p in candidates)
+
+
+def dataset_naming(url: str) -> tuple[str, str]:
+    """(namespace, name) of a storage URL, after the OpenLineage naming spec.
+
+    >>> dataset_naming("s3://bucket/data/orders")
+    ('s3://bucket', 'data/orders')
+    >>> dataset_naming("/home/me/.daskflow/data/orders")
+    ('file', '/home/me/.daskflow/data/orders')
+    """
+    if "://" not in url:
+        return "file", os.path.abspath(url) if not url.startswith("/") else url
+    scheme, rest = url.split("://", 1)
+    authority, _, path = rest.partition("/")
+    if scheme == "file":
+        return "file", "/" + path if authority in ("", "localhost") else f"//{authority}/{path}"
+    return (f"{scheme}://{authority}" if authority else scheme), path or "/"
+
+
+def asset_dataset_url(path: str) -> str:
+    """The asset's data directory from one materialization path ``<root>/<key>/<partition>/<run>.<ext>``.
+
+    >>> asset_dataset_url("/d/data/orders/__unpartitioned__/abc.parquet")
+    '/d/data/orders'
+    """
+    head = path.rstrip("/").rsplit("/", 2)
+    return head[0] if len(head) == 3 and "." in head[2] else path
+
+
+def schema_fields(schema: Any) -> list[dict[str, Any]]:
+    """``[{"name", "type", "fields"?}]`` from a ``pyarrow.Schema`` or its ``to_string()``.
+
+    >>> schema_fields("x: int64\\nname: string")
+    [{'name': 'x', 'type': 'int64'}, {'name': 'name', 'type': 'string'}]
+    """
+    if schema is None:
+        return []
+    if isinstance(schema, str):
+        fields = []
+        for line in schema.splitlines():
+            if not line.strip() or line.startswith(" ") or line.startswith("-- ") or ":" not in line:
+                continue  # child lines of nested types, metadata blocks
+            name, _, kind = line.partition(":")
+            fields.append({"name": name.strip(), "type": kind.strip()})
+        return fields
+    return [_arrow_field(f) for f in schema]
+
+
+def _arrow_field(field: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": field.name, "type": str(field.type)}
+    children = [field.type.field(i) for i in range(field.type.num_fields)] if hasattr(field.type, "num_fields") else []
+    if children and str(field.type).startswith("struct"):
+        out["fields"] = [_arrow_field(c) for c in children]
+    return out
+
+
+def column_lineage_of(metadata: Mapping[str, Any] | None) -> dict[str, list[tuple[str, str]]]:
+    """``{output column: [(upstream asset, column)]}`` from ``metadata["column_lineage"]``.
+
+    Entries are ``"asset.column"`` (split at the last dot), ``{"asset":, "column":}`` or pairs.
+
+    >>> column_lineage_of({"column_lineage": {"total": ["orders.amount"]}})
+    {'total': [('orders', 'amount')]}
+    """
+    declared = (metadata or {}).get("column_lineage") or {}
+    out: dict[str, list[tuple[str, str]]] = {}
+    for column, sources in dict(declared).items():
+        refs = []
+        for src in [sources] if isinstance(sources, (str, Mapping)) else sources:
+            if isinstance(src, str) and "." in src:
+                asset, _, col = src.rpartition(".")
+                refs.append((asset, col))
+            elif isinstance(src, Mapping) and "asset" in src and "column" in src:
+                refs.append((str(src["asset"]), str(src["column"])))
+            elif isinstance(src, (list, tuple)) and len(src) == 2:
+                refs.append((str(src[0]), str(src[1])))
+        if refs:
+            out[str(column)] = refs
+    return out
+
+
+def asset_run_id(run_id: str, asset: str, partition: str | None = None, check: str | None = None) -> str:
+    """The OpenLineage run id (a UUID) of one asset-partition (or check) of a daskflow run: stable, derivable."""
+    name = f"{run_id}/{asset}/{partition or ''}" + (f"/check/{check}" if check else "")
+    return str(uuid.uuid5(RUN_ID_NAMESPACE, name))
+
+
+def parent_run_id(run_id: str) -> str:
+    """The daskflow run id as a UUID (it is one in hex form; other ids are hashed)."""
+    try:
+        return str(uuid.UUID(run_id))
+    except (ValueError, TypeError, AttributeError):
+        return str(uuid.uuid5(RUN_ID_NAMESPACE, str(run_id)))
+
+
+def describe_assets(graph: Any, store: Any = None) -> dict[str, LineageAsset]:
+    """What the exporter should know about each asset of an :class:`~daskflow.graph.AssetGraph`.
+
+    ``store`` (an :class:`~daskflow.storage.AssetStore`) gives each asset's dataset URL
+    before it runs, so inputs read from earlier runs are named too.
+    """
+    out: dict[str, LineageAsset] = {}
+    for key, spec in graph.assets.items():
+        info: LineageAsset = {"upstream": list(graph.upstream(key)), "tags": dict(spec.tags),
+                              "metadata": dict(spec.metadata), "schema": spec.schema}
+        if store is not None:
+            info["dataset"] = "/".join([str(store.root).rstrip("/"), *[s for s in key.split("/") if s]])
+        out[key] = info
+    return out
+
+
+def _fields(obj: Any) -> dict[str, Any]:
+    """A plain snapshot of a record / run / result (dataclass, dict or any object)."""
+    if obj is None:
+        return {}
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    if dataclasses.is_dataclass(obj):
+        return dict(vars(obj))
+    return {name: getattr(obj, name) for name in _RECORD_FIELDS if hasattr(obj, name)}
+
+
+def _iso(t: float) -> str:
+    return _dt.datetime.fromtimestamp(t, tz=_dt.timezone.utc).isoformat()
+
+
+# -- the listener -------------------------------------------------------------
+class OpenLineageListener:
+    """Export a run as OpenLineage events (a duck-typed ``RunListener``).
+
+    ``client``: anything with ``emit(event)`` and ``close(timeout)`` (default: an
+    ``OpenLineageClient`` configured by ``transport``, else by the client's own
+    configuration). Build it from dask config with :func:`openlineage_listener`.
+    """
+
+    def __init__(self, *, namespace: str = "daskflow", transport: Mapping | None = None, client: Any = None,
+                 assets: Mapping[str, LineageAsset] | None = None, queue_size: int = 10_000, max_attempts: int = 3,
+                 retry_backoff_s: float = 0.5, close_timeout_s: float = 10.0):
+        _require_client()
+        from openlineage.client import OpenLineageClient
+
+        import daskflow
+
+        self.namespace = namespace
+        self.producer = f"https://pypi.org/project/daskflow/{daskflow.__version__}"
+        self.client = client if client is not None else (
+            OpenLineageClient(config={"transport": dict(transport)}) if transport else OpenLineageClient())
+        self.describe = getattr(getattr(self.client, "transport", None), "kind", None) or "the OpenLineage endpoint"
+        self._emitter_args = dict(queue_size=queue_size, max_attempts=max_attempts, retry_backoff_s=retry_backoff_s)
+        self.close_timeout_s = close_timeout_s
+        self.state = _ExportState(assets=dict(assets or {}))
+        self.emitter: BackgroundEmitter | None = None
+
+    # -- RunListener methods (each swallows its own errors) --------------------
+    def run_started(self, run: Any = None) -> None:
+        self._guard(self._run_started, run)
+
+    def asset_started(self, record: Any = None, partition: str | None = None, **extra: Any) -> None:
+        fields = _fields(record) if not isinstance(record, str) else {"asset": record, "partition": partition}
+        self._guard(self._asset_started, {**fields, **extra}, time.time())
+
+    def asset_materialized(self, record: Any) -> None:
+        self._guard(self._asset_finished, _fields(record), "COMPLETE")
+
+    def asset_failed(self, record: Any) -> None:
+        self._guard(self._asset_finished, _fields(record), "FAIL")
+
+    def asset_skipped(self, record: Any) -> None:
+        fields = _fields(record)
+        if fields.get("status") != "stale-skipped":  # up to date: nothing ran, nothing to report
+            self._guard(self._asset_finished, fields, "ABORT")
+
+    def check_evaluated(self, record: Any) -> None:
+        self._guard(self._check_evaluated, _fields(record))
+
+    def run_finished(self, result: Any = None) -> None:
+        self._guard(self._run_finished, _fields(result))
+        self.close()
+
+    def close(self, timeout_s: float | None = None) -> bool:
+        """Flush queued events within ``timeout_s`` (default ``close-timeout``); True when all went out."""
+        emitter, self.emitter = self.emitter, None
+        if emitter is None:
+            return True
+        flushed = emitter.close(self.close_timeout_s if timeout_s is None else timeout_s)
+        try:
+            self.client.close(1.0)
+        except Exception:
+            pass
+        return flushed and emitter.dropped == 0
+
+    # -- internals --------------------------------------------------------------
+    def _guard(self, method: Callable, *args: Any) -> None:
+        try:
+            method(*args)
+        except Exception as exc:  # a listener bug must never break the run
+            warnings.warn(f"daskflow OpenLineage export: {type(exc).__name__}: {exc}; events of this run may be "
+                          "missing (the run is unaffected)", LineageExportWarning, stacklevel=3)
+
+    def _submit(self, build: Callable[[], Any]) -> None:
+        if self.emitter is None:
+            self.emitter = BackgroundEmitter(self.client.emit, name="OpenLineage", describe=self.describe,
+                                             **self._emitter_args)
+        self.emitter.submit(build)
+
+    def _run_started(self, run: Any) -> None:
+        fields = _fields(run)
+        st = self.state
+        st.run_id = str(fields.get("run_id") or uuid.uuid4().hex)
+        st.pipeline = str(fields.get("pipeline") or "daskflow-run")
+        st.tags = {str(k): str(v) for k, v in dict(fields.get("tags") or {}).items()}
+        st.assets.update(fields.get("assets") or {})
+        st.started.clear()
+        st.outputs.clear()
+        snap = (st.run_id, st.pipeline, dict(st.tags), time.time())
+        self._submit(lambda: self._pipeline_event("START", *snap))
+
+    def _run_finished(self, fields: dict) -> None:
+        status = str(fields.get("status") or "success")
+        event_type = {"success": "COMPLETE", "failure": "FAIL", "canceled": "ABORT"}.get(status, "COMPLETE")
+        st = self.state
+        snap = (st.run_id or str(fields.get("run_id") or ""), st.pipeline, dict(st.tags), time.time())
+        self._submit(lambda: self._pipeline_event(event_type, *snap))
+
+    def _inputs_of(self, asset: str, fields: dict) -> list[tuple[str, Any, str | None]]:
+        """(dataset URL, schema, upstream asset) of each input: explicit ``inputs`` or the declared upstreams."""
+        out = []
+        for item in fields.get("inputs") or []:
+            item = item if isinstance(item, Mapping) else {"path": str(item)}
+            url = item.get("dataset") or (asset_dataset_url(item["path"]) if item.get("path") else None)
+            if url:
+                out.append((url, item.get("schema"), item.get("asset")))
+        if out:
+            return out
+        for up in self.state.assets.get(asset, {}).get("upstream", []):
+            url, schema = self.state.outputs.get(up, (self.state.assets.get(up, {}).get("dataset"), None))
+            if url:
+                out.append((url, schema or self.state.assets.get(up, {}).get("schema"), up))
+        return out
+
+    def _output_of(self, asset: str, fields: dict) -> tuple[str | None, Any]:
+        info = self.state.assets.get(asset, {})
+        url = asset_dataset_url(fields["path"]) if fields.get("path") else info.get("dataset")
+        return url, fields.get("schema") or info.get("schema")
+
+    def _asset_started(self, fields: dict, now: float) -> None:
+        asset, partition = str(fields["asset"]), fields.get("partition")
+        if (asset, partition) in self.state.started:
+            return
+        self.state.started.add((asset, partition))
+        ctx = self._asset_context(asset, fields)
+        self._submit(lambda: self._asset_event("START", ctx, fields, now, output_facets=False))
+
+    def _asset_finished(self, fields: dict, event_type: str) -> None:
+        asset, partition = str(fields["asset"]), fields.get("partition")
+        now = time.time()
+        if (asset, partition) not in self.state.started:
+            self._asset_started(fields, now - float(fields.get("duration_s") or 0.0))
+        ctx = self._asset_context(asset, fields)
+        if event_type == "COMPLETE" and ctx["output"][0]:
+            self.state.outputs[asset] = ctx["output"]
+        self._submit(lambda: self._asset_event(event_type, ctx, fields, now, output_facets=event_type == "COMPLETE"))
+
+    def _asset_context(self, asset: str, fields: dict) -> dict[str, Any]:
+        info = self.state.assets.get(asset, {})
+        return {"run_id": self.state.run_id, "pipeline": self.state.pipeline,
+                "tags": {**self.state.tags, **{str(k): str(v) for k, v in dict(info.get("tags") or {}).items()}},
+                "inputs": self._inputs_of(asset, fields), "output": self._output_of(asset, fields),
+                "column_lineage": column_lineage_of(info.get("metadata"))}
+
+    def _check_evaluated(self, fields: dict) -> None:
+        asset = str(fields["asset"])
+        url, schema = self.state.outputs.get(asset) or self._output_of(asset, {})
+        snap = (self.state.run_id, self.state.pipeline, dict(self.state.tags), url, schema, time.time())
+        self._submit(lambda: self._check_events(fields, *snap))
+
+    # -- event builders (run on the emitter's thread) ----------------------------
+    def _run_facets(self, run_id: str, pipeline: str, tags: Mapping[str, str], *, parent: bool) -> dict:
+        from openlineage.client import __version__ as ol_version
+        from openlineage.client.facet_v2 import parent_run, processing_engine_run, tags_run
+
+        import daskflow
+
+        facets: dict[str, Any] = {
+            "processing_engine": processing_engine_run.ProcessingEngineRunFacet(
+                version=daskflow.__version__, name="daskflow", openlineageAdapterVersion=ol_version,
+                producer=self.producer)}
+        if tags:
+            facets["tags"] = tags_run.TagsRunFacet(
+                tags=[tags_run.TagsRunFacetFields(key=k, value=v, source=INTEGRATION) for k, v in sorted(tags.items())],
+                producer=self.producer)
+        if parent:
+            prun = parent_run_id(run_id)
+            facets["parent"] = parent_run.ParentRunFacet(
+                run=parent_run.Run(runId=prun), job=parent_run.Job(namespace=self.namespace, name=pipeline),
+                root=parent_run.Root(run=parent_run.RootRun(runId=prun),
+                                     job=parent_run.RootJob(namespace=self.namespace, name=pipeline)),
+                producer=self.producer)
+        return facets
+
+    def _job(self, name: str, job_type: str):
+        from openlineage.client.event_v2 import Job
+        from openlineage.client.facet_v2 import job_type_job
+
+        return Job(namespace=self.namespace, name=name, facets={"jobType": job_type_job.JobTypeJobFacet(
+            processingType="BATCH", integration=INTEGRATION, jobType=job_type, producer=self.producer)})
+
+    def _dataset_facets(self, url: str, schema: Any) -> dict[str, Any]:
+        from openlineage.client.facet_v2 import datasource_dataset, schema_dataset
+
+        namespace, _ = dataset_naming(url)
+        facets: dict[str, Any] = {"dataSource": datasource_dataset.DatasourceDatasetFacet(
+            name=namespace, uri=namespace if "://" in namespace else "file:///", producer=self.producer)}
+        fields = schema_fields(schema)
+        if fields:
+            facets["schema"] = schema_dataset.SchemaDatasetFacet(
+                fields=[_schema_field(f) for f in fields], producer=self.producer)
+        return facets
+
+    def _pipeline_event(self, event_type: str, run_id: str, pipeline: str, tags: dict, now: float):
+        from openlineage.client.event_v2 import Run, RunEvent
+
+        return RunEvent(eventType=event_type, eventTime=_iso(now), producer=self.producer,
+                        run=Run(runId=parent_run_id(run_id), facets=self._run_facets(run_id, pipeline, tags,
+                                                                                       parent=False)),
+                        job=self._job(pipeline, "JOB"), inputs=[], outputs=[])
+
+    def _asset_event(self, event_type: str, ctx: dict, fields: dict, now: float, *, output_facets: bool):
+        from openlineage.client.event_v2 import InputDataset, OutputDataset, Run, RunEvent
+        from openlineage.client.facet_v2 import (
+            column_lineage_dataset, dataset_version_dataset, error_message_run, output_statistics_output_dataset,
+        )
+
+        asset, partition = str(fields["asset"]), fields.get("partition")
+        tags = dict(ctx["tags"])
+        if partition is not None:
+            tags["daskflow.partition"] = str(partition)
+        if event_type != "START":
+            for name in ("worker", "host", "reason"):
+                if fields.get(name) is not None:
+                    tags[f"daskflow.{name}"] = str(fields[name])
+        run_facets = self._run_facets(ctx["run_id"], ctx["pipeline"], tags, parent=True)
+        if event_type == "FAIL":
+            run_facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(
+                message=str(fields.get("error") or "failed"), programmingLanguage="python",
+                stackTrace=fields.get("traceback") or None, producer=self.producer)
+        inputs = [InputDataset(namespace=dataset_naming(url)[0], name=dataset_naming(url)[1],
+                               facets=self._dataset_facets(url, schema))
+                  for url, schema, _ in ctx["inputs"]]
+        outputs = []
+        url, schema = ctx["output"]
+        if url:
+            facets = self._dataset_facets(url, schema if output_facets else None)
+            output_stats = {}
+            if output_facets:
+                if fields.get("data_version"):
+                    facets["version"] = dataset_version_dataset.DatasetVersionDatasetFacet(
+                        datasetVersion=str(fields["data_version"]), producer=self.producer)
+                lineage = self._column_lineage(ctx)
+                if lineage:
+                    facets["columnLineage"] = column_lineage_dataset.ColumnLineageDatasetFacet(
+                        fields=lineage, producer=self.producer)
+                if fields.get("rows") is not None or fields.get("bytes") is not None:
+                    output_stats["outputStatistics"] = output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
+                        rowCount=fields.get("rows"), size=fields.get("bytes"), fileCount=1, producer=self.producer)
+            outputs.append(OutputDataset(namespace=dataset_naming(url)[0], name=dataset_naming(url)[1],
+                                         facets=facets, outputFacets=output_stats))
+        return RunEvent(eventType=event_type, eventTime=_iso(now), producer=self.producer,
+                        run=Run(runId=asset_run_id(ctx["run_id"], asset, partition), facets=run_facets),
+                        job=self._job(asset, "ASSET"), inputs=inputs, outputs=outputs)
+
+    def _column_lineage(self, ctx: dict) -> dict:
+        from openlineage.client.facet_v2 import column_lineage_dataset as cl
+
+        by_asset = {up: url for url, _, up in ctx["inputs"] if up}
+        out = {}
+        for column, refs in ctx["column_lineage"].items():
+            fields = [cl.InputField(namespace=dataset_naming(by_asset[a])[0], name=dataset_naming(by_asset[a])[1],
+                                    field=c) for a, c in refs if a in by_asset]
+            if fields:
+                out[column] = cl.Fields(inputFields=fields)
+        return out
+
+    def _check_events(self, fields: dict, run_id: str, pipeline: str, tags: dict, url: str | None, schema: Any,
+                      now: float) -> list:
+        from openlineage.client.event_v2 import InputDataset, Run, RunEvent
+        from openlineage.client.facet_v2 import data_quality_assertions_dataset as dq
+
+        asset, partition, check = str(fields["asset"]), fields.get("partition"), str(fields.get("check"))
+        status, blocking = str(fields.get("status")), bool(fields.get("blocking"))
+        terminal = {"passed": "COMPLETE", "failed": "FAIL" if blocking else "COMPLETE"}.get(status, "ABORT")
+        tags = {**tags, **({"daskflow.partition": str(partition)} if partition else {})}
+        inputs = []
+        if url:
+            input_facets = {}
+            if status in ("passed", "failed"):
+                input_facets["dataQualityAssertions"] = dq.DataQualityAssertionsDatasetFacet(
+                    assertions=[dq.Assertion(assertion=check, success=status == "passed",
+                                             severity="error" if blocking else "warn",
+                                             description=str(fields.get("message") or "") or None)],
+                    producer=self.producer)
+            inputs.append(InputDataset(namespace=dataset_naming(url)[0], name=dataset_naming(url)[1],
+                                       facets=self._dataset_facets(url, schema), inputFacets=input_facets))
+        job = self._job(f"{asset}.check.{check}", "CHECK")
+        run = Run(runId=asset_run_id(run_id, asset, partition, check),
+                  facets=self._run_facets(run_id, pipeline, tags, parent=True))
+        # both events of the check come from this one thunk, START first
+        return [RunEvent(eventType=kind, eventTime=_iso(now), producer=self.producer, run=run, job=job,
+                         inputs=inputs, outputs=[]) for kind in ("START", terminal)]
+
+
+def _schema_field(field: dict):
+    from openlineage.client.facet_v2 import schema_dataset
+
+    children = [_schema_field(c) for c in field.get("fields", [])] or None
+    return schema_dataset.SchemaDatasetFacetFields(name=field["name"], type=field.get("type"), fields=children)
+
+
+def openlineage_listener(assets: Mapping[str, LineageAsset] | None = None) -> OpenLineageListener | None:
+    """The exporter configured by ``daskflow.openlineage.*``, or None when export is off.
+
+    Export is on with ``enabled: true``, or (``enabled: null``) when a transport is
+    configured here or the OpenLineage client finds its own configuration. A missing
+    client or a bad configuration is ONE warning and no export, never a failed run.
+    """
+    from dask.utils import parse_timedelta
+
+    from daskflow import config
+
+    transport = config.get("openlineage.transport")
+    if not openlineage_enabled(config.get("openlineage.enabled"), transport):
+        return None
+    try:
+        return OpenLineageListener(
+            namespace=str(config.get("openlineage.namespace") or "daskflow"), transport=transport, assets=assets,
+            queue_size=int(config.get("openlineage.queue-size")), max_attempts=int(config.get("openlineage.max-attempts")),
+            retry_backoff_s=parse_timedelta(config.get("openlineage.retry-backoff"), default="s"),
+            close_timeout_s=parse_timedelta(config.get("openlineage.close-timeout"), default="s"))
+    except Exception as exc:
+        warnings.warn(f"daskflow OpenLineage export is off: {exc}. Fix: {INSTALL_HINT}, or correct "
+                      "daskflow.openlineage.transport / the client's openlineage.yml", LineageExportWarning,
+                      stacklevel=2)
+        return None
