@@ -74,11 +74,10 @@ class _ExportState:
 
 
 def _require_client():
-    try:
-        import openlineage.client  # noqa: F401
-    except ImportError as exc:
-        raise ImportError(f"OpenLineage export needs the openlineage-python client: {INSTALL_HINT}") from exc
-    return openlineage.client
+    """The ``openlineage.client`` module, or :class:`~daskflow.errors.OptionalDependencyError` with the install hint."""
+    from daskflow.errors import import_optional
+
+    return import_optional("openlineage.client", "lineage")
 
 
 # -- pure helpers -------------------------------------------------------------

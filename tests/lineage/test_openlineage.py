@@ -328,3 +328,13 @@ def test_describe_assets_reads_the_asset_graph(tmp_path):
     info = ol.describe_assets(graph, AssetStore(str(tmp_path)))
     assert info["b"]["upstream"] == ["a"] and info["a"]["tags"] == {"classification": "pii"}
     assert info["b"]["dataset"].endswith("/b")
+
+
+def test_a_missing_client_is_an_install_hint(monkeypatch):
+    import sys
+
+    from daskflow.errors import OptionalDependencyError
+
+    monkeypatch.setitem(sys.modules, "openlineage.client", None)  # import fails as if not installed
+    with pytest.raises(OptionalDependencyError, match=r"daskflow\[lineage\]"):
+        ol.OpenLineageListener()
