@@ -109,7 +109,7 @@ class BackgroundEmitter:
                 return
             try:
                 event = thunk()
-            except Exception as exc:  # a bug building one event must not stop the others
+            except Exception as exc:
                 logger.debug("daskflow %s export: building an event failed", self.name, exc_info=True)
                 self._drop(f"building an event failed: {type(exc).__name__}: {exc}")
                 continue
@@ -122,7 +122,7 @@ class BackgroundEmitter:
         for attempt in range(attempts):
             try:
                 self.send(event)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any transport error: retry, then drop
                 if attempt + 1 < attempts and not self._closed.wait(self.retry_backoff_s * (2 ** attempt)):
                     continue
                 self._degraded = True

@@ -33,34 +33,33 @@ and the dataset URL + schema of every output seen in this run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
-import os
 import time
 import uuid
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any, TypedDict
+from typing import Any
 
+from daskflow.lineage.describe import (  # noqa: F401 - re-exported
+    LineageAsset,
+    asset_dataset_url,
+    asset_run_id,
+    column_lineage_of,
+    dataset_naming,
+    describe_assets,
+    openlineage_enabled,
+    parent_run_id,
+    schema_fields,
+)
 from daskflow.lineage.emitter import BackgroundEmitter, LineageExportWarning
 
 INSTALL_HINT = "pip install 'daskflow[lineage]'"
 INTEGRATION = "DASKFLOW"
-#: uuid5 namespace for the OpenLineage run id of one asset-partition of a daskflow run
-RUN_ID_NAMESPACE = uuid.UUID("5b0e6f0e-3c1a-4d2b-9a53-6b1f2c6f0d15")
 _RECORD_FIELDS = ("asset", "partition", "status", "duration_s", "rows", "bytes", "path", "worker", "host",
                   "error", "traceback", "reason", "data_version", "schema", "inputs", "check", "blocking", "message",
                   "run_id", "pipeline", "tags", "assets")
-
-
-class LineageAsset(TypedDict, total=False):
-    """What the exporter knows about one asset before it runs (see :func:`describe_assets`)."""
-
-    upstream: list[str]         # asset keys it reads
-    dataset: str                # storage URL of its data directory
-    tags: dict[str, str]
-    metadata: dict[str, Any]    # ``column_lineage`` is read from here
-    schema: Any                 # declared pyarrow.Schema (or its to_string())
 
 
 @dataclasses.dataclass
@@ -78,141 +77,6 @@ def _require_client():
     from daskflow.errors import import_optional
 
     return import_optional("openlineage.client", "lineage")
-
-
-# -- pure helpers -------------------------------------------------------------
-def openlineage_enabled(enabled: bool | None = None, transport: Mapping | None = None,
-                        environ: Mapping[str, str] | None = None, cwd: str | None = None) -> bool:
-    """Whether to export: ``enabled`` if set, else when a transport or the client's own config is present.
-
-    >>> openlineage_enabled(None, None, environ={}, cwd="/nonexistent")
-    False
-    >>> openlineage_enabled(None, None, environ={"OPENLINEAGE_URL": "http://ol:5000"})
-    True
-    """
-    environ = os.environ if environ is None else environ
-    if str(environ.get("OPENLINEAGE_DISABLED", "")).strip().lower() == "true":
-        return False
-    if enabled is not None:
-        return bool(enabled)
-    if transport:
-        return True
-    if environ.get("OPENLINEAGE_URL") or environ.get("OPENLINEAGE_CONFIG"):
-        return True
-    if any(k.startswith("OPENLINEAGE__TRANSPORT") for k in environ):
-        return True
-    home = environ.get("HOME") or os.path.expanduser("~")
-    candidates = [os.path.join(cwd or os.getcwd(), "openlineage.yml"), os.path.join(home, ".openlineage", "openlineage.yml")]
-    return any(os.path.isfile(p) for p in candidates)
-
-
-def dataset_naming(url: str) -> tuple[str, str]:
-    """(namespace, name) of a storage URL, after the OpenLineage naming spec.
-
-    >>> dataset_naming("s3://bucket/data/orders")
-    ('s3://bucket', 'data/orders')
-    >>> dataset_naming("/home/me/.daskflow/data/orders")
-    ('file', '/home/me/.daskflow/data/orders')
-    """
-    if "://" not in url:
-        return "file", os.path.abspath(url) if not url.startswith("/") else url
-    scheme, rest = url.split("://", 1)
-    authority, _, path = rest.partition("/")
-    if scheme == "file":
-        return "file", "/" + path if authority in ("", "localhost") else f"//{authority}/{path}"
-    return (f"{scheme}://{authority}" if authority else scheme), path or "/"
-
-
-def asset_dataset_url(path: str) -> str:
-    """The asset's data directory from one materialization path ``<root>/<key>/<partition>/<run>.<ext>``.
-
-    >>> asset_dataset_url("/d/data/orders/__unpartitioned__/abc.parquet")
-    '/d/data/orders'
-    """
-    head = path.rstrip("/").rsplit("/", 2)
-    return head[0] if len(head) == 3 and "." in head[2] else path
-
-
-def schema_fields(schema: Any) -> list[dict[str, Any]]:
-    """``[{"name", "type", "fields"?}]`` from a ``pyarrow.Schema`` or its ``to_string()``.
-
-    >>> schema_fields("x: int64\\nname: string")
-    [{'name': 'x', 'type': 'int64'}, {'name': 'name', 'type': 'string'}]
-    """
-    if schema is None:
-        return []
-    if isinstance(schema, str):
-        fields = []
-        for line in schema.splitlines():
-            if not line.strip() or line.startswith(" ") or line.startswith("-- ") or ":" not in line:
-                continue  # child lines of nested types, metadata blocks
-            name, _, kind = line.partition(":")
-            fields.append({"name": name.strip(), "type": kind.strip()})
-        return fields
-    return [_arrow_field(f) for f in schema]
-
-
-def _arrow_field(field: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": field.name, "type": str(field.type)}
-    children = [field.type.field(i) for i in range(field.type.num_fields)] if hasattr(field.type, "num_fields") else []
-    if children and str(field.type).startswith("struct"):
-        out["fields"] = [_arrow_field(c) for c in children]
-    return out
-
-
-def column_lineage_of(metadata: Mapping[str, Any] | None) -> dict[str, list[tuple[str, str]]]:
-    """``{output column: [(upstream asset, column)]}`` from ``metadata["column_lineage"]``.
-
-    Entries are ``"asset.column"`` (split at the last dot), ``{"asset":, "column":}`` or pairs.
-
-    >>> column_lineage_of({"column_lineage": {"total": ["orders.amount"]}})
-    {'total': [('orders', 'amount')]}
-    """
-    declared = (metadata or {}).get("column_lineage") or {}
-    out: dict[str, list[tuple[str, str]]] = {}
-    for column, sources in dict(declared).items():
-        refs = []
-        for src in [sources] if isinstance(sources, (str, Mapping)) else sources:
-            if isinstance(src, str) and "." in src:
-                asset, _, col = src.rpartition(".")
-                refs.append((asset, col))
-            elif isinstance(src, Mapping) and "asset" in src and "column" in src:
-                refs.append((str(src["asset"]), str(src["column"])))
-            elif isinstance(src, (list, tuple)) and len(src) == 2:
-                refs.append((str(src[0]), str(src[1])))
-        if refs:
-            out[str(column)] = refs
-    return out
-
-
-def asset_run_id(run_id: str, asset: str, partition: str | None = None, check: str | None = None) -> str:
-    """The OpenLineage run id (a UUID) of one asset-partition (or check) of a daskflow run: stable, derivable."""
-    name = f"{run_id}/{asset}/{partition or ''}" + (f"/check/{check}" if check else "")
-    return str(uuid.uuid5(RUN_ID_NAMESPACE, name))
-
-
-def parent_run_id(run_id: str) -> str:
-    """The daskflow run id as a UUID (it is one in hex form; other ids are hashed)."""
-    try:
-        return str(uuid.UUID(run_id))
-    except (ValueError, TypeError, AttributeError):
-        return str(uuid.uuid5(RUN_ID_NAMESPACE, str(run_id)))
-
-
-def describe_assets(graph: Any, store: Any = None) -> dict[str, LineageAsset]:
-    """What the exporter should know about each asset of an :class:`~daskflow.graph.AssetGraph`.
-
-    ``store`` (an :class:`~daskflow.storage.AssetStore`) gives each asset's dataset URL
-    before it runs, so inputs read from earlier runs are named too.
-    """
-    out: dict[str, LineageAsset] = {}
-    for key, spec in graph.assets.items():
-        info: LineageAsset = {"upstream": list(graph.upstream(key)), "tags": dict(spec.tags),
-                              "metadata": dict(spec.metadata), "schema": spec.schema}
-        if store is not None:
-            info["dataset"] = "/".join([str(store.root).rstrip("/"), *[s for s in key.split("/") if s]])
-        out[key] = info
-    return out
 
 
 def _fields(obj: Any) -> dict[str, Any]:
@@ -252,7 +116,7 @@ class OpenLineageListener:
         self.client = client if client is not None else (
             OpenLineageClient(config={"transport": dict(transport)}) if transport else OpenLineageClient())
         self.describe = getattr(getattr(self.client, "transport", None), "kind", None) or "the OpenLineage endpoint"
-        self._emitter_args = dict(queue_size=queue_size, max_attempts=max_attempts, retry_backoff_s=retry_backoff_s)
+        self._emitter_args = {"queue_size": queue_size, "max_attempts": max_attempts, "retry_backoff_s": retry_backoff_s}
         self.close_timeout_s = close_timeout_s
         self.state = _ExportState(assets=dict(assets or {}))
         self.emitter: BackgroundEmitter | None = None
@@ -289,17 +153,15 @@ class OpenLineageListener:
         if emitter is None:
             return True
         flushed = emitter.close(self.close_timeout_s if timeout_s is None else timeout_s)
-        try:
+        with contextlib.suppress(Exception):  # the transport's own close: nothing left to report
             self.client.close(1.0)
-        except Exception:
-            pass
         return flushed and emitter.dropped == 0
 
     # -- internals --------------------------------------------------------------
     def _guard(self, method: Callable, *args: Any) -> None:
         try:
             method(*args)
-        except Exception as exc:  # a listener bug must never break the run
+        except Exception as exc:  # noqa: BLE001 - a listener bug must never break the run
             warnings.warn(f"daskflow OpenLineage export: {type(exc).__name__}: {exc}; events of this run may be "
                           "missing (the run is unaffected)", LineageExportWarning, stacklevel=3)
 
@@ -383,7 +245,11 @@ class OpenLineageListener:
     # -- event builders (run on the emitter's thread) ----------------------------
     def _run_facets(self, run_id: str, pipeline: str, tags: Mapping[str, str], *, parent: bool) -> dict:
         from openlineage.client import __version__ as ol_version
-        from openlineage.client.facet_v2 import parent_run, processing_engine_run, tags_run
+        from openlineage.client.facet_v2 import (
+            parent_run,
+            processing_engine_run,
+            tags_run,
+        )
 
         import daskflow
 
@@ -432,9 +298,17 @@ class OpenLineageListener:
                         job=self._job(pipeline, "JOB"), inputs=[], outputs=[])
 
     def _asset_event(self, event_type: str, ctx: dict, fields: dict, now: float, *, output_facets: bool):
-        from openlineage.client.event_v2 import InputDataset, OutputDataset, Run, RunEvent
+        from openlineage.client.event_v2 import (
+            InputDataset,
+            OutputDataset,
+            Run,
+            RunEvent,
+        )
         from openlineage.client.facet_v2 import (
-            column_lineage_dataset, dataset_version_dataset, error_message_run, output_statistics_output_dataset,
+            column_lineage_dataset,
+            dataset_version_dataset,
+            error_message_run,
+            output_statistics_output_dataset,
         )
 
         asset, partition = str(fields["asset"]), fields.get("partition")
@@ -542,7 +416,7 @@ def openlineage_listener(assets: Mapping[str, LineageAsset] | None = None) -> Op
             queue_size=int(config.get("openlineage.queue-size")), max_attempts=int(config.get("openlineage.max-attempts")),
             retry_backoff_s=parse_timedelta(config.get("openlineage.retry-backoff"), default="s"),
             close_timeout_s=parse_timedelta(config.get("openlineage.close-timeout"), default="s"))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - bad client config or missing extra: no export, never a failed run
         warnings.warn(f"daskflow OpenLineage export is off: {exc}. Fix: {INSTALL_HINT}, or correct "
                       "daskflow.openlineage.transport / the client's openlineage.yml", LineageExportWarning,
                       stacklevel=2)

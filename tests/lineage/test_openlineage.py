@@ -24,13 +24,13 @@ import pytest
 pytest.importorskip("openlineage.client")
 jsonschema = pytest.importorskip("jsonschema")
 
-from openlineage.client import OpenLineageClient  # noqa: E402
-from openlineage.client.serde import Serde  # noqa: E402
-from openlineage.client.transport.transport import Config, Transport  # noqa: E402
+from openlineage.client import OpenLineageClient
+from openlineage.client.serde import Serde
+from openlineage.client.transport.transport import Transport
 
-from daskflow.lineage import openlineage as ol  # noqa: E402
-from daskflow.lineage.emitter import BackgroundEmitter, LineageExportWarning  # noqa: E402
-from daskflow.run_result import AssetRecord, CheckRecord, RunResult  # noqa: E402
+from daskflow.lineage import openlineage as ol
+from daskflow.lineage.emitter import BackgroundEmitter, LineageExportWarning
+from daskflow.run_result import AssetRecord, CheckRecord, RunResult
 
 SCHEMAS = pathlib.Path(__file__).with_name("schemas")
 ROOT = "/data/store"
@@ -180,9 +180,9 @@ def test_dataset_naming_follows_the_openlineage_naming_spec():
 
 
 class _Collector(http.server.BaseHTTPRequestHandler):
-    events: list = []
+    events: list  # set per test on a subclass
 
-    def do_POST(self):  # noqa: N802 - http.server API
+    def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).events.append(json.loads(body))
         self.send_response(200)
