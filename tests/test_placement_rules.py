@@ -203,3 +203,40 @@ def test_dask_runs_restricted_tasks_only_on_allowed_workers_and_leaves_them_wait
         await c.cancel([future])
 
     run()
+
+
+def _slow_where(seconds):
+    import time as _time
+
+    from distributed import get_worker
+
+    _time.sleep(seconds)
+    return get_worker().address
+
+
+def test_a_restricted_task_whose_allowed_worker_dies_waits_and_never_runs_elsewhere():
+    """Stock Dask, no plugin: kill the only secure worker mid-task; the task waits, then runs on a new secure one."""
+    from distributed import Worker
+    from distributed.utils_test import gen_cluster
+
+    @gen_cluster(client=True, nthreads=[("127.0.0.1", 1, {"resources": {"secure": 1}}), ("127.0.0.1", 1)],
+                 config={"distributed.scheduler.allowed-failures": 5})
+    async def run(c, s, secure, public):
+        constraints = task_constraints(parse_rules([PII]))
+        future = c.submit(_slow_where, 0.5, key="pii-slow", pure=False, **constraints)
+        for _ in range(500):
+            if s.tasks.get("pii-slow") is not None and s.tasks["pii-slow"].state == "processing":
+                break
+            await asyncio.sleep(0.01)
+        assert s.tasks["pii-slow"].processing_on.address == secure.address
+        await secure.close()
+        for _ in range(500):
+            if s.tasks["pii-slow"].state == "no-worker":
+                break
+            await asyncio.sleep(0.01)
+        assert s.tasks["pii-slow"].state == "no-worker"  # waiting, not moved to the public worker
+        assert "pii-slow" not in public.state.tasks
+        async with Worker(s.address, nthreads=1, resources={"secure": 1}) as replacement:
+            assert await future == replacement.address
+
+    run()
