@@ -40,7 +40,7 @@ from typing import Any, Literal, TypedDict
 
 from daskflow.errors import CatalogError
 
-__all__ = ["AuditStore", "PolicyCheck", "audit_report", "migrate_audit", "stock_decisions"]
+__all__ = ["AuditStore", "PolicyCheck", "audit_report", "format_audit_report", "migrate_audit", "stock_decisions"]
 
 PolicyOutcome = Literal["unrestricted", "constrained", "refused"]
 #: decision actions that bind a task to a worker (others leave placement to Dask)
@@ -329,6 +329,52 @@ def audit_report(run_id: str, store: AuditStore | Any = None) -> dict[str, Any]:
     return {"run_id": run_id, "run": run, "tasks": tasks, "counts": counts,
             "model_versions": sorted({str(d["model_version"]) for d in decisions if d.get("model_version")}),
             "graph_decisions": by_key.get(None, [])}
+
+
+def format_audit_report(report: Mapping[str, Any]) -> str:
+    """The report as text for ``daskflow audit --run RUN_ID`` (``--json`` prints the dict itself).
+
+    >>> print(format_audit_report({"run_id": "r1", "run": None, "tasks": [], "counts": {}, "model_versions": []}))
+    run r1: no audit rows (the run is unknown, or older than daskflow.audit.max-runs runs)
+    """
+    tasks = report.get("tasks") or []
+    if not tasks and not report.get("counts"):
+        return (f"run {report['run_id']}: no audit rows (the run is unknown, or older than daskflow.audit.max-runs "
+                "runs)")
+    run = report.get("run") or {}
+    head = f"run {report['run_id']}" + (f" ({run.get('pipeline')}, {run.get('status')})" if run else "")
+    models = ", ".join(report.get("model_versions") or []) or "none"
+    lines = [head, f"decisions: {_counts(report.get('counts') or {})}; model versions: {models}", ""]
+    for task in tasks:
+        where = task.get("asset") or task["key"]
+        if task.get("partition"):
+            where += f"[{task['partition']}]"
+        decision = task.get("decision") or {}
+        by = task.get("decided_by") or "not recorded"
+        if decision.get("model_version") and by != "stock Dask":
+            by += f" (model {decision['model_version']}, {decision.get('action')}"
+            by += f": {decision['reason']})" if decision.get("reason") else ")"
+        timing = ""
+        if decision.get("predicted_duration_s") is not None or task.get("duration_s") is not None:
+            timing = f"; predicted {_secs(decision.get('predicted_duration_s'))} vs actual {_secs(task.get('duration_s'))}"
+        lines.append(f"{where} ({task.get('kind') or 'task'}) on {task.get('worker') or '?'}"
+                     + (f" / {task['host']}" if task.get("host") else "") + f"; placed by {by}{timing}")
+        if task.get("rules"):
+            lines.append(f"  policy: {task.get('policy_outcome')} by {'; '.join(task['rules'])}")
+        if task.get("path"):
+            lines.append(f"  wrote {task['path']} (data version {task.get('data_version')})")
+        for inp in task.get("inputs") or []:
+            lines.append(f"  read {inp['path']} ({inp['asset']}" + (f"[{inp['partition']}]" if inp.get("partition")
+                                                                    else "") + ")")
+    return "\n".join(lines)
+
+
+def _counts(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{n} {action}" for action, n in sorted(counts.items())) or "none"
+
+
+def _secs(value: Any) -> str:
+    return "?" if value is None else f"{float(value):.3g} s"
 
 
 def _deciding(decisions: list[dict]) -> dict | None:

@@ -293,3 +293,58 @@ def _fix(constraints: TaskConstraints) -> str:
     if constraints.get("workers"):
         parts.append(f"on one of the hosts {', '.join(constraints['workers'])}")
     return " ".join(parts)
+
+
+class TaskFacts(TypedDict, total=False):
+    """What :func:`policy_checks` needs of one task of the graph."""
+
+    kind: str                 # asset | check
+    asset: str | None
+    partition: str | None
+    tags: dict[str, str]      # the asset's tags (a check: its asset's)
+    upstream: list[str]       # in-graph dependency keys (the task holds their data)
+
+
+def policy_checks(tasks: Mapping[str, TaskFacts], rules: Iterable[Rule],
+                  workers: Mapping[str, WorkerInfo | Mapping[str, Any]] | None = None,
+                  now: float = 0.0) -> list[dict[str, Any]]:
+    """One policy check per task, in the shape :class:`daskflow.audit.PolicyCheck` stores.
+
+    Each carries ``constraints`` (:func:`task_constraints` of the task's rules, own and
+    inherited from its inputs; ``{}`` when none) for the graph, the workers allowed
+    now (None when ``workers`` is None) and the outcome ``unrestricted``,
+    ``constrained`` or ``refused`` (no allowed worker; ``message`` says why and the fix).
+    Pure: ``now`` is an argument.
+
+    >>> checks = policy_checks({"p": {"asset": "p", "tags": {"classification": "pii"}}}, parse_rules(_EXAMPLE),
+    ...                        {"tcp://a:1": {"host": "a", "resources": {}}})
+    >>> checks[0]["outcome"], checks[0]["constraints"]["allow_other_workers"]
+    ('refused', False)
+    """
+    rules = list(rules)
+    by_task = rules_by_task({k: t.get("tags") or {} for k, t in tasks.items()},
+                            {k: t.get("upstream") or [] for k, t in tasks.items()}, rules)
+    out = []
+    for key, task in tasks.items():
+        matching = by_task[key]
+        check: dict[str, Any] = {
+            "key": key, "kind": task.get("kind"), "asset": task.get("asset"), "partition": task.get("partition"),
+            "tags": dict(task.get("tags") or {}), "rules": [r.describe() for r in matching], "constraints": {},
+            "allowed_workers": None if workers is None else sorted(workers), "outcome": "unrestricted",
+            "message": "", "time": now}
+        if matching:
+            check["outcome"] = "constrained"
+            try:
+                check["constraints"] = task_constraints(matching)
+            except PolicyError as exc:
+                check.update(outcome="refused", message=str(exc), allowed_workers=[] if workers is not None else None)
+            else:
+                if workers is not None:
+                    allowed = sorted(a for a, info in workers.items() if satisfies(check["constraints"], a, info))
+                    check["allowed_workers"] = allowed
+                    if not allowed:
+                        check.update(outcome="refused", message=(
+                            f"no worker allowed by {' and '.join(r.describe() for r in matching)}; fix: "
+                            f"{_fix(check['constraints'])}, or change daskflow.policy.rules"))
+        out.append(check)
+    return out

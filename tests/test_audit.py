@@ -138,3 +138,18 @@ def test_an_audit_store_on_an_unwritable_path_is_a_one_line_catalog_error(tmp_pa
     with pytest.raises(CatalogError, match="cannot open the audit") as info:
         AuditStore(blocker / "catalog.sqlite").record_decisions("r1", [_decision("a")])
     assert "\n" not in str(info.value)
+
+
+def test_the_report_reads_as_text_for_the_cli(catalog):
+    from daskflow.audit import format_audit_report
+
+    store = AuditStore(catalog)
+    store.record_policy_checks("r1", [{"key": "p-r1", "kind": "asset", "asset": "patients", "partition": "2024",
+                                       "rules": ["rule 0 (classification=pii -> resources [secure])"],
+                                       "outcome": "constrained"}])
+    store.record_decisions("r1", [_decision("p-r1")])
+    text = format_audit_report(store.report("r1"))
+    assert "patients[2024] (asset) on tcp://10.0.0.5:1; placed by daskflow-steering (model m-7, place: finish-time)" \
+        in text
+    assert "policy: constrained by rule 0 (classification=pii -> resources [secure])" in text
+    assert "predicted 1.5 s vs actual ?" in text

@@ -240,3 +240,20 @@ def test_a_restricted_task_whose_allowed_worker_dies_waits_and_never_runs_elsewh
             assert await future == replacement.address
 
     run()
+
+
+def test_policy_checks_give_each_task_its_constraints_and_an_outcome_for_the_audit():
+    from daskflow.placement_rules import policy_checks
+
+    rules = parse_rules([PII])
+    tasks = {"patients-r": {"kind": "asset", "asset": "patients", "tags": {"classification": "pii"}},
+             "patients-r.check": {"kind": "check", "asset": "patients", "tags": {}, "upstream": ["patients-r"]},
+             "weather-r": {"kind": "asset", "asset": "weather", "tags": {}}}
+    checks = {c["key"]: c for c in policy_checks(tasks, rules, WORKERS, now=3.0)}
+    assert checks["patients-r"]["outcome"] == "constrained"
+    assert checks["patients-r"]["allowed_workers"] == ["tcp://10.0.0.5:1", "tcp://10.0.0.7:1"]
+    assert checks["patients-r.check"]["constraints"] == checks["patients-r"]["constraints"]  # holds the pii value
+    assert checks["weather-r"] == {**checks["weather-r"], "outcome": "unrestricted", "constraints": {}, "rules": []}
+    refused = policy_checks(tasks, rules, {"tcp://10.0.0.6:1": WORKERS["tcp://10.0.0.6:1"]})
+    assert [c["outcome"] for c in refused] == ["refused", "refused", "unrestricted"]
+    assert "fix: start a worker" in refused[0]["message"]
