@@ -14,10 +14,10 @@ import pytest
 pytest.importorskip("openlineage.client")
 pytest.importorskip("jsonschema")
 
-from openlineage.client import OpenLineageClient  # noqa: E402
+from openlineage.client import OpenLineageClient
 
-from daskflow.lineage import openlineage as ol  # noqa: E402
-from tests.lineage.test_openlineage import RecordingTransport, validate_event  # noqa: E402
+from daskflow.lineage import openlineage as ol
+from tests.lineage.test_openlineage import RecordingTransport, validate_event
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
