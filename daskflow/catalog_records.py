@@ -1,8 +1,9 @@
 """Catalog records and data versions: plain frozen dataclasses, no SQLite.
 
 These are what :class:`daskflow.catalog.Catalog` returns (never raw tuples),
-and :func:`compute_data_version`, the pure rule that makes staleness a
-function of code version and input data versions.
+:func:`compute_data_version`, the pure rule that makes staleness a function
+of code version and input data versions, and :func:`assess_staleness`, that
+rule applied to a latest materialization the caller already read.
 """
 
 from __future__ import annotations
@@ -84,8 +85,12 @@ class LineageNode:
 
 
 @dataclasses.dataclass(frozen=True)
-class CheckResult:
-    """The outcome of one ``@asset_check`` on one asset-partition in one run."""
+class CheckResultRow:
+    """A stored outcome of one ``@asset_check`` on one asset-partition in one run.
+
+    (What a check *function* returns is :class:`daskflow.definitions.CheckResult`;
+    this is the catalog's row of it.)
+    """
 
     id: int
     run_id: str
@@ -117,6 +122,45 @@ def compute_data_version(
         input_data_versions = input_data_versions.values()
     document = json.dumps([code_version, sorted(str(v) for v in input_data_versions)])
     return hashlib.sha256(document.encode()).hexdigest()[:16]
+
+
+def assess_staleness(
+    latest: "Materialization | None", asset_key: str, partition: str | None, code_version: str | None,
+    input_data_versions: Iterable[str] | Mapping[str, str] = (),
+) -> tuple[bool, str]:
+    """Whether an asset-partition needs re-materializing given its ``latest`` materialization, and why.
+
+    Stale when never materialized (``latest`` is None), when it has no
+    ``code_version`` (then daskflow cannot know whether the code changed),
+    when the code version differs from the latest materialization's, or when
+    the inputs' current data versions give a different data version than the
+    recorded one. Pure: the caller reads ``latest`` from the catalog.
+
+    >>> assess_staleness(None, "orders", "eu", "1")
+    (True, 'orders[eu] was never materialized')
+    """
+    where = asset_key if partition is None else f"{asset_key}[{partition}]"
+    if latest is None:
+        return True, f"{where} was never materialized"
+    if code_version is None:
+        return True, (
+            f"{where} has no code_version, so changes cannot be detected; set "
+            "@asset(code_version=...) to let only_stale skip it"
+        )
+    if latest.code_version != code_version:
+        return True, (
+            f"{where}: code version changed from {latest.code_version!r} to {code_version!r}"
+        )
+    expected = compute_data_version(code_version, input_data_versions)
+    if expected != latest.data_version:
+        return True, (
+            f"{where}: upstream data changed since materialization {latest.id} "
+            f"(run {latest.run_id})"
+        )
+    return False, (
+        f"{where}: up to date (code version {code_version!r}, inputs unchanged since "
+        f"materialization {latest.id}, run {latest.run_id})"
+    )
 
 
 def data_locations_schema() -> "pa.Schema":

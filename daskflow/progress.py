@@ -1,10 +1,11 @@
-"""A terminal progress bar for runs, driven by future completion.
+"""A terminal progress bar for runs: a run listener.
 
-Design note: the executor already waits on its futures with
-``distributed.as_completed``; every time a batch of asset-partitions finishes
-it calls :meth:`RunProgress.update` with their records. The bar therefore costs
-no extra round trip to the scheduler and shows exactly what the run recorded:
-done/total, per-asset counts and failures. It draws on a TTY only (or when
+Design note: :class:`RunProgress` is a :class:`~daskflow.listeners.RunListener`;
+the run loop already waits on its futures with ``distributed.as_completed``
+and emits one event per finished asset-partition, which the bar counts
+(:meth:`RunProgress.update`). It therefore costs no extra round trip to the
+scheduler and shows exactly what the run recorded: done/total, per-asset
+counts and failures. It draws on a TTY only (or when
 ``daskflow.execution.progress`` is ``always``); in pipes, logs and ``--json``
 mode it is a no-op object, so callers never check for ``None``.
 
@@ -20,12 +21,13 @@ from collections.abc import Iterable
 from typing import IO, Any
 
 from daskflow import config
+from daskflow.listeners import RunListener
 
 #: statuses that count as "finished" for the bar
 _DONE_STATUSES = ("success", "failed", "skipped", "stale-skipped")
 
 
-class RunProgress:
+class RunProgress(RunListener):
     """Counts finished asset-partitions and draws one status line.
 
     >>> import io
@@ -87,6 +89,22 @@ class RunProgress:
             self.stream.write(f"  {asset}: {', '.join(parts) or 'not run'} (of {total})\n")
         self.stream.flush()
 
+    # -- run listener ------------------------------------------------------
+    def run_started(self, run) -> None:
+        self.start(run.run_id, run.totals)
+
+    def asset_materialized(self, run, record, stored) -> None:
+        self.update([vars(record)])
+
+    def asset_failed(self, run, record) -> None:
+        self.update([vars(record)])
+
+    def asset_skipped(self, run, record) -> None:
+        self.update([vars(record)])
+
+    def run_finished(self, run, result) -> None:
+        self.finish()
+
     def line(self) -> str:
         """The status line as it would be drawn."""
         total = max(self.total, 1)
@@ -114,7 +132,7 @@ class RunProgress:
 
 def should_show_progress(stream: IO[str] | None = None) -> bool:
     """Whether to draw: config ``daskflow.execution.progress`` (auto|always|never); auto = on a TTY."""
-    mode = str(config.get("execution.progress", "auto")).lower()
+    mode = str(config.get("execution.progress")).lower()
     if mode in ("always", "true", "on"):
         return True
     if mode in ("never", "false", "off"):

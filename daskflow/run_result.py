@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from daskflow.contracts import AssetStatus, CheckStatus, RunStatus
+
 
 @dataclasses.dataclass
 class AssetRecord:
@@ -20,7 +22,7 @@ class AssetRecord:
 
     asset: str
     partition: str | None
-    status: str
+    status: AssetStatus
     duration_s: float | None = None
     rows: int | None = None
     bytes: int | None = None
@@ -36,14 +38,19 @@ class AssetRecord:
 
 @dataclasses.dataclass
 class CheckRecord:
-    """One check on one asset-partition: status passed | failed | skipped."""
+    """One check on one asset-partition: status passed | failed | skipped.
+
+    ``metadata``: what the check function returned with its result (a
+    crashing check: its traceback).
+    """
 
     asset: str
     partition: str | None
     check: str
-    status: str
+    status: CheckStatus
     blocking: bool
     message: str = ""
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -51,7 +58,7 @@ class RunResult:
     """The outcome of :func:`materialize`: per asset-partition records and checks."""
 
     run_id: str
-    status: str
+    status: RunStatus
     records: list[AssetRecord]
     checks: list[CheckRecord] = dataclasses.field(default_factory=list)
     duration_s: float = 0.0

@@ -15,7 +15,7 @@ import pytest
 from daskflow.catalog import (
     SCHEMA_VERSION,
     Catalog,
-    CheckResult,
+    CheckResultRow,
     Materialization,
     RunRecord,
     compute_data_version,
@@ -201,7 +201,7 @@ def test_check_results_round_trip(catalog):
     catalog.record_check_result("r1", "orders", "fresh", False, message="3 days old", metadata={"age_days": 3})
     catalog.record_check_result("r2", "orders", "fresh", True)
     results = catalog.check_results("r1")
-    assert all(isinstance(r, CheckResult) for r in results)
+    assert all(isinstance(r, CheckResultRow) for r in results)
     assert [(r.check_name, r.passed, r.blocking, r.partition) for r in results] == [
         ("not_empty", True, True, "p"), ("fresh", False, False, None)]
     assert results[1].message == "3 days old" and results[1].metadata == {"age_days": 3}

@@ -377,7 +377,7 @@ def test_task_payload_is_unpickled_inside_the_task_not_by_the_worker_comm():
     import sys
     import types
 
-    from daskflow.execution import _ByValue
+    from daskflow.tasks import ByValue as _ByValue
 
     module = types.ModuleType("daskflow_test_vanishing_module")
     exec("def f():\n    return 1\n", module.__dict__)
@@ -390,3 +390,142 @@ def test_task_payload_is_unpickled_inside_the_task_not_by_the_worker_comm():
     with pytest.raises(ModuleNotFoundError, match="daskflow_test_vanishing_module"):
         clone.obj
     assert pickle.loads(pickle.dumps(_ByValue(len))).obj is len
+
+
+# -- run listeners -----------------------------------------------------------------
+from daskflow.listeners import ListenerError, RunListener  # noqa: E402
+
+
+class RecordingListener(RunListener):
+    """Keeps (event, subject) for every event; instances built from config land in ``built``."""
+
+    built: list["RecordingListener"] = []
+
+    def __init__(self):
+        self.events: list[tuple] = []
+        RecordingListener.built.append(self)
+
+    def run_started(self, run):
+        self.events.append(("run_started", run.run_id, run.totals))
+
+    def asset_started(self, run, start):
+        self.events.append(("asset_started", start.asset))
+
+    def asset_materialized(self, run, record, stored):
+        self.events.append(("asset_materialized", record.asset, record.materialization_id, stored["path"]))
+
+    def asset_failed(self, run, record):
+        self.events.append(("asset_failed", record.asset, record.error))
+
+    def asset_skipped(self, run, record):
+        self.events.append(("asset_skipped", record.asset, record.status))
+
+    def check_evaluated(self, run, record):
+        self.events.append(("check_evaluated", record.check, record.status))
+
+    def batch_finished(self, run):
+        self.events.append(("batch_finished",))
+
+    def run_finished(self, run, result):
+        self.events.append(("run_finished", result.status))
+
+
+LISTENED = '''
+import pyarrow as pa
+from daskflow.definitions import asset, asset_check
+
+
+@asset
+def source():
+    return pa.table({{"x": [1, 2, 3]}})
+
+
+@asset_check(asset=source, blocking=False)
+def source_not_empty(source):
+    return source.num_rows > 0
+
+
+@asset
+def broken(source):
+    raise ValueError("broken on purpose")
+
+
+@asset
+def after_broken(broken):
+    return 1
+'''
+
+
+def test_a_listener_receives_the_run_events_in_order(client, daskflow_home, tmp_path):
+    """source -> [source_not_empty check]; source -> broken (raises) -> after_broken (skipped)."""
+    listener = RecordingListener()
+    result = materialize(write_pipeline(tmp_path, LISTENED), client=client, progress=False, listeners=[listener])
+    assert result.status == "failure"
+    events = [e for e in listener.events if e[0] != "batch_finished"]
+    assert events[0] == ("run_started", result.run_id, {"source": 1, "broken": 1, "after_broken": 1})
+    assert events[-1] == ("run_finished", "failure")
+    asset_events = [e[:2] for e in events if e[0].startswith("asset_")]
+    assert asset_events == [("asset_started", "source"), ("asset_materialized", "source"),
+                            ("asset_started", "broken"), ("asset_failed", "broken"),
+                            ("asset_skipped", "after_broken")]
+    materialized = next(e for e in events if e[0] == "asset_materialized")
+    catalog = Catalog()
+    assert materialized[2] == catalog.latest_materialization("source").id  # the catalog writer ran first
+    assert materialized[3] == result.record("source").path
+    assert "broken on purpose" in next(e for e in events if e[0] == "asset_failed")[2]
+    assert ("asset_skipped", "after_broken", "skipped") in events
+    checks = [i for i, e in enumerate(events) if e[0] == "check_evaluated"]
+    assert [events[i] for i in checks] == [("check_evaluated", "source_not_empty", "passed")]
+    assert events.index(materialized) < checks[0] < len(events) - 1
+    assert ("batch_finished",) in listener.events and listener.events[-1] == ("run_finished", "failure")
+
+
+class ExplodingListener(RunListener):
+    def __init__(self):
+        self.calls = 0
+
+    def asset_materialized(self, run, record, stored):
+        self.calls += 1
+        raise RuntimeError("listener bug")
+
+
+def test_a_raising_listener_warns_once_and_the_run_continues(client, daskflow_home, tmp_path):
+    exploding = ExplodingListener()
+    with pytest.warns(RuntimeWarning, match="ExplodingListener raised RuntimeError: listener bug") as caught:
+        result = materialize(write_pipeline(tmp_path), client=client, progress=False, listeners=[exploding])
+    assert result.ok and exploding.calls == 4  # called for every asset-partition, reported once
+    assert len([w for w in caught if "ExplodingListener" in str(w.message)]) == 1
+    assert len(Catalog().materializations(run_id=result.run_id)) == 4
+
+
+def test_listeners_from_config_are_built_per_run(client, daskflow_home, tmp_path):
+    import dask.config
+
+    path = write_pipeline(tmp_path, LISTENED)
+    RecordingListener.built.clear()
+    with dask.config.set({"daskflow.execution.listeners": ["tests.test_execution:RecordingListener"]}):
+        first = materialize(path, client=client, progress=False, selection="source")
+        second = materialize(path, client=client, progress=False, selection="source")
+    assert len(RecordingListener.built) == 2
+    assert [b.events[0][1] for b in RecordingListener.built] == [first.run_id, second.run_id]
+    catalog_file = tmp_path / "untouched" / "catalog.sqlite"
+    with dask.config.set({"daskflow.execution.listeners": ["tests.test_execution:NoSuchListener"]}):
+        with pytest.raises(ListenerError, match="NoSuchListener"):
+            materialize(path, client=client, progress=False, catalog=str(catalog_file))
+    assert not catalog_file.exists()  # refused before anything was written
+
+
+def test_a_catalog_writer_failure_fails_the_run(client, daskflow_home, tmp_path, monkeypatch):
+    from daskflow.catalog_writer import CatalogWriter
+    from daskflow.errors import CatalogError
+
+    def refuse(self, run, record, stored):
+        raise CatalogError("catalog write refused on purpose")
+
+    monkeypatch.setattr(CatalogWriter, "asset_materialized", refuse)
+    listener = RecordingListener()
+    with pytest.raises(CatalogError, match="refused on purpose"):
+        materialize(write_pipeline(tmp_path), client=client, progress=False, listeners=[listener])
+    [run] = Catalog().runs()
+    assert run.status == "failure"
+    assert listener.events[-1] == ("run_finished", "failure")

@@ -1,0 +1,260 @@
+"""The run loop: get a client, submit the planned graph, turn completions into events.
+
+Design note
+-----------
+The loop owns the client side of one run and nothing else: it acquires a
+client (given, connected to an address or cluster file, or an embedded
+``LocalCluster``), submits the plan's tasks as ONE graph, waits with
+``distributed.as_completed`` in batches and classifies every completed node
+into an :class:`~daskflow.run_result.AssetRecord` or
+:class:`~daskflow.run_result.CheckRecord`, which it hands to its
+:class:`~daskflow.listeners.RunListener` (catalog writer, progress bar, ...).
+It writes nothing itself.
+
+Failure handling is Dask's own: a task that raises (after its ``retries``)
+errs, and Dask errs every dependent without running it. So an errored node
+is *failed* when all its in-graph upstreams succeeded, else *skipped*. An
+asset counts as materialized only once its worker's
+:data:`~daskflow.contracts.MATERIALIZED_TOPIC` event (sent after the data is
+durable) reached the client; :class:`MetadataRouter` routes those events by
+run id, so runs sharing a client do not see each other's.
+
+State (plain data): per task key its status, the records so far, and per
+node the number of in-graph upstreams not yet succeeded (for
+``asset_started``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+import traceback
+from typing import Any
+
+from daskflow import config
+from daskflow.contracts import MATERIALIZED_TOPIC, SCHEDULER_PRELOAD, MaterializedEvent
+from daskflow.daskgraph import TaskSpec, submit_graph
+from daskflow.listeners import AssetStart, RunInfo, RunListener
+from daskflow.planning import Plan, PlanNode
+from daskflow.run_result import AssetRecord, CheckRecord, RunResult
+from daskflow.tasks import BlockingCheckFailed
+
+__all__ = ["MetadataRouter", "RunLoop", "client_for", "router_for"]
+
+
+# -- metadata events -----------------------------------------------------------
+class MetadataRouter:
+    """Receives the materialized events of one client and hands them to runs by run id."""
+
+    def __init__(self) -> None:
+        self.condition = threading.Condition()
+        self.runs: dict[str, dict[str, MaterializedEvent]] = {}
+
+    def handle(self, event: tuple[float, MaterializedEvent]) -> None:
+        meta = event[1]
+        with self.condition:
+            run = self.runs.get(meta.get("run_id"))
+            if run is not None:
+                run[meta["key"]] = meta
+                self.condition.notify_all()
+
+    def wait_for(self, run_id: str, key: str, timeout_s: float) -> MaterializedEvent | None:
+        deadline = time.monotonic() + timeout_s
+        with self.condition:
+            while key not in self.runs[run_id]:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self.condition.wait(remaining)
+            return self.runs[run_id][key]
+
+
+_ROUTERS: dict[str, MetadataRouter] = {}
+_ROUTERS_LOCK = threading.Lock()
+
+
+def router_for(client) -> MetadataRouter:
+    with _ROUTERS_LOCK:
+        router = _ROUTERS.get(client.id)
+        if router is None:
+            router = _ROUTERS[client.id] = MetadataRouter()
+            client.subscribe_topic(MATERIALIZED_TOPIC, router.handle)
+        return router
+
+
+# -- clients -------------------------------------------------------------------
+@contextlib.contextmanager
+def client_for(client=None, address: str | None = None, workers: int | None = None):
+    """The given client; else one connected to ``address``/the cluster file; else an embedded cluster."""
+    if client is not None:
+        yield client
+        return
+    from daskflow.connection import connect, resolve_address
+
+    resolved = resolve_address(address)
+    if resolved is not None:
+        connected = connect(resolved)
+        try:
+            yield connected
+        finally:
+            _ROUTERS.pop(connected.id, None)
+            connected.close()
+        return
+    from distributed import Client, LocalCluster
+
+    n_workers = int(workers or config.get("execution.workers"))
+    threads = int(config.get("execution.threads-per-worker"))
+    # Worker logs are silenced: task failures are recorded (with tracebacks) in the RunResult and catalog.
+    with LocalCluster(n_workers=n_workers, threads_per_worker=threads, processes=True, dashboard_address=":0",
+                      silence_logs=logging.CRITICAL, scheduler_kwargs={"preload": [SCHEDULER_PRELOAD]}) as cluster, \
+            Client(cluster) as embedded:
+        try:
+            yield embedded
+        finally:
+            _ROUTERS.pop(embedded.id, None)
+
+
+# -- the loop ------------------------------------------------------------------
+#: how long the client waits for a finished asset's materialized event
+_METADATA_TIMEOUT_S = 30.0
+
+
+class RunLoop:
+    """Client-side bookkeeping while one plan runs: statuses and records, emitted to ``listener``."""
+
+    def __init__(self, plan: Plan, run: RunInfo, listener: RunListener):
+        self.plan, self.run, self.listener = plan, run, listener
+        self.status: dict[str, str] = {}
+        self.records: list[AssetRecord] = []
+        self.checks: list[CheckRecord] = []
+        self.waiting_on = {key: len(node.upstream_keys) for key, node in plan.nodes.items()}
+        self.order = {ref: node.index for ref, node in plan.asset_nodes.items()}
+        self.order.update({(r.asset, r.partition): -1 for r in plan.stale_skipped})
+        self.ok = True
+
+    def skip_up_to_date(self) -> None:
+        """Announce the asset-partitions planning found up to date."""
+        for record in self.plan.stale_skipped:
+            self.listener.asset_skipped(self.run, record)
+        self.listener.batch_finished(self.run)
+
+    def result(self, duration_s: float, status: str | None = None) -> RunResult:
+        """The records so far, in plan order; ``status`` overrides success/failure (an aborted run)."""
+        records = sorted(self.records + self.plan.stale_skipped,
+                         key=lambda r: self.order.get((r.asset, r.partition), -1))
+        checks = sorted(self.checks, key=lambda c: (self.order.get((c.asset, c.partition), -1), c.check))
+        status = status or ("success" if self.ok else "failure")
+        return RunResult(self.run.run_id, status, records, checks, duration_s)
+
+    def execute(self, client, tasks: list[TaskSpec]) -> None:
+        """Submit ``tasks`` and wait until every node completed, emitting events as they do."""
+        from distributed import as_completed
+
+        router = router_for(client)
+        with router.condition:
+            router.runs[self.plan.run_id] = {}
+        futures: dict = {}
+        try:
+            futures = submit_graph(client, tasks)
+            for key, waiting in self.waiting_on.items():
+                if waiting == 0:
+                    self._started(self.plan.nodes[key])
+            pending = {key: len(self.plan.downstream[key]) for key in futures}
+            for batch in as_completed(list(futures.values()), with_results=False).batches():
+                for future in sorted(batch, key=lambda f: self.plan.nodes[f.key].index):
+                    node = self.plan.nodes[future.key]
+                    self._finish(node, future, router)
+                    for up in node.upstream_keys:  # release values nobody needs any more
+                        pending[up] -= 1
+                        if pending[up] == 0:
+                            futures.pop(up, None)
+                self.listener.batch_finished(self.run)
+        except BaseException:  # interrupted (Ctrl-C, catalog error): do not leave the run's tasks on the cluster
+            client.cancel(list(futures.values()))
+            raise
+        finally:
+            with router.condition:
+                router.runs.pop(self.plan.run_id, None)
+
+    def _started(self, node: PlanNode) -> None:
+        if node.kind == "asset":
+            self.listener.asset_started(self.run, AssetStart(node.asset, node.partition, node.key, node.data_version))
+
+    def _succeeded(self, node: PlanNode) -> None:
+        for down in self.plan.downstream[node.key]:
+            self.waiting_on[down] -= 1
+            if self.waiting_on[down] == 0:
+                self._started(self.plan.nodes[down])
+
+    def _failed_upstream(self, node: PlanNode) -> str | None:
+        for up in node.upstream_keys:
+            if self.status.get(up) != "success":
+                upstream = self.plan.nodes[up]
+                where = upstream.asset if upstream.partition is None else f"{upstream.asset}[{upstream.partition}]"
+                if upstream.kind == "check":
+                    return f"blocking check {upstream.check.name!r} of {where} failed"
+                return f"upstream {where} did not succeed"
+        return None
+
+    def _finish(self, node: PlanNode, future, router: MetadataRouter) -> None:
+        if node.kind == "check":
+            self._finish_check(node, future)
+            return
+        rec = AssetRecord(node.asset, node.partition, "success", data_version=node.data_version)
+        meta: MaterializedEvent | None = None
+        if future.status == "finished":
+            meta = router.wait_for(self.plan.run_id, node.key, timeout_s=_METADATA_TIMEOUT_S)
+            if meta is None:
+                rec.status, rec.error = "failed", "the task finished but its storage metadata never reached the client"
+            else:
+                rec.duration_s, rec.rows, rec.bytes = meta["duration_s"], meta["rows"], meta["bytes"]
+                rec.path, rec.worker, rec.host = meta["path"], meta["worker"], meta["host"]
+        else:
+            reason = self._failed_upstream(node)
+            if reason is not None:
+                rec.status, rec.reason, rec.data_version = "skipped", reason, None
+            else:
+                rec.status, rec.data_version = "failed", None
+                if future.status == "cancelled":
+                    rec.error = "cancelled: the cluster lost the task (scheduler or client shut down?)"
+                else:
+                    exc, tb = future.exception(), future.traceback()
+                    rec.error = f"{type(exc).__name__}: {exc}"
+                    rec.traceback = "".join(traceback.format_exception(type(exc), exc, tb))
+        self.status[node.key] = rec.status
+        self.ok = self.ok and rec.status == "success"
+        self.records.append(rec)
+        if rec.status == "success":
+            self.listener.asset_materialized(self.run, rec, meta)
+            self._succeeded(node)
+        elif rec.status == "skipped":
+            self.listener.asset_skipped(self.run, rec)
+        else:
+            self.listener.asset_failed(self.run, rec)
+
+    def _finish_check(self, node: PlanNode, future) -> None:
+        check = node.check
+        if future.status == "finished":
+            outcome, status = future.result(), "passed"
+        else:
+            exc = future.exception() if future.status == "error" else RuntimeError("cancelled")
+            reason = self._failed_upstream(node)
+            if isinstance(exc, BlockingCheckFailed) and reason is None:
+                outcome, status = exc.result, "failed"
+            elif reason is not None:
+                outcome, status = {"passed": False, "message": reason}, "skipped"
+            else:
+                outcome, status = {"passed": False, "message": f"{type(exc).__name__}: {exc}"}, "failed"
+        if status == "passed" and not outcome["passed"]:
+            status = "failed"  # a failed warning check
+        self.status[node.key] = "success" if status == "passed" or not check.blocking else "failed"
+        if check.blocking and status == "failed":
+            self.ok = False
+        record = CheckRecord(node.asset, node.partition, check.name, status, check.blocking,
+                             outcome.get("message", ""), dict(outcome.get("metadata") or {}))
+        self.checks.append(record)
+        self.listener.check_evaluated(self.run, record)
+        if self.status[node.key] == "success":
+            self._succeeded(node)
