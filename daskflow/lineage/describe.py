@@ -145,6 +145,15 @@ def parent_run_id(run_id: str) -> str:
         return str(uuid.uuid5(RUN_ID_NAMESPACE, str(run_id)))
 
 
+def dataset_url_for(root_url: str, asset: str) -> str:
+    """The storage URL of an asset's data directory under a store root (the layout of :mod:`daskflow.storage`).
+
+    >>> dataset_url_for("s3://bucket/data/", "sales/orders")
+    's3://bucket/data/sales/orders'
+    """
+    return "/".join([root_url.rstrip("/"), *[s for s in asset.split("/") if s]])
+
+
 def describe_assets(graph: Any, store: Any = None) -> dict[str, LineageAsset]:
     """What the exporter should know about each asset of an :class:`~daskflow.graph.AssetGraph`.
 
@@ -156,6 +165,6 @@ def describe_assets(graph: Any, store: Any = None) -> dict[str, LineageAsset]:
         info: LineageAsset = {"upstream": list(graph.upstream(key)), "tags": dict(spec.tags),
                               "metadata": dict(spec.metadata), "schema": spec.schema}
         if store is not None:
-            info["dataset"] = "/".join([str(store.root).rstrip("/"), *[s for s in key.split("/") if s]])
+            info["dataset"] = dataset_url_for(store.url(store.root), key)
         out[key] = info
     return out

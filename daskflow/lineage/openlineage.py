@@ -18,7 +18,9 @@ pipeline job (START on ``run_started``, COMPLETE / FAIL / ABORT on
 Datasets are named by storage URL (OpenLineage naming: namespace = scheme +
 authority, ``file`` for local paths; name = the path): the asset's directory in
 the store, ``<root>/<asset key>``, so one asset is one dataset across runs and
-partitions; the data version goes in the ``version`` facet. Facets: ``schema``
+partitions; the data version goes in the ``version`` facet. Inputs are the
+asset-partitions ``RunInfo.inputs`` lists, named by the URL seen in this run
+or ``<store root>/<key>``. Facets: ``schema``
 (from the Arrow schema), ``dataSource``, ``version``, ``outputStatistics``,
 ``columnLineage`` when an asset declares
 ``metadata={"column_lineage": {"out_col": ["upstream_asset.col", ...]}}``.
@@ -48,18 +50,20 @@ from daskflow.lineage.describe import (  # noqa: F401 - re-exported
     asset_run_id,
     column_lineage_of,
     dataset_naming,
+    dataset_url_for,
     describe_assets,
     openlineage_enabled,
     parent_run_id,
     schema_fields,
 )
 from daskflow.lineage.emitter import BackgroundEmitter, LineageExportWarning
+from daskflow.listeners import RunListener
 
 INSTALL_HINT = "pip install 'daskflow[lineage]'"
 INTEGRATION = "DASKFLOW"
 _RECORD_FIELDS = ("asset", "partition", "status", "duration_s", "rows", "bytes", "path", "worker", "host",
                   "error", "traceback", "reason", "data_version", "schema", "inputs", "check", "blocking", "message",
-                  "run_id", "pipeline", "tags", "assets")
+                  "run_id", "pipeline", "tags", "assets", "task_key")
 
 
 @dataclasses.dataclass
@@ -70,6 +74,8 @@ class _ExportState:
     assets: dict[str, LineageAsset] = dataclasses.field(default_factory=dict)
     started: set[tuple[str, str | None]] = dataclasses.field(default_factory=set)  # (asset, partition)
     outputs: dict[str, tuple[str, Any]] = dataclasses.field(default_factory=dict)  # asset -> (dataset URL, schema)
+    #: RunInfo.inputs: (asset, partition) -> the asset-partitions it reads
+    inputs: dict[tuple[str, str | None], list[tuple[str, str | None]]] = dataclasses.field(default_factory=dict)
 
 
 def _require_client():
@@ -95,55 +101,83 @@ def _iso(t: float) -> str:
 
 
 # -- the listener -------------------------------------------------------------
-class OpenLineageListener:
-    """Export a run as OpenLineage events (a duck-typed ``RunListener``).
+_UNSET: Any = object()
 
+
+class OpenLineageListener(RunListener):
+    """Export a run as OpenLineage events: a :class:`~daskflow.listeners.RunListener`.
+
+    Every argument defaults to its ``daskflow.openlineage.*`` setting, so the class
+    can be named in ``daskflow.execution.listeners`` (built with no arguments).
     ``client``: anything with ``emit(event)`` and ``close(timeout)`` (default: an
     ``OpenLineageClient`` configured by ``transport``, else by the client's own
-    configuration). Build it from dask config with :func:`openlineage_listener`.
+    configuration). ``assets`` (:func:`describe_assets`) adds what the run does not
+    report: declared column lineage, asset tags and schemas, input dataset URLs.
+    :func:`openlineage_listener` builds one only when export is enabled.
     """
 
-    def __init__(self, *, namespace: str = "daskflow", transport: Mapping | None = None, client: Any = None,
-                 assets: Mapping[str, LineageAsset] | None = None, queue_size: int = 10_000, max_attempts: int = 3,
-                 retry_backoff_s: float = 0.5, close_timeout_s: float = 10.0):
+    def __init__(self, *, namespace: str | None = None, transport: Mapping | None = _UNSET, client: Any = None,
+                 assets: Mapping[str, LineageAsset] | None = None, queue_size: int | None = None,
+                 max_attempts: int | None = None, retry_backoff_s: float | None = None,
+                 close_timeout_s: float | None = None, dataset_root: str | None = None):
+        from dask.utils import parse_timedelta
+
+        from daskflow import config
+
         _require_client()
         from openlineage.client import OpenLineageClient
 
         import daskflow
 
-        self.namespace = namespace
+        def setting(value: Any, name: str, seconds: bool = False) -> Any:
+            if value is not None and value is not _UNSET:
+                return value
+            raw = config.get(f"openlineage.{name}")
+            return parse_timedelta(raw, default="s") if seconds else raw
+
+        self.namespace = str(setting(namespace, "namespace") or "daskflow")
+        transport = config.get("openlineage.transport") if transport is _UNSET else transport
         self.producer = f"https://pypi.org/project/daskflow/{daskflow.__version__}"
         self.client = client if client is not None else (
             OpenLineageClient(config={"transport": dict(transport)}) if transport else OpenLineageClient())
         self.describe = getattr(getattr(self.client, "transport", None), "kind", None) or "the OpenLineage endpoint"
-        self._emitter_args = {"queue_size": queue_size, "max_attempts": max_attempts, "retry_backoff_s": retry_backoff_s}
-        self.close_timeout_s = close_timeout_s
+        self._emitter_args = {"queue_size": int(setting(queue_size, "queue-size")),
+                              "max_attempts": int(setting(max_attempts, "max-attempts")),
+                              "retry_backoff_s": float(setting(retry_backoff_s, "retry-backoff", seconds=True))}
+        self.close_timeout_s = float(setting(close_timeout_s, "close-timeout", seconds=True))
+        self.dataset_root = dataset_root
         self.state = _ExportState(assets=dict(assets or {}))
         self.emitter: BackgroundEmitter | None = None
 
     # -- RunListener methods (each swallows its own errors) --------------------
-    def run_started(self, run: Any = None) -> None:
+    def run_started(self, run: Any) -> None:
         self._guard(self._run_started, run)
 
-    def asset_started(self, record: Any = None, partition: str | None = None, **extra: Any) -> None:
-        fields = _fields(record) if not isinstance(record, str) else {"asset": record, "partition": partition}
-        self._guard(self._asset_started, {**fields, **extra}, time.time())
+    def asset_started(self, run: Any, start: Any) -> None:
+        self._guard(self._asset_started, _fields(start), time.time())
 
-    def asset_materialized(self, record: Any) -> None:
-        self._guard(self._asset_finished, _fields(record), "COMPLETE")
+    def asset_materialized(self, run: Any, record: Any, stored: Any = None) -> None:
+        fields = _fields(record)
+        for name, value in _fields(stored).items():  # the worker's MaterializedEvent: path, schema, ...
+            if fields.get(name) is None:
+                fields[name] = value
+        self._guard(self._asset_finished, fields, "COMPLETE")
 
-    def asset_failed(self, record: Any) -> None:
+    def asset_failed(self, run: Any, record: Any) -> None:
         self._guard(self._asset_finished, _fields(record), "FAIL")
 
-    def asset_skipped(self, record: Any) -> None:
+    def asset_skipped(self, run: Any, record: Any) -> None:
         fields = _fields(record)
         if fields.get("status") != "stale-skipped":  # up to date: nothing ran, nothing to report
             self._guard(self._asset_finished, fields, "ABORT")
 
-    def check_evaluated(self, record: Any) -> None:
+    def check_evaluated(self, run: Any, record: Any) -> None:
         self._guard(self._check_evaluated, _fields(record))
 
-    def run_finished(self, result: Any = None) -> None:
+    def batch_finished(self, run: Any) -> None:
+        pass  # events already stream out in the background
+
+    def run_finished(self, run: Any, result: Any = None) -> None:
         self._guard(self._run_finished, _fields(result))
         self.close()
 
@@ -178,6 +212,7 @@ class OpenLineageListener:
         st.pipeline = str(fields.get("pipeline") or "daskflow-run")
         st.tags = {str(k): str(v) for k, v in dict(fields.get("tags") or {}).items()}
         st.assets.update(fields.get("assets") or {})
+        st.inputs = {tuple(k): [tuple(i) for i in v] for k, v in dict(fields.get("inputs") or {}).items()}
         st.started.clear()
         st.outputs.clear()
         snap = (st.run_id, st.pipeline, dict(st.tags), time.time())
@@ -200,15 +235,33 @@ class OpenLineageListener:
                 out.append((url, item.get("schema"), item.get("asset")))
         if out:
             return out
-        for up in self.state.assets.get(asset, {}).get("upstream", []):
-            url, schema = self.state.outputs.get(up, (self.state.assets.get(up, {}).get("dataset"), None))
+        partition = fields.get("partition")
+        read = self.state.inputs.get((asset, partition))
+        upstream = list(dict.fromkeys(a for a, _ in read)) if read is not None else \
+            list(self.state.assets.get(asset, {}).get("upstream", []))
+        for up in upstream:
+            info = self.state.assets.get(up, {})
+            url, schema = self.state.outputs.get(up, (info.get("dataset") or self._dataset_url(up), None))
             if url:
-                out.append((url, schema or self.state.assets.get(up, {}).get("schema"), up))
+                out.append((url, schema or info.get("schema"), up))
         return out
+
+    def _dataset_url(self, asset: str) -> str | None:
+        """``<store root>/<asset key>``: the dataset of an asset not seen in this run (root from config)."""
+        if self.dataset_root is None:
+            try:
+                from daskflow.storage import AssetStore
+
+                store = AssetStore()
+                self.dataset_root = store.url(store.root)
+            except Exception:  # noqa: BLE001 - no store config: inputs stay unnamed, the event is still valid
+                self.dataset_root = ""
+        return dataset_url_for(self.dataset_root, asset) if self.dataset_root else None
 
     def _output_of(self, asset: str, fields: dict) -> tuple[str | None, Any]:
         info = self.state.assets.get(asset, {})
-        url = asset_dataset_url(fields["path"]) if fields.get("path") else info.get("dataset")
+        url = asset_dataset_url(fields["path"]) if fields.get("path") else (info.get("dataset")
+                                                                          or self._dataset_url(asset))
         return url, fields.get("schema") or info.get("schema")
 
     def _asset_started(self, fields: dict, now: float) -> None:
@@ -403,19 +456,12 @@ def openlineage_listener(assets: Mapping[str, LineageAsset] | None = None) -> Op
     configured here or the OpenLineage client finds its own configuration. A missing
     client or a bad configuration is ONE warning and no export, never a failed run.
     """
-    from dask.utils import parse_timedelta
-
     from daskflow import config
 
-    transport = config.get("openlineage.transport")
-    if not openlineage_enabled(config.get("openlineage.enabled"), transport):
+    if not openlineage_enabled(config.get("openlineage.enabled"), config.get("openlineage.transport")):
         return None
     try:
-        return OpenLineageListener(
-            namespace=str(config.get("openlineage.namespace") or "daskflow"), transport=transport, assets=assets,
-            queue_size=int(config.get("openlineage.queue-size")), max_attempts=int(config.get("openlineage.max-attempts")),
-            retry_backoff_s=parse_timedelta(config.get("openlineage.retry-backoff"), default="s"),
-            close_timeout_s=parse_timedelta(config.get("openlineage.close-timeout"), default="s"))
+        return OpenLineageListener(assets=assets)
     except Exception as exc:  # noqa: BLE001 - bad client config or missing extra: no export, never a failed run
         warnings.warn(f"daskflow OpenLineage export is off: {exc}. Fix: {INSTALL_HINT}, or correct "
                       "daskflow.openlineage.transport / the client's openlineage.yml", LineageExportWarning,

@@ -30,6 +30,7 @@ from openlineage.client.transport.transport import Transport
 
 from daskflow.lineage import openlineage as ol
 from daskflow.lineage.emitter import BackgroundEmitter, LineageExportWarning
+from daskflow.listeners import AssetStart, RunInfo
 from daskflow.run_result import AssetRecord, CheckRecord, RunResult
 
 SCHEMAS = pathlib.Path(__file__).with_name("schemas")
@@ -91,27 +92,39 @@ ASSETS = {
 }
 
 
+def run_info(run_id: str, partition: str | None, pipeline: str = "examples/shop.py", **extra) -> RunInfo:
+    planned = tuple((a, partition) for a in ("orders", "totals", "report", "late"))
+    inputs = {("orders", partition): (), ("totals", partition): (("orders", partition),),
+              ("report", partition): (("totals", partition),), ("late", partition): (("report", partition),)}
+    fields = {"run_id": run_id, "pipeline": pipeline, "selection": None, "partitions": None, "tags": {"team": "ops"},
+                  "only_stale": False, "totals": {a: 1 for a, _ in planned}, "planned": planned, "inputs": inputs,
+                  "code_versions": {a: None for a, _ in planned}}
+    return RunInfo(**{**fields, **extra})
+
+
 def fake_run(listener, run_id: str, partition: str | None = "2024-01-01") -> None:
-    """Drive a listener through the small fake run of the module docstring."""
-    listener.run_started({"run_id": run_id, "pipeline": "examples/shop.py", "tags": {"team": "ops"}})
+    """Drive a listener through the small fake run of the module docstring, as the run loop does."""
+    run = run_info(run_id, partition)
+    listener.run_started(run)
+    listener.asset_skipped(run, AssetRecord("old", partition, "stale-skipped"))
     part = partition or "__unpartitioned__"
     orders = AssetRecord("orders", partition, "success", duration_s=0.2, rows=3, bytes=1200,
                          path=f"{ROOT}/orders/{part}/{run_id}.parquet", worker="tcp://127.0.0.1:1", host="h1",
                          data_version="v-orders")
-    listener.asset_started(orders)
-    listener.asset_materialized(orders)
-    listener.check_evaluated(CheckRecord("orders", partition, "not_empty", "passed", True, "3 rows"))
+    listener.asset_started(run, AssetStart("orders", partition, f"orders-{run_id}", "v-orders"))
+    listener.asset_materialized(run, orders, {"path": orders.path, "schema": None})
+    listener.check_evaluated(run, CheckRecord("orders", partition, "not_empty", "passed", True, "3 rows"))
+    listener.batch_finished(run)
     totals = AssetRecord("totals", partition, "success", duration_s=0.1, rows=1, bytes=100,
                          path=f"{ROOT}/totals/{part}/{run_id}.parquet", worker="tcp://127.0.0.1:2", host="h2",
                          data_version="v-totals")
-    totals.schema = "total: double\nn: int64"  # what the materialization event carries (pyarrow to_string())
-    listener.asset_materialized(totals)  # no asset_started: the START is synthesized
-    listener.asset_started("report", partition)
-    listener.asset_failed(AssetRecord("report", partition, "failed", error="ValueError: boom",
-                                      traceback="Traceback ...\nValueError: boom"))
-    listener.asset_skipped(AssetRecord("late", partition, "skipped", reason="upstream report did not succeed"))
-    listener.asset_skipped(AssetRecord("old", partition, "stale-skipped"))
-    listener.run_finished(RunResult(run_id, "failure", []))
+    # the worker's MaterializedEvent carries the schema as pyarrow's to_string(); no asset_started: synthesized
+    listener.asset_materialized(run, totals, {"path": totals.path, "schema": "total: double\nn: int64"})
+    listener.asset_started(run, AssetStart("report", partition, f"report-{run_id}", None))
+    listener.asset_failed(run, AssetRecord("report", partition, "failed", error="ValueError: boom",
+                                           traceback="Traceback ...\nValueError: boom"))
+    listener.asset_skipped(run, AssetRecord("late", partition, "skipped", reason="upstream report did not succeed"))
+    listener.run_finished(run, RunResult(run_id, "failure", []))
 
 
 @pytest.fixture
@@ -202,13 +215,14 @@ def test_events_over_http_pair_start_and_complete_per_asset_partition():
             transport={"type": "http", "url": f"http://127.0.0.1:{server.server_address[1]}",
                        "endpoint": "api/v1/lineage", "timeout": 5}, assets=ASSETS)
         run_id = uuid.uuid4().hex
-        listener.run_started({"run_id": run_id, "pipeline": "p"})
+        run = run_info(run_id, "a", pipeline="p", planned=(("orders", "a"), ("orders", "b"), ("report", "a")))
+        listener.run_started(run)
         for part in ("a", "b"):
             rec = AssetRecord("orders", part, "success", rows=1, path=f"{ROOT}/orders/{part}/{run_id}.parquet")
-            listener.asset_started(rec)
-            listener.asset_materialized(rec)
-        listener.asset_failed(AssetRecord("report", "a", "failed", error="RuntimeError: no"))
-        listener.run_finished({"run_id": run_id, "status": "failure"})  # flushes
+            listener.asset_started(run, AssetStart("orders", part, f"orders-{part}", None))
+            listener.asset_materialized(run, rec, {"path": rec.path})
+        listener.asset_failed(run, AssetRecord("report", "a", "failed", error="RuntimeError: no"))
+        listener.run_finished(run, RunResult(run_id, "failure", []))  # flushes
     finally:
         server.shutdown()
         server.server_close()
