@@ -25,7 +25,8 @@ migration step (it runs inside the caller's transaction and commits nothing).
 :func:`audit_report` joins the audit with the catalog's ``runs``,
 ``materializations`` and ``lineage`` tables (when present) to say what ran
 where, on which data, under which rule, decided by which model version.
-Writes are batched: one transaction per call.
+Writes are batched: one transaction per call, through the catalog's own
+connection mechanics (:class:`~daskflow.catalog_db.CatalogDB`).
 """
 
 from __future__ import annotations
@@ -37,8 +38,6 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Literal, TypedDict
-
-from daskflow.errors import CatalogError
 
 __all__ = ["AuditStore", "PolicyCheck", "audit_report", "format_audit_report", "migrate_audit", "stock_decisions"]
 
@@ -136,52 +135,33 @@ class AuditStore:
     ['tcp://w:1']
     """
 
-    def __init__(self, catalog: Any = None, *, max_runs: int | None = None, busy_timeout_s: float | None = None):
+    def __init__(self, catalog: Any = None, *, max_runs: int | None = None):
+        from daskflow.catalog_db import CatalogDB
+
         path = getattr(catalog, "path", catalog)
         self.path = pathlib.Path(path if path is not None else _default_path()).expanduser().absolute()
         self.max_runs = int(max_runs) if max_runs is not None else _max_runs()
-        if busy_timeout_s is None:
-            from daskflow.catalog import _busy_timeout_s
-
-            busy_timeout_s = _busy_timeout_s()
-        self.busy_timeout_s = float(busy_timeout_s)
+        # the catalog's own connection mechanics (WAL, busy timeout, per-process connection, its migrations)
+        self._db = CatalogDB(self.path)
         self._migrated = False
 
     def __repr__(self) -> str:
         return f"AuditStore({str(self.path)!r})"
 
-    # -- connection (one per call: cheap, fork-safe, no shared state) -------------
     @contextlib.contextmanager
-    def _connect(self, write: bool) -> Iterator[sqlite3.Connection]:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
-        except (sqlite3.Error, OSError) as exc:
-            raise CatalogError(f"cannot open the audit in {str(self.path)!r}: {exc}; check daskflow.catalog.path "
-                               "is a writable local file") from exc
-        conn.row_factory = sqlite3.Row
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            if write or not self._migrated:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    if not self._migrated:
-                        migrate_audit(conn)  # until the catalog's migrations list runs it: a no-op then
-                    yield conn
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-                self._migrated = True
-            else:
-                yield conn
-        except sqlite3.OperationalError as exc:
-            raise CatalogError(f"audit in {str(self.path)!r}: {exc}; raise daskflow.catalog.busy-timeout if another "
-                               "process holds the catalog, or check the file") from exc
-        finally:
-            conn.close()
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; the first also runs :func:`migrate_audit` (a no-op once it is a catalog migration)."""
+        with self._db.transaction() as conn:
+            if not self._migrated:
+                migrate_audit(conn)
+            yield conn
+        self._migrated = True
+
+    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        if not self._migrated:
+            with self._write():
+                pass
+        return self._db.query(sql, params)
 
     def _register_run(self, conn: sqlite3.Connection, run_id: str, now: float) -> None:
         """Note the run; when it is new, prune the audit of runs beyond the newest ``max_runs``."""
@@ -207,7 +187,7 @@ class AuditStore:
                          event.get("model_version"), float(event.get("time") or now), _json(event)))
         if not rows:
             return 0
-        with self._connect(write=True) as conn:
+        with self._write() as conn:
             self._register_run(conn, run_id, now)
             conn.executemany(
                 "INSERT INTO audit_decisions (run_id, key, action, reason, worker, predicted_duration_s, "
@@ -225,7 +205,7 @@ class AuditStore:
                  str(c.get("message") or ""), float(c.get("time") or now)) for c in checks]
         if not rows:
             return 0
-        with self._connect(write=True) as conn:
+        with self._write() as conn:
             self._register_run(conn, run_id, now)
             conn.executemany(
                 "INSERT INTO audit_policy (run_id, key, kind, asset, partition, tags, rules, constraints, "
@@ -236,15 +216,13 @@ class AuditStore:
     def decisions_for(self, run_id: str | None = None, key: str | None = None) -> list[dict[str, Any]]:
         """Decision events (the dicts :mod:`daskflow.explain` reads), oldest first, filtered by run and/or key."""
         where, params = _where(run_id=run_id, key=key)
-        with self._connect(write=False) as conn:
-            rows = conn.execute(f"SELECT event FROM audit_decisions WHERE {where} ORDER BY id", params).fetchall()
+        rows = self._query(f"SELECT event FROM audit_decisions WHERE {where} ORDER BY id", params)
         return [json.loads(r["event"]) for r in rows]
 
     def policy_checks(self, run_id: str | None = None, key: str | None = None) -> list[dict[str, Any]]:
         """Policy-check rows, oldest first."""
         where, params = _where(run_id=run_id, key=key)
-        with self._connect(write=False) as conn:
-            rows = conn.execute(f"SELECT * FROM audit_policy WHERE {where} ORDER BY id", params).fetchall()
+        rows = self._query(f"SELECT * FROM audit_policy WHERE {where} ORDER BY id", params)
         out = []
         for row in rows:
             item = dict(row)
@@ -256,8 +234,7 @@ class AuditStore:
 
     def runs(self) -> list[str]:
         """Audited run ids, newest first."""
-        with self._connect(write=False) as conn:
-            return [r[0] for r in conn.execute("SELECT run_id FROM audit_runs ORDER BY first_at DESC, rowid DESC")]
+        return [r[0] for r in self._query("SELECT run_id FROM audit_runs ORDER BY first_at DESC, rowid DESC")]
 
     def report(self, run_id: str) -> dict[str, Any]:
         """See :func:`audit_report`."""
@@ -276,29 +253,29 @@ def audit_report(run_id: str, store: AuditStore | Any = None) -> dict[str, Any]:
     store = store if isinstance(store, AuditStore) else AuditStore(store)
     decisions = store.decisions_for(run_id=run_id)
     checks = store.policy_checks(run_id=run_id)
-    with store._connect(write=False) as conn:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        run = None
-        if "runs" in tables:
-            row = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-            run = None if row is None else {k: row[k] for k in ("pipeline", "status", "started_at", "finished_at")}
-        materialized: dict[tuple[str | None, str | None], dict] = {}
-        if "materializations" in tables:
-            for row in conn.execute("SELECT * FROM materializations WHERE run_id = ? ORDER BY id", (run_id,)):
-                materialized[(row["asset_key"], row["partition"])] = dict(row)
-            if "lineage" in tables and materialized:
-                ids = [m["id"] for m in materialized.values()]
-                inputs: dict[int, list[dict]] = {}
-                marks = ",".join("?" * len(ids))
-                for row in conn.execute(
-                        "SELECT l.materialization_id AS mid, m.asset_key, m.partition, m.path, m.data_version "
-                        f"FROM lineage l JOIN materializations m ON m.id = l.upstream_id WHERE l.materialization_id "
-                        f"IN ({marks}) ORDER BY m.id", ids):
-                    inputs.setdefault(row["mid"], []).append(
-                        {"asset": row["asset_key"], "partition": row["partition"], "path": row["path"],
-                         "data_version": row["data_version"]})
-                for m in materialized.values():
-                    m["inputs"] = inputs.get(m["id"], [])
+    query = store._query
+    tables = {r[0] for r in query("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    run = None
+    if "runs" in tables:
+        rows = query("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        run = {k: rows[0][k] for k in ("pipeline", "status", "started_at", "finished_at")} if rows else None
+    materialized: dict[tuple[str | None, str | None], dict] = {}
+    if "materializations" in tables:
+        for row in query("SELECT * FROM materializations WHERE run_id = ? ORDER BY id", (run_id,)):
+            materialized[(row["asset_key"], row["partition"])] = dict(row)
+        if "lineage" in tables and materialized:
+            ids = [m["id"] for m in materialized.values()]
+            inputs: dict[int, list[dict]] = {}
+            marks = ",".join("?" * len(ids))
+            for row in query(
+                    "SELECT l.materialization_id AS mid, m.asset_key, m.partition, m.path, m.data_version "
+                    f"FROM lineage l JOIN materializations m ON m.id = l.upstream_id WHERE l.materialization_id "
+                    f"IN ({marks}) ORDER BY m.id", ids):
+                inputs.setdefault(row["mid"], []).append(
+                    {"asset": row["asset_key"], "partition": row["partition"], "path": row["path"],
+                     "data_version": row["data_version"]})
+            for m in materialized.values():
+                m["inputs"] = inputs.get(m["id"], [])
     by_key: dict[str | None, list[dict]] = {}
     for d in decisions:
         by_key.setdefault(d.get("key"), []).append(d)

@@ -135,7 +135,7 @@ def test_an_audit_store_on_an_unwritable_path_is_a_one_line_catalog_error(tmp_pa
 
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(CatalogError, match="cannot open the audit") as info:
+    with pytest.raises(CatalogError, match="cannot open the catalog") as info:
         AuditStore(blocker / "catalog.sqlite").record_decisions("r1", [_decision("a")])
     assert "\n" not in str(info.value)
 
@@ -153,3 +153,19 @@ def test_the_report_reads_as_text_for_the_cli(catalog):
         in text
     assert "policy: constrained by rule 0 (classification=pii -> resources [secure])" in text
     assert "predicted 1.5 s vs actual ?" in text
+
+
+def test_an_existing_version_1_catalog_gains_the_audit_tables(tmp_path):
+    import pathlib
+    import shutil
+
+    fixture = pathlib.Path(__file__).parent / "fixtures" / "catalog_v1.sqlite"
+    if not fixture.exists():
+        pytest.skip("no version-1 catalog fixture")
+    path = tmp_path / "catalog.sqlite"
+    shutil.copy(fixture, path)
+    before = {r.run_id for r in Catalog(path).runs()}
+    store = AuditStore(path)
+    store.record_decisions("r1", [_decision("a")])
+    assert [d["key"] for d in store.decisions_for(run_id="r1")] == ["a"]
+    assert {r.run_id for r in Catalog(path).runs()} == before  # the catalog's rows are untouched
