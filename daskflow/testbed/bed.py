@@ -12,7 +12,8 @@ Design note. :class:`TestBed` builds, in this order, and records as it goes
 3. per host, a read-only file server on ``http://<host ip>:<port>/`` inside
    its namespace (:mod:`daskflow.testbed.fileserver`);
 4. the scheduler in the root namespace on the bridge address
-   (``--preload scheduler_plugins.preload`` unless ``preload=None``);
+   (``--preload scheduler_plugins.preload`` unless ``preload=None``; none at
+   all with ``scheduler=False``: network and storage only);
 5. per host, ``dask worker --nworkers K --host <host ip>`` inside its
    namespace, with the host declared in its environment
    (:mod:`daskflow.testbed.hostconfig`), never in the scheduler's.
@@ -52,7 +53,13 @@ from typing import Any
 
 from daskflow.testbed import netns, processes
 from daskflow.testbed.errors import TestBedError, TestBedUnavailable
-from daskflow.testbed.hostconfig import ENV_NAMES, HostConfig, Slowdown, parse_slowdown, write_clock
+from daskflow.testbed.hostconfig import (
+    ENV_NAMES,
+    HostConfig,
+    Slowdown,
+    parse_slowdown,
+    write_clock,
+)
 from daskflow.testbed.naming import MAX_HOSTS, BedNames, choose_subnet, make_token
 
 logger = logging.getLogger(__name__)
@@ -126,6 +133,7 @@ class TestBed:
         slowdown: Slowdown | str | None = None,
         memory_limit: str | int = "auto",
         preload: str | None = PRELOAD,
+        scheduler: bool = True,
         config: Mapping[str, Any] | None = None,
         file_server_port: int = FILE_SERVER_PORT,
         start_timeout_s: float = 60.0,
@@ -137,6 +145,8 @@ class TestBed:
             raise ValueError(f"TestBed: workers_per_host={workers_per_host} must be >= 0 and threads_per_worker={threads_per_worker} >= 1")
         if link_mbit is not None and not link_mbit > 0:
             raise ValueError(f"TestBed(link_mbit={link_mbit}): expected a positive rate or None (unlimited)")
+        if workers_per_host and not scheduler:
+            raise ValueError(f"TestBed(scheduler=False, workers_per_host={workers_per_host}): workers need a scheduler")
         speeds = [1.0] * hosts if host_speeds is None else [float(s) for s in host_speeds]
         if len(speeds) != hosts or any(not s > 0 for s in speeds):
             raise ValueError(f"TestBed(host_speeds={list(speeds)}): expected {hosts} positive factors, one per host")
@@ -151,6 +161,7 @@ class TestBed:
         self.host_speeds = speeds
         self.memory_limit = memory_limit
         self.preload = preload
+        self.with_scheduler = scheduler
         self.config = dict(config or {})
         self.file_server_port = file_server_port
         self.start_timeout_s = float(start_timeout_s)
@@ -166,7 +177,7 @@ class TestBed:
 
     # ----------------------------------------------------------------- lifecycle
 
-    def __enter__(self) -> TestBed:
+    def __enter__(self) -> TestBed:  # noqa: PYI034 - start() returns the started bed
         return self.start()
 
     def __exit__(self, *exc_info) -> None:
@@ -185,8 +196,9 @@ class TestBed:
             self._build_network()
             self._make_directories()
             self._start_file_servers()
-            self._start_scheduler()
-            self._start_workers()
+            if self.with_scheduler:
+                self._start_scheduler()
+                self._start_workers()
         except BaseException:
             self.close()
             raise
@@ -203,8 +215,8 @@ class TestBed:
             for client in state.clients:
                 try:
                     client.close(timeout=5)
-                except Exception:  # a client of a dead scheduler may fail to close; it is gone anyway
-                    pass
+                except Exception:  # a client of a dead scheduler may fail to close; it goes anyway
+                    logger.debug("test bed %s: closing a client failed", self.token, exc_info=True)
             processes.stop_popen(list(reversed(state.processes)))
             for ns in state.netns:
                 processes.kill_pids(netns.netns_pids(ns))

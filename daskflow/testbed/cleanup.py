@@ -52,9 +52,9 @@ def cleanup_stale(temp_root: str | pathlib.Path | None = None) -> CleanupReport:
     report.tokens = tokens
     for ns, token in namespaces:
         if token:
-            report.pids += processes.kill_pids(netns.netns_pids(ns))
+            report.pids += processes.kill_pids(netns.netns_pids(ns), grace_s=0)
     for token in tokens:
-        report.pids += processes.kill_pids(processes.processes_with_token(token))
+        report.pids += processes.kill_pids(processes.processes_with_token(token), grace_s=0)
     for ns, token in namespaces:
         if token:
             netns.delete_netns(ns)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 
@@ -61,8 +62,9 @@ def make_app(root: str, delay_s: float = 0.0, hub_address: str = "", access_log=
 
 
 async def serve(root: str, host: str, port: int, delay_s: float, hub_address: str, access_log_path: str | None) -> None:
-    log_file = open(access_log_path, "a", buffering=1) if access_log_path else None
-    try:
+    with contextlib.ExitStack() as stack:
+        # opened once, before serving: blocking is fine here
+        log_file = stack.enter_context(open(access_log_path, "a", buffering=1)) if access_log_path else None  # noqa: ASYNC230
         app = make_app(root, delay_s, hub_address, log_file)
         server = app.listen(port, address=host)
         print(READY_LINE, flush=True)
@@ -72,9 +74,6 @@ async def serve(root: str, host: str, port: int, delay_s: float, hub_address: st
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
         server.stop()
-    finally:
-        if log_file:
-            log_file.close()
 
 
 def main(argv: list[str] | None = None) -> None:

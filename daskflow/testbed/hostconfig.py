@@ -70,7 +70,7 @@ def parse_slowdown(text: str) -> Slowdown:
         host_text, rest = text.split("@", 1)
         at_text, factor_text = rest.split(":", 1)
         host_text = host_text.strip()
-        host = int(host_text[1:] if host_text.startswith("h") else host_text)
+        host = int(host_text.removeprefix("h"))
         return Slowdown(host=host, at_s=float(at_text), factor=float(factor_text))
     except ValueError as exc:
         raise ValueError(f"slowdown {text!r}: expected HOST@SECONDS:FACTOR, e.g. 2@30:4 ({exc})") from None

@@ -40,7 +40,7 @@ COMMAND_TIMEOUT_S = 20.0
 def run(args: Sequence[str], *, check: bool = True, timeout_s: float = COMMAND_TIMEOUT_S) -> subprocess.CompletedProcess:
     """Run one ``ip``/``tc`` command; a failure raises TestBedError naming the command and its error."""
     try:
-        result = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout_s)
+        result = subprocess.run(list(args), check=False, capture_output=True, text=True, timeout=timeout_s)
     except FileNotFoundError as exc:
         raise TestBedUnavailable(f"test bed: {args[0]!r} not found; install iproute2 (ip, tc)") from exc
     except subprocess.TimeoutExpired as exc:
@@ -60,7 +60,7 @@ def unavailable_reason() -> str | None:
     for tool in ("ip", "tc"):
         if shutil.which(tool) is None:
             return f"the multi-host test bed needs {tool!r} (iproute2); install iproute2"
-    result = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+    result = subprocess.run(["ip", "netns", "list"], check=False, capture_output=True, text=True)
     if result.returncode != 0:
         return f"`ip netns list` failed ({result.stderr.strip()}); network namespaces are not usable here"
     return None

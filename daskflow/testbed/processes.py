@@ -55,7 +55,10 @@ def stop_popen(processes: Sequence[subprocess.Popen], grace_s: float = 5.0) -> N
 
 
 def kill_pids(pids: Iterable[int], grace_s: float = 2.0) -> list[int]:
-    """SIGTERM then SIGKILL the given pids (never this process); return those that were alive."""
+    """SIGTERM, then after ``grace_s`` SIGKILL, the given pids (never this process); return those alive.
+
+    ``grace_s=0`` sends SIGKILL at once (leftovers of a dead test bed have nothing to save).
+    """
     found = []
     for pid in set(pids):
         if pid == os.getpid():
@@ -64,12 +67,14 @@ def kill_pids(pids: Iterable[int], grace_s: float = 2.0) -> list[int]:
             found.append(psutil.Process(pid))
         except psutil.Error:
             continue
-    for process in found:
-        try:
-            process.terminate()
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(found, timeout=grace_s)
+    alive = found
+    if grace_s > 0:
+        for process in found:
+            try:
+                process.terminate()
+            except psutil.Error:
+                pass
+        _, alive = psutil.wait_procs(found, timeout=grace_s)
     for process in alive:
         try:
             process.kill()

@@ -20,8 +20,8 @@ from daskflow.testbed.hostconfig import (
 
 
 def config(**kw):
-    base = dict(name="h2", index=2, address="198.18.0.12", storage_dir="/s", url="http://198.18.0.12:8000/",
-                host_urls={"h1": "http://198.18.0.11:8000/", "h2": "http://198.18.0.12:8000/"})
+    base = {"name": "h2", "index": 2, "address": "198.18.0.12", "storage_dir": "/s", "url": "http://198.18.0.12:8000/",
+            "host_urls": {"h1": "http://198.18.0.11:8000/", "h2": "http://198.18.0.12:8000/"}}
     return HostConfig(**{**base, **kw})
 
 

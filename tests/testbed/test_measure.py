@@ -3,6 +3,7 @@
 import asyncio
 import json
 import time
+from typing import ClassVar
 
 from daskflow.testbed import measure
 
@@ -24,7 +25,7 @@ def test_bytes_between_hosts_leaves_out_local_transfers():
 def test_incoming_transfers_reads_a_worker_log():
     class FakeWorker:
         address = "tcp://198.18.0.11:2"
-        transfer_incoming_log = [{"who": "tcp://198.18.0.10:1", "total": 42, "duration": 0.1}]
+        transfer_incoming_log: ClassVar[list] = [{"who": "tcp://198.18.0.10:1", "total": 42, "duration": 0.1}]
 
     rows = measure.incoming_transfers(FakeWorker())
     assert rows == [{"source": "tcp://198.18.0.10:1", "destination": "tcp://198.18.0.11:2", "bytes": 42}]
@@ -61,7 +62,7 @@ def test_file_server_serves_ranges_delays_and_logs(tmp_path):
     log_path = tmp_path / "access.jsonl"
 
     async def scenario():
-        with open(log_path, "a") as log:
+        with open(log_path, "a") as log:  # noqa: ASYNC230 - a test fixture file
             [sock] = tornado.netutil.bind_sockets(0, "127.0.0.1")
             port = sock.getsockname()[1]
             server = tornado.httpserver.HTTPServer(make_app(str(tmp_path), delay_s=0.01, hub_address="127.0.0.1",
