@@ -32,6 +32,7 @@ and call ``bed.restart_clock()`` when it submits the graph.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import fcntl
 import itertools
@@ -211,25 +212,27 @@ class TestBed:
                 return
             self._closed = True
             self._restore_signal_handlers()
-            state = self.state
-            for client in state.clients:
-                try:
-                    client.close(timeout=5)
-                except Exception:  # a client of a dead scheduler may fail to close; it goes anyway
-                    logger.debug("test bed %s: closing a client failed", self.token, exc_info=True)
-            processes.stop_popen(list(reversed(state.processes)))
-            for ns in state.netns:
-                processes.kill_pids(netns.netns_pids(ns))
-            processes.kill_pids(processes.processes_with_token(self.token))
-            for ns in reversed(state.netns):
-                netns.delete_netns(ns)
-            for link in reversed(state.links):
-                netns.delete_link(link)
-            if state.temp_dir is not None:
-                if self.keep_storage:
-                    logger.info("test bed %s: storage kept in %s", self.token, state.temp_dir)
-                else:
-                    shutil.rmtree(state.temp_dir, ignore_errors=True)
+            with _signals_held():
+                self._teardown()
+
+    def _teardown(self) -> None:
+        """Each step runs even when an earlier one failed; failures are logged, never raised."""
+        state = self.state
+        steps = [(f"close client {i}", lambda c=c: c.close(timeout=5)) for i, c in enumerate(state.clients)]
+        steps.append(("stop processes", lambda: processes.stop_popen(list(reversed(state.processes)))))
+        steps += [(f"kill what runs in {ns}", lambda ns=ns: processes.kill_pids(netns.netns_pids(ns))) for ns in state.netns]
+        steps.append(("kill stray processes", lambda: processes.kill_pids(processes.processes_with_token(self.token))))
+        steps += [(f"delete netns {ns}", lambda ns=ns: netns.delete_netns(ns)) for ns in reversed(state.netns)]
+        steps += [(f"delete link {link}", lambda link=link: netns.delete_link(link)) for link in reversed(state.links)]
+        if state.temp_dir is not None and not self.keep_storage:
+            steps.append(("remove the temp dir", lambda: shutil.rmtree(state.temp_dir, ignore_errors=True)))
+        for what, step in steps:
+            try:
+                step()
+            except Exception:  # a client of a dead scheduler may fail to close, an `ip` may time out: go on
+                logger.warning("test bed %s: could not %s", self.token, what, exc_info=True)
+        if state.temp_dir is not None and self.keep_storage:
+            logger.info("test bed %s: storage kept in %s", self.token, state.temp_dir)
 
     # ----------------------------------------------------------------- signals
 
@@ -435,6 +438,36 @@ class TestBed:
             "slowdown": self.slowdown.as_text() if self.slowdown else None,
             "hosts": [{"name": h.name, "address": h.address, "url": h.url, "speed": h.speed} for h in self.hosts],
         }
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Defer SIGINT/SIGTERM until the block ends: a Ctrl-C never cuts a teardown in half.
+
+    A signal that arrives meanwhile is re-raised when the block ends, to the
+    handler that was current when it began, so it still interrupts the
+    program. (Not a signal mask: with several threads a process-directed
+    signal may land on another thread, and Python runs the handler anyway.)
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+
+    def defer(signum, frame) -> None:
+        pending.append(signum)
+
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum in saved:
+        signal.signal(signum, defer)
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            if signal.getsignal(signum) is defer:
+                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        for signum in dict.fromkeys(pending):
+            signal.raise_signal(signum)
 
 
 def _accepts(address: str, port: int) -> bool:

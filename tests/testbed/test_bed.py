@@ -230,33 +230,36 @@ def test_not_root_is_a_clear_unavailable_error(monkeypatch):
 _OWNER = textwrap.dedent("""
     import sys, time
     from daskflow.testbed import TestBed
-    bed = TestBed(hosts=1, workers_per_host=0, scheduler=sys.argv[1] == "scheduler").start()
-    print(bed.token, flush=True)
+    beds = [TestBed(hosts=1, workers_per_host=0, scheduler=sys.argv[1] == "scheduler").start()
+            for _ in range(int(sys.argv[2]))]
+    print(" ".join(bed.token for bed in beds), flush=True)
     time.sleep(60)
 """)
 
 
-def _owner_process(with_scheduler=False):
+def _owner_process(with_scheduler=False, n_beds=1):
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    argv = [sys.executable, "-c", _OWNER, "scheduler" if with_scheduler else "network-only"]
+    argv = [sys.executable, "-c", _OWNER, "scheduler" if with_scheduler else "network-only", str(n_beds)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env)
-    token = proc.stdout.readline().strip()
-    assert token, "the owner process did not start its test bed"
-    assert leftovers(token)["netns"]
-    return proc, token
+    tokens = proc.stdout.readline().split()
+    assert len(tokens) == n_beds, "the owner process did not start its test beds"
+    assert all(leftovers(token)["netns"] for token in tokens)
+    return proc, tokens
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_to_the_owner_tears_everything_down(signum):
-    proc, token = _owner_process()
+@pytest.mark.parametrize(("signum", "n_beds"), [(signal.SIGINT, 2), (signal.SIGTERM, 1)])
+def test_a_signal_to_the_owner_tears_everything_down(signum, n_beds):
+    """Ctrl-C with two beds in one process: the handlers chain, both are torn down, then it re-raises."""
+    proc, tokens = _owner_process(n_beds=n_beds)
     proc.send_signal(signum)
     proc.wait(timeout=30)
     assert proc.returncode != 0  # the signal was re-raised after cleaning up
-    assert leftovers(token) == NOTHING
+    for token in tokens:
+        assert leftovers(token) == NOTHING
 
 
 def test_cleanup_stale_removes_what_a_killed_owner_left():
-    proc, token = _owner_process(with_scheduler=True)
+    proc, [token] = _owner_process(with_scheduler=True)
     proc.kill()
     proc.wait(timeout=10)
     left = leftovers(token)
