@@ -282,7 +282,8 @@ class TestBed:
         self.state.temp_dir = temp = pathlib.Path(tempfile.mkdtemp(prefix=f"{self.token}-"))
         (temp / "logs").mkdir()
         self.clock_path = temp / "clock"
-        write_clock(self.clock_path, time.time())
+        start_epoch = time.time()
+        write_clock(self.clock_path, start_epoch)
         urls = {f"h{i}": f"http://{self.names.host_address(i)}:{self.file_server_port}/" for i in range(self.n_hosts)}
         for index in range(self.n_hosts):
             name = f"h{index}"
@@ -293,7 +294,7 @@ class TestBed:
                 name=name, index=index, address=self.names.host_address(index), storage_dir=str(storage),
                 url=urls[name], speed=self.host_speeds[index],
                 slowdown_at_s=slowdown.at_s if slowdown else None, slowdown_factor=slowdown.factor if slowdown else 1.0,
-                clock_path=str(self.clock_path), host_urls=urls,
+                clock_path=str(self.clock_path), start_epoch=start_epoch, host_urls=urls,
             )  # fmt: skip
             self.hosts.append(TestBedHost(index, name, self.names.netns(index), config.address, config.storage_dir,
                                           config.url, config.speed, config))  # fmt: skip
@@ -332,6 +333,8 @@ class TestBed:
         except Exception:  # config module being refactored or absent: the given config still travels
             logger.debug("test bed: daskflow config not inherited", exc_info=True)
         merged = dask.config.update(inherited, _nest(self.config))
+        if merged.get("daskflow", {}).get("home"):
+            env["DASKFLOW_HOME"] = str(merged["daskflow"]["home"])  # a given daskflow.home wins, in env too
         env["DASK_INTERNAL_INHERIT_CONFIG"] = dask.config.serialize(merged)
         return env
 

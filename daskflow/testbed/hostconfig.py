@@ -17,7 +17,9 @@ clock epoch. The epoch is a small file (``clock_path``) holding a Unix time:
 the test bed writes it when it starts and again on ``TestBed.restart_clock()``
 (the replay harness calls that when it submits the graph), so "at 30 % of the
 run" means what it says. :func:`effective_speed` is pure: it takes the
-config, the epoch and ``now``; :func:`current_speed` reads env, file and clock.
+config, the epoch and ``now``; :func:`emulated_duration_s` turns nominal work
+into wall seconds across the slowdown; :func:`current_speed` and
+:func:`current_duration_s` read env, file and clock (what a replay task calls).
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ class HostConfig:
     slowdown_at_s: float | None = None
     slowdown_factor: float = 1.0
     clock_path: str | None = None
+    start_epoch: float | None = None  # the clock epoch when the test bed started (the file may move it)
     host_urls: Mapping[str, str] = dataclasses.field(default_factory=dict)  # every host's base URL
 
     def to_json(self) -> str:
@@ -109,20 +112,52 @@ class HostConfig:
         }
 
 
+def _slowdown_time(host_config: HostConfig, epoch: float | None) -> float | None:
+    """Unix time from which the slowdown applies (``None``: never)."""
+    epoch = host_config.start_epoch if epoch is None else epoch
+    if host_config.slowdown_at_s is None or epoch is None:
+        return None
+    return epoch + host_config.slowdown_at_s
+
+
 def effective_speed(host_config: HostConfig, now: float, epoch: float | None = None) -> float:
     """The host's speed at Unix time ``now``: its factor, divided by the slowdown once it applies.
 
-    ``epoch`` is the clock epoch (Unix time); without one the slowdown never applies.
+    ``epoch`` is the clock epoch (Unix time); by default the test bed's start (``start_epoch``).
 
     >>> cfg = HostConfig("h0", 0, "198.18.0.10", "/tmp", "http://x/", speed=0.5,
-    ...                  slowdown_at_s=10.0, slowdown_factor=4.0)
-    >>> effective_speed(cfg, now=105.0, epoch=100.0), effective_speed(cfg, now=110.0, epoch=100.0)
+    ...                  slowdown_at_s=10.0, slowdown_factor=4.0, start_epoch=100.0)
+    >>> effective_speed(cfg, now=105.0), effective_speed(cfg, now=110.0)
     (0.5, 0.125)
     """
     speed = float(host_config.speed)
-    if host_config.slowdown_at_s is not None and epoch is not None and now >= epoch + host_config.slowdown_at_s:
+    switch = _slowdown_time(host_config, epoch)
+    if switch is not None and now >= switch:
         speed /= float(host_config.slowdown_factor)
     return speed
+
+
+def emulated_duration_s(host_config: HostConfig, start: float, work_s: float, epoch: float | None = None) -> float:
+    """Wall seconds that ``work_s`` seconds of nominal (speed 1) work take on this host from ``start``.
+
+    The speed is piecewise constant (one change, at the slowdown), so a task
+    that straddles the slowdown runs at the old speed until it and the new one after.
+
+    >>> cfg = HostConfig("h0", 0, "a", "/s", "u", speed=1.0, slowdown_at_s=10.0, slowdown_factor=2.0)
+    >>> emulated_duration_s(cfg, start=8.0, work_s=4.0, epoch=0.0)  # 2 s at speed 1, then 2 s of work at 0.5
+    6.0
+    """
+    if work_s <= 0:
+        return 0.0
+    before = float(host_config.speed)
+    switch = _slowdown_time(host_config, epoch)
+    if switch is None or start >= switch:
+        return work_s / effective_speed(host_config, start, epoch)
+    until_switch_s = switch - start
+    if work_s <= until_switch_s * before:
+        return work_s / before
+    after = before / float(host_config.slowdown_factor)
+    return until_switch_s + (work_s - until_switch_s * before) / after
 
 
 def read_clock(path: str | os.PathLike | None) -> float | None:
@@ -156,6 +191,18 @@ def current_speed(now: float | None = None, environ: Mapping[str, str] | None = 
     if config is None:
         return 1.0
     return effective_speed(config, time.time() if now is None else now, read_clock(config.clock_path))
+
+
+def current_duration_s(work_s: float, start: float | None = None, environ: Mapping[str, str] | None = None) -> float:
+    """How long ``work_s`` seconds of nominal work take on this process's host from ``start`` (default now).
+
+    What a replay task body sleeps: ``work_s`` itself outside a test bed.
+    """
+    config = current_host(environ)
+    if config is None:
+        return float(work_s)
+    begin = time.time() if start is None else start
+    return emulated_duration_s(config, begin, work_s, read_clock(config.clock_path))
 
 
 def host_url(host: HostConfig | str, relpath: str, host_urls: Mapping[str, str] | None = None) -> str:

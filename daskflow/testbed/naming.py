@@ -145,8 +145,8 @@ def subnet_of_address(address: str) -> int | None:
 def choose_subnet(used: Iterable[int], pid: int, counter: int) -> int:
     """The first /24 not in ``used``, probing from an offset derived from ``pid`` and ``counter``.
 
-    >>> choose_subnet({7}, pid=7, counter=0)
-    8
+    >>> choose_subnet({49}, pid=7, counter=0)  # 7 * 7 + 0 = 49 is taken
+    50
     """
     taken = set(used)
     start = (pid * 7 + counter) % SUBNETS

@@ -49,9 +49,11 @@ NOTHING = {"netns": [], "links": [], "pids": [], "temp_dirs": []}
 
 
 @pytest.fixture(scope="module")
-def bed():
+def bed(tmp_path_factory):
+    home = tmp_path_factory.mktemp("daskflow-home")  # the preloaded recorder writes history there
+    config = {"distributed.worker.profile.enabled": False, "daskflow.home": str(home)}
     with TestBed(hosts=2, workers_per_host=1, link_mbit=LINK_MBIT, link_latency_ms=LATENCY_MS,
-                 host_speeds=[1.0, 0.5], config={"distributed.worker.profile.enabled": False}) as bed:  # fmt: skip
+                 host_speeds=[1.0, 0.5], slowdown="1@3600:2", config=config) as bed:  # fmt: skip
         yield bed
 
 
@@ -96,6 +98,20 @@ def test_scheduler_is_never_told_host_speeds(client):
         return sorted(k for k in os.environ if k.startswith("DASKFLOW_TESTBED"))
 
     assert client.run_on_scheduler(testbed_env) == []
+    assert all(env == ["DASKFLOW_TESTBED_CONFIG", "DASKFLOW_TESTBED_HOST", "DASKFLOW_TESTBED_SPEED",
+                       "DASKFLOW_TESTBED_STORAGE"] for env in client.run(testbed_env).values())  # fmt: skip
+
+
+def test_workers_get_the_projects_worker_plugins_and_config(bed, client):
+    """The scheduler preload registers the peak-memory worker plugin; the given config reaches workers."""
+    import dask.config
+
+    def facts(dask_worker):
+        return sorted(dask_worker.plugins), dask.config.get("daskflow.home"), dask.config.get("distributed.worker.profile.enabled")
+
+    for plugins, home, profile in client.run(facts).values():
+        assert "daskflow-peak-memory" in plugins
+        assert home == bed.config["daskflow.home"] and profile is False
 
 
 def test_task_on_one_host_reads_another_hosts_storage_over_http(bed, client):
