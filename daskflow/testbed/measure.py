@@ -9,7 +9,8 @@ Design note. Two kinds of traffic cross the test bed's links:
   :func:`bytes_between_hosts` maps both ends to hosts by IP address.
 * reads of another host's storage through its file server, whose access log
   has one JSON line per response; :func:`storage_reads` sums them per
-  (serving host, reading host).
+  (serving host, reading host). A row is written just after its response
+  is sent: read the logs once the run is over, not the instant a read returns.
 
 Both are pure over plain data: worker address → host comes from the test
 bed's address table (``{"198.18.S.10": "h0", ...}``), so they also work on

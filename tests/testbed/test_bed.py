@@ -131,8 +131,14 @@ def test_task_on_one_host_reads_another_hosts_storage_over_http(bed, client):
     assert data.result(timeout=30) == payload
     from daskflow.testbed.measure import read_access_log, storage_reads
 
-    logs = {name: read_access_log(path) for name, path in bed.access_logs().items()}
-    assert storage_reads(logs, {h.address: h.name for h in bed.hosts}).get(("h1", "h0"), 0) >= len(payload)
+    def read_by_h0_from_h1():
+        logs = {name: read_access_log(path) for name, path in bed.access_logs().items()}
+        return storage_reads(logs, {h.address: h.name for h in bed.hosts}).get(("h1", "h0"), 0)
+
+    deadline = time.monotonic() + 10  # the server logs a response just after sending it
+    while read_by_h0_from_h1() < len(payload) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert read_by_h0_from_h1() >= len(payload)
 
 
 def test_link_bandwidth_bounds_http_and_worker_transfers(bed, client):
