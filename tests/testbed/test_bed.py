@@ -20,7 +20,6 @@ import pytest
 from daskflow.testbed import (
     TestBed,
     TestBedError,
-    TestBedUnavailable,
     cleanup_stale,
     netns,
     processes,
@@ -241,12 +240,6 @@ def test_failure_during_startup_tears_down_what_was_built():
     with pytest.raises(TestBedError, match="scheduler"):
         bed.start()
     assert leftovers(bed.token) == NOTHING
-
-
-def test_not_root_is_a_clear_unavailable_error(monkeypatch):
-    monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    with pytest.raises(TestBedUnavailable, match="root"):
-        TestBed(hosts=1).start()
 
 
 _OWNER = textwrap.dedent("""
