@@ -3,7 +3,8 @@
 Design note
 -----------
 The steering plugin logs every decision as a scheduler event (topic
-``daskflow-steering``) and keeps the same dicts in its bounded ``decisions``
+:data:`~daskflow.contracts.STEERING_TOPIC`, payload
+:class:`~daskflow.contracts.DecisionEvent`) and keeps the same dicts in its bounded ``decisions``
 deque; the recorder keeps the actual cost of recent tasks (``recent_rows``) and
 writes all of them to the history dataset. This module only *reads* those:
 
@@ -17,21 +18,24 @@ writes all of them to the history dataset. This module only *reads* those:
 * :func:`summarize` / :func:`format_summary` — steered / held / fallback
   counts and prediction error for a run.
 
-Plugins are found by name on the scheduler; daskflow never imports
-``scheduler_plugins``.
+Plugins are found by name on the scheduler (:func:`daskflow.compat.plugin`,
+names from :mod:`daskflow.contracts`); daskflow never imports
+``scheduler_plugins``. Errors are the shared median APE
+(:func:`daskflow.learning.metrics.median_ape`).
 """
 
 from __future__ import annotations
 
 import math
-import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-STEERING_PLUGIN = "daskflow-steering"
-RECORDER_PLUGIN = "daskflow-recorder"
-EVENT_TOPIC = "daskflow-steering"
+from daskflow import compat
+from daskflow.contracts import RECORDER_PLUGIN, STEERING_PLUGIN, STEERING_TOPIC, DecisionEvent
+from daskflow.formatting import format_bytes
+from daskflow.learning.metrics import median_ape
+
 
 __all__ = ["fetch_actuals", "fetch_decisions", "format_story", "format_summary", "summarize", "task_story"]
 
@@ -39,8 +43,8 @@ __all__ = ["fetch_actuals", "fetch_decisions", "format_story", "format_summary",
 # ----------------------------------------------------------------- fetching (scheduler side helpers)
 
 
-def _plugin_decisions(key: str | None = None, run_id: str | None = None, dask_scheduler=None) -> list[dict] | None:
-    plugin = dask_scheduler.plugins.get(STEERING_PLUGIN)
+def _plugin_decisions(key: str | None = None, run_id: str | None = None, dask_scheduler=None) -> list[DecisionEvent] | None:
+    plugin = compat.plugin(dask_scheduler, STEERING_PLUGIN)
     if plugin is None:
         return None
     found = []
@@ -54,7 +58,7 @@ def _plugin_decisions(key: str | None = None, run_id: str | None = None, dask_sc
 
 
 def _plugin_state(dask_scheduler=None) -> dict | None:
-    plugin = dask_scheduler.plugins.get(STEERING_PLUGIN)
+    plugin = compat.plugin(dask_scheduler, STEERING_PLUGIN)
     if plugin is None:
         return None
     summary = getattr(plugin, "summary", None)
@@ -62,7 +66,7 @@ def _plugin_state(dask_scheduler=None) -> dict | None:
 
 
 def _recent_rows(keys: list[str] | None, run_id: str | None, dask_scheduler=None) -> list[dict] | None:
-    plugin = dask_scheduler.plugins.get(RECORDER_PLUGIN)
+    plugin = compat.plugin(dask_scheduler, RECORDER_PLUGIN)
     if plugin is None:
         return None
     wanted = set(keys) if keys is not None else None
@@ -76,12 +80,12 @@ def _recent_rows(keys: list[str] | None, run_id: str | None, dask_scheduler=None
     return rows
 
 
-def fetch_decisions(client, key: str | None = None, run_id: str | None = None) -> list[dict]:
+def fetch_decisions(client, key: str | None = None, run_id: str | None = None) -> list[DecisionEvent]:
     """Decision dicts for ``key`` / ``run_id`` (all when both are None), oldest first."""
     decisions = client.run_on_scheduler(_plugin_decisions, key, run_id)
     if decisions is None:  # plugin not installed (or removed): fall back on the event log
         decisions = []
-        for _, msg in client.get_events(EVENT_TOPIC):
+        for _, msg in client.get_events(STEERING_TOPIC):
             if not isinstance(msg, Mapping):
                 continue
             if key is not None and msg.get("key") != key:
@@ -131,7 +135,7 @@ def _num(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def task_story(key: str, decisions: Iterable[Mapping], actual: Mapping | None = None) -> dict:
+def task_story(key: str, decisions: Iterable[DecisionEvent], actual: Mapping | None = None) -> dict:
     """Everything known about one task's steering, as a plain dict."""
     mine = [dict(d) for d in decisions if d.get("key") == key]
     placements = [d for d in mine if d.get("action") in ("place", "release")]
@@ -170,10 +174,7 @@ def task_story(key: str, decisions: Iterable[Mapping], actual: Mapping | None = 
 
 
 def _bytes(value: Any) -> str:
-    from dask.utils import format_bytes
-
-    number = _num(value)
-    return "?" if number is None else format_bytes(int(number))
+    return format_bytes(_num(value), missing="?")
 
 
 def _seconds(value: Any) -> str:
@@ -225,12 +226,7 @@ def format_story(story: Mapping) -> str:
 # ----------------------------------------------------------------- a run
 
 
-def _median_ape(pairs: list[tuple[float, float]]) -> float | None:
-    errors = [abs(p - a) / a for p, a in pairs if a and a > 0]
-    return statistics.median(errors) if errors else None
-
-
-def summarize(decisions: Iterable[Mapping], rows: Iterable[Mapping] = (), state: Mapping | None = None) -> dict:
+def summarize(decisions: Iterable[DecisionEvent], rows: Iterable[Mapping] = (), state: Mapping | None = None) -> dict:
     """Counts of decisions by action and reason, fallbacks, holds and prediction error."""
     decisions = list(decisions)
     actions = Counter(d.get("action") for d in decisions)
@@ -262,8 +258,8 @@ def summarize(decisions: Iterable[Mapping], rows: Iterable[Mapping] = (), state:
         "place_reasons": dict(reasons),
         "model_versions": sorted({str(d.get("model_version")) for d in decisions if d.get("model_version")}),
         "tasks_with_actuals": len(duration_pairs),
-        "duration_median_ape": _median_ape(duration_pairs),
-        "memory_median_ape": _median_ape(memory_pairs),
+        "duration_median_ape": median_ape([p for p, _ in duration_pairs], [a for _, a in duration_pairs]),
+        "memory_median_ape": median_ape([p for p, _ in memory_pairs], [a for _, a in memory_pairs]),
         "plugin": dict(state) if state else None,
     }
 

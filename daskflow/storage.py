@@ -251,7 +251,7 @@ class AssetStore:
             base_url = config.home_url("storage.url", "data")
         self.base_url = str(base_url).rstrip("/")
         self.storage_options = dict(storage_options)
-        self.fsync = bool(config.get("storage.fsync", False))
+        self.fsync = bool(config.get("storage.fsync"))
         self._fs: fsspec.AbstractFileSystem | None = None
         self._root: str | None = None
 
@@ -294,7 +294,7 @@ class AssetStore:
             return self.fs, path
         protocol = path.split("://", 1)[0] if "://" in path else "file"
         if protocol in _protocols(self.fs):
-            return self.fs, self.fs._strip_protocol(path)
+            return self.fs, fsspec.core.strip_protocol(path)
         return fsspec.core.url_to_fs(path, **self.storage_options)
 
     def path_for(

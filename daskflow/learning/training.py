@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from daskflow.errors import TrainingError
+from daskflow.learning.metrics import median_ape
 from daskflow.learning.features import (
     FEATURE_COLUMNS,
     KIND_LEVELS,
@@ -93,20 +94,6 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "seed": 0,
 }
 DEFAULT_ROUNDS = 200
-
-
-def median_ape(predicted: np.ndarray, actual: np.ndarray) -> float | None:
-    """Median of ``|predicted - actual| / actual`` over rows with ``actual > 0`` (None if none).
-
-    >>> median_ape(np.array([2.0, 1.0, 3.0]), np.array([1.0, 1.0, 2.0]))
-    0.5
-    """
-    predicted = np.asarray(predicted, dtype="float64")
-    actual = np.asarray(actual, dtype="float64")
-    mask = np.isfinite(actual) & (actual > 0) & np.isfinite(predicted)
-    if not mask.any():
-        return None
-    return float(np.median(np.abs(predicted[mask] - actual[mask]) / actual[mask]))
 
 
 def usable_rows(history: pd.DataFrame) -> pd.DataFrame:

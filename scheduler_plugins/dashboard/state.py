@@ -25,7 +25,8 @@ that many finished tasks per tick the aggregates are a sample of the newest
 rows (the Parquet history still has every row).
 
 Everything here is plain data in, plain data out; the scheduler is only
-touched in :meth:`DashboardState.pull` (reading the two plugins by name).
+touched to look the recorder and steering plugins up by name
+(:func:`scheduler_plugins.compat.plugin`).
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-RECORDER_PLUGIN_NAME = "daskflow-recorder"
-STEERING_PLUGIN_NAME = "daskflow-steering"
+from daskflow.contracts import RECORDER_PLUGIN, STEERING_PLUGIN
+from scheduler_plugins import compat
+
 OTHER_CATEGORY = "(other)"
 DEFAULT_DURATION_S = 0.5  # Dask's guess for a prefix it has never seen
 MEMORY_FLOOR_BYTES = 1024.0  # relative memory errors of tasks using < 1 KiB are measured against 1 KiB
@@ -219,7 +221,7 @@ class DashboardState:
 
     def pull(self, scheduler: Any) -> int:
         """Ingest the recorder's new rows (if a recorder is installed) and close the tick."""
-        recorder = scheduler.plugins.get(RECORDER_PLUGIN_NAME)
+        recorder = compat.plugin(scheduler, RECORDER_PLUGIN)
         rows = getattr(recorder, "recent_rows", None)
         if rows is None:
             return 0
@@ -260,8 +262,8 @@ class DashboardState:
 
 def steering_summary(scheduler: Any) -> dict[str, Any]:
     """Mode, model version and fallback counter of the steering plugin (``absent`` without one)."""
-    steering = scheduler.plugins.get(STEERING_PLUGIN_NAME)
-    recorder = scheduler.plugins.get(RECORDER_PLUGIN_NAME)
+    steering = compat.plugin(scheduler, STEERING_PLUGIN)
+    recorder = compat.plugin(scheduler, RECORDER_PLUGIN)
     if steering is None:
         return {"present": False, "mode": "absent", "model_version": None, "fallback_count": None, "recorder": recorder is not None}
     return {
@@ -275,7 +277,7 @@ def steering_summary(scheduler: Any) -> dict[str, Any]:
 
 def recent_decisions(scheduler: Any, limit: int) -> list[dict[str, Any]]:
     """The newest ``limit`` steering decisions, newest first (copies; empty without steering)."""
-    steering = scheduler.plugins.get(STEERING_PLUGIN_NAME)
+    steering = compat.plugin(scheduler, STEERING_PLUGIN)
     decisions = getattr(steering, "decisions", None)
     if not decisions:
         return []
@@ -285,7 +287,7 @@ def recent_decisions(scheduler: Any, limit: int) -> list[dict[str, Any]]:
 
 def decisions_signature(scheduler: Any) -> tuple:
     """Changes whenever a decision is added (cheap: length and identity of the newest)."""
-    steering = scheduler.plugins.get(STEERING_PLUGIN_NAME)
+    steering = compat.plugin(scheduler, STEERING_PLUGIN)
     decisions = getattr(steering, "decisions", None)
     if not decisions:
         return (id(steering), 0, None)
