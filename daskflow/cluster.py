@@ -35,7 +35,12 @@ import dask.config
 import dask.utils
 
 from daskflow import compat, config, connection
-from daskflow.contracts import DASHBOARD_EXTENSION, RECORDER_PLUGIN, SCHEDULER_PRELOAD, STEERING_PLUGIN
+from daskflow.contracts import (
+    DASHBOARD_EXTENSION,
+    RECORDER_PLUGIN,
+    SCHEDULER_PRELOAD,
+    STEERING_PLUGIN,
+)
 from daskflow.errors import ClusterError
 
 DEFAULT_PRELOAD = SCHEDULER_PRELOAD

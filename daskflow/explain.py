@@ -26,16 +26,19 @@ names from :mod:`daskflow.contracts`); daskflow never imports
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from daskflow import compat
-from daskflow.contracts import RECORDER_PLUGIN, STEERING_PLUGIN, STEERING_TOPIC, DecisionEvent
-from daskflow.formatting import format_bytes
+from daskflow.contracts import (
+    RECORDER_PLUGIN,
+    STEERING_PLUGIN,
+    STEERING_TOPIC,
+    DecisionEvent,
+)
+from daskflow.formatting import finite_float, format_bytes
 from daskflow.learning.metrics import median_ape
-
 
 __all__ = ["fetch_actuals", "fetch_decisions", "format_story", "format_summary", "summarize", "task_story"]
 
@@ -127,14 +130,6 @@ def steering_state(client) -> dict | None:
 # ----------------------------------------------------------------- one task
 
 
-def _num(value: Any) -> float | None:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
-
-
 def task_story(key: str, decisions: Iterable[DecisionEvent], actual: Mapping | None = None) -> dict:
     """Everything known about one task's steering, as a plain dict."""
     mine = [dict(d) for d in decisions if d.get("key") == key]
@@ -148,9 +143,9 @@ def task_story(key: str, decisions: Iterable[DecisionEvent], actual: Mapping | N
         "run_id": first.get("run_id") or (actual or {}).get("run_id"),
         "model_version": first.get("model_version"),
         "quality": first.get("quality"),
-        "predicted_duration_s": _num(first.get("predicted_duration_s")),
-        "predicted_peak_memory_bytes": _num(first.get("predicted_peak_memory_bytes")),
-        "rank_s": _num(last_place.get("rank_s", first.get("rank_s"))),
+        "predicted_duration_s": finite_float(first.get("predicted_duration_s")),
+        "predicted_peak_memory_bytes": finite_float(first.get("predicted_peak_memory_bytes")),
+        "rank_s": finite_float(last_place.get("rank_s", first.get("rank_s"))),
         "priority_index": last_place.get("priority_index", first.get("priority_index")),
         "placements": [
             {k: p.get(k) for k in ("time", "action", "worker", "reason", "predicted_finish_s", "held_s", "alternatives")}
@@ -162,8 +157,8 @@ def task_story(key: str, decisions: Iterable[DecisionEvent], actual: Mapping | N
     }
     if actual:
         story.update(
-            actual_duration_s=_num(actual.get("duration_s")),
-            actual_peak_memory_bytes=_num(actual.get("peak_memory_bytes")),
+            actual_duration_s=finite_float(actual.get("duration_s")),
+            actual_peak_memory_bytes=finite_float(actual.get("peak_memory_bytes")),
             actual_worker=actual.get("worker"),
             outcome=actual.get("outcome"),
         )
@@ -174,11 +169,11 @@ def task_story(key: str, decisions: Iterable[DecisionEvent], actual: Mapping | N
 
 
 def _bytes(value: Any) -> str:
-    return format_bytes(_num(value), missing="?")
+    return format_bytes(value, missing="?")
 
 
 def _seconds(value: Any) -> str:
-    number = _num(value)
+    number = finite_float(value)
     return "?" if number is None else f"{number:.3f} s"
 
 
@@ -233,17 +228,17 @@ def summarize(decisions: Iterable[DecisionEvent], rows: Iterable[Mapping] = (), 
     reasons = Counter(d.get("reason") for d in decisions if d.get("action") in ("place", "release"))
     steered_keys = {d.get("key") for d in decisions if d.get("action") in ("place", "release")}
     fallback_tasks = sum(int(d.get("n_tasks") or 0) for d in decisions if d.get("action") == "fallback")
-    predicted = {d.get("key"): _num(d.get("predicted_duration_s")) for d in decisions if d.get("key")}
-    predicted_memory = {d.get("key"): _num(d.get("predicted_peak_memory_bytes")) for d in decisions if d.get("key")}
+    predicted = {d.get("key"): finite_float(d.get("predicted_duration_s")) for d in decisions if d.get("key")}
+    predicted_memory = {d.get("key"): finite_float(d.get("predicted_peak_memory_bytes")) for d in decisions if d.get("key")}
     duration_pairs, memory_pairs = [], []
     for row in rows:
         key = row.get("key")
-        p = _num(row.get("predicted_duration_s")) or predicted.get(key)
-        a = _num(row.get("duration_s"))
+        p = finite_float(row.get("predicted_duration_s")) or predicted.get(key)
+        a = finite_float(row.get("duration_s"))
         if p is not None and a is not None:
             duration_pairs.append((p, a))
-        pm = _num(row.get("predicted_peak_memory_bytes")) or predicted_memory.get(key)
-        am = _num(row.get("peak_memory_bytes"))
+        pm = finite_float(row.get("predicted_peak_memory_bytes")) or predicted_memory.get(key)
+        am = finite_float(row.get("peak_memory_bytes"))
         if pm is not None and am is not None:
             memory_pairs.append((pm, am))
     return {

@@ -33,7 +33,7 @@ plugin needs are appended under ``# -- steering needs``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import dask.config

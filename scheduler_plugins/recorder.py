@@ -48,7 +48,12 @@ from typing import Any
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from daskflow import config
-from daskflow.contracts import METADATA_KEY, PEAK_MEMORY_PLUGIN, RECORDER_PLUGIN, STEERING_PLUGIN
+from daskflow.contracts import (
+    METADATA_KEY,
+    PEAK_MEMORY_PLUGIN,
+    RECORDER_PLUGIN,
+    STEERING_PLUGIN,
+)
 from daskflow.daskgraph import annotations_of
 from daskflow.learning.features import record_from_annotations
 from daskflow.learning.history import append_history

@@ -130,11 +130,8 @@ def violations(source: str) -> list[tuple[int, str]]:
         on_scheduler = receiver in SCHEDULER_NAMES or (
             receiver is not None and receiver.startswith("self.") and receiver[5:] in SELF_SCHEDULER_NAMES
         )
-        if on_scheduler and attr not in PUBLIC_SCHEDULER_API:
-            found.append((line, text))
-        elif attr in INTERNAL_ATTRIBUTES:
-            found.append((line, text))
-        elif attr.startswith("_") and not attr.startswith("__") and receiver not in ("self", "cls"):
+        private = attr.startswith("_") and not attr.startswith("__") and receiver not in ("self", "cls")
+        if (on_scheduler and attr not in PUBLIC_SCHEDULER_API) or attr in INTERNAL_ATTRIBUTES or private:
             found.append((line, text))
     return found
 

@@ -1,13 +1,16 @@
 """The ``daskflow`` config namespace: defaults, schema, env overrides."""
 
+import ast
 import pathlib
 import subprocess
 import sys
 
 import dask.config
+import pytest
 import yaml
 
 from daskflow import config
+from daskflow.errors import UnknownSettingError
 
 
 def test_every_default_key_is_described_in_the_schema():
@@ -40,12 +43,6 @@ def test_home_defaults_to_dot_daskflow_and_follows_env(tmp_path, monkeypatch):
 
 
 # -- defaults live only in daskflow.yaml --------------------------------------------------------
-
-import ast  # noqa: E402
-
-import pytest  # noqa: E402
-
-from daskflow.errors import UnknownSettingError  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 

@@ -47,13 +47,13 @@ import numpy as np
 import pandas as pd
 
 from daskflow.errors import TrainingError
-from daskflow.learning.metrics import median_ape
 from daskflow.learning.features import (
     FEATURE_COLUMNS,
     KIND_LEVELS,
     category_levels,
     feature_frame,
 )
+from daskflow.learning.metrics import median_ape
 
 MANIFEST_FORMAT = 1
 WORKER_FEATURE_COLUMNS = ("worker_threads", "worker_memory_limit_bytes")

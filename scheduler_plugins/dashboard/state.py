@@ -32,7 +32,6 @@ touched to look the recorder and steering plugins up by name
 from __future__ import annotations
 
 import itertools
-import math
 import statistics
 import time
 from collections import deque
@@ -41,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from daskflow.contracts import RECORDER_PLUGIN, STEERING_PLUGIN
+from daskflow.formatting import finite_float
 from scheduler_plugins import compat
 
 OTHER_CATEGORY = "(other)"
@@ -93,16 +93,6 @@ def absolute_percentage_error(predicted: float, actual: float, floor: float = 1e
     return abs(float(predicted) - float(actual)) / max(abs(float(actual)), floor)
 
 
-def _number(value: Any) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) else number
-
-
 @dataclass
 class DashboardState:
     """Incremental, bounded aggregates of recorder rows (see module docstring)."""
@@ -148,7 +138,7 @@ class DashboardState:
         for row in rows:
             if row.get("outcome", "success") != "success":
                 continue
-            duration_s = _number(row.get("duration_s"))
+            duration_s = finite_float(row.get("duration_s"))
             if duration_s is None:
                 continue
             used += 1
@@ -157,9 +147,9 @@ class DashboardState:
             if category not in self.categories and len(self.categories) >= self.max_categories:
                 category = OTHER_CATEGORY
             stats = self.categories.setdefault(category, CategoryStats())
-            peak_memory_bytes = _number(row.get("peak_memory_bytes"))
-            predicted_duration_s = _number(row.get("predicted_duration_s"))
-            predicted_peak_memory_bytes = _number(row.get("predicted_peak_memory_bytes"))
+            peak_memory_bytes = finite_float(row.get("peak_memory_bytes"))
+            predicted_duration_s = finite_float(row.get("predicted_duration_s"))
+            predicted_peak_memory_bytes = finite_float(row.get("predicted_peak_memory_bytes"))
             stats.count += 1
             stats.duration_s_sum += duration_s
             if peak_memory_bytes is not None:
@@ -189,7 +179,7 @@ class DashboardState:
                     self._new_scored += 1
                 self.memory_baseline[category] = _running_mean(n_memory, mean_memory, peak_memory_bytes)
             self.points.append({
-                "recorded_at": _number(row.get("recorded_at")) or time.time(),
+                "recorded_at": finite_float(row.get("recorded_at")) or time.time(),
                 "key": str(row.get("key")),
                 "run_id": row.get("run_id"),
                 "category": category,
@@ -302,7 +292,7 @@ def format_alternatives(alternatives: Any, limit: int = 4) -> str:
     for alternative in list(alternatives)[:limit]:
         if isinstance(alternative, dict):
             worker = str(alternative.get("worker", "?"))
-            score = _number(alternative.get("score"))
+            score = finite_float(alternative.get("score"))
             parts.append(f"{worker} {score:.3g}" if score is not None else worker)
         else:
             parts.append(str(alternative))
