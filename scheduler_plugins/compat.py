@@ -1,4 +1,4 @@
-"""The one place that touches ``distributed`` scheduler and worker internals.
+"""The scheduler-side compat layer: every ``distributed`` internal the plugins touch.
 
 Design note
 -----------
@@ -7,13 +7,18 @@ The plugins need a few things the public plugin API does not give: read
 restrictions, ask the scheduler to (re)consider a ready task, look plugins and
 extensions up by name, run named periodic callbacks, add dashboard routes, and
 put data into a finished task's metadata on the worker. All of it lives here,
-checked against distributed 2026.8 (see tests/steering/test_compat.py), so a
-change in ``distributed`` breaks one small module with a test instead of the
-whole plugin. ``tests/test_compat_boundary.py`` fails when any other module in
-``scheduler_plugins/`` or ``daskflow/`` reads a scheduler/worker internal or
-imports a private dask module; the internals daskflow's own (client-side)
-code needs live in :mod:`daskflow.compat`, whose readers are re-exported here
-(``plugin``, ``plugin_names``) so a plugin module imports one compat module.
+checked against distributed 2026.8 (``tests/steering/test_compat.py``,
+``tests/test_compat_layer.py``), so a change in ``distributed`` breaks one
+small module with a test instead of the whole plugin.
+
+There are two compat modules and no third: this one, and
+:mod:`daskflow.compat` for what daskflow's client-side code needs (task specs,
+its ``run_on_scheduler`` probes); it cannot live here because ``daskflow``
+never imports ``scheduler_plugins``. The readers both sides use are defined
+there and re-exported here (``plugin``, ``plugin_names``), so a plugin module
+imports one compat module. ``tests/test_compat_boundary.py`` fails when any
+other module in ``daskflow/`` or ``scheduler_plugins/`` touches a
+scheduler/worker internal or imports a private dask module.
 
 The scheduler-side types (``Scheduler``, ``TaskState``, ``WorkerState``) are
 imported for type checkers only.
@@ -25,9 +30,9 @@ scheduler's ``no-worker`` state (``scheduler.unrunnable``) until the plugin pins
 it to a real worker and recommends ``processing``. ``add_worker`` never picks
 it up (no new worker matches the restriction).
 
-Sections: tasks, workers, task results (``startstops``), plugins and
-callbacks, dashboard (HTTP), worker side, actions; functions only the steering
-plugin needs are appended under ``# -- steering needs``.
+Sections: tasks, workers, actions, task results (the one ``startstops``
+parser), plugins and callbacks, dashboard (HTTP), worker side; functions only
+the steering plugin needs are appended under ``# -- steering needs``.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from typing import Any
 from tornado import web
 
 from daskflow import config
-from daskflow.contracts import DASHBOARD_EXTENSION
+from daskflow.contracts import DASHBOARD_EXTENSION, DecisionEvent
 from scheduler_plugins import compat
 from scheduler_plugins.dashboard.assets import AssetLineageReader
 from scheduler_plugins.dashboard.state import (
@@ -105,7 +105,7 @@ class DashboardExtension:
     def steering(self) -> dict[str, Any]:
         return steering_summary(self.scheduler)
 
-    def decisions(self, limit: int | None = None) -> list[dict[str, Any]]:
+    def decisions(self, limit: int | None = None) -> list[DecisionEvent]:
         return recent_decisions(self.scheduler, min(int(limit or self.max_decisions), self.max_decisions))
 
     def assets(self) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from daskflow.contracts import RECORDER_PLUGIN, STEERING_PLUGIN
+from daskflow.contracts import RECORDER_PLUGIN, STEERING_PLUGIN, DecisionEvent
 from daskflow.formatting import finite_float
 from scheduler_plugins import compat
 
@@ -265,7 +265,7 @@ def steering_summary(scheduler: Any) -> dict[str, Any]:
     }
 
 
-def recent_decisions(scheduler: Any, limit: int) -> list[dict[str, Any]]:
+def recent_decisions(scheduler: Any, limit: int) -> list[DecisionEvent]:
     """The newest ``limit`` steering decisions, newest first (copies; empty without steering)."""
     steering = compat.plugin(scheduler, STEERING_PLUGIN)
     decisions = getattr(steering, "decisions", None)
