@@ -46,18 +46,18 @@ __all__ = ["fetch_actuals", "fetch_decisions", "format_story", "format_summary",
 # ----------------------------------------------------------------- fetching (scheduler side helpers)
 
 
+def _is_about(decision: Mapping, key: str | None, run_id: str | None) -> bool:
+    """Whether a decision concerns ``key`` / ``run_id`` (None: any); graph-wide decisions carry no run id."""
+    if key is not None and decision.get("key") != key:
+        return False
+    return run_id is None or decision.get("run_id") in (run_id, None)
+
+
 def _plugin_decisions(key: str | None = None, run_id: str | None = None, dask_scheduler=None) -> list[DecisionEvent] | None:
     plugin = compat.plugin(dask_scheduler, STEERING_PLUGIN)
     if plugin is None:
         return None
-    found = []
-    for decision in list(getattr(plugin, "decisions", ())):
-        if key is not None and decision.get("key") != key:
-            continue
-        if run_id is not None and decision.get("run_id") not in (run_id, None):
-            continue
-        found.append(dict(decision))
-    return found
+    return [dict(d) for d in list(getattr(plugin, "decisions", ())) if _is_about(d, key, run_id)]
 
 
 def _plugin_state(dask_scheduler=None) -> dict | None:
@@ -87,15 +87,8 @@ def fetch_decisions(client, key: str | None = None, run_id: str | None = None) -
     """Decision dicts for ``key`` / ``run_id`` (all when both are None), oldest first."""
     decisions = client.run_on_scheduler(_plugin_decisions, key, run_id)
     if decisions is None:  # plugin not installed (or removed): fall back on the event log
-        decisions = []
-        for _, msg in client.get_events(STEERING_TOPIC):
-            if not isinstance(msg, Mapping):
-                continue
-            if key is not None and msg.get("key") != key:
-                continue
-            if run_id is not None and msg.get("run_id") not in (run_id, None):
-                continue
-            decisions.append(dict(msg))
+        events = (msg for _, msg in client.get_events(STEERING_TOPIC))
+        decisions = [dict(msg) for msg in events if isinstance(msg, Mapping) and _is_about(msg, key, run_id)]
     return decisions
 
 

@@ -36,7 +36,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import math
 import posixpath
 import uuid
 from collections.abc import Mapping
@@ -47,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from daskflow.errors import TrainingError
+from daskflow.formatting import finite_float
 from daskflow.learning.features import (
     FEATURE_COLUMNS,
     KIND_LEVELS,
@@ -353,13 +353,8 @@ def _write_atomic(fs, path: str, data: bytes) -> None:
 
 
 def _iso(seconds: Any) -> str | None:
-    try:
-        value = float(seconds)
-    except (TypeError, ValueError):
-        return None
-    if not math.isfinite(value):
-        return None
-    return _dt.datetime.fromtimestamp(value, _dt.timezone.utc).isoformat()
+    value = finite_float(seconds)
+    return None if value is None else _dt.datetime.fromtimestamp(value, _dt.timezone.utc).isoformat()
 
 
 def _json_default(value: Any) -> Any:
