@@ -292,10 +292,16 @@ def release_to_stock(scheduler: Scheduler, keys: Iterable, stimulus_id: str) -> 
 
 
 def add_periodic_callback(scheduler: Scheduler, name: str, callback, interval_ms: float) -> Any:
-    """Register (and start, if the scheduler runs) a named periodic callback."""
+    """Register (and start, if the scheduler runs) a named periodic callback; returns it.
+
+    One already registered under ``name`` (a replaced plugin's) is stopped first.
+    """
     from tornado.ioloop import PeriodicCallback
 
     pc = PeriodicCallback(callback, interval_ms)
+    previous = scheduler.periodic_callbacks.get(name)
+    if previous is not None:
+        previous.stop()
     scheduler.periodic_callbacks[name] = pc
     if is_running(scheduler):
         pc.start()
@@ -378,11 +384,20 @@ async def register_worker_plugin(scheduler: Scheduler, plugin_object: Any, name:
     await scheduler.register_worker_plugin(None, dumps(plugin_object), name=name, idempotent=True)
 
 
-def remove_periodic_callback(scheduler: Scheduler, name: str) -> None:
-    """Stop and forget the named periodic callback (no error when there is none)."""
-    callback = scheduler.periodic_callbacks.pop(name, None)
+def remove_periodic_callback(scheduler: Scheduler, name: str, callback: Any = None) -> None:
+    """Stop and forget the named periodic callback (no error when there is none).
+
+    With ``callback`` (what :func:`add_periodic_callback` returned), only that
+    one: a plugin closing after it was replaced leaves its successor's alone.
+    """
+    registered = scheduler.periodic_callbacks.get(name)
     if callback is not None:
         callback.stop()
+        if registered is not callback:
+            return
+    if registered is not None:
+        registered.stop()
+        scheduler.periodic_callbacks.pop(name, None)
 
 
 def extension(scheduler: Scheduler, name: str) -> Any | None:

@@ -110,6 +110,7 @@ class RecorderPlugin(SchedulerPlugin):
         self._executor: ThreadPoolExecutor | None = None
         self._pending: set[Future] = set()
         self._lock = threading.Lock()  # guards _pending and the re-queue (writer thread vs loop)
+        self._periodic: Any = None  # the flush callback (scheduler.periodic_callbacks[PLUGIN_NAME])
         self._started = False
         self._warned: set[str] = set()
 
@@ -120,7 +121,7 @@ class RecorderPlugin(SchedulerPlugin):
         self._started = True
         self.scheduler = scheduler
         try:
-            compat.add_periodic_callback(scheduler, PLUGIN_NAME, self._safe_flush, self.flush_interval_s * 1000)
+            self._periodic = compat.add_periodic_callback(scheduler, PLUGIN_NAME, self._safe_flush, self.flush_interval_s * 1000)
             if self.register_worker_plugin:
                 await compat.register_worker_plugin(scheduler, PeakMemoryPlugin(), PEAK_MEMORY_PLUGIN)
         except Exception:  # noqa: BLE001
@@ -129,8 +130,9 @@ class RecorderPlugin(SchedulerPlugin):
     async def close(self) -> None:
         """Stop the periodic flush, write what is buffered and wait for all writes."""
         try:
-            if self.scheduler is not None:
-                compat.remove_periodic_callback(self.scheduler, PLUGIN_NAME)
+            if self._periodic is not None:
+                compat.remove_periodic_callback(self.scheduler, PLUGIN_NAME, self._periodic)
+                self._periodic = None
             self.flush()
             await self._wait_pending()
         except Exception:  # noqa: BLE001

@@ -56,6 +56,13 @@ async def test_plugin_lookup_and_named_periodic_callbacks(c, s, a):
     compat.remove_periodic_callback(s, "test-tick")
     compat.remove_periodic_callback(s, "test-tick")  # a second time: nothing to do
     assert "test-tick" not in s.periodic_callbacks
+    first = compat.add_periodic_callback(s, "test-tick", lambda: None, 10)
+    second = compat.add_periodic_callback(s, "test-tick", lambda: None, 10)  # replaces (and stops) the first
+    assert not first.is_running() and second.is_running()
+    compat.remove_periodic_callback(s, "test-tick", first)  # the replaced one's owner closes late
+    assert s.periodic_callbacks["test-tick"] is second and second.is_running()
+    compat.remove_periodic_callback(s, "test-tick", second)
+    assert "test-tick" not in s.periodic_callbacks and not second.is_running()
     assert compat.extension(s, "daskflow-nothing") is None
     compat.set_extension(s, "daskflow-test", 42)
     assert compat.extension(s, "daskflow-test") == 42 and client_compat.has_extension(s, "daskflow-test")
