@@ -131,7 +131,10 @@ def violations(source: str) -> list[tuple[int, str]]:
             receiver is not None and receiver.startswith("self.") and receiver[5:] in SELF_SCHEDULER_NAMES
         )
         private = attr.startswith("_") and not attr.startswith("__") and receiver not in ("self", "cls")
-        if (on_scheduler and attr not in PUBLIC_SCHEDULER_API) or attr in INTERNAL_ATTRIBUTES or private:
+        # An internal attribute name on ``self`` is the class's own field (``self.waiting_on`` of the run loop),
+        # not a scheduler object's: scheduler objects reached through ``self`` are caught by ``on_scheduler``.
+        internal_name = attr in INTERNAL_ATTRIBUTES and receiver not in ("self", "cls")
+        if (on_scheduler and attr not in PUBLIC_SCHEDULER_API) or internal_name or private:
             found.append((line, text))
     return found
 
