@@ -48,6 +48,7 @@ from daskflow.graph import AssetGraph, build_asset_graph
 from daskflow.loading import load_definitions
 from daskflow.partitions import DailyPartitions, HourlyPartitions, StaticPartitions
 from daskflow.storage import AssetStore, StoredObject, validate_schema
+from daskflow.timeline import RunRequest, SkipReason, asset_sensor, schedule, sensor
 
 __version__ = "0.1.0"
 
@@ -88,9 +89,11 @@ __all__ = [
     "PipelineLoadError",
     "RetryPolicy",
     "RunRecord",
+    "RunRequest",
     "RunResult",
     "SchemaMismatchError",
     "SelectionError",
+    "SkipReason",
     "StaticPartitions",
     "StorageError",
     "StoredObject",
@@ -98,10 +101,13 @@ __all__ = [
     "__version__",
     "asset",
     "asset_check",
+    "asset_sensor",
     "build_asset_graph",
     "compute_data_version",
     "config",
     "load_definitions",
     "materialize",
+    "schedule",
+    "sensor",
     "validate_schema",
 ]

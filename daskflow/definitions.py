@@ -41,6 +41,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from daskflow.errors import AssetDefinitionError
 from daskflow.partitions import PartitionsDefinition, as_partitions
+from daskflow.timeline.specs import normalize_schedules, normalize_sensors
 
 __all__ = [
     "ASSET_ATTRIBUTE",
@@ -596,7 +597,7 @@ def io_for_value(spec: AssetSpec, value: object) -> str:
 
 
 class Definitions:
-    """An explicit collection of assets and checks (what a pipeline module exports).
+    """An explicit collection of assets, checks, schedules and sensors (what a pipeline module exports).
 
     ``assets`` items are @asset functions (or :class:`AssetSpec`); ``checks``
     items are @asset_check functions (or :class:`AssetCheckSpec`). Check
@@ -613,7 +614,8 @@ class Definitions:
     (['orders'], ['has_rows'])
     """
 
-    def __init__(self, assets: Iterable[object] = (), checks: Iterable[object] = ()):
+    def __init__(self, assets: Iterable[object] = (), checks: Iterable[object] = (),
+                 schedules: Iterable[object] = (), sensors: Iterable[object] = ()):
         asset_specs: list[AssetSpec] = []
         check_specs: list[AssetCheckSpec] = []
         seen: set[int] = set()  # by identity: the same function listed twice counts once
@@ -631,6 +633,10 @@ class Definitions:
             (asset_specs if spec is not None else check_specs).append(found)
         self.assets: tuple[AssetSpec, ...] = tuple(asset_specs)
         self.checks: tuple[AssetCheckSpec, ...] = tuple(check_specs)
+        self.schedules = normalize_schedules(schedules)  # tuple[ScheduleSpec, ...]
+        self.sensors = normalize_sensors(sensors)  # tuple[SensorSpec, ...]
 
     def __repr__(self) -> str:
-        return f"Definitions({len(self.assets)} assets, {len(self.checks)} checks)"
+        timeline = "".join(f", {len(items)} {kind}" for kind, items in (("schedules", self.schedules),
+                                                                         ("sensors", self.sensors)) if items)
+        return f"Definitions({len(self.assets)} assets, {len(self.checks)} checks{timeline})"

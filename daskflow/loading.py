@@ -9,8 +9,9 @@ module object, a module name (``"pkg.pipeline"``) or a path to a ``.py`` file
 1. the attribute ``defs`` when it is a ``Definitions``;
 2. the only ``Definitions`` instance among the module's attributes (several →
    error asking to name one ``defs``);
-3. otherwise every ``@asset`` and ``@asset_check`` function found in the module
-   namespace (imported ones included), in namespace order.
+3. otherwise every ``@asset`` and ``@asset_check`` function, ``daskflow.schedule``
+   and ``@daskflow.sensor`` found in the module namespace (imported ones
+   included), in namespace order.
 
 A file is executed as a fresh module named ``daskflow_pipeline_<stem>``; its
 directory is put on ``sys.path`` (like ``python file.py``) so sibling imports
@@ -36,6 +37,7 @@ import types
 
 from daskflow.definitions import Definitions, check_spec_of, spec_of
 from daskflow.errors import PipelineLoadError
+from daskflow.timeline.specs import schedule_spec_of, sensor_spec_of
 
 __all__ = ["load_definitions", "definitions_from_module", "module_name_for_file"]
 
@@ -187,15 +189,19 @@ def definitions_from_module(module: types.ModuleType, label: str | None = None) 
             f"pipeline {label!r} defines several Definitions objects ({names}); expected one. "
             f"Fix: name the one to use 'defs'."
         )
-    assets, checks = [], []
+    assets, checks, schedules, sensors = [], [], [], []
     for value in namespace.values():
         if spec_of(value) is not None and not isinstance(value, type):
             assets.append(value)
         elif check_spec_of(value) is not None:
             checks.append(value)
+        elif schedule_spec_of(value) is not None:
+            schedules.append(value)
+        elif sensor_spec_of(value) is not None:
+            sensors.append(value)
     if not assets:
         raise PipelineLoadError(
             f"pipeline {label!r} defines no assets. Fix: decorate functions with @daskflow.asset, "
             f"or define 'defs = daskflow.Definitions(assets=[...])'."
         )
-    return Definitions(assets=assets, checks=checks)
+    return Definitions(assets=assets, checks=checks, schedules=schedules, sensors=sensors)

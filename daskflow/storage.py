@@ -36,6 +36,8 @@ Values are stored in safe formats only, never pickle: Parquet for
 and JSON for JSON-able values. Every write returns a :class:`StoredObject`:
 path, rows, bytes, schema and the host/worker that wrote it. The catalog keeps
 these as the Arrow data-location metadata used for locality-aware steering.
+Turning a value into an Arrow table and checking it against a declared
+schema is :mod:`daskflow.tables` (pure); this module does the file I/O.
 """
 
 from __future__ import annotations
@@ -55,7 +57,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from daskflow import config
-from daskflow.errors import SchemaMismatchError, StorageError
+from daskflow.errors import StorageError
+from daskflow.tables import (
+    conform_to_schema,
+    is_pandas_frame,
+    to_arrow_table,
+    validate_schema,
+)
 
 __all__ = [
     "UNPARTITIONED",
@@ -127,110 +135,6 @@ def current_worker_address() -> str | None:
         return None
 
 
-def _is_pandas_frame(value: Any) -> bool:
-    pd = _pandas_if_loaded()
-    return pd is not None and isinstance(value, pd.DataFrame)
-
-
-def _pandas_if_loaded():
-    # Only look at pandas if the user already imported it: a value cannot be a
-    # DataFrame otherwise, and importing pandas costs ~0.3 s per process.
-    import sys
-
-    return sys.modules.get("pandas")
-
-
-def to_arrow_table(asset_key: str, value: Any) -> pa.Table:
-    """Convert a tabular value to a ``pyarrow.Table`` or raise StorageError.
-
-    Accepts ``pyarrow.Table``, ``pyarrow.RecordBatch`` and ``pandas.DataFrame``
-    (a default RangeIndex is kept as metadata only; any other index becomes
-    columns, as ``pyarrow.Table.from_pandas`` does).
-    """
-    if isinstance(value, pa.Table):
-        return value
-    if isinstance(value, pa.RecordBatch):
-        return pa.Table.from_batches([value])
-    if _is_pandas_frame(value):
-        try:
-            return pa.Table.from_pandas(value)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
-            raise StorageError(
-                f"asset {asset_key!r}: its pandas.DataFrame could not be converted to Arrow "
-                f"for Parquet ({exc}); give object columns one type each "
-                "(e.g. df[col] = df[col].astype(str))"
-            ) from exc
-    raise StorageError(
-        f"asset {asset_key!r} returned a {type(value).__module__}.{type(value).__qualname__}, "
-        "which cannot be stored as Parquet; return a pyarrow.Table / pandas.DataFrame, "
-        "or a JSON-able value with io='json'"
-    )
-
-
-def _types_match(expected: pa.DataType, actual: pa.DataType) -> bool:
-    if expected.equals(actual):
-        return True
-    # string/large_string/string_view (and binary) differ only in offset width;
-    # pandas >= 3 produces large_string, users usually declare pa.string().
-    string_like = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
-    binary_like = (pa.types.is_binary, pa.types.is_large_binary, pa.types.is_binary_view)
-    for family in (string_like, binary_like):
-        if any(f(expected) for f in family) and any(f(actual) for f in family):
-            return True
-    return False
-
-
-def validate_schema(asset_key: str, table: pa.Table, schema: pa.Schema) -> None:
-    """Check ``table`` against the declared ``schema``; raise SchemaMismatchError.
-
-    Field order does not matter; missing fields, extra fields, different types
-    and nulls in non-nullable fields are all reported, one line per problem.
-    String and large-string (binary and large-binary) count as the same type.
-
-    >>> import pyarrow as pa
-    >>> validate_schema("prices", pa.table({"x": [1]}), pa.schema([("x", pa.int64())]))
-    """
-    problems: list[str] = []
-    actual_fields = {field.name: field for field in table.schema}
-    for expected in schema:
-        actual = actual_fields.get(expected.name)
-        if actual is None:
-            problems.append(
-                f"field {expected.name!r}: expected type {expected.type}, actual: missing"
-            )
-            continue
-        if not _types_match(expected.type, actual.type):
-            problems.append(
-                f"field {expected.name!r}: expected type {expected.type}, actual type {actual.type}"
-            )
-        elif not expected.nullable and table.column(expected.name).null_count:
-            problems.append(
-                f"field {expected.name!r}: declared not nullable, actual column has "
-                f"{table.column(expected.name).null_count} nulls"
-            )
-    declared = set(schema.names)
-    for name, field in actual_fields.items():
-        if name not in declared:
-            problems.append(f"field {name!r}: not in the declared schema (actual type {field.type})")
-    if problems:
-        raise SchemaMismatchError(
-            f"asset {asset_key!r}: output does not match its declared schema:\n  "
-            + "\n  ".join(problems)
-            + "\nFix the asset's output or its schema= declaration."
-        )
-
-
-def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Reorder columns and cast string-width differences to the declared schema."""
-    table = table.select(schema.names)
-    if table.schema.equals(schema, check_metadata=False):
-        return table
-    try:
-        return table.cast(schema.with_metadata(table.schema.metadata))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return table
-
-
 def _safe_segment(text: str) -> str:
     """A path segment safe on every file system, still unique for distinct input."""
     cleaned = _SAFE_SEGMENT.sub("_", text)
@@ -277,7 +181,7 @@ class AssetStore:
             base_url = config.home_url("storage.url", "data")
         self.base_url = str(base_url).rstrip("/")
         self.storage_options = dict(storage_options)
-        self.fsync = bool(config.get("storage.fsync", False))
+        self.fsync = bool(config.get("storage.fsync"))
         self._fs: fsspec.AbstractFileSystem | None = None
         self._root: str | None = None
 
@@ -320,7 +224,7 @@ class AssetStore:
             return self.fs, path
         protocol = path.split("://", 1)[0] if "://" in path else "file"
         if protocol in _protocols(self.fs):
-            return self.fs, self.fs._strip_protocol(path)
+            return self.fs, fsspec.core.strip_protocol(path)
         return fsspec.core.url_to_fs(path, **self.storage_options)
 
     def path_for(
@@ -363,14 +267,14 @@ class AssetStore:
         if run_id is None:
             run_id = uuid.uuid4().hex
         if io is None:
-            tabular = isinstance(value, (pa.Table, pa.RecordBatch)) or _is_pandas_frame(value)
+            tabular = isinstance(value, (pa.Table, pa.RecordBatch)) or is_pandas_frame(value)
             io = "parquet" if tabular else "json"
         final_path = self.path_for(asset_key, partition, run_id, io, attempt)
         if io == "parquet":
             table = to_arrow_table(asset_key, value)
             if schema is not None:
                 validate_schema(asset_key, table, schema)
-                table = _conform(table, schema)
+                table = conform_to_schema(table, schema)
             payload_writer = lambda f: pq.write_table(table, f)  # noqa: E731
             rows = table.num_rows
             schema_text: str | None = table.schema.to_string(show_schema_metadata=False)
@@ -380,7 +284,7 @@ class AssetStore:
                     f"asset {asset_key!r}: schema= applies to tables only, but io='json'; "
                     "drop schema= or return a pyarrow.Table / pandas.DataFrame with io='parquet'"
                 )
-            if isinstance(value, (pa.Table, pa.RecordBatch)) or _is_pandas_frame(value):
+            if isinstance(value, (pa.Table, pa.RecordBatch)) or is_pandas_frame(value):
                 raise StorageError(
                     f"asset {asset_key!r}: a table cannot be stored with io='json'; "
                     "use io='parquet' (the default for tables)"

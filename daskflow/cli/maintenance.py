@@ -22,7 +22,8 @@ from daskflow.errors import DaskflowError
 def gc_command(apply: bool, grace: str | None, as_json: bool) -> None:
     """List (or with --apply delete) data files of failed, abandoned or superseded attempts."""
     from daskflow.catalog import Catalog
-    from daskflow.cli.pipeline import _fail, _size, _table
+    from daskflow.cli.pipeline import _fail, _table
+    from daskflow.formatting import format_bytes
     from daskflow.gc import collect_garbage
     from daskflow.storage import AssetStore
 
@@ -46,9 +47,9 @@ def gc_command(apply: bool, grace: str | None, as_json: bool) -> None:
     for run_id in report.abandoned_runs:
         click.echo(f"run {run_id[:12]}: marked failed (abandoned: its client stopped heartbeating)")
     if report.candidates:
-        rows = [[c.reason, c.run_id[:12] if c.run_id else "-", _size(c.bytes), c.path] for c in report.candidates]
+        rows = [[c.reason, c.run_id[:12] if c.run_id else "-", format_bytes(c.bytes), c.path] for c in report.candidates]
         click.echo(_table(rows, ["reason", "run", "size", "path"]))
-    total = _size(sum(c.bytes or 0 for c in report.candidates))
+    total = format_bytes(sum(c.bytes or 0 for c in report.candidates))
     young = f"; {report.kept_young} younger than the grace period kept" if report.kept_young else ""
     if apply:
         click.echo(f"deleted {len(report.removed)} files ({total}){young}")

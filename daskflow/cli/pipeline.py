@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from daskflow.errors import DaskflowError
+from daskflow.formatting import format_bytes
 
 
 def _fail(exc: BaseException, code: int = 2) -> None:
@@ -30,17 +31,6 @@ def _when(timestamp: float | None) -> str:
     if timestamp is None:
         return "-"
     return _dt.datetime.fromtimestamp(timestamp, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _size(n_bytes: int | None) -> str:
-    if n_bytes is None:
-        return "-"
-    value = float(n_bytes)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n_bytes} B"  # pragma: no cover
 
 
 def _table(rows: list[list[str]], headers: list[str]) -> str:
@@ -91,7 +81,7 @@ def _print_result(result) -> None:
     for rec in result.records:
         duration = "-" if rec.duration_s is None else f"{rec.duration_s:.2f}s"
         rows.append([rec.asset, rec.partition or "-", rec.status, duration, "-" if rec.rows is None else rec.rows,
-                     _size(rec.bytes), rec.worker or "-"])
+                     format_bytes(rec.bytes), rec.worker or "-"])
     click.echo(_table(rows, ["asset", "partition", "status", "duration", "rows", "size", "worker"]))
     for check in result.checks:
         kind = "blocking" if check.blocking else "warning"
@@ -169,7 +159,7 @@ def assets_command(pipeline: str, as_json: bool) -> None:
         last = "never" if row["last_materialization_id"] is None else (
             f"#{row['last_materialization_id']} {_when(row['last_materialized_at'])}")
         table.append([row["asset"], row["group"], parts, last, "-" if row["rows"] is None else row["rows"],
-                      _size(row["bytes"]), _asset_status_text(row)])
+                      format_bytes(row["bytes"]), _asset_status_text(row)])
     click.echo(_table(table, ["asset", "group", "partitions", "last materialization", "rows", "size", "status"]))
 
 

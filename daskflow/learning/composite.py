@@ -1,0 +1,202 @@
+"""The composite predictor: clean rows, fit model + scaling laws, select per category, calibrate p50/p90.
+
+Design note
+-----------
+This is how the pieces of issue 12 fit together in training (an in-memory
+prototype the accuracy benchmark measures; wiring it into ``train_models`` and
+the served predictor is the next step, see the module list in
+``daskflow.learning``):
+
+1. :func:`~daskflow.learning.cleaning.clean_history` marks the rows that do
+   not measure a task's cost (per target, with weights).
+2. The training rows are split once more (by run when there are two or
+   more, else randomly, the same :func:`~daskflow.learning.training.split_rows`
+   the trainer uses): *fit* rows and *selection* rows.
+3. On the fit rows: the global XGBoost model (today's features and
+   parameters), the per-category scaling laws
+   (:mod:`~daskflow.learning.scaling`) and the per-category means.
+4. On the selection rows, per target and category, the candidate with the
+   lowest median APE is chosen (:mod:`~daskflow.learning.selection`:
+   ``model``, ``scaling``, their geometric ``blend``, or the ``mean``; never
+   worse than the mean on those rows), and the spread of the selected
+   predictions is calibrated (:mod:`~daskflow.learning.quantiles`), and so
+   is the online prior strength per category (how far a whole category is
+   typically off in a new run vs. how much its tasks scatter). (Gating the
+   online correction on a replay of the selection rows was tried and
+   predicted the wrong way on the traces - those rows also chose the
+   predictor - so it is not done.)
+5. Everything is refit on all rows; the selection and the spread are kept.
+
+At serving time :meth:`CompositeModel.predict` gives p50 (the point estimate)
+and p90 per target plus the source of every number; the online correction
+(:mod:`~daskflow.learning.online`) then multiplies in what the finished tasks
+of the run say. Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from daskflow.learning.cleaning import CleaningConfig, clean_history
+from daskflow.learning.online import prior_observations_from_holdout
+from daskflow.learning.quantiles import SpreadConfig, SpreadModel, fit_spread
+from daskflow.learning.scaling import ScalingConfig, ScalingModel, fit_scaling
+from daskflow.learning.selection import (
+    MEAN,
+    Selection,
+    SelectionConfig,
+    apply_selection,
+    geometric_blend,
+    select_predictors,
+)
+
+#: composite target name -> (history column, cleaning prefix, ``Predictions`` attribute)
+TARGETS: dict[str, tuple[str, str, str]] = {
+    "duration": ("duration_s", "duration", "duration_s"),
+    "peak_memory": ("peak_memory_bytes", "peak_memory", "peak_memory_bytes"),
+}
+
+
+@dataclass(frozen=True)
+class CompositeConfig:
+    cleaning: CleaningConfig = field(default_factory=CleaningConfig)
+    scaling: ScalingConfig = field(default_factory=ScalingConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    spread: SpreadConfig = field(default_factory=SpreadConfig)
+    rounds: int = 200
+    use_model: bool = True  # False: scaling laws and means only (no XGBoost)
+
+
+@dataclass
+class CompositeModel:
+    """Everything the composite predictor serves with (the XGBoost part is a Predictor around boosters)."""
+
+    model: Any  # a Predictor around the boosters (or None)
+    scaling: dict[str, ScalingModel]
+    selection: dict[str, Selection]
+    spread: dict[str, SpreadModel]
+    means: Any  # a Predictor without boosters: the per-category means (its predict_baseline)
+    online_priors: dict[str, dict[str, float]] = field(default_factory=dict)  # target -> category -> k (online.py)
+
+    def candidates(self, rows: pd.DataFrame) -> dict[str, dict[str, np.ndarray]]:
+        """Per target, every candidate's predictions for ``rows``."""
+        return _candidates(self.model, self.means, self.scaling, rows)
+
+    def predict(self, rows: pd.DataFrame) -> dict[str, dict[str, np.ndarray]]:
+        """Per target: ``p50``, ``p90`` and ``source`` (the candidate that answered each row)."""
+        categories = _categories(rows)
+        out = {}
+        for target, candidates in self.candidates(rows).items():
+            values, source = apply_selection(self.selection[target], categories, candidates)
+            p50, p90 = self.spread[target].quantiles(categories, values)
+            out[target] = {"point": values, "p50": p50, "p90": p90, "source": source}
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able summary for a manifest: selection tables, spreads, scaling laws."""
+        return {"selection": {t: s.to_dict() for t, s in self.selection.items()},
+                "spread": {t: s.to_dict() for t, s in self.spread.items()},
+                "scaling": {t: s.to_dict() for t, s in self.scaling.items()},
+                "online_priors": self.online_priors}
+
+
+def fit_composite(history: pd.DataFrame, config: CompositeConfig | None = None) -> CompositeModel:
+    """Fit the composite predictor on history rows (see the module note)."""
+    from daskflow.learning.training import split_rows, usable_rows
+
+    config = config or CompositeConfig()
+    frame = clean_history(usable_rows(history), config.cleaning)
+    fit_mask, select_mask, _ = split_rows(frame)
+    if not select_mask.any():  # too few rows to select: means and laws, selected on the fit rows themselves
+        select_mask = fit_mask
+    fit_rows, select_rows = frame[fit_mask].reset_index(drop=True), frame[select_mask].reset_index(drop=True)
+    inner = _fit_parts(fit_rows, config)
+    candidates = _candidates(*inner, select_rows)
+    categories = _categories(select_rows)
+    selection, spread, priors = {}, {}, {}
+    for target, (column, prefix, _) in TARGETS.items():
+        actual = _clean_target(select_rows, column, prefix)
+        selection[target] = select_predictors(target, categories, candidates[target], actual, config.selection)
+        chosen, _ = apply_selection(selection[target], categories, candidates[target])
+        spread[target] = fit_spread(target, categories, chosen, actual, config.spread)
+        priors[target] = prior_observations_from_holdout(categories, chosen, actual)
+    model, means, scaling = _fit_parts(frame, config)
+    return CompositeModel(model, scaling, selection, spread, means, priors)
+
+
+def _fit_parts(frame: pd.DataFrame, config: CompositeConfig) -> tuple[Any, Any, dict[str, ScalingModel]]:
+    from daskflow.learning.features import category_levels
+    from daskflow.learning.predictor import Predictor
+    from daskflow.learning.training import TARGETS as BOOSTER_TARGETS
+    from daskflow.learning.training import (
+        _manifest_core,
+        category_means,
+        fit_booster,
+        worker_feature_defaults,
+    )
+
+    training = {}
+    for target, (column, prefix, _) in TARGETS.items():
+        rows = frame[frame[f"use_{prefix}"]].reset_index(drop=True)
+        training[target] = rows
+    levels = category_levels(frame)
+    means_manifest = dict(_manifest_core(levels, _means(training), {}), feature_defaults={})
+    means = Predictor.from_parts(means_manifest, {})
+    model = None
+    if config.use_model and len(frame) >= 2:
+        boosters = {t.name: fit_booster(training[t.name], t, levels, None, config.rounds) for t in BOOSTER_TARGETS}
+        manifest = dict(_manifest_core(levels, category_means(training["duration"]), boosters),
+                        feature_defaults=worker_feature_defaults(frame))
+        model = Predictor.from_parts(manifest, boosters)
+    scaling = {t: fit_scaling(training[t], t, config.scaling) for t in TARGETS}
+    return model, means, scaling
+
+
+def _means(training: Mapping[str, pd.DataFrame]) -> dict[str, dict[str, Any]]:
+    """Per-category means of the clean rows of each target (the baseline every choice must beat)."""
+    from daskflow.learning.training import category_means
+
+    durations = category_means(training["duration"])
+    memory = training["peak_memory"]
+    out = {c: {"duration_s": e["duration_s"], "duration_count": e["duration_count"]} for c, e in durations.items()}
+    if len(memory):
+        grouped = pd.to_numeric(memory["peak_memory_bytes"], errors="coerce").groupby(memory["category"].astype(str)).agg(["mean", "count"])
+        for category, row in grouped.iterrows():
+            if row["count"] > 0:
+                out.setdefault(str(category), {}).update(peak_memory_bytes=float(row["mean"]), peak_memory_count=int(row["count"]))
+    return out
+
+
+def _candidates(model: Any, means: Any, scaling: Mapping[str, ScalingModel], rows: pd.DataFrame) -> dict[str, dict[str, np.ndarray]]:
+    base = means.predict_baseline(rows)
+    predicted = model.predict(rows) if model is not None else None
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for target, (_, _, attribute) in TARGETS.items():
+        mean = np.asarray(getattr(base, attribute), dtype="float64").copy()
+        known = np.asarray(base.memory_quality if target == "peak_memory" else base.quality) == "prefix-mean"
+        mean[~known] = np.nan  # unseen category: nothing to say (the default is the caller's)
+        law = scaling[target].predict(rows)
+        candidates = {MEAN: np.where(known, mean, np.asarray(getattr(base, attribute), dtype="float64")), "scaling": law}
+        if predicted is not None:
+            quality = np.asarray(predicted.memory_quality if target == "peak_memory" else predicted.quality)
+            values = np.where(quality == "model", np.asarray(getattr(predicted, attribute), dtype="float64"), np.nan)
+            candidates["model"] = values
+            candidates["blend"] = geometric_blend(values, law)
+        out[target] = candidates
+    return out
+
+
+def _clean_target(rows: pd.DataFrame, column: str, prefix: str) -> np.ndarray:
+    values = pd.to_numeric(rows[column], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    return np.where(rows[f"use_{prefix}"].to_numpy(dtype=bool), values, np.nan)
+
+
+def _categories(rows: pd.DataFrame) -> list[str]:
+    from daskflow.learning.scaling import _category_list
+
+    return _category_list(rows)

@@ -1,0 +1,100 @@
+"""Drift: a x2 change of a category's cost is detected within 20 of its tasks; stationary noise raises nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from daskflow.learning.drift import (
+    Baseline,
+    CategoryDrift,
+    DriftConfig,
+    DriftMonitor,
+    baseline_from_residuals,
+    baselines_from_holdout,
+    update,
+)
+from daskflow.learning.online import OnlineState
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.mark.parametrize("sigma", [0.1, 0.3, 0.5])
+@pytest.mark.parametrize("factor", [2.0, 0.5])
+def test_x2_change_detected_within_20_tasks(sigma, factor):
+    rng = np.random.default_rng(int(sigma * 10))
+    delays, missed = [], 0
+    for trial in range(20):
+        state = CategoryDrift()
+        baseline = Baseline(0.05, sigma)  # the model's normal error for the category: small bias, this spread
+        for t in range(40):  # stationary part: no alarm
+            assert not update(state, 1.0, np.exp(0.05 + rng.normal(0, sigma)), float(t), baseline)
+        for i in range(1, 21):
+            if update(state, 1.0, factor * np.exp(0.05 + rng.normal(0, sigma)), 40.0 + i, baseline):
+                delays.append(i)
+                break
+        else:
+            missed += 1  # at sigma 0.5 a x2 change is 1.4 sigma per task: rarely, 20 tasks are not enough evidence
+            continue
+        assert state.drifted and state.direction == ("slower" if factor > 1 else "faster")
+        assert state.changed_at is not None and state.changed_at >= 20.0  # change point estimate near the change
+    assert missed == 0 if sigma <= 0.3 else missed <= 1
+    assert np.mean(delays) <= (12 if sigma > 0.3 else 6)
+
+
+def test_no_false_alarm_on_stationary_noise():
+    rng = np.random.default_rng(1234)
+    held_out = rng.standard_t(df=4, size=300) * 0.4  # the model's held-out log residuals: heavy tailed
+    monitor = DriftMonitor(baselines={"": baseline_from_residuals(held_out)})
+    alarms = 0
+    for t in range(5000):  # 50 categories x 100 tasks of seeded stationary noise, heavy tails included
+        category = f"c{t % 50}"
+        noise = rng.standard_t(df=4) * 0.4
+        alarms += monitor.observe(category, 2.0, 2.0 * np.exp(noise), float(t)) is not None
+    assert alarms == 0 and monitor.drifted() == {}
+
+
+def test_one_straggler_is_not_drift():
+    state = CategoryDrift()
+    for t in range(30):
+        assert not update(state, 1.0, 1000.0 if t == 10 else 1.0, float(t), Baseline(0.0, 0.2))
+
+
+def test_monitor_event_and_online_serving_after_detection():
+    rng = np.random.default_rng(7)
+    monitor = DriftMonitor(baselines={"slow": Baseline(0.0, 0.2)})
+    online = OnlineState()
+    events = []
+    for t in range(60):
+        actual = 10.0 * (2.0 if t >= 30 else 1.0) * np.exp(rng.normal(0, 0.2))
+        event = monitor.observe("slow", 10.0, actual, float(t), model_version="v1")
+        online.observe("slow", 10.0, actual, float(t))
+        if event:
+            events.append(event)
+    assert len(events) == 1
+    event = events[0]
+    assert event["event"] == "drift" and event["category"] == "slow" and event["model_version"] == "v1"
+    assert 30 <= event["at"] <= 40
+    since = monitor.drifted()
+    # served from the post-change tasks of this run: close to x2
+    assert online.factor("slow", now=60.0, since=since["slow"]) == pytest.approx(2.0, rel=0.15)
+    assert online.factor("slow", now=60.0) < 1.7  # ... while all tasks together would underestimate
+
+
+def test_baselines_from_holdout_and_defaults():
+    rng = np.random.default_rng(0)
+    cats = ["a"] * 100 + ["b"] * 2
+    predicted = np.ones(102)
+    actual = np.concatenate([np.exp(rng.normal(0.3, 0.2, 100)), [5.0, 5.0]])
+    baselines = baselines_from_holdout(cats, predicted, actual)
+    assert baselines["a"].mean == pytest.approx(0.3, abs=0.07) and baselines["a"].sigma == pytest.approx(0.2, abs=0.06)
+    assert baselines["b"] == baselines[""]  # too few rows: pooled
+    assert baseline_from_residuals(np.array([1.0])) == Baseline()
+    state = CategoryDrift()
+    assert not update(state, 0.0, 1.0, 0.0) and not update(state, 1.0, float("nan"), 0.0) and state.observed == 0
+
+
+def test_threshold_is_configurable():
+    loose = DriftConfig(threshold=2.0)
+    state = CategoryDrift()
+    assert any(update(state, 1.0, 1.5, float(t), Baseline(0.0, 0.2), loose) for t in range(5))
