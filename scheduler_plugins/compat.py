@@ -295,3 +295,18 @@ def startstops_compute_s(startstops: Iterable[dict] | None) -> float | None:
         if item.get("action") == "compute":
             return float(item["stop"]) - float(item["start"])
     return None
+
+
+# -- steering needs ---------------------------------------------------------------
+
+
+def remove_periodic_callback(scheduler: Any, name: str) -> None:
+    """Stop and remove the named periodic callback (no error when absent; idempotent)."""
+    pc = scheduler.periodic_callbacks.pop(name, None)
+    if pc is not None:
+        pc.stop()
+
+
+def has_plugin(scheduler: Any, name: str) -> bool:
+    """Whether a scheduler plugin named ``name`` is installed."""
+    return scheduler is not None and name in scheduler.plugins
