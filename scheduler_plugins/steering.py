@@ -7,7 +7,8 @@ Hooks + compat calls + events around the pure policy
 through :mod:`scheduler_plugins.compat`; its mutable state is one
 :class:`~scheduler_plugins.steering_state.SteeringState`; dispatch rounds
 (worker view, binding, timer) are a :class:`~scheduler_plugins.dispatch.Dispatcher`
-built with explicit references to that state. Clocks are injectable
+built with explicit references to that state; the per-graph prediction and
+ordering live in :mod:`scheduler_plugins.graph_batch`. Clocks are injectable
 (``clock``: monotonic, ``wall_clock``): the plugin reads them and passes
 ``now`` to the policy.
 
@@ -65,15 +66,14 @@ from daskflow.contracts import (
     SteeringMode,
     literal_values,
 )
-from daskflow.daskgraph import annotations_of
 from scheduler_plugins import compat
 from scheduler_plugins.dispatch import Dispatcher
+from scheduler_plugins.graph_batch import order_batch, predict_batch
 from scheduler_plugins.policy import (
     PolicyConfig,
     TaskPrediction,
     hold_thresholds,
     places_late,
-    plan_order,
     planned_duration_s,
 )
 from scheduler_plugins.steering_state import SteeringState
@@ -349,60 +349,11 @@ class SteeringPlugin(SchedulerPlugin):
             self._fallback("update_graph", exc, held)
 
     def _predict(self, new_tasks: list) -> bool:
-        """One batched prediction; store it. True when it says more than defaults."""
-        from daskflow.learning.features import record_from_annotations
-
-        records = []
-        for ts in new_tasks:
-            deps = compat.dependencies_with_locations(ts)
-            records.append(
-                record_from_annotations(
-                    compat.key_of(ts),
-                    annotations_of(compat.annotations(ts)),
-                    n_dependencies=len(deps),
-                    dependency_bytes=sum(nbytes for nbytes, _ in deps),
-                    key_prefix=compat.prefix_name(ts),
-                )
-            )
-        predicted = self.predictor.predict(records)
-        version = self.model_version
-        predictions = self.state.predictions
-        if len(predictions) + len(new_tasks) > self.max_predictions:
-            predictions.clear()  # bounded: drop the old ones rather than grow forever
-        durations = predicted.duration_s
-        peaks = predicted.peak_memory_bytes
-        qualities = predicted.quality
-        informed = False
-        for i, ts in enumerate(new_tasks):
-            quality = str(qualities[i])
-            informed = informed or quality != "default"
-            peak = peaks[i]
-            predictions[compat.key_of(ts)] = TaskPrediction(
-                float(durations[i]), float(peak if peak == peak else 0.0), quality, version,  # type: ignore[arg-type]
-                run_id=records[i].get("run_id"), category=str(records[i].get("category") or ""),
-            )
-        return informed
+        """One batched prediction, stored in the state; True when it says more than defaults."""
+        return predict_batch(self.predictor, new_tasks, self.state.predictions, self.max_predictions, self.model_version)
 
     def _order(self, new_tasks: list, informed: bool) -> list:
-        predictions = self.state.predictions
-        calibration = self.state.calibration
-        durations = {}
-        parents = {}
-        user = {}
-        tie = {}
-        for ts in new_tasks:
-            key = compat.key_of(ts)
-            durations[key] = planned_duration_s(predictions[key], calibration)
-            parents[key] = compat.dependency_keys(ts)
-            priority = compat.priority(ts) or (0,)
-            user[key] = -priority[0]
-            tie[key] = priority[1:]
-        order, ranks = plan_order(durations, parents, user, tie, informed)
-        for index, key in enumerate(order):
-            prediction = predictions[key]
-            prediction.rank_s = ranks[key]
-            prediction.priority_index = index
-        return order
+        return order_batch(new_tasks, self.state.predictions, self.state.calibration, informed)
 
     def _run_id(self, key: Hashable) -> str | None:
         prediction = self.state.predictions.get(key)
