@@ -204,3 +204,26 @@ def test_a_cycle_raises_a_clear_error_naming_a_task():
         critical_path_ranks({"a": 1.0, "b": 1.0, "c": 1.0}, {"b": ["c"], "c": ["b"], "a": []})
     with pytest.raises(ValueError, match="cycle"):
         critical_path_ranks([1.0, 1.0], [[1], [0]])
+
+
+def test_the_policy_package_is_pure():
+    """No distributed import, no clock, no I/O in scheduler_plugins.policy (time comes in as ``now``)."""
+    import ast
+    import pathlib
+
+    import scheduler_plugins.policy as policy
+
+    forbidden_modules = {"distributed", "time", "os", "socket", "dask", "tornado", "asyncio", "logging"}
+    for path in pathlib.Path(policy.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                    assert node.func.id != "open", f"{path.name} opens a file"
+                continue
+            for name in names:
+                assert name.split(".")[0] not in forbidden_modules, f"{path.name} imports {name}"
