@@ -30,17 +30,27 @@ def predict_batch(
     from daskflow.learning.features import record_from_annotations
 
     records = []
+    plain: dict[str, dict] = {}  # key prefix -> record template of tasks without a daskflow annotation
     for ts in new_tasks:
         deps = compat.dependencies_with_locations(ts)
-        records.append(
-            record_from_annotations(
-                compat.key_of(ts),
-                annotations_of(compat.annotations(ts)),
-                n_dependencies=len(deps),
-                dependency_bytes=sum(nbytes for nbytes, _ in deps),
-                key_prefix=compat.prefix_name(ts),
-            )
-        )
+        annotation = annotations_of(compat.annotations(ts))
+        n_dependencies = len(deps)
+        dependency_bytes = sum(nbytes for nbytes, _ in deps)
+        key = compat.key_of(ts)
+        if annotation:
+            records.append(record_from_annotations(key, annotation, n_dependencies=n_dependencies,
+                                                   dependency_bytes=dependency_bytes, key_prefix=compat.prefix_name(ts)))
+            continue
+        # A plain Dask task: its record differs from its prefix's only in key and dependencies (cheap per task).
+        prefix = compat.prefix_name(ts)
+        template = plain.get(prefix)
+        if template is None:
+            template = plain[prefix] = record_from_annotations(key, annotation, key_prefix=prefix)
+        record = dict(template)
+        record["key"] = str(key)
+        record["n_dependencies"] = n_dependencies
+        record["dependency_bytes"] = int(dependency_bytes)
+        records.append(record)
     predicted = predictor.predict(records)
     if len(predictions) + len(new_tasks) > max_predictions:
         predictions.clear()  # bounded: drop the old ones rather than grow forever

@@ -124,3 +124,37 @@ def test_pickled_plugin_ships_config_and_builds_fresh_state():
     copy = pickle.loads(pickle.dumps(SteeringPlugin(mode="shadow", oracle=True)))
     assert copy.mode == "shadow" and copy.oracle and copy.predictor is None
     assert copy.state.predictions == {} and copy.dispatcher.state is copy.state
+
+
+def test_batch_records_of_plain_dask_tasks_equal_the_feature_records():
+    """The per-prefix template used for tasks without a daskflow annotation gives exactly record_from_annotations."""
+    from daskflow.learning.features import record_from_annotations
+    from scheduler_plugins.graph_batch import predict_batch
+
+    dep = SimpleNamespace(nbytes=123, who_has=set())
+
+    def task(key, annotations, deps=()):
+        return SimpleNamespace(key=key, annotations=annotations, dependencies=list(deps),
+                               prefix=SimpleNamespace(name=key.rsplit("-", 1)[0]))
+
+    tasks = [task("inc-1", None), task("inc-2", {}, [dep]), task("load-1", {"daskflow": {"category": "load", "run_id": "r"}})]
+    seen = []
+
+    class Recording:
+        def predict(self, records):
+            import numpy as np
+
+            seen.extend(records)
+            n = len(records)
+            return SimpleNamespace(duration_s=np.ones(n), peak_memory_bytes=np.zeros(n), quality=np.array(["default"] * n))
+
+    predictions: dict = {}
+    assert predict_batch(Recording(), tasks, predictions, 100, None) is False
+    expected = [
+        record_from_annotations("inc-1", {}, n_dependencies=0, dependency_bytes=0, key_prefix="inc"),
+        record_from_annotations("inc-2", {}, n_dependencies=1, dependency_bytes=123, key_prefix="inc"),
+        record_from_annotations("load-1", {"category": "load", "run_id": "r"}, n_dependencies=0, dependency_bytes=0,
+                                key_prefix="load"),
+    ]
+    assert seen == expected
+    assert predictions["load-1"].category == "load" and predictions["load-1"].run_id == "r"
