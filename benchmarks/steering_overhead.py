@@ -73,7 +73,7 @@ def _cluster(args, preload: list[str]):
     from distributed import LocalCluster
 
     return LocalCluster(n_workers=args.workers, threads_per_worker=args.threads_per_worker, processes=True,
-                        dashboard_address=":0" if preload else None, scheduler_kwargs={"preload": preload})
+                        dashboard_address=":0", scheduler_kwargs={"preload": preload})  # both sides: Bokeh dashboard on
 
 
 def run_preloaded(args) -> tuple[dict[str, list[float]], list, list[str]]:
@@ -87,6 +87,8 @@ def run_preloaded(args) -> tuple[dict[str, list[float]], list, list[str]]:
     import dask
     from distributed import Client
 
+    from daskflow.contracts import SCHEDULER_PRELOAD
+
     results: dict[str, list[float]] = {"stock": [], "steer": []}
     summaries = []
     plugins: list[str] = []
@@ -99,7 +101,7 @@ def run_preloaded(args) -> tuple[dict[str, list[float]], list, list[str]]:
             for round_index in range(args.rounds):
                 steer_first = args.steer_first ^ (round_index % 2 == 1)
                 for mode in (("steer", "stock") if steer_first else ("stock", "steer")):
-                    preload = ["scheduler_plugins.preload"] if mode == "steer" else []
+                    preload = [SCHEDULER_PRELOAD] if mode == "steer" else []
                     with _cluster(args, preload) as cluster, Client(cluster) as client:
                         client.wait_for_workers(args.workers)
                         run_once(client, 500, f"warmup{mode}{round_index}")

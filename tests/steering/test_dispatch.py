@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from daskflow.contracts import RECORDER_PLUGIN
+from daskflow.contracts import ANNOTATION_KEY, RECORDER_PLUGIN
 from scheduler_plugins.policy import TaskPrediction
 from scheduler_plugins.steering import SteeringPlugin
 
@@ -137,7 +137,7 @@ def test_batch_records_of_plain_dask_tasks_equal_the_feature_records():
         return SimpleNamespace(key=key, annotations=annotations, dependencies=list(deps),
                                prefix=SimpleNamespace(name=key.rsplit("-", 1)[0]))
 
-    tasks = [task("inc-1", None), task("inc-2", {}, [dep]), task("load-1", {"daskflow": {"category": "load", "run_id": "r"}})]
+    tasks = [task("inc-1", None), task("inc-2", {}, [dep]), task("load-1", {ANNOTATION_KEY: {"category": "load", "run_id": "r"}})]
     seen = []
 
     class Recording:
