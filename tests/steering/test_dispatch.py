@@ -80,10 +80,10 @@ def test_unknown_and_baseline_tasks_use_the_prefix_and_running_means():
     assert info.backlog_s == pytest.approx(0.8)
 
 
-def test_finished_task_feeds_the_running_means_only_without_a_recorder():
-    """Exactly one ``observe`` per finished task: the recorder does it when installed, steering otherwise."""
+def test_finished_task_feeds_the_running_means_once_with_or_without_a_recorder():
+    """Exactly one ``observe`` per finished task: steering's (the recorder never observes)."""
     finished = {"worker": "w1", "startstops": [{"action": "compute", "start": 1.0, "stop": 1.5}], "metadata": None}
-    for plugins, expected in (({}, 1), ({RECORDER_PLUGIN: object()}, 0)):
+    for plugins, expected in (({}, 1), ({RECORDER_PLUGIN: object()}, 1)):
         predictor = CountingPredictor()
         plugin = plugin_with(FakeClock(5.0), SimpleNamespace(plugins=plugins), predictor)
         plugin.state.predictions["t-1"] = TaskPrediction(1.0, 0.0, "model", "v1", category="t")
