@@ -1,7 +1,7 @@
 """The ``daskflow`` command line.
 
 Commands live in one module per concern (``pipeline``, ``model``, ``bench``,
-``steering``, ``cluster``, ``config``, ``timeline``); each exposes ``commands``, a list of
+``steering``, ``cluster``, ``config``, ``timeline``, ``backfill``; a later module may replace a command of an earlier one with a group around it, as ``backfill`` does for ``runs``); each exposes ``commands``, a list of
 click commands or groups, which are attached to :data:`main` here.
 """
 
@@ -11,7 +11,7 @@ import importlib
 
 import click
 
-_COMMAND_MODULES = ("pipeline", "model", "bench", "steering", "cluster", "config", "timeline")
+_COMMAND_MODULES = ("pipeline", "model", "bench", "steering", "cluster", "config", "timeline", "backfill")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -201,8 +201,11 @@ class RunQueue:
 
     # -- admission -------------------------------------------------------
     def admit(self, runner: str, host: str, in_flight: set[str], limits: RunLimits, capacity: int,
-              now_s: float) -> list[QueueEntry]:
-        """Reconcile started rows, then mark and return the rows ``runner`` may launch now."""
+              now_s: float, only: tuple[str, str] | None = None) -> list[QueueEntry]:
+        """Reconcile started rows, then mark and return the rows ``runner`` may launch now.
+
+        ``only=(trigger, origin)``: admit only that origin's rows (a backfill command runs its own chunks).
+        """
         with self.store._transaction() as conn:
             # queued rows whose run exists already (started by an earlier launcher, or canceled)
             conn.execute(
@@ -226,10 +229,13 @@ class RunQueue:
                                  "WHERE run_id = ?", (now_s, message, row["run_id"]))
             if capacity <= 0:
                 return []
+            where, params = "", ()
+            if only is not None:
+                where, params = " AND q.trigger = ? AND q.origin = ?", tuple(only)
             queued = [_to_entry(row) for row in conn.execute(
                 "SELECT q.* FROM timeline_queue q LEFT JOIN timeline_backfills b ON q.trigger = 'backfill' "
                 "AND b.backfill_id = q.origin WHERE q.status = 'queued' AND (q.trigger != 'backfill' OR "
-                f"b.status = 'running') ORDER BY q.id LIMIT {_ADMISSION_WINDOW}").fetchall()]
+                f"b.status = 'running'){where} ORDER BY q.id LIMIT {_ADMISSION_WINDOW}", params).fetchall()]
             chosen = admit(queued, active, limits, capacity)
             conn.executemany("UPDATE timeline_queue SET status = 'started', runner = ?, host = ?, started_at = ? "
                              "WHERE run_id = ? AND status = 'queued'",
@@ -251,8 +257,8 @@ class QueueRunner:
     """Reaps, admits and launches queue rows with one launcher pool (see the module note)."""
 
     def __init__(self, store: TimelineStore, pool: Any, limits: RunLimits | None = None,
-                 runner: str | None = None):
-        self.store, self.pool = store, pool
+                 runner: str | None = None, only: tuple[str, str] | None = None):
+        self.store, self.pool, self.only = store, pool, only
         self.queue = RunQueue(store)
         self.limits = limits or RunLimits.from_config()
         self.runner = runner or uuid.uuid4().hex
@@ -280,7 +286,7 @@ class QueueRunner:
             failed.append((run_id, message))
         capacity = self.pool.free_slots()
         for entry in self.queue.admit(self.runner, self.host, set(self.pool.in_flight), self.limits,
-                                      capacity, now_s):
+                                      capacity, now_s, self.only):
             self.pool.start(_as_launch(entry))
             self.queue.set_launcher(entry.run_id, getattr(self.pool.in_flight.get(entry.run_id), "pid", None))
             self.launched += 1
