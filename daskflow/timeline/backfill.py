@@ -94,12 +94,12 @@ def chunk_state(n_partitions: int, queue_status: str | None, run_status: str | N
         return "done"
     if run_status == "canceled" or queue_status == "canceled":
         return "canceled"
-    if queue_status == "finished":  # the launcher is gone: a run still 'running' was abandoned
+    if run_status not in (None, "running"):  # failure, abandoned, ...
+        return "failed"
+    if queue_status == "finished":  # the launcher is gone: never started, or a run still 'running' abandoned
         return "failed"
     if run_status == "running" or queue_status == "started":
         return "running"
-    if run_status is not None:      # failure, abandoned, ...
-        return "failed"
     return "pending"
 
 

@@ -79,17 +79,19 @@ class BackfillProgress:
 
 def drive_backfill(backfill_id: str, catalog_path: str | None = None, address: str | None = None,
                    stop_event: threading.Event | None = None, progress: BackfillProgress | None = None,
-                   clock: Callable[[], float] = time.time, max_iterations: int | None = None) -> dict[str, Any]:
+                   clock: Callable[[], float] = time.time, max_iterations: int | None = None,
+                   pool: Any = None) -> dict[str, Any]:
     """Launch the backfill's chunks until none is pending or running; returns its final status.
 
     On ``stop_event`` (SIGINT/SIGTERM in the main thread) the backfill is paused
-    and the status returned has ``"interrupted": True``.
+    and the status returned has ``"interrupted": True``. ``pool``: a launcher
+    pool (default: a :class:`LauncherPool` of ``max_concurrent_runs`` processes).
     """
     store = TimelineStore(catalog_path)
     backfills = Backfills(store)
     row = backfills.get(backfill_id)
     log_dir = config.get("timeline.log-dir") or (store.path.parent / "timeline-logs")
-    pool = LauncherPool(int(row["max_concurrent_runs"]), str(store.path), address, log_dir)
+    pool = pool or LauncherPool(int(row["max_concurrent_runs"]), str(store.path), address, log_dir)
     runner = QueueRunner(store, pool, only=("backfill", backfill_id))
     tick_s = _seconds("backfill.tick-interval", "200ms")
     progress = progress or BackfillProgress(enabled=False)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import socket
 import time
 import uuid
@@ -237,15 +238,21 @@ class RunQueue:
                 "AND b.backfill_id = q.origin WHERE q.status = 'queued' AND (q.trigger != 'backfill' OR "
                 f"b.status = 'running'){where} ORDER BY q.id LIMIT {_ADMISSION_WINDOW}", params).fetchall()]
             chosen = admit(queued, active, limits, capacity)
-            conn.executemany("UPDATE timeline_queue SET status = 'started', runner = ?, host = ?, started_at = ? "
-                             "WHERE run_id = ? AND status = 'queued'",
-                             [(runner, host, now_s, entry.run_id) for entry in chosen])
-            return [dataclasses.replace(e, status="started", runner=runner, host=host, started_at=now_s)
-                    for e in chosen]
+            # Until the launcher exists, the admitting process stands for it: if it dies before
+            # spawning, the row is free again; once spawned, set_launcher() stores the launcher's pid.
+            pid = os.getpid()
+            conn.executemany("UPDATE timeline_queue SET status = 'started', runner = ?, host = ?, started_at = ?, "
+                             "launcher_pid = ? WHERE run_id = ? AND status = 'queued'",
+                             [(runner, host, now_s, pid, entry.run_id) for entry in chosen])
+            return [dataclasses.replace(e, status="started", runner=runner, host=host, started_at=now_s,
+                                        launcher_pid=pid) for e in chosen]
 
 
 def _is_active(row: Any, runner: str, host: str, in_flight: set[str]) -> bool:
-    """Whether a started row still holds a slot: its launcher lives (or, elsewhere, its run runs)."""
+    """Whether a started row still holds a slot: its launcher lives (or, elsewhere, its run runs).
+
+    A launcher without a pid (a pool that reports none) counts as gone for every other runner.
+    """
     if row["runner"] == runner:
         return row["run_id"] in in_flight
     if row["host"] == host and row["launcher_pid"] is not None:
