@@ -216,15 +216,19 @@ class Backfills:
             chunks.append(chunk)
         return chunks
 
-    def status(self, backfill_id: str) -> dict[str, Any]:
-        """The backfill row with partition counts per state (``done``, ``failed``, ``running``, ``pending``, ...)."""
+    def status(self, backfill_id: str, update: bool = True) -> dict[str, Any]:
+        """The backfill row with partition counts per state (``done``, ``failed``, ``running``, ``pending``, ...).
+
+        A running or paused backfill with nothing left to run is reported (and, with ``update``, stored) ``done``.
+        """
         row = self.get(backfill_id)
         chunks = self.chunks(backfill_id)
         counts = count_partitions(chunks)
         finished = all(c["state"] in ("done", "failed", "canceled") for c in chunks)
         status = row["status"]
         if finished and status in ("running", "paused"):
-            self.set_status(backfill_id, "done", only_from=status)
+            if update:
+                self.set_status(backfill_id, "done", only_from=status)
             status = "done"
         return {"backfill_id": backfill_id, "pipeline": row["pipeline"], "selection": row["selection"],
                 "partition_selection": row["partition_selection"], "status": status,

@@ -43,6 +43,7 @@ PAGES = {
     "decisions": "Steering decisions",
     "assets": "Assets",
     "model": "Model quality",
+    "runs": "Runs, schedules and backfills",
 }
 
 
@@ -331,3 +332,7 @@ APPLICATIONS: dict[str, Callable] = {
     "/assets": assets_page,
     "/model": model_page,
 }
+
+from scheduler_plugins.dashboard.runs_page import runs_page  # noqa: E402 - it uses the helpers above
+
+APPLICATIONS["/runs"] = runs_page
