@@ -106,8 +106,9 @@ def bench_planning(root, partitions: int) -> dict:
     from daskflow.timeline.store import TimelineStore
 
     class CountingPool:
-        in_flight: dict = {}
-        started = 0
+        def __init__(self):
+            self.in_flight: dict = {}
+            self.started = 0
 
         def free_slots(self):
             return 500

@@ -79,7 +79,8 @@ def _v0_to_v1(conn: sqlite3.Connection) -> None:
 def _timeline_tables(conn: sqlite3.Connection) -> None:
     """The timeline: launches ledger, cursors, daemon lease, run queue, backfills (idempotent, see
     :mod:`daskflow.timeline.schema`)."""
-    from daskflow.timeline.schema import migrate_timeline  # lazy: the timeline package imports the catalog
+    # lazy: the timeline package imports the catalog
+    from daskflow.timeline.schema import migrate_timeline
 
     migrate_timeline(conn)
 

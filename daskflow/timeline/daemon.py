@@ -46,7 +46,12 @@ from daskflow.timeline.queue import QueueRunner, RunQueue, entry_from_launch
 from daskflow.timeline.sensors import evaluate_sensor
 from daskflow.timeline.specs import SensorContext
 from daskflow.timeline.store import LaunchClaim, TimelineStore
-from daskflow.timeline.targets import ResolvedSchedule, ResolvedSensor, Timeline, load_timeline
+from daskflow.timeline.targets import (
+    ResolvedSchedule,
+    ResolvedSensor,
+    Timeline,
+    load_timeline,
+)
 from daskflow.timeline.ticks import cron_times, due_ticks, tick_partitions
 
 __all__ = ["Daemon", "DaemonState", "claim_run_id", "run_daemon"]

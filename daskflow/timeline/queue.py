@@ -131,7 +131,7 @@ def entry_from_launch(launch: Launch) -> QueueEntry:
 
 
 def _to_entry(row: Any) -> QueueEntry:
-    values = {k: row[k] for k in row.keys() if k in _FIELDS}
+    values = {k: row[k] for k in row.keys() if k in _FIELDS}  # noqa: SIM118 - a sqlite3.Row
     values["spec"] = json.loads(values["spec"])
     return QueueEntry(**values)
 

@@ -333,6 +333,6 @@ APPLICATIONS: dict[str, Callable] = {
     "/model": model_page,
 }
 
-from scheduler_plugins.dashboard.runs_page import runs_page  # noqa: E402 - it uses the helpers above
+from scheduler_plugins.dashboard.runs_page import runs_page  # last: it uses the helpers above
 
 APPLICATIONS["/runs"] = runs_page

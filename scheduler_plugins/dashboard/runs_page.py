@@ -101,7 +101,12 @@ def _table(name: str, source: ColumnDataSource, names: tuple[str, ...], height: 
 
 def runs_page(scheduler, extra, doc) -> None:
     """Recent runs, queued runs, schedules and sensors, backfills: refreshed every update interval."""
-    from scheduler_plugins.dashboard.pages import _extension, _finish, _note, _set  # pages registers this page
+    from scheduler_plugins.dashboard.pages import (  # pages registers this page
+        _extension,
+        _finish,
+        _note,
+        _set,
+    )
 
     extension = _extension(scheduler)
     sources = {key: ColumnDataSource({n: [] for n in names}, name=f"daskflow-runs-{key}-source")

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.timeout(120)
 
 def _timeline_catalog(home):
     from daskflow.catalog import Catalog
-    from daskflow.timeline.backfill import Backfills, BackfillPlan
+    from daskflow.timeline.backfill import BackfillPlan, Backfills
     from daskflow.timeline.queue import QueueEntry, RunQueue
     from daskflow.timeline.store import LaunchClaim, TimelineStore
 
@@ -51,10 +51,11 @@ def cluster(tmp_path_factory):
 
     home = tmp_path_factory.mktemp("runs-home")
     ids = _timeline_catalog(home)
-    with dask.config.set({"daskflow.home": str(home), "daskflow.dashboard.update-interval": "200ms"}):
-        with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address="127.0.0.1:0",
-                          scheduler_kwargs={"preload": ["scheduler_plugins.dashboard"]}) as local:
-            yield {"base": f"http://127.0.0.1:{local.scheduler.http_server.port}", **ids}
+    settings = {"daskflow.home": str(home), "daskflow.dashboard.update-interval": "200ms"}
+    with dask.config.set(settings), LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address="127.0.0.1:0",
+            scheduler_kwargs={"preload": ["scheduler_plugins.dashboard"]}) as local:
+        yield {"base": f"http://127.0.0.1:{local.scheduler.http_server.port}", **ids}
 
 
 def test_the_runs_json_lists_runs_with_triggers_queue_ticks_and_backfill_progress(cluster):
@@ -66,7 +67,7 @@ def test_the_runs_json_lists_runs_with_triggers_queue_ticks_and_backfill_progres
     assert (manual["trigger"], manual["status"], manual["materializations"]) == ("manual", "success", 1)
     assert manual["duration_s"] >= 0
     assert (by_id["sched-run"]["trigger"], by_id["sched-run"]["origin"]) == ("schedule", "nightly")
-    assert [(q["run_id"], q["pool"]) for q in payload["queued"]][0] == ("waiting-run", "warehouse")
+    assert (payload["queued"][0]["run_id"], payload["queued"][0]["pool"]) == ("waiting-run", "warehouse")
     assert payload["schedules"] == [{"name": "nightly", "next_tick_at": 2000.0, "evaluated_until": 1000.0,
                                      "last_tick_at": 1000.0, "last_status": "claimed"}]
     assert payload["sensors"][0]["name"] == "new_files" and payload["sensors"][0]["next_tick_at"] == 1530.0

@@ -15,7 +15,11 @@ from daskflow.timeline.backfill import (
     count_partitions,
     plan_backfill,
 )
-from daskflow.timeline.backfill_driver import BackfillProgress, drive_backfill, progress_line
+from daskflow.timeline.backfill_driver import (
+    BackfillProgress,
+    drive_backfill,
+    progress_line,
+)
 from daskflow.timeline.queue import RunQueue
 from daskflow.timeline.store import TimelineStore
 from tests.timeline.helpers import InstantPool, write_pipeline

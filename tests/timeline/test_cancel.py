@@ -24,8 +24,8 @@ def test_a_queued_run_is_canceled_and_can_never_start(catalog):
     assert store.launches()[0].status == "canceled"
 
     class Pool:
-        in_flight: dict = {}
-        started: list = []
+        def __init__(self):
+            self.in_flight, self.started = {}, []
 
         def free_slots(self):
             return 5
@@ -36,8 +36,9 @@ def test_a_queued_run_is_canceled_and_can_never_start(catalog):
         def reap(self):
             return []
 
-    QueueRunner(store, Pool()).step()
-    assert Pool.started == []
+    pool = Pool()
+    QueueRunner(store, pool).step()
+    assert pool.started == []
 
 
 def test_cancel_refuses_in_one_line_what_it_cannot_stop(catalog):
