@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
             from distributed import LocalCluster
 
             with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                              dashboard_address=None, host="127.0.0.1", scheduler_port=0) as cluster:
+                              dashboard_address=":0", host="127.0.0.1", scheduler_port=0) as cluster:
                 address = cluster.scheduler_address
                 if "backfill" in wanted:
                     report["backfill"] = bench_backfill(root, address, args.partitions, args.chunk,

@@ -27,7 +27,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def address():
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None, host="127.0.0.1",
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0", host="127.0.0.1",
                       protocol="tcp", scheduler_port=0) as cluster:
         yield cluster.scheduler_address
 

@@ -69,7 +69,7 @@ def test_the_example_materializes_two_days_and_its_file_asset(daskflow_home, inb
 
     inbox.mkdir()
     (inbox / "a.csv").write_text("x\n1\n")
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         result = materialize(str(EXAMPLE), selection="readings,daily_stats,landed_files",
                              partitions="2024-01-01...2024-01-02", client=client, progress=False)
