@@ -50,6 +50,8 @@ __all__ = ["MAX_LAUNCH_CRASHES", "QueueEntry", "QueueRunner", "QueueStatus", "Ru
 QueueStatus = Literal["queued", "started", "finished", "canceled"]
 #: a launcher that dies this many times before starting its run is recorded as failed
 MAX_LAUNCH_CRASHES = 3
+#: how often a runner asks the catalog to end runs whose heartbeat stopped
+ABANDONED_CHECK_INTERVAL_S = 5.0
 #: queued rows looked at per admission (the head of the queue)
 _ADMISSION_WINDOW = 2000
 
@@ -272,10 +274,13 @@ class QueueRunner:
         self.host = socket.gethostname()
         self.crashes: dict[str, int] = {}  # run_id -> launcher deaths before its run started
         self.launched = 0
+        self._abandoned_checked_s = float("-inf")
+        self._catalog: Any = None
 
     def step(self, now_s: float | None = None) -> list[tuple[str, str]]:
         """Reap, admit, launch. Returns ``(run_id, message)`` of launches that failed for good."""
         now_s = time.time() if now_s is None else now_s
+        self._mark_abandoned(now_s)
         failed = []
         for run_id, code, line in self.pool.reap():
             if self.store.run_started(run_id):
@@ -298,6 +303,19 @@ class QueueRunner:
             self.queue.set_launcher(entry.run_id, getattr(self.pool.in_flight.get(entry.run_id), "pid", None))
             self.launched += 1
         return failed
+
+
+    def _mark_abandoned(self, now_s: float) -> None:
+        """Runs whose heartbeat stopped (a killed launcher) end as abandoned, where the catalog can tell."""
+        if now_s - self._abandoned_checked_s < ABANDONED_CHECK_INTERVAL_S:
+            return
+        self._abandoned_checked_s = now_s
+        from daskflow.catalog import Catalog
+
+        if hasattr(Catalog, "mark_abandoned_runs"):  # catalogs with run heartbeats only
+            if self._catalog is None:
+                self._catalog = Catalog(self.store.path)
+            self._catalog.mark_abandoned_runs(now_s)
 
 
 def _as_launch(entry: QueueEntry) -> Launch:
