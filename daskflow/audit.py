@@ -115,7 +115,7 @@ def stock_decisions(run_id: str, placements: Mapping[str, str | None], decisions
 def _max_runs() -> int:
     from daskflow import config
 
-    return max(1, int(config.get("audit.max-runs", 100)))
+    return max(1, int(config.get("audit.max-runs")))
 
 
 def _default_path() -> pathlib.Path:
@@ -157,7 +157,7 @@ class AuditStore:
             yield conn
         self._migrated = True
 
-    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         if not self._migrated:
             with self._write():
                 pass
@@ -216,13 +216,13 @@ class AuditStore:
     def decisions_for(self, run_id: str | None = None, key: str | None = None) -> list[dict[str, Any]]:
         """Decision events (the dicts :mod:`daskflow.explain` reads), oldest first, filtered by run and/or key."""
         where, params = _where(run_id=run_id, key=key)
-        rows = self._query(f"SELECT event FROM audit_decisions WHERE {where} ORDER BY id", params)
+        rows = self.query(f"SELECT event FROM audit_decisions WHERE {where} ORDER BY id", params)
         return [json.loads(r["event"]) for r in rows]
 
     def policy_checks(self, run_id: str | None = None, key: str | None = None) -> list[dict[str, Any]]:
         """Policy-check rows, oldest first."""
         where, params = _where(run_id=run_id, key=key)
-        rows = self._query(f"SELECT * FROM audit_policy WHERE {where} ORDER BY id", params)
+        rows = self.query(f"SELECT * FROM audit_policy WHERE {where} ORDER BY id", params)
         out = []
         for row in rows:
             item = dict(row)
@@ -234,7 +234,7 @@ class AuditStore:
 
     def runs(self) -> list[str]:
         """Audited run ids, newest first."""
-        return [r[0] for r in self._query("SELECT run_id FROM audit_runs ORDER BY first_at DESC, rowid DESC")]
+        return [r[0] for r in self.query("SELECT run_id FROM audit_runs ORDER BY first_at DESC, rowid DESC")]
 
     def report(self, run_id: str) -> dict[str, Any]:
         """See :func:`audit_report`."""
@@ -253,7 +253,7 @@ def audit_report(run_id: str, store: AuditStore | Any = None) -> dict[str, Any]:
     store = store if isinstance(store, AuditStore) else AuditStore(store)
     decisions = store.decisions_for(run_id=run_id)
     checks = store.policy_checks(run_id=run_id)
-    query = store._query
+    query = store.query
     tables = {r[0] for r in query("SELECT name FROM sqlite_master WHERE type = 'table'")}
     run = None
     if "runs" in tables:

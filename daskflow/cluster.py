@@ -34,10 +34,16 @@ from typing import Any
 import dask.config
 import dask.utils
 
-from daskflow import config, connection
+from daskflow import compat, config, connection
+from daskflow.contracts import (
+    DASHBOARD_EXTENSION,
+    RECORDER_PLUGIN,
+    SCHEDULER_PRELOAD,
+    STEERING_PLUGIN,
+)
 from daskflow.errors import ClusterError
 
-DEFAULT_PRELOAD = "scheduler_plugins.preload"
+DEFAULT_PRELOAD = SCHEDULER_PRELOAD
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,21 +98,20 @@ class ClusterSpec:
     start_timeout_s: float | None = None
 
     def __post_init__(self) -> None:
-        defaults = {
-            "workers": ("cluster.workers", 2),
-            "threads_per_worker": ("cluster.threads-per-worker", 1),
-            "memory_limit": ("cluster.memory-limit", "auto"),
-            "host": ("cluster.host", "127.0.0.1"),
-            "scheduler_port": ("cluster.scheduler-port", 8786),
-            "dashboard_port": ("cluster.dashboard-port", 8787),
-            "preload": ("cluster.preload", DEFAULT_PRELOAD),
+        settings = {
+            "workers": "cluster.workers",
+            "threads_per_worker": "cluster.threads-per-worker",
+            "memory_limit": "cluster.memory-limit",
+            "host": "cluster.host",
+            "scheduler_port": "cluster.scheduler-port",
+            "dashboard_port": "cluster.dashboard-port",
+            "preload": "cluster.preload",
         }
-        for field, (setting, fallback) in defaults.items():
+        for field, setting in settings.items():
             if getattr(self, field) is None:
-                value = config.get(setting)
-                setattr(self, field, fallback if value is None else value)
+                setattr(self, field, config.get(setting))
         if self.start_timeout_s is None:
-            self.start_timeout_s = dask.utils.parse_timedelta(config.get("cluster.start-timeout") or "60s")
+            self.start_timeout_s = dask.utils.parse_timedelta(config.get("cluster.start-timeout"))
         if int(self.workers) < 1:
             raise ClusterError(f"--workers must be at least 1, got {self.workers}")
         if int(self.threads_per_worker) < 1:
@@ -117,13 +122,14 @@ class ClusterSpec:
         return "tls" if self.tls else "tcp"
 
 
-def _python_cli(module: str) -> list[str]:
+def python_cli(module: str) -> list[str]:
+    """``python -m distributed.cli.<module>`` with this interpreter."""
     return [sys.executable, "-m", f"distributed.cli.{module}"]
 
 
 def scheduler_command(spec: ClusterSpec, scheduler_file: str | os.PathLike) -> list[str]:
     """The ``dask scheduler`` command line for ``spec``."""
-    command = _python_cli("dask_scheduler") + [
+    command = python_cli("dask_scheduler") + [
         "--host", str(spec.host),
         "--port", str(spec.scheduler_port),
         "--protocol", spec.protocol,
@@ -138,7 +144,7 @@ def scheduler_command(spec: ClusterSpec, scheduler_file: str | os.PathLike) -> l
 
 def worker_command(address: str, spec: ClusterSpec, name: str) -> list[str]:
     """The ``dask worker ADDRESS`` command line for one worker of ``spec``."""
-    command = _python_cli("dask_worker") + [
+    command = python_cli("dask_worker") + [
         address,
         "--name", name,
         "--host", str(spec.host),
@@ -364,7 +370,7 @@ def stop_cluster(grace_s: float | None = None) -> list[int]:
             "from this daskflow home (set DASKFLOW_HOME or daskflow.cluster.file to the one used)"
         )
     if grace_s is None:
-        grace_s = dask.utils.parse_timedelta(config.get("cluster.stop-grace") or "10s")
+        grace_s = dask.utils.parse_timedelta(config.get("cluster.stop-grace"))
     pids = info.get("pids") or {}
     ordered = [int(p) for p in pids.get("workers") or []] + ([int(pids["scheduler"])] if pids.get("scheduler") else [])
     ordered = ([int(pids["daemon"])] if pids.get("daemon") else []) + ordered  # `cluster up --daemon`: stop it first
@@ -376,33 +382,23 @@ def stop_cluster(grace_s: float | None = None) -> list[int]:
 def scheduler_summary(dask_scheduler=None) -> dict[str, Any]:
     """Cluster state as plain data; runs *on the scheduler* (``Client.run_on_scheduler``)."""
     scheduler = dask_scheduler
-    workers = []
-    for address, worker in scheduler.workers.items():
-        workers.append({
-            "address": address,
-            "name": str(worker.name),
-            "threads": worker.nthreads,
-            "memory_limit_bytes": worker.memory_limit,
-            "memory_bytes": worker.memory.process,
-            "processing": len(worker.processing),
-        })  # fmt: skip
-    steering = scheduler.plugins.get("daskflow-steering")
-    recorder = scheduler.plugins.get("daskflow-recorder")
-    http_server = getattr(scheduler, "http_server", None)
+    workers = compat.worker_summaries(scheduler)
+    steering = compat.plugin(scheduler, STEERING_PLUGIN)
+    recorder = compat.plugin(scheduler, RECORDER_PLUGIN)
     return {
         "scheduler_address": scheduler.address,
-        "dashboard_port": getattr(http_server, "port", None),
+        "dashboard_port": compat.dashboard_port(scheduler),
         "workers": workers,
         "n_workers": len(workers),
         "threads": sum(w["threads"] for w in workers),
         "memory_limit_bytes": sum(w["memory_limit_bytes"] or 0 for w in workers),
         "memory_bytes": sum(w["memory_bytes"] for w in workers),
-        "tasks": len(scheduler.tasks),
+        "tasks": compat.n_tasks(scheduler),
         "steering_mode": getattr(steering, "mode", None) if steering else "absent",
         "model_version": getattr(steering, "model_version", None) if steering else None,
         "fallback_count": getattr(steering, "fallback_count", None) if steering else None,
         "recorder": recorder is not None,
-        "dashboard_pages": "daskflow-dashboard" in scheduler.extensions,
+        "dashboard_pages": compat.has_extension(scheduler, DASHBOARD_EXTENSION),
     }
 
 

@@ -146,6 +146,10 @@ class MaterializedEvent(TypedDict, total=False):
     host: str
     worker: str | None
     duration_s: float
+    #: the attempt token in the file name: unique per task execution (see daskflow.storage)
+    attempt: str
+    #: which attempt of the asset's retry policy produced it (1-based)
+    attempt_number: int
 
 
 class DecisionEvent(TypedDict, total=False):

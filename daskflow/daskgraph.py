@@ -7,14 +7,12 @@ annotations survive the trip to the scheduler when each task sits in its own
 ``MaterializedLayer`` of a ``HighLevelGraph``; the scheduler then exposes them
 as ``TaskState.annotations``.
 
-Annotation schema (key ``"daskflow"``), shared by execution, the replay
-harness and the plugins::
-
-    run_id: str            category: str          kind: "asset"|"check"|"replay"
-    asset: str | None      partition: str | None  code_version: str | None
-    input_bytes: int       input_rows: int        n_inputs: int
-    input_locations: [{"host": str, "bytes": int}]   tags: {str: str}
-    true_duration_s, true_peak_memory_bytes   (replay only: used by the oracle)
+The annotation schema (key :data:`daskflow.contracts.ANNOTATION_KEY`) is
+:class:`daskflow.contracts.TaskAnnotation`, built by
+:func:`daskflow.contracts.task_annotation` in execution and the replay harness
+and read by the plugins through :func:`annotations_of`. Tasks are built with
+dask's task spec through :func:`daskflow.compat.make_task` (a private dask
+module, kept behind the compat layer).
 """
 
 from __future__ import annotations
@@ -23,10 +21,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dask._task_spec import Task, TaskRef
 from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 
-ANNOTATION_KEY = "daskflow"
+from daskflow.compat import make_task
+from daskflow.contracts import ANNOTATION_KEY, TaskAnnotation
 
 
 @dataclass
@@ -42,7 +40,7 @@ class TaskSpec:
     args: tuple = ()
     kwargs: dict = field(default_factory=dict)
     dependencies: tuple[str, ...] = ()
-    annotations: dict[str, Any] = field(default_factory=dict)
+    annotations: TaskAnnotation | dict[str, Any] = field(default_factory=dict)
     priority: int | None = None
     retries: int | None = None
 
@@ -52,8 +50,7 @@ def build_graph(tasks: Iterable[TaskSpec]) -> HighLevelGraph:
     layers: dict[str, MaterializedLayer] = {}
     layer_deps: dict[str, set[str]] = {}
     for spec in tasks:
-        refs = [TaskRef(dep) for dep in spec.dependencies]
-        task = Task(spec.key, spec.func, *spec.args, *refs, **spec.kwargs)
+        task = make_task(spec.key, spec.func, spec.args, spec.dependencies, spec.kwargs)
         annotations: dict[str, Any] = {}
         if spec.annotations:
             annotations[ANNOTATION_KEY] = dict(spec.annotations)
@@ -75,9 +72,9 @@ def submit_graph(client, tasks: Iterable[TaskSpec], keys: Iterable[str] | None =
     return dict(zip(wanted, futures))
 
 
-def annotations_of(task_annotations: Mapping[str, Any] | None) -> dict[str, Any]:
+def annotations_of(task_annotations: Mapping[str, Any] | None) -> TaskAnnotation:
     """The daskflow part of a ``TaskState.annotations`` dict (empty when absent)."""
     if not task_annotations:
         return {}
     value = task_annotations.get(ANNOTATION_KEY)
-    return dict(value) if isinstance(value, Mapping) else {}
+    return dict(value) if isinstance(value, Mapping) else {}  # type: ignore[return-value]

@@ -66,6 +66,13 @@ class ClusterError(DaskflowError):
     """A daskflow cluster could not be started, found, or stopped."""
 
 
+class UnknownSettingError(DaskflowError, KeyError):
+    """A ``daskflow.*`` setting name that ``daskflow.yaml`` does not define (a typo, or a key missing there)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 class OptionalDependencyError(DaskflowError, ImportError):
     """An optional extra is not installed."""
 

@@ -3,7 +3,8 @@
 Design note
 -----------
 The steering plugin logs every decision as a scheduler event (topic
-``daskflow-steering``) and keeps the same dicts in its bounded ``decisions``
+:data:`~daskflow.contracts.STEERING_TOPIC`, payload
+:class:`~daskflow.contracts.DecisionEvent`) and keeps the same dicts in its bounded ``decisions``
 deque; the recorder keeps the actual cost of recent tasks (``recent_rows``) and
 writes all of them to the history dataset. This module only *reads* those:
 
@@ -17,21 +18,27 @@ writes all of them to the history dataset. This module only *reads* those:
 * :func:`summarize` / :func:`format_summary` — steered / held / fallback
   counts and prediction error for a run.
 
-Plugins are found by name on the scheduler; daskflow never imports
-``scheduler_plugins``.
+Plugins are found by name on the scheduler (:func:`daskflow.compat.plugin`,
+names from :mod:`daskflow.contracts`); daskflow never imports
+``scheduler_plugins``. Errors are the shared median APE
+(:func:`daskflow.learning.metrics.median_ape`).
 """
 
 from __future__ import annotations
 
-import math
-import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-STEERING_PLUGIN = "daskflow-steering"
-RECORDER_PLUGIN = "daskflow-recorder"
-EVENT_TOPIC = "daskflow-steering"
+from daskflow import compat
+from daskflow.contracts import (
+    RECORDER_PLUGIN,
+    STEERING_PLUGIN,
+    STEERING_TOPIC,
+    DecisionEvent,
+)
+from daskflow.formatting import finite_float, format_bytes
+from daskflow.learning.metrics import median_ape
 
 __all__ = ["fetch_actuals", "fetch_decisions", "format_story", "format_summary", "summarize", "task_story"]
 
@@ -39,22 +46,22 @@ __all__ = ["fetch_actuals", "fetch_decisions", "format_story", "format_summary",
 # ----------------------------------------------------------------- fetching (scheduler side helpers)
 
 
-def _plugin_decisions(key: str | None = None, run_id: str | None = None, dask_scheduler=None) -> list[dict] | None:
-    plugin = dask_scheduler.plugins.get(STEERING_PLUGIN)
+def _is_about(decision: Mapping, key: str | None, run_id: str | None) -> bool:
+    """Whether a decision concerns ``key`` / ``run_id`` (None: any); graph-wide decisions carry no run id."""
+    if key is not None and decision.get("key") != key:
+        return False
+    return run_id is None or decision.get("run_id") in (run_id, None)
+
+
+def _plugin_decisions(key: str | None = None, run_id: str | None = None, dask_scheduler=None) -> list[DecisionEvent] | None:
+    plugin = compat.plugin(dask_scheduler, STEERING_PLUGIN)
     if plugin is None:
         return None
-    found = []
-    for decision in list(getattr(plugin, "decisions", ())):
-        if key is not None and decision.get("key") != key:
-            continue
-        if run_id is not None and decision.get("run_id") not in (run_id, None):
-            continue
-        found.append(dict(decision))
-    return found
+    return [dict(d) for d in list(getattr(plugin, "decisions", ())) if _is_about(d, key, run_id)]
 
 
 def _plugin_state(dask_scheduler=None) -> dict | None:
-    plugin = dask_scheduler.plugins.get(STEERING_PLUGIN)
+    plugin = compat.plugin(dask_scheduler, STEERING_PLUGIN)
     if plugin is None:
         return None
     summary = getattr(plugin, "summary", None)
@@ -62,7 +69,7 @@ def _plugin_state(dask_scheduler=None) -> dict | None:
 
 
 def _recent_rows(keys: list[str] | None, run_id: str | None, dask_scheduler=None) -> list[dict] | None:
-    plugin = dask_scheduler.plugins.get(RECORDER_PLUGIN)
+    plugin = compat.plugin(dask_scheduler, RECORDER_PLUGIN)
     if plugin is None:
         return None
     wanted = set(keys) if keys is not None else None
@@ -76,19 +83,12 @@ def _recent_rows(keys: list[str] | None, run_id: str | None, dask_scheduler=None
     return rows
 
 
-def fetch_decisions(client, key: str | None = None, run_id: str | None = None) -> list[dict]:
+def fetch_decisions(client, key: str | None = None, run_id: str | None = None) -> list[DecisionEvent]:
     """Decision dicts for ``key`` / ``run_id`` (all when both are None), oldest first."""
     decisions = client.run_on_scheduler(_plugin_decisions, key, run_id)
     if decisions is None:  # plugin not installed (or removed): fall back on the event log
-        decisions = []
-        for _, msg in client.get_events(EVENT_TOPIC):
-            if not isinstance(msg, Mapping):
-                continue
-            if key is not None and msg.get("key") != key:
-                continue
-            if run_id is not None and msg.get("run_id") not in (run_id, None):
-                continue
-            decisions.append(dict(msg))
+        events = (msg for _, msg in client.get_events(STEERING_TOPIC))
+        decisions = [dict(msg) for msg in events if isinstance(msg, Mapping) and _is_about(msg, key, run_id)]
     return decisions
 
 
@@ -123,15 +123,7 @@ def steering_state(client) -> dict | None:
 # ----------------------------------------------------------------- one task
 
 
-def _num(value: Any) -> float | None:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
-
-
-def task_story(key: str, decisions: Iterable[Mapping], actual: Mapping | None = None) -> dict:
+def task_story(key: str, decisions: Iterable[DecisionEvent], actual: Mapping | None = None) -> dict:
     """Everything known about one task's steering, as a plain dict."""
     mine = [dict(d) for d in decisions if d.get("key") == key]
     placements = [d for d in mine if d.get("action") in ("place", "release")]
@@ -144,9 +136,9 @@ def task_story(key: str, decisions: Iterable[Mapping], actual: Mapping | None = 
         "run_id": first.get("run_id") or (actual or {}).get("run_id"),
         "model_version": first.get("model_version"),
         "quality": first.get("quality"),
-        "predicted_duration_s": _num(first.get("predicted_duration_s")),
-        "predicted_peak_memory_bytes": _num(first.get("predicted_peak_memory_bytes")),
-        "rank_s": _num(last_place.get("rank_s", first.get("rank_s"))),
+        "predicted_duration_s": finite_float(first.get("predicted_duration_s")),
+        "predicted_peak_memory_bytes": finite_float(first.get("predicted_peak_memory_bytes")),
+        "rank_s": finite_float(last_place.get("rank_s", first.get("rank_s"))),
         "priority_index": last_place.get("priority_index", first.get("priority_index")),
         "placements": [
             {k: p.get(k) for k in ("time", "action", "worker", "reason", "predicted_finish_s", "held_s", "alternatives")}
@@ -158,8 +150,8 @@ def task_story(key: str, decisions: Iterable[Mapping], actual: Mapping | None = 
     }
     if actual:
         story.update(
-            actual_duration_s=_num(actual.get("duration_s")),
-            actual_peak_memory_bytes=_num(actual.get("peak_memory_bytes")),
+            actual_duration_s=finite_float(actual.get("duration_s")),
+            actual_peak_memory_bytes=finite_float(actual.get("peak_memory_bytes")),
             actual_worker=actual.get("worker"),
             outcome=actual.get("outcome"),
         )
@@ -170,14 +162,11 @@ def task_story(key: str, decisions: Iterable[Mapping], actual: Mapping | None = 
 
 
 def _bytes(value: Any) -> str:
-    from dask.utils import format_bytes
-
-    number = _num(value)
-    return "?" if number is None else format_bytes(int(number))
+    return format_bytes(value, missing="?")
 
 
 def _seconds(value: Any) -> str:
-    number = _num(value)
+    number = finite_float(value)
     return "?" if number is None else f"{number:.3f} s"
 
 
@@ -225,29 +214,24 @@ def format_story(story: Mapping) -> str:
 # ----------------------------------------------------------------- a run
 
 
-def _median_ape(pairs: list[tuple[float, float]]) -> float | None:
-    errors = [abs(p - a) / a for p, a in pairs if a and a > 0]
-    return statistics.median(errors) if errors else None
-
-
-def summarize(decisions: Iterable[Mapping], rows: Iterable[Mapping] = (), state: Mapping | None = None) -> dict:
+def summarize(decisions: Iterable[DecisionEvent], rows: Iterable[Mapping] = (), state: Mapping | None = None) -> dict:
     """Counts of decisions by action and reason, fallbacks, holds and prediction error."""
     decisions = list(decisions)
     actions = Counter(d.get("action") for d in decisions)
     reasons = Counter(d.get("reason") for d in decisions if d.get("action") in ("place", "release"))
     steered_keys = {d.get("key") for d in decisions if d.get("action") in ("place", "release")}
     fallback_tasks = sum(int(d.get("n_tasks") or 0) for d in decisions if d.get("action") == "fallback")
-    predicted = {d.get("key"): _num(d.get("predicted_duration_s")) for d in decisions if d.get("key")}
-    predicted_memory = {d.get("key"): _num(d.get("predicted_peak_memory_bytes")) for d in decisions if d.get("key")}
+    predicted = {d.get("key"): finite_float(d.get("predicted_duration_s")) for d in decisions if d.get("key")}
+    predicted_memory = {d.get("key"): finite_float(d.get("predicted_peak_memory_bytes")) for d in decisions if d.get("key")}
     duration_pairs, memory_pairs = [], []
     for row in rows:
         key = row.get("key")
-        p = _num(row.get("predicted_duration_s")) or predicted.get(key)
-        a = _num(row.get("duration_s"))
+        p = finite_float(row.get("predicted_duration_s")) or predicted.get(key)
+        a = finite_float(row.get("duration_s"))
         if p is not None and a is not None:
             duration_pairs.append((p, a))
-        pm = _num(row.get("predicted_peak_memory_bytes")) or predicted_memory.get(key)
-        am = _num(row.get("peak_memory_bytes"))
+        pm = finite_float(row.get("predicted_peak_memory_bytes")) or predicted_memory.get(key)
+        am = finite_float(row.get("peak_memory_bytes"))
         if pm is not None and am is not None:
             memory_pairs.append((pm, am))
     return {
@@ -262,8 +246,8 @@ def summarize(decisions: Iterable[Mapping], rows: Iterable[Mapping] = (), state:
         "place_reasons": dict(reasons),
         "model_versions": sorted({str(d.get("model_version")) for d in decisions if d.get("model_version")}),
         "tasks_with_actuals": len(duration_pairs),
-        "duration_median_ape": _median_ape(duration_pairs),
-        "memory_median_ape": _median_ape(memory_pairs),
+        "duration_median_ape": median_ape([p for p, _ in duration_pairs], [a for _, a in duration_pairs]),
+        "memory_median_ape": median_ape([p for p, _ in memory_pairs], [a for _, a in memory_pairs]),
         "plugin": dict(state) if state else None,
     }
 

@@ -2,14 +2,19 @@
 
 Design note
 -----------
-One asset-partition materialization is one file::
+One asset-partition materialization attempt is one file::
 
-    <base>/<asset_key>/<partition or __unpartitioned__>/<run_id>.<parquet|json>
+    <base>/<asset_key>/<partition or __unpartitioned__>/<run_id>-<attempt>.<parquet|json>
 
 The run id in the file name makes every run write its own file, so concurrent
 runs never collide and an older materialization stays readable while a new one
-is written; which file is *current* is the catalog's business, not the file
-system's.
+is written; the *attempt* token (8 hex characters, fresh for every execution of
+the task, see :func:`new_attempt_token`) makes every execution write its own
+file too, so when Dask re-runs a task (a retry, or a recomputation after the
+worker holding its result died) the second execution never overwrites a file
+the catalog already recorded. Which file is *current* is the catalog's
+business, not the file system's; :func:`run_id_of_file` reads the run id back
+for ``daskflow gc``. (Without an attempt the name is ``<run_id>.<ext>``.)
 
 Writes are atomic: the bytes go to a hidden temporary name in the same
 directory (``.<run_id>.<ext>.tmp-<uuid>``), are flushed and closed, and are
@@ -31,6 +36,8 @@ Values are stored in safe formats only, never pickle: Parquet for
 and JSON for JSON-able values. Every write returns a :class:`StoredObject`:
 path, rows, bytes, schema and the host/worker that wrote it. The catalog keeps
 these as the Arrow data-location metadata used for locality-aware steering.
+Turning a value into an Arrow table and checking it against a declared
+schema is :mod:`daskflow.tables` (pure); this module does the file I/O.
 """
 
 from __future__ import annotations
@@ -50,13 +57,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from daskflow import config
-from daskflow.errors import SchemaMismatchError, StorageError
+from daskflow.errors import StorageError
+from daskflow.tables import (
+    conform_to_schema,
+    is_pandas_frame,
+    to_arrow_table,
+    validate_schema,
+)
 
 __all__ = [
     "UNPARTITIONED",
     "AssetStore",
     "StoredObject",
     "current_worker_address",
+    "new_attempt_token",
+    "run_id_of_file",
     "to_arrow_table",
     "validate_schema",
 ]
@@ -86,9 +101,28 @@ class StoredObject:
     schema: str | None
     host: str
     worker: str | None
+    #: the attempt token in the file name (None: written without one)
+    attempt: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def new_attempt_token() -> str:
+    """A fresh attempt token: 8 hex characters, unique per task execution."""
+    return uuid.uuid4().hex[:8]
+
+
+def run_id_of_file(path: str) -> str | None:
+    """The run id in a data file's name (``<run_id>-<attempt>.<ext>`` or ``<run_id>.<ext>``); None if hidden."""
+    name = path.rsplit("/", 1)[-1]
+    if name.startswith(".") or "." not in name:
+        return None
+    stem = name.rsplit(".", 1)[0]
+    run_id, sep, attempt = stem.rpartition("-")
+    if sep and re.fullmatch(r"[0-9a-f]{8}", attempt):
+        return run_id
+    return stem
 
 
 def current_worker_address() -> str | None:
@@ -99,110 +133,6 @@ def current_worker_address() -> str | None:
         return get_worker().address
     except (ImportError, ValueError, AttributeError):
         return None
-
-
-def _is_pandas_frame(value: Any) -> bool:
-    pd = _pandas_if_loaded()
-    return pd is not None and isinstance(value, pd.DataFrame)
-
-
-def _pandas_if_loaded():
-    # Only look at pandas if the user already imported it: a value cannot be a
-    # DataFrame otherwise, and importing pandas costs ~0.3 s per process.
-    import sys
-
-    return sys.modules.get("pandas")
-
-
-def to_arrow_table(asset_key: str, value: Any) -> pa.Table:
-    """Convert a tabular value to a ``pyarrow.Table`` or raise StorageError.
-
-    Accepts ``pyarrow.Table``, ``pyarrow.RecordBatch`` and ``pandas.DataFrame``
-    (a default RangeIndex is kept as metadata only; any other index becomes
-    columns, as ``pyarrow.Table.from_pandas`` does).
-    """
-    if isinstance(value, pa.Table):
-        return value
-    if isinstance(value, pa.RecordBatch):
-        return pa.Table.from_batches([value])
-    if _is_pandas_frame(value):
-        try:
-            return pa.Table.from_pandas(value)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
-            raise StorageError(
-                f"asset {asset_key!r}: its pandas.DataFrame could not be converted to Arrow "
-                f"for Parquet ({exc}); give object columns one type each "
-                "(e.g. df[col] = df[col].astype(str))"
-            ) from exc
-    raise StorageError(
-        f"asset {asset_key!r} returned a {type(value).__module__}.{type(value).__qualname__}, "
-        "which cannot be stored as Parquet; return a pyarrow.Table / pandas.DataFrame, "
-        "or a JSON-able value with io='json'"
-    )
-
-
-def _types_match(expected: pa.DataType, actual: pa.DataType) -> bool:
-    if expected.equals(actual):
-        return True
-    # string/large_string/string_view (and binary) differ only in offset width;
-    # pandas >= 3 produces large_string, users usually declare pa.string().
-    string_like = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
-    binary_like = (pa.types.is_binary, pa.types.is_large_binary, pa.types.is_binary_view)
-    for family in (string_like, binary_like):
-        if any(f(expected) for f in family) and any(f(actual) for f in family):
-            return True
-    return False
-
-
-def validate_schema(asset_key: str, table: pa.Table, schema: pa.Schema) -> None:
-    """Check ``table`` against the declared ``schema``; raise SchemaMismatchError.
-
-    Field order does not matter; missing fields, extra fields, different types
-    and nulls in non-nullable fields are all reported, one line per problem.
-    String and large-string (binary and large-binary) count as the same type.
-
-    >>> import pyarrow as pa
-    >>> validate_schema("prices", pa.table({"x": [1]}), pa.schema([("x", pa.int64())]))
-    """
-    problems: list[str] = []
-    actual_fields = {field.name: field for field in table.schema}
-    for expected in schema:
-        actual = actual_fields.get(expected.name)
-        if actual is None:
-            problems.append(
-                f"field {expected.name!r}: expected type {expected.type}, actual: missing"
-            )
-            continue
-        if not _types_match(expected.type, actual.type):
-            problems.append(
-                f"field {expected.name!r}: expected type {expected.type}, actual type {actual.type}"
-            )
-        elif not expected.nullable and table.column(expected.name).null_count:
-            problems.append(
-                f"field {expected.name!r}: declared not nullable, actual column has "
-                f"{table.column(expected.name).null_count} nulls"
-            )
-    declared = set(schema.names)
-    for name, field in actual_fields.items():
-        if name not in declared:
-            problems.append(f"field {name!r}: not in the declared schema (actual type {field.type})")
-    if problems:
-        raise SchemaMismatchError(
-            f"asset {asset_key!r}: output does not match its declared schema:\n  "
-            + "\n  ".join(problems)
-            + "\nFix the asset's output or its schema= declaration."
-        )
-
-
-def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Reorder columns and cast string-width differences to the declared schema."""
-    table = table.select(schema.names)
-    if table.schema.equals(schema, check_metadata=False):
-        return table
-    try:
-        return table.cast(schema.with_metadata(table.schema.metadata))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return table
 
 
 def _safe_segment(text: str) -> str:
@@ -251,7 +181,7 @@ class AssetStore:
             base_url = config.home_url("storage.url", "data")
         self.base_url = str(base_url).rstrip("/")
         self.storage_options = dict(storage_options)
-        self.fsync = bool(config.get("storage.fsync", False))
+        self.fsync = bool(config.get("storage.fsync"))
         self._fs: fsspec.AbstractFileSystem | None = None
         self._root: str | None = None
 
@@ -294,11 +224,12 @@ class AssetStore:
             return self.fs, path
         protocol = path.split("://", 1)[0] if "://" in path else "file"
         if protocol in _protocols(self.fs):
-            return self.fs, self.fs._strip_protocol(path)
+            return self.fs, fsspec.core.strip_protocol(path)
         return fsspec.core.url_to_fs(path, **self.storage_options)
 
     def path_for(
-        self, asset_key: str, partition: str | None, run_id: str, io: IOFormat = "parquet"
+        self, asset_key: str, partition: str | None, run_id: str, io: IOFormat = "parquet",
+        attempt: str | None = None,
     ) -> str:
         """The final fs path of one materialization (see the module note)."""
         if io not in _EXTENSIONS:
@@ -309,7 +240,8 @@ class AssetStore:
         if not key_segments:
             raise StorageError(f"asset key {asset_key!r} is empty; give the asset a name")
         partition_segment = UNPARTITIONED if partition is None else _safe_segment(str(partition))
-        file_name = f"{_safe_segment(str(run_id))}.{_EXTENSIONS[io]}"
+        stem = _safe_segment(str(run_id)) + ("" if attempt is None else f"-{_safe_segment(str(attempt))}")
+        file_name = f"{stem}.{_EXTENSIONS[io]}"
         return "/".join([self.root, *key_segments, partition_segment, file_name])
 
     # -- write -----------------------------------------------------------
@@ -321,6 +253,7 @@ class AssetStore:
         partition: str | None = None,
         run_id: str | None = None,
         schema: pa.Schema | None = None,
+        attempt: str | None = None,
     ) -> StoredObject:
         """Store ``value`` atomically and describe what was written.
 
@@ -328,19 +261,20 @@ class AssetStore:
         ``schema`` (a ``pyarrow.Schema``) is validated before anything is
         written; the stored table then uses the declared column order/types.
         ``run_id`` defaults to a fresh uuid; pass the run's id so the file
-        can be traced back to its run.
+        can be traced back to its run, and ``attempt`` (see
+        :func:`new_attempt_token`) so each task execution writes its own file.
         """
         if run_id is None:
             run_id = uuid.uuid4().hex
         if io is None:
-            tabular = isinstance(value, (pa.Table, pa.RecordBatch)) or _is_pandas_frame(value)
+            tabular = isinstance(value, (pa.Table, pa.RecordBatch)) or is_pandas_frame(value)
             io = "parquet" if tabular else "json"
-        final_path = self.path_for(asset_key, partition, run_id, io)
+        final_path = self.path_for(asset_key, partition, run_id, io, attempt)
         if io == "parquet":
             table = to_arrow_table(asset_key, value)
             if schema is not None:
                 validate_schema(asset_key, table, schema)
-                table = _conform(table, schema)
+                table = conform_to_schema(table, schema)
             payload_writer = lambda f: pq.write_table(table, f)  # noqa: E731
             rows = table.num_rows
             schema_text: str | None = table.schema.to_string(show_schema_metadata=False)
@@ -350,7 +284,7 @@ class AssetStore:
                     f"asset {asset_key!r}: schema= applies to tables only, but io='json'; "
                     "drop schema= or return a pyarrow.Table / pandas.DataFrame with io='parquet'"
                 )
-            if isinstance(value, (pa.Table, pa.RecordBatch)) or _is_pandas_frame(value):
+            if isinstance(value, (pa.Table, pa.RecordBatch)) or is_pandas_frame(value):
                 raise StorageError(
                     f"asset {asset_key!r}: a table cannot be stored with io='json'; "
                     "use io='parquet' (the default for tables)"
@@ -374,6 +308,7 @@ class AssetStore:
             schema=schema_text,
             host=socket.gethostname(),
             worker=current_worker_address(),
+            attempt=attempt,
         )
 
     def _write_atomic(self, asset_key: str, final_path: str, write_payload) -> int:
@@ -436,6 +371,36 @@ class AssetStore:
     def exists(self, path: str) -> bool:
         fs, fs_path = self._resolve(path)
         return bool(fs.exists(fs_path))
+
+    def list_files(self) -> list[tuple[str, float | None, int | None]]:
+        """Every file under the root (temp files included): (recorded path, modified unix time, bytes)."""
+        fs = self.fs
+        if not fs.exists(self.root):
+            return []
+        found = fs.find(self.root, detail=True)
+        return [(self.url(fs_path), _modified_s(fs, fs_path), info.get("size"))
+                for fs_path, info in sorted(found.items())]
+
+    def fs_path(self, path: str) -> str | None:
+        """The normalised file-system path of a recorded path on this store's file system (None: another one)."""
+        fs, fs_path = self._resolve(path)
+        if fs is not self.fs:
+            return None
+        return fs_path.rstrip("/")
+
+    def contains(self, path: str) -> bool:
+        """Whether ``path`` (as recorded in the catalog) lies under this store's root."""
+        fs, fs_path = self._resolve(path)
+        if fs is not self.fs:
+            return False
+        return fs_path.startswith(self.root + "/") and "/../" not in fs_path and not fs_path.endswith("/..")
+
+    def remove(self, path: str) -> None:
+        """Delete one file under the root (refuses anything outside it)."""
+        if not self.contains(path):
+            raise StorageError(f"refusing to delete {path!r}: it is outside the storage root {self.base_url!r}")
+        fs, fs_path = self._resolve(path)
+        fs.rm(fs_path)
 
     def remove_temp_files(self, min_age_s: float = 3600.0) -> list[str]:
         """Delete temp files older than ``min_age_s`` left by killed writers."""

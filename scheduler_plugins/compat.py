@@ -1,13 +1,27 @@
-"""The one place that touches ``distributed`` scheduler internals.
+"""The scheduler-side compat layer: every ``distributed`` internal the plugins touch.
 
 Design note
 -----------
-The steering plugin needs a few things the public plugin API does not give:
-read ``TaskState``/``WorkerState`` attributes, change a task's priority and
-worker restrictions, and ask the scheduler to (re)consider a ready task. All
-of it lives here, checked against distributed 2026.8 (see
-tests/steering/test_compat.py), so a change in ``distributed`` breaks one
+The plugins need a few things the public plugin API does not give: read
+``TaskState``/``WorkerState`` attributes, change a task's priority and worker
+restrictions, ask the scheduler to (re)consider a ready task, look plugins and
+extensions up by name, run named periodic callbacks, add dashboard routes, and
+put data into a finished task's metadata on the worker. All of it lives here,
+checked against distributed 2026.8 (``tests/steering/test_compat.py``,
+``tests/test_compat_layer.py``), so a change in ``distributed`` breaks one
 small module with a test instead of the whole plugin.
+
+There are two compat modules and no third: this one, and
+:mod:`daskflow.compat` for what daskflow's client-side code needs (task specs,
+its ``run_on_scheduler`` probes); it cannot live here because ``daskflow``
+never imports ``scheduler_plugins``. The readers both sides use are defined
+there and re-exported here (``plugin``, ``plugin_names``), so a plugin module
+imports one compat module. ``tests/test_compat_boundary.py`` fails when any
+other module in ``daskflow/`` or ``scheduler_plugins/`` touches a
+scheduler/worker internal or imports a private dask module.
+
+The scheduler-side types (``Scheduler``, ``TaskState``, ``WorkerState``) are
+imported for type checkers only.
 
 Holding a task: a task whose ``worker_restrictions`` name only a worker that
 does not exist (:data:`HOLD_ADDRESS`, strict) is not root-ish, so it skips the
@@ -15,34 +29,43 @@ scheduler's queue, and ``decide_worker`` finds no valid worker: it waits in the
 scheduler's ``no-worker`` state (``scheduler.unrunnable``) until the plugin pins
 it to a real worker and recommends ``processing``. ``add_worker`` never picks
 it up (no new worker matches the restriction).
+
+Sections: tasks, workers, actions, task results (the one ``startstops``
+parser), plugins and callbacks, dashboard (HTTP), worker side; functions only
+the steering plugin needs are appended under ``# -- steering needs``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dask.config
 
-HOLD_ADDRESS = "daskflow-steering://hold"
+from daskflow.compat import plugin, plugin_names  # noqa: F401 - re-exported for the plugins
+from daskflow.contracts import HOLD_ADDRESS, SPEED_RESOURCE
+
+if TYPE_CHECKING:  # pragma: no cover - types only
+    from distributed.scheduler import Scheduler, TaskState, WorkerState
+    from distributed.worker import Worker
+
 _HOLD = frozenset({HOLD_ADDRESS})
-SPEED_RESOURCE = "daskflow-speed"
 
 
 # -------------------------------------------------------------- tasks
 
 
-def task_state(scheduler: Any, key: Any) -> Any | None:
+def task_state(scheduler: Scheduler, key: Any) -> TaskState | None:
     """The scheduler's TaskState for ``key`` or None."""
     return scheduler.tasks.get(key)
 
 
-def state_of(ts: Any) -> str:
+def state_of(ts: TaskState) -> str:
     return ts.state
 
 
-def is_manageable(ts: Any) -> bool:
+def is_manageable(ts: TaskState) -> bool:
     """Whether the plugin may hold and place this task itself.
 
     Tasks with user worker/host restrictions or actors keep stock placement;
@@ -57,11 +80,11 @@ def is_manageable(ts: Any) -> bool:
     )
 
 
-def dependency_keys(ts: Any) -> list:
+def dependency_keys(ts: TaskState) -> list:
     return [dts.key for dts in ts.dependencies]
 
 
-def dependencies_with_locations(ts: Any) -> list[tuple[int, frozenset[str]]]:
+def dependencies_with_locations(ts: TaskState) -> list[tuple[int, frozenset[str]]]:
     """``(nbytes, holder addresses)`` of each dependency (nbytes 0 when not known yet)."""
     out = []
     for dts in ts.dependencies:
@@ -71,59 +94,64 @@ def dependencies_with_locations(ts: Any) -> list[tuple[int, frozenset[str]]]:
     return out
 
 
-def annotations(ts: Any) -> dict:
+def dependency_nbytes(ts: TaskState) -> list[int]:
+    """Output bytes of each dependency (0 while not known yet)."""
+    return [dts.nbytes if dts.nbytes and dts.nbytes > 0 else 0 for dts in ts.dependencies]
+
+
+def annotations(ts: TaskState) -> dict:
     return ts.annotations or {}
 
 
-def priority(ts: Any) -> tuple:
+def priority(ts: TaskState) -> tuple:
     return ts.priority
 
 
-def set_priority(ts: Any, value: tuple) -> None:
+def set_priority(ts: TaskState, value: tuple) -> None:
     ts.priority = value
 
 
-def prefix_name(ts: Any) -> str:
+def prefix_name(ts: TaskState) -> str:
     return ts.prefix.name
 
 
-def prefix_duration_s(ts: Any, default_s: float = 0.5) -> float:
+def prefix_duration_s(ts: TaskState, default_s: float = 0.5) -> float:
     """The scheduler's own per-prefix duration estimate (what stock Dask uses)."""
     average = ts.prefix.duration_average
     return average if average is not None and average >= 0 else default_s
 
 
-def hold(ts: Any) -> None:
+def hold(ts: TaskState) -> None:
     """Make the task wait in ``no-worker`` until :func:`pin` (strict, fake worker)."""
     ts.worker_restrictions = set(_HOLD)
     ts.loose_restrictions = False
 
 
-def is_held(ts: Any) -> bool:
+def is_held(ts: TaskState) -> bool:
     return ts.worker_restrictions is not None and HOLD_ADDRESS in ts.worker_restrictions
 
 
-def pin(ts: Any, address: str, loose: bool) -> None:
+def pin(ts: TaskState, address: str, loose: bool) -> None:
     """Restrict the task to one worker (``loose``: a preference the scheduler may override)."""
     ts.worker_restrictions = {address}
     ts.loose_restrictions = bool(loose)
 
 
-def unpin(ts: Any) -> None:
+def unpin(ts: TaskState) -> None:
     """Back to stock placement (no worker restrictions)."""
     ts.worker_restrictions = None
     ts.loose_restrictions = False
 
 
-def pinned_to(ts: Any) -> set[str]:
+def pinned_to(ts: TaskState) -> set[str]:
     return set(ts.worker_restrictions or ())
 
 
-def processing_on(ts: Any) -> str | None:
+def processing_on(ts: TaskState) -> str | None:
     return ts.processing_on.address if ts.processing_on is not None else None
 
 
-def allowed_workers(scheduler: Any, ts: Any) -> frozenset[str] | None:
+def allowed_workers(scheduler: Scheduler, ts: TaskState) -> frozenset[str] | None:
     """Workers that supply the task's resource restrictions (None: no restriction)."""
     if not ts.resource_restrictions:
         return None
@@ -135,27 +163,27 @@ def allowed_workers(scheduler: Any, ts: Any) -> frozenset[str] | None:
     return frozenset(allowed or ())
 
 
-def unrunnable_tasks(scheduler: Any) -> list:
+def unrunnable_tasks(scheduler: Scheduler) -> list[TaskState]:
     return list(scheduler.unrunnable)
 
 
-def key_of(ts: Any) -> Any:
+def key_of(ts: TaskState) -> Any:
     return ts.key
 
 
 # ------------------------------------------------------------- workers
 
 
-def running_workers(scheduler: Any) -> list:
+def running_workers(scheduler: Scheduler) -> list[WorkerState]:
     """Workers accepting tasks (not paused, not retiring)."""
     return list(scheduler.running)
 
 
-def worker_address(ws: Any) -> str:
+def worker_address(ws: WorkerState) -> str:
     return ws.address
 
 
-def worker_facts(ws: Any) -> dict:
+def worker_facts(ws: WorkerState) -> dict:
     """Static-ish facts of a worker: address, host, threads, speed, memory limit."""
     speed = 1.0
     try:
@@ -171,7 +199,7 @@ def worker_facts(ws: Any) -> dict:
     }
 
 
-def worker_memory(ws: Any) -> tuple[int, int | None]:
+def worker_memory(ws: WorkerState) -> tuple[int, int | None]:
     """``(managed bytes now, unmanaged_old bytes or None before the first memory report)``."""
     memory = ws.memory
     if not memory.process:
@@ -179,26 +207,26 @@ def worker_memory(ws: Any) -> tuple[int, int | None]:
     return int(ws.nbytes), int(memory.unmanaged_old)
 
 
-def worker_clock_offset_s(scheduler: Any, address: str) -> float:
+def worker_clock_offset_s(scheduler: Scheduler, address: str) -> float:
     """Seconds to add to a worker's clock to get the scheduler's (0 when unknown)."""
     ws = scheduler.workers.get(address)
     return float(getattr(ws, "time_delay", 0.0) or 0.0) if ws is not None else 0.0
 
 
-def startstops_compute_start(startstops: Iterable[dict] | None) -> float | None:
-    """Worker-clock start of the compute phase from ``startstops``."""
-    for item in startstops or ():
-        if item.get("action") == "compute":
-            return float(item["start"])
-    return None
+def worker_threads_and_memory_limit(scheduler: Scheduler, address: str | None) -> tuple[int | None, int | None]:
+    """``(nthreads, memory limit bytes)`` of the worker at ``address``; None for what is unknown or unlimited."""
+    ws = scheduler.workers.get(address) if address else None
+    if ws is None:
+        return None, None
+    return ws.nthreads, (ws.memory_limit or None)
 
 
-def worker_managed_bytes(ws: Any) -> int:
+def worker_managed_bytes(ws: WorkerState) -> int:
     """Bytes of task results the worker holds (updated as results land, not only on heartbeats)."""
     return int(ws.nbytes)
 
 
-def worker_processing(ws: Any) -> list:
+def worker_processing(ws: WorkerState) -> list[TaskState]:
     """Tasks processing on a worker (running or queued there)."""
     return list(ws.processing)
 
@@ -225,7 +253,7 @@ def terminate_fraction() -> float:
     return _memory_fraction("terminate", 0.95)
 
 
-def bandwidth(scheduler: Any) -> float:
+def bandwidth(scheduler: Scheduler) -> float:
     """Measured average bandwidth between workers (bytes/s)."""
     value = getattr(scheduler, "bandwidth", 0) or 0
     return float(value) if value > 0 else 100e6
@@ -234,7 +262,7 @@ def bandwidth(scheduler: Any) -> float:
 # ------------------------------------------------------------ actions
 
 
-def dispatch(scheduler: Any, keys: Iterable, stimulus_id: str) -> None:
+def dispatch(scheduler: Scheduler, keys: Iterable, stimulus_id: str) -> None:
     """Ask the scheduler to (re)consider ready tasks, in the given order.
 
     Recommendations are processed last-in first-out, so they are inserted in
@@ -247,7 +275,7 @@ def dispatch(scheduler: Any, keys: Iterable, stimulus_id: str) -> None:
     scheduler.transitions(recommendations, stimulus_id)
 
 
-def release_to_stock(scheduler: Any, keys: Iterable, stimulus_id: str) -> int:
+def release_to_stock(scheduler: Scheduler, keys: Iterable, stimulus_id: str) -> int:
     """Drop our restrictions and let stock placement take ready (``no-worker``) tasks."""
     ready = []
     for key in keys:
@@ -263,35 +291,186 @@ def release_to_stock(scheduler: Any, keys: Iterable, stimulus_id: str) -> int:
     return len(ready)
 
 
-def add_periodic_callback(scheduler: Any, name: str, callback, interval_ms: float) -> Any:
-    """Register (and start, if the scheduler runs) a named periodic callback."""
+def add_periodic_callback(scheduler: Scheduler, name: str, callback, interval_ms: float) -> Any:
+    """Register (and start, if the scheduler runs) a named periodic callback; returns it.
+
+    One already registered under ``name`` (a replaced plugin's) is stopped first.
+    """
     from tornado.ioloop import PeriodicCallback
 
     pc = PeriodicCallback(callback, interval_ms)
+    previous = scheduler.periodic_callbacks.get(name)
+    if previous is not None:
+        previous.stop()
     scheduler.periodic_callbacks[name] = pc
-    if getattr(scheduler, "status", None) is not None and str(scheduler.status.name) == "running":
+    if is_running(scheduler):
         pc.start()
     return pc
 
 
-def call_soon(scheduler: Any, callback) -> None:
+def call_soon(scheduler: Scheduler, callback) -> None:
     """Run ``callback`` on the scheduler's event loop after the current stimulus."""
     scheduler.loop.add_callback(callback)
 
 
-def call_later(scheduler: Any, delay_s: float, callback) -> Any:
+def call_later(scheduler: Scheduler, delay_s: float, callback) -> Any:
     """Run ``callback`` on the scheduler's event loop in ``delay_s`` seconds; returns a handle."""
     return scheduler.loop.call_later(delay_s, callback)
 
 
-def cancel_timer(scheduler: Any, handle: Any) -> None:
+def cancel_timer(scheduler: Scheduler, handle: Any) -> None:
     """Cancel a :func:`call_later` handle (no error when it already ran)."""
     scheduler.loop.remove_timeout(handle)
 
 
-def startstops_compute_s(startstops: Iterable[dict] | None) -> float | None:
-    """Compute time from a processing→memory transition's ``startstops``."""
+# -------------------------------------------------------- task results
+
+
+def startstops_compute(startstops: Iterable[dict] | None) -> tuple[float | None, float | None, float | None]:
+    """``(start, stop, compute seconds)`` from a processing->memory transition's ``startstops``.
+
+    The one parser of ``startstops``. Worker clock; ``start``/``stop`` span
+    all ``compute`` phases and the seconds are their sum. All None when there
+    is no compute phase.
+
+    >>> startstops_compute([{"action": "transfer", "start": 0, "stop": 1}, {"action": "compute", "start": 1.0, "stop": 3.5}])
+    (1.0, 3.5, 2.5)
+    """
+    start = stop = None
+    total = 0.0
+    found = False
     for item in startstops or ():
-        if item.get("action") == "compute":
-            return float(item["stop"]) - float(item["start"])
-    return None
+        if item.get("action") != "compute":
+            continue
+        found = True
+        begin, end = float(item["start"]), float(item["stop"])
+        start = begin if start is None else min(start, begin)
+        stop = end if stop is None else max(stop, end)
+        total += max(0.0, end - begin)
+    return (start, stop, total if found else None)
+
+
+def startstops_compute_start(startstops: Iterable[dict] | None) -> float | None:
+    """Worker-clock start of the compute phase (see :func:`startstops_compute`)."""
+    return startstops_compute(startstops)[0]
+
+
+def startstops_compute_s(startstops: Iterable[dict] | None) -> float | None:
+    """Compute seconds (see :func:`startstops_compute`)."""
+    return startstops_compute(startstops)[2]
+
+
+# -------------------------------------------------- plugins and callbacks
+
+
+def is_running(scheduler: Scheduler) -> bool:
+    """Whether the scheduler has finished starting (plugins added later must be started by hand)."""
+    status = getattr(scheduler, "status", None)
+    return status is not None and str(status.name) == "running"
+
+
+def add_plugin(scheduler: Scheduler, plugin_object: Any, name: str) -> None:
+    """Add a scheduler plugin; on a scheduler that already runs, also schedule its ``start``."""
+    scheduler.add_plugin(plugin_object, name=name)
+    # Before start-up the scheduler calls plugin.start itself; a running one does not.
+    if is_running(scheduler):
+        scheduler.loop.add_callback(plugin_object.start, scheduler)
+
+
+async def register_worker_plugin(scheduler: Scheduler, plugin_object: Any, name: str) -> None:
+    """Install a worker plugin on the current workers and on every future one."""
+    from distributed.protocol.pickle import dumps
+
+    await scheduler.register_worker_plugin(None, dumps(plugin_object), name=name, idempotent=True)
+
+
+def remove_periodic_callback(scheduler: Scheduler, name: str, callback: Any = None) -> None:
+    """Stop and forget the named periodic callback (no error when there is none).
+
+    With ``callback`` (what :func:`add_periodic_callback` returned), only that
+    one: a plugin closing after it was replaced leaves its successor's alone.
+    """
+    registered = scheduler.periodic_callbacks.get(name)
+    if callback is not None:
+        callback.stop()
+        if registered is not callback:
+            return
+    if registered is not None:
+        registered.stop()
+        scheduler.periodic_callbacks.pop(name, None)
+
+
+def extension(scheduler: Scheduler, name: str) -> Any | None:
+    """The scheduler extension stored under ``name`` (``scheduler.extensions``), or None."""
+    return scheduler.extensions.get(name)
+
+
+def set_extension(scheduler: Scheduler, name: str, value: Any) -> None:
+    scheduler.extensions[name] = value
+
+
+# -------------------------------------------------------------- dashboard
+
+
+def http_application(scheduler: Scheduler) -> Any | None:
+    """The scheduler's HTTP ``RoutingApplication`` (None without an HTTP server)."""
+    return getattr(scheduler, "http_application", None)
+
+
+def http_prefix(scheduler: Scheduler) -> str:
+    """The dashboard prefix (``dask scheduler --dashboard-prefix``), '' by default."""
+    for application in getattr(http_application(scheduler), "applications", []):
+        prefix = getattr(application, "_prefix", None)
+        if isinstance(prefix, str):
+            return prefix.rstrip("/")
+    return ""
+
+
+def add_http_handlers(scheduler: Scheduler, handlers: list) -> None:
+    """Tornado ``(pattern, handler, kwargs)`` routes, tried before the dashboard's own."""
+    scheduler.http_application.add_handlers(r".*", handlers)
+
+
+def has_bokeh_dashboard(scheduler: Scheduler) -> bool:
+    """Whether the scheduler serves Dask's Bokeh dashboard (not ``--no-dashboard``)."""
+    from bokeh.server.server import BokehTornado
+
+    return any(isinstance(app, BokehTornado) for app in getattr(http_application(scheduler), "applications", []))
+
+
+def add_bokeh_application(scheduler: Scheduler, applications: dict, prefix: str) -> None:
+    """Serve Bokeh documents (``{name: factory(scheduler, extra, doc)}``) under ``prefix`` on the dashboard port."""
+    from distributed.dashboard.core import BokehApplication
+    from tornado.ioloop import IOLoop
+
+    bokeh_app = BokehApplication(applications, scheduler, prefix=prefix)
+    scheduler.http_application.add_application(bokeh_app)
+    bokeh_app.initialize(IOLoop.current())
+    bokeh_app.start()
+
+
+def add_dashboard_navigation(scheduler: Scheduler, page: str) -> None:
+    """Add ``page`` to the Dask dashboard's top navigation bar."""
+    from distributed.dashboard.scheduler import template_variables
+
+    pages = template_variables(scheduler)["pages"]
+    if page not in pages:
+        pages.append(page)
+
+
+# ------------------------------------------------------------ worker side
+
+
+def set_task_metadata(worker: Worker, key: Any, name: str, value: Any) -> bool:
+    """Put ``value`` under ``metadata[name]`` of a task on ``worker`` (False: the task is gone).
+
+    Mutated in place: the task-finished message to the scheduler already holds
+    this very dict, so the value arrives with the ``processing -> memory``
+    transition (``kwargs["metadata"]``) without an extra message.
+    """
+    state = getattr(worker, "state", None)
+    ts = state.tasks.get(key) if state is not None else None
+    if ts is None:
+        return False
+    ts.metadata[name] = value
+    return True

@@ -2,7 +2,8 @@
 
 Design note
 -----------
-:class:`RecorderPlugin` is a scheduler plugin (name ``"daskflow-recorder"``).
+:class:`RecorderPlugin` is a scheduler plugin (name
+:data:`daskflow.contracts.RECORDER_PLUGIN`).
 Its ``transition`` hook sees ``processing -> memory`` (with ``worker``,
 ``nbytes``, ``startstops`` and the worker's ``metadata``) and ``processing ->
 erred``; it turns each into a plain dict with the shape of
@@ -18,9 +19,10 @@ URL). ``close`` flushes what is left. A crash loses at most the unflushed
 buffer; past ``max-buffer-rows`` the oldest rows are dropped (counted in
 ``dropped_rows``) so a dead storage backend cannot grow memory without bound.
 
-When a steering plugin runs, each finished task also updates its predictor's
-per-category running means (``Predictor.observe``), so a category the model
-never saw is predicted from its first finished tasks on, as Dask does.
+The recorder does not feed the steering predictor's per-category running
+means: the steering plugin observes its own finished tasks (one ``observe``
+per task). It only copies the steering plugin's prediction for the task into
+the row.
 
 Peak memory comes from :class:`scheduler_plugins.worker_memory.PeakMemoryPlugin`,
 which the recorder registers on all current and future workers itself, so a
@@ -28,7 +30,9 @@ scheduler preload is enough.
 
 The recorder never raises into the scheduler: every hook is wrapped, the first
 failure is logged once with its traceback, later ones are counted in
-``error_count``.
+``error_count``. Scheduler internals are read through
+:mod:`scheduler_plugins.compat`; settings come from ``daskflow.history.*`` and
+``daskflow.recorder.*`` (defaults in ``daskflow.yaml``).
 """
 
 from __future__ import annotations
@@ -44,19 +48,21 @@ from typing import Any
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from daskflow import config
+from daskflow.contracts import (
+    METADATA_KEY,
+    PEAK_MEMORY_PLUGIN,
+    RECORDER_PLUGIN,
+    STEERING_PLUGIN,
+)
 from daskflow.daskgraph import annotations_of
 from daskflow.learning.features import record_from_annotations
 from daskflow.learning.history import append_history
-from scheduler_plugins.worker_memory import (
-    METADATA_KEY,
-    WORKER_PLUGIN_NAME,
-    PeakMemoryPlugin,
-)
+from scheduler_plugins import compat
+from scheduler_plugins.worker_memory import PeakMemoryPlugin
 
 logger = logging.getLogger(__name__)
 
-PLUGIN_NAME = "daskflow-recorder"
-STEERING_PLUGIN_NAME = "daskflow-steering"
+PLUGIN_NAME = RECORDER_PLUGIN
 
 
 class RecorderPlugin(SchedulerPlugin):
@@ -64,7 +70,7 @@ class RecorderPlugin(SchedulerPlugin):
 
     >>> from distributed import Scheduler
     >>> plugin = RecorderPlugin(history_url="memory://history")   # doctest: +SKIP
-    >>> await scheduler.register_scheduler_plugin(plugin, name="daskflow-recorder")  # doctest: +SKIP
+    >>> await scheduler.register_scheduler_plugin(plugin, name=RECORDER_PLUGIN)  # doctest: +SKIP
     """
 
     name = PLUGIN_NAME
@@ -85,13 +91,13 @@ class RecorderPlugin(SchedulerPlugin):
         self.history_url = config.history_url(history_url)
         self.storage_options = storage_options if storage_options is not None else (config.get("storage.storage-options") or None)
         self.flush_interval_s = float(
-            flush_interval_s if flush_interval_s is not None else parse_timedelta(config.get("history.flush-interval", "5s"))
+            flush_interval_s if flush_interval_s is not None else parse_timedelta(config.get("history.flush-interval"))
         )
-        self.flush_rows = int(flush_rows if flush_rows is not None else config.get("history.flush-rows", 5000))
-        self.max_buffer_rows = int(max_buffer_rows if max_buffer_rows is not None else config.get("history.max-buffer-rows", 100_000))
+        self.flush_rows = int(flush_rows if flush_rows is not None else config.get("history.flush-rows"))
+        self.max_buffer_rows = int(max_buffer_rows if max_buffer_rows is not None else config.get("history.max-buffer-rows"))
         self.register_worker_plugin = register_worker_plugin
         self.recent_rows: deque[dict[str, Any]] = deque(
-            maxlen=int(recent_rows if recent_rows is not None else config.get("recorder.recent-rows", 1000))
+            maxlen=int(recent_rows if recent_rows is not None else config.get("recorder.recent-rows"))
         )
         self.scheduler: Any = None
         self.rows_recorded = 0
@@ -104,7 +110,7 @@ class RecorderPlugin(SchedulerPlugin):
         self._executor: ThreadPoolExecutor | None = None
         self._pending: set[Future] = set()
         self._lock = threading.Lock()  # guards _pending and the re-queue (writer thread vs loop)
-        self._periodic: Any = None
+        self._periodic: Any = None  # the flush callback (scheduler.periodic_callbacks[PLUGIN_NAME])
         self._started = False
         self._warned: set[str] = set()
 
@@ -115,27 +121,18 @@ class RecorderPlugin(SchedulerPlugin):
         self._started = True
         self.scheduler = scheduler
         try:
-            from tornado.ioloop import PeriodicCallback
-
-            self._periodic = PeriodicCallback(self._safe_flush, self.flush_interval_s * 1000)
-            self._periodic.start()
+            self._periodic = compat.add_periodic_callback(scheduler, PLUGIN_NAME, self._safe_flush, self.flush_interval_s * 1000)
             if self.register_worker_plugin:
-                await self._register_worker_plugin(scheduler)
+                await compat.register_worker_plugin(scheduler, PeakMemoryPlugin(), PEAK_MEMORY_PLUGIN)
         except Exception:  # noqa: BLE001
             self._hook_failed("start")
-
-    async def _register_worker_plugin(self, scheduler: Any) -> None:
-        from distributed.protocol.pickle import dumps
-
-        payload = dumps(PeakMemoryPlugin())
-        # Stored for future workers and broadcast to the current ones.
-        await scheduler.register_worker_plugin(None, payload, name=WORKER_PLUGIN_NAME, idempotent=True)
 
     async def close(self) -> None:
         """Stop the periodic flush, write what is buffered and wait for all writes."""
         try:
             if self._periodic is not None:
-                self._periodic.stop()
+                compat.remove_periodic_callback(self.scheduler, PLUGIN_NAME, self._periodic)
+                self._periodic = None
             self.flush()
             await self._wait_pending()
         except Exception:  # noqa: BLE001
@@ -159,8 +156,6 @@ class RecorderPlugin(SchedulerPlugin):
             self._buffer.append(row)
             self.recent_rows.append(row)
             self.rows_recorded += 1
-            if finish == "memory":
-                self._feed_baseline(row)
             if len(self._buffer) >= self.flush_rows:
                 self.flush()
         except Exception:  # noqa: BLE001 - never break scheduling
@@ -169,23 +164,28 @@ class RecorderPlugin(SchedulerPlugin):
     def make_row(self, key: Any, finish: str, info: dict[str, Any]) -> dict[str, Any] | None:
         """The history row for one finished (``memory``) or failed (``erred``) task."""
         scheduler = self.scheduler
-        task = scheduler.tasks.get(key) if scheduler is not None else None
+        task = compat.task_state(scheduler, key) if scheduler is not None else None
         worker_address = info.get("worker")
-        worker = scheduler.workers.get(worker_address) if (scheduler is not None and worker_address) else None
-        annotations = annotations_of(getattr(task, "annotations", None)) if task is not None else {}
-        dependencies = list(getattr(task, "dependencies", ()) or ())
-        dependency_bytes = sum(max(int(getattr(d, "nbytes", -1) or 0), 0) for d in dependencies)
-        prefix = task.prefix.name if task is not None and getattr(task, "prefix", None) is not None else None
+        threads, memory_limit = (
+            compat.worker_threads_and_memory_limit(scheduler, worker_address) if scheduler is not None else (None, None)
+        )
+        annotations: dict[str, Any] = {}
+        n_dependencies = dependency_bytes = prefix = None
+        if task is not None:
+            annotations = annotations_of(compat.annotations(task))
+            nbytes = compat.dependency_nbytes(task)
+            n_dependencies, dependency_bytes = len(nbytes), sum(nbytes)
+            prefix = compat.prefix_name(task)
         record = record_from_annotations(
             str(key),
             annotations,
-            n_dependencies=len(dependencies) if task is not None else None,
-            dependency_bytes=dependency_bytes if task is not None else None,
-            worker_threads=getattr(worker, "nthreads", None),
-            worker_memory_limit_bytes=getattr(worker, "memory_limit", None) or None,
+            n_dependencies=n_dependencies,
+            dependency_bytes=dependency_bytes,
+            worker_threads=threads,
+            worker_memory_limit_bytes=memory_limit,
             key_prefix=prefix,
         )
-        start_s, stop_s, duration_s = _compute_times(info.get("startstops"))
+        start_s, stop_s, duration_s = compat.startstops_compute(info.get("startstops"))
         measured = (info.get("metadata") or {}).get(METADATA_KEY) or {}
         now = time.time()
         record.update(
@@ -206,17 +206,9 @@ class RecorderPlugin(SchedulerPlugin):
         record.update(self._steering_prediction(key))
         return record
 
-    def _feed_baseline(self, row: dict[str, Any]) -> None:
-        """Update the steering predictor's per-category running means (Dask-like: known after the first task)."""
-        scheduler = self.scheduler
-        steering = scheduler.plugins.get(STEERING_PLUGIN_NAME) if scheduler is not None else None
-        observe = getattr(getattr(steering, "predictor", None), "observe", None)
-        if observe is not None and row.get("duration_s") is not None:
-            observe(row["category"], row["duration_s"], row.get("peak_memory_bytes"))
-
     def _steering_prediction(self, key: Any) -> dict[str, Any]:
         scheduler = self.scheduler
-        steering = scheduler.plugins.get(STEERING_PLUGIN_NAME) if scheduler is not None else None
+        steering = compat.plugin(scheduler, STEERING_PLUGIN) if scheduler is not None else None
         predictions = getattr(steering, "predictions", None)
         if steering is None or predictions is None:
             return {}
@@ -305,22 +297,6 @@ class RecorderPlugin(SchedulerPlugin):
         }
 
 
-def _compute_times(startstops: Any) -> tuple[float | None, float | None, float | None]:
-    """(start, stop, total compute seconds) from a task's ``startstops``."""
-    start = stop = None
-    total = 0.0
-    found = False
-    for item in startstops or ():
-        if item.get("action") != "compute":
-            continue
-        found = True
-        begin, end = float(item["start"]), float(item["stop"])
-        start = begin if start is None else min(start, begin)
-        stop = end if stop is None else max(stop, end)
-        total += max(0.0, end - begin)
-    return (start, stop, total if found else None)
-
-
 def _field(prediction: Any, *names: str) -> Any:
     for name in names:
         if isinstance(prediction, dict):
@@ -333,17 +309,11 @@ def _field(prediction: Any, *names: str) -> Any:
 
 def install(scheduler: Any) -> None:
     """Preload entry point: add the recorder (config ``daskflow.recorder.enabled``); idempotent."""
-    if not config.get("recorder.enabled", True):
+    if not config.get("recorder.enabled"):
         return
-    if PLUGIN_NAME in scheduler.plugins:
+    if compat.plugin(scheduler, PLUGIN_NAME) is not None:
         return
-    plugin = RecorderPlugin()
-    scheduler.add_plugin(plugin, name=PLUGIN_NAME)
-    # Before start-up the scheduler calls plugin.start itself; a running one does not.
-    from distributed.core import Status
-
-    if scheduler.status == Status.running:
-        scheduler.loop.add_callback(plugin.start, scheduler)
+    compat.add_plugin(scheduler, RecorderPlugin(), PLUGIN_NAME)
 
 
 def dask_setup(scheduler: Any) -> None:

@@ -55,10 +55,13 @@ from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from daskflow.contracts import METADATA_KEY, PEAK_MEMORY_PLUGIN
+from scheduler_plugins import compat
+
 logger = logging.getLogger(__name__)
 
-WORKER_PLUGIN_NAME = "daskflow-peak-memory"
-METADATA_KEY = "daskflow"  # ts.metadata["daskflow"] = {"peak_memory_bytes": ..., ...}
+WORKER_PLUGIN_NAME = PEAK_MEMORY_PLUGIN
+# METADATA_KEY: the task's metadata["daskflow"] = {"peak_memory_bytes": ..., ...}
 
 _CLEAR_REFS = "/proc/self/clear_refs"
 TRIM_AFTER_PEAK_BYTES = 2**20
@@ -138,7 +141,7 @@ class PeakMemoryPlugin(WorkerPlugin):
     Registered on every worker by the recorder (``scheduler_plugins.recorder``);
     it can also be registered by hand::
 
-        client.register_plugin(PeakMemoryPlugin(), name="daskflow-peak-memory")
+        client.register_plugin(PeakMemoryPlugin(), name=PEAK_MEMORY_PLUGIN)  # daskflow.contracts
     """
 
     name = WORKER_PLUGIN_NAME
@@ -168,7 +171,7 @@ class PeakMemoryPlugin(WorkerPlugin):
         try:
             from daskflow import config
 
-            self.trim_mode = str(config.get("recorder.malloc-trim", "auto"))
+            self.trim_mode = str(config.get("recorder.malloc-trim"))
         except Exception:  # noqa: BLE001 - daskflow config unavailable on this worker
             self.trim_mode = "auto"
         self._malloc_trim = _load_malloc_trim() if self.trim_mode != "never" else None
@@ -231,14 +234,9 @@ class PeakMemoryPlugin(WorkerPlugin):
             peak = _rss_bytes()
         peak_memory_bytes = max(0, int(peak) - int(start_rss))
         self._peak_since_trim = max(self._peak_since_trim, peak_memory_bytes)
-        state = getattr(self.worker, "state", None)
-        ts = state.tasks.get(key) if state is not None else None
-        if ts is None:
-            return
-        # Mutate in place: the TaskFinishedMsg already holds this very dict.
-        ts.metadata[METADATA_KEY] = {
+        compat.set_task_metadata(self.worker, key, METADATA_KEY, {
             "peak_memory_bytes": peak_memory_bytes,
             "peak_memory_method": self.method,
             "start_rss_bytes": int(start_rss),
             "concurrent_tasks": int(concurrent),
-        }
+        })  # fmt: skip

@@ -96,8 +96,8 @@ def start_command(pipeline, partitions, selection, chunk_size, max_concurrent_ru
     from daskflow.timeline.store import TimelineStore
 
     try:
-        chunk_size = int(chunk_size or config.get("backfill.chunk-size", 1))
-        limit = int(max_concurrent_runs or config.get("backfill.max-concurrent-runs", 2))
+        chunk_size = int(chunk_size or config.get("backfill.chunk-size"))
+        limit = int(max_concurrent_runs or config.get("backfill.max-concurrent-runs"))
         plan = plan_backfill(pipeline, partitions, selection, chunk_size)
         backfill_id = Backfills(TimelineStore()).create(plan, limit, _tags(tags))
     except DaskflowError as exc:

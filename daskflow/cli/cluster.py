@@ -16,6 +16,7 @@ import click
 
 from daskflow import cluster as cluster_lib
 from daskflow.errors import ClusterError, DaskflowError
+from daskflow.formatting import format_bytes
 
 
 def _tls_options(function):
@@ -23,12 +24,6 @@ def _tls_options(function):
     function = click.option("--tls-cert", type=click.Path(dir_okay=False), help="Certificate (PEM).")(function)
     function = click.option("--tls-ca-file", type=click.Path(dir_okay=False), help="CA certificate(s) (PEM).")(function)
     return function
-
-
-def _format_bytes(n: int | None) -> str:
-    from dask.utils import format_bytes
-
-    return format_bytes(n) if n else "-"
 
 
 @click.group("cluster")
@@ -107,7 +102,7 @@ def status(address, as_json):
         click.echo(f"dashboard: {summary['dashboard_link']}")
     click.echo(
         f"workers: {summary['n_workers']}  threads: {summary['threads']}  "
-        f"memory: {_format_bytes(summary['memory_bytes'])} / {_format_bytes(summary['memory_limit_bytes'])}"
+        f"memory: {format_bytes(summary['memory_bytes'] or None)} / {format_bytes(summary['memory_limit_bytes'] or None)}"
     )
     click.echo(
         f"steering: {summary['steering_mode']}  model: {summary['model_version'] or 'none'}  "
@@ -117,7 +112,7 @@ def status(address, as_json):
     for worker in summary["workers"]:
         click.echo(
             f"  {worker['name']:<22} {worker['address']:<28} threads={worker['threads']} "
-            f"memory={_format_bytes(worker['memory_bytes'])}/{_format_bytes(worker['memory_limit_bytes'])} "
+            f"memory={format_bytes(worker['memory_bytes'] or None)}/{format_bytes(worker['memory_limit_bytes'] or None)} "
             f"processing={worker['processing']}"
         )
 
@@ -148,7 +143,7 @@ def scheduler(host, port, dashboard_port, tls_ca_file, tls_cert, tls_key, extra)
         tls = cluster_lib.TLSFiles.from_options(tls_ca_file, tls_cert, tls_key)
     except ClusterError as exc:
         raise click.ClickException(str(exc)) from exc
-    command = cluster_lib._python_cli("dask_scheduler") + ["--port", str(port), "--preload", cluster_lib.DEFAULT_PRELOAD]
+    command = cluster_lib.python_cli("dask_scheduler") + ["--port", str(port), "--preload", cluster_lib.DEFAULT_PRELOAD]
     command += ["--dashboard-address", f"{host or ''}:{dashboard_port}"]
     if host:
         command += ["--host", host]
@@ -171,7 +166,7 @@ def worker(address, threads, memory_limit, name, tls_ca_file, tls_cert, tls_key,
         spec = cluster_lib.ClusterSpec(workers=1, threads_per_worker=threads, memory_limit=memory_limit, host="", tls=tls)
     except ClusterError as exc:
         raise click.ClickException(str(exc)) from exc
-    command = cluster_lib._python_cli("dask_worker") + [address, "--nthreads", str(spec.threads_per_worker)]
+    command = cluster_lib.python_cli("dask_worker") + [address, "--nthreads", str(spec.threads_per_worker)]
     command += ["--memory-limit", str(spec.memory_limit)]
     if name:
         command += ["--name", name]

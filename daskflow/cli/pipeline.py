@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from daskflow.errors import DaskflowError
+from daskflow.formatting import format_bytes
 
 
 def _fail(exc: BaseException, code: int = 2) -> None:
@@ -30,17 +31,6 @@ def _when(timestamp: float | None) -> str:
     if timestamp is None:
         return "-"
     return _dt.datetime.fromtimestamp(timestamp, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _size(n_bytes: int | None) -> str:
-    if n_bytes is None:
-        return "-"
-    value = float(n_bytes)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n_bytes} B"  # pragma: no cover
 
 
 def _table(rows: list[list[str]], headers: list[str]) -> str:
@@ -66,14 +56,17 @@ def _load_graph(pipeline: str):
 @click.option("--workers", type=int, default=None, help="Workers of the embedded cluster (default: execution.workers).")
 @click.option("--only-stale", is_flag=True, help="Skip assets whose code and inputs are unchanged.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run result as one JSON document.")
+@click.option("--resume", "resume", default=None, metavar="RUN_ID",
+              help="Re-run only the failed, skipped and unfinished asset-partitions of RUN_ID (or its prefix).")
 def run_command(pipeline: str, selection: str | None, partitions: str | None, address: str | None,
-                workers: int | None, only_stale: bool, as_json: bool) -> None:
+                workers: int | None, only_stale: bool, as_json: bool, resume: str | None) -> None:
     """Materialize the assets of PIPELINE (a .py file or module name) on a Dask cluster."""
     from daskflow.execution import materialize
 
     try:
         result = materialize(pipeline, selection=selection, partitions=partitions, address=address,
-                             only_stale=only_stale, progress=False if as_json else None, workers=workers)
+                             only_stale=only_stale, progress=False if as_json else None, workers=workers,
+                             resume=resume)
     except DaskflowError as exc:
         _fail(exc)
     if as_json:
@@ -88,7 +81,7 @@ def _print_result(result) -> None:
     for rec in result.records:
         duration = "-" if rec.duration_s is None else f"{rec.duration_s:.2f}s"
         rows.append([rec.asset, rec.partition or "-", rec.status, duration, "-" if rec.rows is None else rec.rows,
-                     _size(rec.bytes), rec.worker or "-"])
+                     format_bytes(rec.bytes), rec.worker or "-"])
     click.echo(_table(rows, ["asset", "partition", "status", "duration", "rows", "size", "worker"]))
     for check in result.checks:
         kind = "blocking" if check.blocking else "warning"
@@ -124,6 +117,12 @@ def asset_status(graph, catalog) -> list[dict[str, Any]]:
             if stale:
                 stale_reasons.append(why)
         newest = max(found, key=lambda m: m.id) if found else None
+        failed_checks = [{"partition": m.partition, "check": r.check_name, "blocking": r.blocking}
+                         for m in found for r in catalog.check_results(materialization_id=m.id) if not r.passed]
+        failed_checks += [{"partition": m.partition, "check": m.failed_check, "blocking": True}
+                          for m in found if m.check_status == "failed" and not any(
+                              f["partition"] == m.partition and f["blocking"] for f in failed_checks)]
+        gated = [m for m in found if not m.usable]
         rows.append({
             "asset": key, "group": spec.group, "partitions": len(parts) if spec.partitions else None,
             "materialized_partitions": len(found) if spec.partitions else None,
@@ -133,6 +132,8 @@ def asset_status(graph, catalog) -> list[dict[str, Any]]:
             "rows": sum(m.rows or 0 for m in found) if found else None,
             "bytes": sum(m.bytes or 0 for m in found) if found else None,
             "stale": bool(stale_reasons), "stale_reason": stale_reasons[0] if stale_reasons else None,
+            "status": "check-failed" if gated else ("stale" if stale_reasons else "fresh"),
+            "failed_checks": failed_checks,
         })
     return rows
 
@@ -158,8 +159,13 @@ def assets_command(pipeline: str, as_json: bool) -> None:
         last = "never" if row["last_materialization_id"] is None else (
             f"#{row['last_materialization_id']} {_when(row['last_materialized_at'])}")
         table.append([row["asset"], row["group"], parts, last, "-" if row["rows"] is None else row["rows"],
-                      _size(row["bytes"]), "stale" if row["stale"] else "fresh"])
+                      format_bytes(row["bytes"]), _asset_status_text(row)])
     click.echo(_table(table, ["asset", "group", "partitions", "last materialization", "rows", "size", "status"]))
+
+
+def _asset_status_text(row: dict[str, Any]) -> str:
+    warnings = sorted({f["check"] for f in row["failed_checks"] if not f["blocking"]})
+    return row["status"] + (f" (warning: {', '.join(warnings)})" if warnings else "")
 
 
 # -- lineage -------------------------------------------------------------------
@@ -228,12 +234,13 @@ def runs_command(run_id: str | None, limit: int, as_json: bool) -> None:
         _fail(exc)
     if run_id is None:
         documents = [{"run_id": r.run_id, "pipeline": r.pipeline, "selection": r.selection, "status": r.status,
-                      "started_at": r.started_at, "duration_s": r.duration_s,
-                      "trigger": r.tags.get("trigger", "manual")} for r in runs]
+                      "reason": r.reason, "resumed_from": r.resumed_from, "started_at": r.started_at,
+                      "duration_s": r.duration_s, "trigger": r.tags.get("trigger", "manual")} for r in runs]
         if as_json:
             click.echo(json.dumps({"runs": documents}))
             return
-        rows = [[d["run_id"][:12], d["pipeline"] or "-", d["selection"] or "*", d["status"], _when(d["started_at"]),
+        rows = [[d["run_id"][:12], d["pipeline"] or "-", d["selection"] or "*",
+                 d["status"] + (f" ({d['reason']})" if d["reason"] else ""), _when(d["started_at"]),
                  "-" if d["duration_s"] is None else f"{d['duration_s']:.1f}s", d["trigger"]] for d in documents]
         click.echo(_table(rows, ["run", "pipeline", "selection", "status", "started (UTC)", "duration", "trigger"]))
         return

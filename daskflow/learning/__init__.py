@@ -4,6 +4,7 @@
 * :mod:`~daskflow.learning.features` - ONE feature extraction for training and serving.
 * :mod:`~daskflow.learning.training` - two XGBoost regressors (duration, peak memory) + manifest.
 * :mod:`~daskflow.learning.predictor` - batched predictions with a per-category baseline.
+* :mod:`~daskflow.learning.metrics` - the one prediction-error metric (median APE).
 """
 
 from daskflow.learning.features import (
@@ -12,18 +13,19 @@ from daskflow.learning.features import (
     record_from_annotations,
 )
 from daskflow.learning.history import append_history, read_history
+from daskflow.learning.metrics import median_ape
 from daskflow.learning.predictor import (
+    CostPrediction,
     OraclePredictor,
-    Prediction,
     Predictions,
     Predictor,
 )
-from daskflow.learning.training import TrainingError, evaluate, median_ape, train_models
+from daskflow.learning.training import TrainingError, evaluate, train_models
 
 __all__ = [
     "FEATURE_COLUMNS",
+    "CostPrediction",
     "OraclePredictor",
-    "Prediction",
     "Predictions",
     "Predictor",
     "TrainingError",

@@ -48,8 +48,12 @@ MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)
-class Prediction:
-    """The prediction for one task."""
+class CostPrediction:
+    """The predicted cost of one task (one row of :class:`Predictions`).
+
+    Not the steering plugin's per-task record (``scheduler_plugins``), which
+    adds where the task went in the plan.
+    """
 
     duration_s: float
     peak_memory_bytes: float
@@ -71,8 +75,8 @@ class Predictions:
     def __len__(self) -> int:
         return len(self.duration_s)
 
-    def __getitem__(self, index: int) -> Prediction:
-        return Prediction(
+    def __getitem__(self, index: int) -> CostPrediction:
+        return CostPrediction(
             float(self.duration_s[index]),
             float(self.peak_memory_bytes[index]),
             str(self.quality[index]),
@@ -80,8 +84,21 @@ class Predictions:
             self.model_version,
         )
 
-    def __iter__(self) -> Iterator[Prediction]:
+    def __iter__(self) -> Iterator[CostPrediction]:
         return (self[i] for i in range(len(self)))
+
+
+def default_costs() -> tuple[float, float]:
+    """``(duration_s, peak_memory_bytes)`` predicted for a category never seen (``daskflow.models.default-*``)."""
+    from dask.utils import parse_bytes, parse_timedelta
+
+    from daskflow import config
+
+    memory = config.get("models.default-peak-memory")
+    return (
+        float(parse_timedelta(config.get("models.default-duration"), default="s")),
+        float(parse_bytes(memory) if isinstance(memory, str) else (memory or 0)),
+    )
 
 
 class Predictor:
@@ -101,20 +118,20 @@ class Predictor:
         default_peak_memory_bytes: float | None = None,
         storage_options: Mapping[str, Any] | None = None,
     ) -> None:
-        from dask.utils import parse_bytes, parse_timedelta
+        from dask.utils import parse_timedelta
 
         from daskflow import config
 
         self.url = str(url) if url is not None else config.models_url(config.get("steering.model"))
         self.storage_options = dict(storage_options or {})
         self.reload_interval_s = float(
-            reload_interval_s if reload_interval_s is not None else parse_timedelta(config.get("models.reload-interval", "10s"))
+            reload_interval_s if reload_interval_s is not None else parse_timedelta(config.get("models.reload-interval"))
         )
-        self.default_duration_s = float(
-            default_duration_s if default_duration_s is not None else parse_timedelta(config.get("models.default-duration", "0.5s"))
+        configured_duration_s, configured_memory_bytes = default_costs()
+        self.default_duration_s = float(default_duration_s if default_duration_s is not None else configured_duration_s)
+        self.default_peak_memory_bytes = float(
+            default_peak_memory_bytes if default_peak_memory_bytes is not None else configured_memory_bytes
         )
-        memory_default = default_peak_memory_bytes if default_peak_memory_bytes is not None else config.get("models.default-peak-memory", 0)
-        self.default_peak_memory_bytes = float(parse_bytes(memory_default) if isinstance(memory_default, str) else memory_default)
         self.manifest: dict[str, Any] | None = None
         self.boosters: dict[str, Any] = {}
         self.load_error: str | None = None
@@ -141,7 +158,7 @@ class Predictor:
     def from_parts(cls, manifest: Mapping[str, Any], boosters: Mapping[str, Any], **kwargs: Any) -> Predictor:
         """A predictor around in-memory boosters (training evaluation, tests)."""
         predictor = cls(url=kwargs.pop("url", "memory://unused"), **kwargs)
-        predictor._install(dict(manifest), {k: v for k, v in boosters.items() if v is not None}, digest=None)
+        predictor.install_model(dict(manifest), {k: v for k, v in boosters.items() if v is not None}, digest=None)
         return predictor
 
     @property
@@ -182,7 +199,7 @@ class Predictor:
                 + ". Retrain with `daskflow model train`.",
             )
             return False
-        self._install(manifest, boosters, digest)
+        self.install_model(manifest, boosters, digest)
         logger.info("daskflow: loaded model %s from %s", self.model_version, self.url)
         return True
 
@@ -217,7 +234,8 @@ class Predictor:
             boosters[name] = booster
         return manifest, boosters
 
-    def _install(self, manifest: dict[str, Any], boosters: dict[str, Any], digest: str | None) -> None:
+    def install_model(self, manifest: dict[str, Any], boosters: dict[str, Any], digest: str | None) -> None:
+        """Serve ``manifest`` and its ``boosters`` from now on (``digest``: the manifest checksum, None in memory)."""
         self.manifest = manifest
         self.boosters = boosters
         self._manifest_digest = digest

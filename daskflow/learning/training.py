@@ -36,7 +36,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import math
 import posixpath
 import uuid
 from collections.abc import Mapping
@@ -47,12 +46,14 @@ import numpy as np
 import pandas as pd
 
 from daskflow.errors import TrainingError
+from daskflow.formatting import finite_float
 from daskflow.learning.features import (
     FEATURE_COLUMNS,
     KIND_LEVELS,
     category_levels,
     feature_frame,
 )
+from daskflow.learning.metrics import median_ape
 
 MANIFEST_FORMAT = 1
 WORKER_FEATURE_COLUMNS = ("worker_threads", "worker_memory_limit_bytes")
@@ -93,20 +94,6 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "seed": 0,
 }
 DEFAULT_ROUNDS = 200
-
-
-def median_ape(predicted: np.ndarray, actual: np.ndarray) -> float | None:
-    """Median of ``|predicted - actual| / actual`` over rows with ``actual > 0`` (None if none).
-
-    >>> median_ape(np.array([2.0, 1.0, 3.0]), np.array([1.0, 1.0, 2.0]))
-    0.5
-    """
-    predicted = np.asarray(predicted, dtype="float64")
-    actual = np.asarray(actual, dtype="float64")
-    mask = np.isfinite(actual) & (actual > 0) & np.isfinite(predicted)
-    if not mask.any():
-        return None
-    return float(np.median(np.abs(predicted[mask] - actual[mask]) / actual[mask]))
 
 
 def usable_rows(history: pd.DataFrame) -> pd.DataFrame:
@@ -366,13 +353,8 @@ def _write_atomic(fs, path: str, data: bytes) -> None:
 
 
 def _iso(seconds: Any) -> str | None:
-    try:
-        value = float(seconds)
-    except (TypeError, ValueError):
-        return None
-    if not math.isfinite(value):
-        return None
-    return _dt.datetime.fromtimestamp(value, _dt.timezone.utc).isoformat()
+    value = finite_float(seconds)
+    return None if value is None else _dt.datetime.fromtimestamp(value, _dt.timezone.utc).isoformat()
 
 
 def _json_default(value: Any) -> Any:

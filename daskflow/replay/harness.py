@@ -3,8 +3,9 @@
 Each trace task becomes ONE Dask task (keys ``"<category>-<runid8>-<index>"``,
 so Dask's per-prefix statistics are per category) with the trace's
 dependencies, sent as one graph through :func:`daskflow.daskgraph.submit_graph`
-with daskflow annotations (``kind="replay"``, category, declared input bytes,
-number of inputs, run id and — for the oracle — the true scaled costs). A
+with daskflow annotations built by :func:`daskflow.contracts.task_annotation`
+(``kind="replay"``, category, declared input bytes, number of inputs, run id
+and — for the oracle — the true scaled costs). A
 replayed task sleeps its scaled runtime while holding its scaled peak memory
 (allocated and touched page by page), then returns its scaled output.
 
@@ -53,6 +54,7 @@ from typing import Any
 
 import dask.config
 
+from daskflow.contracts import SCHEDULER_PRELOAD, task_annotation
 from daskflow.replay import metrics, probes
 from daskflow.replay.metrics import median_ape
 from daskflow.replay.probes import ReplayWatch
@@ -93,7 +95,7 @@ QUIET_CLUSTER = {
     "distributed.admin.tick.interval": "500ms",
     "distributed.admin.system-monitor.interval": "2s",
 }
-PRELOAD = "scheduler_plugins.preload"
+PRELOAD = SCHEDULER_PRELOAD
 
 #: A replayed task returns at most this many bytes (outputs are
 #: ``output_bytes × bytes_scale``; WfCommons outputs reach 4 GB per task).
@@ -232,9 +234,8 @@ def _warm_graph(client, n_tasks: int) -> None:
     run_id = uuid.uuid4().hex
     specs = []
     for i in range(n_tasks):
-        annotations = {"run_id": run_id, "kind": "replay", "category": "warmup", "n_inputs": min(i, 1),
-                       "input_bytes": 0, "input_rows": 0, "input_locations": [],
-                       "true_duration_s": 0.01, "true_peak_memory_bytes": 0}
+        annotations = task_annotation(run_id=run_id, kind="replay", category="warmup", n_inputs=min(i, 1),
+                                      true_duration_s=0.01, true_peak_memory_bytes=0)
         dependencies = (specs[0].key,) if i else ()
         specs.append(TaskSpec(key=f"warmup-{run_id[:8]}-{i}", func=replay_task, args=(0.01, 0, 0),
                               dependencies=dependencies, annotations=annotations))
@@ -257,21 +258,16 @@ def _build_specs(trace: Trace, run_id: str, memory_scale: float, bytes_scale: fl
     for task, key, category in zip(trace.tasks, keys, categories):
         memory = int((task.memory_bytes or 0) * memory_scale)
         output = min(int(task.output_bytes * bytes_scale), OUTPUT_CAP_BYTES)
-        annotations = {
-            "run_id": run_id,
-            "kind": "replay",
-            "category": category,
-            "asset": None,
-            "partition": None,
-            "code_version": None,
-            "tags": {"trace": trace.name, "trace_category": task.category, "trace_task": task.id},
-            "input_bytes": int(task.input_bytes * bytes_scale),
-            "input_rows": 0,
-            "n_inputs": len(task.parents),
-            "input_locations": [],
-            "true_duration_s": float(task.runtime_s),
-            "true_peak_memory_bytes": memory,
-        }
+        annotations = task_annotation(
+            run_id=run_id,
+            kind="replay",
+            category=category,
+            tags={"trace": trace.name, "trace_category": task.category, "trace_task": task.id},
+            input_bytes=int(task.input_bytes * bytes_scale),
+            n_inputs=len(task.parents),
+            true_duration_s=float(task.runtime_s),
+            true_peak_memory_bytes=memory,
+        )
         specs.append(
             TaskSpec(
                 key=key,

@@ -10,22 +10,15 @@ estimate, the per-category mean, taken from the model's training history: the
 from __future__ import annotations
 
 import logging
-import math
-import statistics
 from typing import Any
 
+from daskflow.learning.metrics import median_ape
 from daskflow.replay.trace import Trace
 
 logger = logging.getLogger(__name__)
 
 #: The result fields :func:`prediction_errors` fills in.
 ERROR_FIELDS = ("duration_median_ape", "baseline_duration_median_ape", "memory_median_ape", "baseline_memory_median_ape")
-
-
-def median_ape(predicted: list[float], actual: list[float]) -> float | None:
-    """Median absolute percentage error over pairs whose actual value is > 0."""
-    errors = [abs(p - a) / a for p, a in zip(predicted, actual) if a and a > 0 and p is not None and math.isfinite(p)]
-    return statistics.median(errors) if errors else None
 
 
 def baseline_from_manifest(model_url: str | None) -> dict[str, tuple[float, float | None]] | None:
@@ -83,10 +76,9 @@ def prediction_errors(
     predictions: dict[str, dict[str, Any]],
     baseline: dict[str, tuple[float, float | None]] | None,
 ) -> dict[str, float | None]:
-    from daskflow import config
+    from daskflow.learning.predictor import default_costs
 
-    default_duration_s = _seconds(config.get("models.default-duration", 0.5))
-    default_memory = float(config.get("models.default-peak-memory", 0) or 0)
+    default_duration_s, default_memory = default_costs()
     true_d, pred_d, base_d, true_m, pred_m, base_m = [], [], [], [], [], []
     for key, category, task in zip(keys, categories, trace.tasks):
         prediction = predictions.get(key)
@@ -106,9 +98,3 @@ def prediction_errors(
         "memory_median_ape": median_ape(pred_m, true_m),
         "baseline_memory_median_ape": median_ape(base_m, true_m) if baseline is not None else None,
     }
-
-
-def _seconds(value: Any) -> float:
-    from dask.utils import parse_timedelta
-
-    return float(parse_timedelta(value, default="s"))

@@ -5,7 +5,9 @@ scheduler as the ``dask_scheduler`` keyword) and one tiny scheduler plugin,
 :class:`ReplayWatch`, that counts workers removed and paused during a run.
 They only read scheduler state, except :func:`reset_prefix_estimates`, which
 forgets Dask's per-prefix duration averages so that every replay on a reused
-cluster starts like a fresh stock Dask.
+cluster starts like a fresh stock Dask. Scheduler internals are reached through
+:mod:`daskflow.compat`; plugins are found by their names in
+:mod:`daskflow.contracts`.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-WATCH_NAME = "daskflow-replay-watch"
-STEERING_NAME = "daskflow-steering"
+from daskflow import compat
+from daskflow.contracts import REPLAY_WATCH_PLUGIN, STEERING_PLUGIN
+
+WATCH_NAME = REPLAY_WATCH_PLUGIN
 
 try:
     from distributed.diagnostics.plugin import SchedulerPlugin as _SchedulerPlugin
@@ -40,16 +44,16 @@ class ReplayWatch(_SchedulerPlugin):  # type: ignore[misc,valid-type]
 
 
 def watch_counts(dask_scheduler=None) -> dict[str, int]:
-    watch = dask_scheduler.plugins.get(WATCH_NAME)
+    watch = compat.plugin(dask_scheduler, WATCH_NAME)
     if watch is None:
         return {"workers_removed": 0, "worker_pauses": 0}
     return {"workers_removed": watch.workers_removed, "worker_pauses": watch.worker_pauses}
 
 
 def scheduler_state(dask_scheduler=None) -> dict[str, Any]:
-    steering = dask_scheduler.plugins.get(STEERING_NAME)
+    steering = compat.plugin(dask_scheduler, STEERING_PLUGIN)
     return {
-        "plugins": sorted(str(name) for name in dask_scheduler.plugins),
+        "plugins": compat.plugin_names(dask_scheduler),
         "steering_mode": getattr(steering, "mode", None) if steering is not None else None,
         "model_version": getattr(steering, "model_version", None) if steering is not None else None,
         "fallback_count": getattr(steering, "fallback_count", None) if steering is not None else None,
@@ -66,25 +70,16 @@ def _model_url_of(steering: Any) -> str | None:
 
 def reset_prefix_estimates(prefixes: list[str], dask_scheduler=None) -> int:
     """Forget Dask's per-prefix duration averages so a reused cluster starts fresh."""
-    reset = 0
-    for name in prefixes:
-        prefix = dask_scheduler.task_prefixes.get(name)
-        if prefix is None:
-            continue
-        fresh = type(prefix)(name)  # honours distributed.scheduler.default-task-durations
-        prefix.duration_average = fresh.duration_average
-        prefix.max_exec_time = fresh.max_exec_time
-        reset += 1
-    return reset
+    return sum(1 for name in prefixes if compat.reset_prefix_duration(dask_scheduler, name))
 
 
 def count_live_keys(keys: list[str], dask_scheduler=None) -> int:
-    return sum(1 for key in keys if key in dask_scheduler.tasks)
+    return sum(1 for key in keys if compat.has_task(dask_scheduler, key))
 
 
 def fetch_predictions(keys: list[str], dask_scheduler=None) -> dict[str, dict[str, Any]] | None:
     """``{key: {duration_s, peak_memory_bytes, quality}}`` from the steering plugin, or None."""
-    steering = dask_scheduler.plugins.get(STEERING_NAME)
+    steering = compat.plugin(dask_scheduler, STEERING_PLUGIN)
     if steering is None:
         return None
     predictions = getattr(steering, "predictions", None) or {}

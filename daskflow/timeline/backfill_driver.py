@@ -32,10 +32,10 @@ from daskflow.timeline.store import TimelineStore
 __all__ = ["BackfillProgress", "drive_backfill", "progress_line"]
 
 
-def _seconds(setting: str, default: str) -> float:
+def _seconds(setting: str) -> float:
     from dask.utils import parse_timedelta
 
-    return float(parse_timedelta(config.get(setting, default), default="s"))
+    return float(parse_timedelta(config.get(setting), default="s"))
 
 
 def progress_line(status: dict[str, Any], width: int = 30) -> str:
@@ -93,7 +93,7 @@ def drive_backfill(backfill_id: str, catalog_path: str | None = None, address: s
     log_dir = config.get("timeline.log-dir") or (store.path.parent / "timeline-logs")
     pool = pool or LauncherPool(int(row["max_concurrent_runs"]), str(store.path), address, log_dir)
     runner = QueueRunner(store, pool, only=("backfill", backfill_id))
-    tick_s = _seconds("backfill.tick-interval", "200ms")
+    tick_s = _seconds("backfill.tick-interval")
     progress = progress or BackfillProgress(enabled=False)
     stop = stop_event or threading.Event()
     previous = {}

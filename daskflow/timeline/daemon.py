@@ -70,10 +70,10 @@ def _utcnow() -> _dt.datetime:
     return _dt.datetime.now(UTC)
 
 
-def _seconds(setting: str, default: str) -> float:
+def _seconds(setting: str) -> float:
     from dask.utils import parse_timedelta
 
-    return float(parse_timedelta(config.get(setting, default), default="s"))
+    return float(parse_timedelta(config.get(setting), default="s"))
 
 
 @dataclasses.dataclass
@@ -95,11 +95,11 @@ class Daemon:
         self.clock = clock or _utcnow
         self.store = TimelineStore(catalog.path)
         self.catalog = Catalog(self.store.path)
-        self.tick_interval_s = _seconds("timeline.tick-interval", "1s")
-        self.lease_timeout_s = _seconds("timeline.lease-timeout", "30s")
-        self.catchup_grace_s = _seconds("timeline.catchup-grace", "60s")
+        self.tick_interval_s = _seconds("timeline.tick-interval")
+        self.lease_timeout_s = _seconds("timeline.lease-timeout")
+        self.catchup_grace_s = _seconds("timeline.catchup-grace")
         log_dir = config.get("timeline.log-dir") or (self.store.path.parent / "timeline-logs")
-        self.pool = LauncherPool(int(config.get("timeline.max-launchers", 4)), str(self.store.path), address,
+        self.pool = LauncherPool(int(config.get("timeline.max-launchers")), str(self.store.path), address,
                                  log_dir)
         self.state = DaemonState(token=uuid.uuid4().hex)
         self.queue = RunQueue(self.store)
@@ -120,7 +120,7 @@ class Daemon:
         still waiting for a launcher slot are launched by the next daemon.
         ``drain=False`` (the lease was lost) launches nothing more.
         """
-        grace_s = _seconds("timeline.stop-grace", "10s") if grace_s is None else grace_s
+        grace_s = _seconds("timeline.stop-grace") if grace_s is None else grace_s
         deadline = time.monotonic() + grace_s
         try:
             while drain:

@@ -86,8 +86,8 @@ class RunLimits:
 
     @classmethod
     def from_config(cls) -> RunLimits:
-        limit = config.get("runs.max-concurrent", None)
-        pools = config.get("runs.pools", None) or {}
+        limit = config.get("runs.max-concurrent")
+        pools = config.get("runs.pools") or {}
         return cls(None if limit is None else int(limit), {str(k): int(v) for k, v in dict(pools).items()})
 
 

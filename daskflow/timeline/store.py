@@ -89,7 +89,7 @@ class SensorState:
 def _busy_timeout_s() -> float:
     from dask.utils import parse_timedelta
 
-    return float(parse_timedelta(config.get("catalog.busy-timeout", "30s"), default="s"))
+    return float(parse_timedelta(config.get("catalog.busy-timeout"), default="s"))
 
 
 def _to_launch(row: sqlite3.Row) -> Launch:

@@ -18,6 +18,7 @@ import logging
 from typing import Any
 
 from daskflow import config
+from scheduler_plugins import compat
 
 logger = logging.getLogger(__name__)
 
@@ -35,15 +36,15 @@ def install(scheduler: Any) -> None:
         start_periodic_refresh,
     )
 
-    if not config.get("dashboard.enabled", True):
+    if not config.get("dashboard.enabled"):
         return
-    if EXTENSION_NAME in scheduler.extensions:
+    if compat.extension(scheduler, EXTENSION_NAME) is not None:
         return
-    if getattr(scheduler, "http_application", None) is None:
+    if compat.http_application(scheduler) is None:
         logger.warning("daskflow dashboard: scheduler has no HTTP server; pages not installed")
         return
     extension = DashboardExtension(scheduler)
-    scheduler.extensions[EXTENSION_NAME] = extension
+    compat.set_extension(scheduler, EXTENSION_NAME, extension)
     add_routes(scheduler, extension)
     add_bokeh_pages(scheduler, extension)
     add_navigation_link(scheduler)

@@ -1,10 +1,10 @@
 """The scheduler-side half of the daskflow dashboard: data, JSON routes, Bokeh apps.
 
-Design note. One :class:`DashboardExtension` per scheduler (stored in
-``scheduler.extensions["daskflow-dashboard"]``) owns the bounded aggregates
-(:class:`.state.DashboardState`), the catalog reader
-(:class:`.assets.AssetLineageReader`) and a named periodic callback
-(``scheduler.periodic_callbacks["daskflow-dashboard"]``) that folds new
+Design note. One :class:`DashboardExtension` per scheduler (stored as the
+scheduler extension :data:`daskflow.contracts.DASHBOARD_EXTENSION`) owns the
+bounded aggregates (:class:`.state.DashboardState`), the catalog reader
+(:class:`.assets.AssetLineageReader`) and a periodic callback of the same
+name that folds new
 recorder rows into the aggregates so the model-quality series keeps going
 while nobody looks. Pages and JSON endpoints read the same aggregates.
 
@@ -19,6 +19,9 @@ first, then each application added with ``add_application``. We add
   ``/daskflow/<page>``, its websocket and its ``/daskflow/static`` files are
   served on the dashboard's own port. Relative resource URLs in the page then
   resolve under ``/daskflow/``.
+
+Every scheduler internal used for that (extensions, periodic callbacks, the
+HTTP application, the navigation bar) goes through :mod:`scheduler_plugins.compat`.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from typing import Any
 from tornado import web
 
 from daskflow import config
+from daskflow.contracts import DASHBOARD_EXTENSION, DecisionEvent
+from scheduler_plugins import compat
 from scheduler_plugins.dashboard.assets import AssetLineageReader
 from scheduler_plugins.dashboard.state import (
     DashboardState,
@@ -41,7 +46,7 @@ from scheduler_plugins.dashboard.state import (
 
 logger = logging.getLogger(__name__)
 
-EXTENSION_NAME = "daskflow-dashboard"
+EXTENSION_NAME = DASHBOARD_EXTENSION
 
 
 def _clean(value: Any) -> Any:
@@ -71,19 +76,19 @@ class DashboardExtension:
         from dask.utils import parse_timedelta
 
         self.scheduler = scheduler
-        self.update_interval_s = float(parse_timedelta(config.get("dashboard.update-interval") or "1s"))
-        self.max_decisions = int(config.get("dashboard.max-decisions") or 200)
+        self.update_interval_s = float(parse_timedelta(config.get("dashboard.update-interval")))
+        self.max_decisions = int(config.get("dashboard.max-decisions"))
         self.state = DashboardState(
-            max_points=int(config.get("dashboard.max-points") or 2000),
-            window=int(config.get("dashboard.quality-window") or 50),
-            drift_tolerance=float(config.get("dashboard.drift-tolerance") or 1.0),
+            max_points=int(config.get("dashboard.max-points")),
+            window=int(config.get("dashboard.quality-window")),
+            drift_tolerance=float(config.get("dashboard.drift-tolerance")),
         )
         self.lineage = AssetLineageReader(
-            recent_runs=int(config.get("dashboard.recent-runs") or 5),
-            max_assets=int(config.get("dashboard.max-assets") or 300),
+            recent_runs=int(config.get("dashboard.recent-runs")),
+            max_assets=int(config.get("dashboard.max-assets")),
             cache_s=max(1.0, self.update_interval_s),
         )
-        self.http_prefix = _http_prefix(scheduler)
+        self.http_prefix = compat.http_prefix(scheduler)
         self.url_prefix = f"{self.http_prefix}/daskflow"
         self.refresh_error_count = 0
 
@@ -100,7 +105,7 @@ class DashboardExtension:
     def steering(self) -> dict[str, Any]:
         return steering_summary(self.scheduler)
 
-    def decisions(self, limit: int | None = None) -> list[dict[str, Any]]:
+    def decisions(self, limit: int | None = None) -> list[DecisionEvent]:
         return recent_decisions(self.scheduler, min(int(limit or self.max_decisions), self.max_decisions))
 
     def assets(self) -> dict[str, Any]:
@@ -122,18 +127,7 @@ class DashboardExtension:
         return {"steering": self.steering(), **self.state.predictions_payload(limit)}
 
     def teardown(self) -> None:
-        callback = self.scheduler.periodic_callbacks.pop(EXTENSION_NAME, None)
-        if callback is not None:
-            callback.stop()
-
-
-def _http_prefix(scheduler: Any) -> str:
-    """The dashboard prefix (``dask scheduler --dashboard-prefix``), '' by default."""
-    for application in getattr(getattr(scheduler, "http_application", None), "applications", []):
-        prefix = getattr(application, "_prefix", None)
-        if isinstance(prefix, str):
-            return prefix.rstrip("/")
-    return ""
+        compat.remove_periodic_callback(self.scheduler, EXTENSION_NAME)
 
 
 # ------------------------------------------------------------------ tornado
@@ -203,8 +197,8 @@ def add_routes(scheduler: Any, extension: DashboardExtension) -> None:
 
     prefix = extension.url_prefix
     kwargs = {"extension": extension}
-    scheduler.http_application.add_handlers(
-        r".*",
+    compat.add_http_handlers(
+        scheduler,
         [
             (rf"{prefix}/?", IndexHandler, kwargs),
             (rf"{prefix}/api/decisions", DecisionsHandler, kwargs),
@@ -219,43 +213,27 @@ def add_routes(scheduler: Any, extension: DashboardExtension) -> None:
 def add_bokeh_pages(scheduler: Any, extension: DashboardExtension) -> bool:
     """Serve the Bokeh documents under ``/daskflow/`` on the dashboard port; False without Bokeh."""
     try:
-        from distributed.dashboard.core import BokehApplication
+        import distributed.dashboard.core  # noqa: F401 - needs a usable Bokeh
     except ImportError:
         logger.warning("daskflow dashboard: Bokeh is not usable here; only the JSON endpoints are served")
         return False
-    from bokeh.server.server import BokehTornado
-    from tornado.ioloop import IOLoop
-
     from scheduler_plugins.dashboard.pages import APPLICATIONS
 
-    if not any(isinstance(app, BokehTornado) for app in scheduler.http_application.applications):
+    if not compat.has_bokeh_dashboard(scheduler):
         logger.info("daskflow dashboard: the Dask dashboard is off (--no-dashboard); serving only the JSON endpoints")
         return False
-
-    bokeh_app = BokehApplication(APPLICATIONS, scheduler, prefix=extension.url_prefix)
-    scheduler.http_application.add_application(bokeh_app)
-    bokeh_app.initialize(IOLoop.current())
-    bokeh_app.start()
+    compat.add_bokeh_application(scheduler, APPLICATIONS, extension.url_prefix)
     return True
 
 
 def add_navigation_link(scheduler: Any) -> None:
     """Add "daskflow" to the Dask dashboard's top navigation bar (best effort)."""
     try:
-        from distributed.dashboard.scheduler import template_variables
-
-        pages = template_variables(scheduler)["pages"]
-        if "daskflow/" not in pages:
-            pages.append("daskflow/")
+        compat.add_dashboard_navigation(scheduler, "daskflow/")
     except Exception:
         logger.debug("daskflow dashboard: could not add the navigation link", exc_info=True)
 
 
 def start_periodic_refresh(scheduler: Any, extension: DashboardExtension) -> None:
-    from distributed.core import Status
-    from tornado.ioloop import PeriodicCallback
-
-    callback = PeriodicCallback(extension.refresh, extension.update_interval_s * 1000)
-    scheduler.periodic_callbacks[EXTENSION_NAME] = callback
-    if scheduler.status == Status.running:  # installed after start (e.g. in tests)
-        callback.start()
+    """Refresh the aggregates every ``update-interval`` (started now when installed after start-up)."""
+    compat.add_periodic_callback(scheduler, EXTENSION_NAME, extension.refresh, extension.update_interval_s * 1000)

@@ -36,6 +36,9 @@ from bokeh.palettes import Category20
 from bokeh.plotting import figure
 from jinja2 import Environment, FileSystemLoader
 
+from daskflow.contracts import DASHBOARD_EXTENSION
+from scheduler_plugins import compat
+
 _TEMPLATES = Environment(loader=FileSystemLoader(str(pathlib.Path(__file__).with_name("templates"))))
 
 PAGES = {
@@ -48,7 +51,7 @@ PAGES = {
 
 
 def _extension(scheduler: Any):
-    return scheduler.extensions["daskflow-dashboard"]
+    return compat.extension(scheduler, DASHBOARD_EXTENSION)
 
 
 def _colour(category: str, palette: tuple = Category20[20]) -> str:

@@ -25,13 +25,13 @@ that many finished tasks per tick the aggregates are a sample of the newest
 rows (the Parquet history still has every row).
 
 Everything here is plain data in, plain data out; the scheduler is only
-touched in :meth:`DashboardState.pull` (reading the two plugins by name).
+touched to look the recorder and steering plugins up by name
+(:func:`scheduler_plugins.compat.plugin`).
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 import statistics
 import time
 from collections import deque
@@ -39,8 +39,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-RECORDER_PLUGIN_NAME = "daskflow-recorder"
-STEERING_PLUGIN_NAME = "daskflow-steering"
+from daskflow.contracts import RECORDER_PLUGIN, STEERING_PLUGIN, DecisionEvent
+from daskflow.formatting import finite_float
+from scheduler_plugins import compat
+
 OTHER_CATEGORY = "(other)"
 DEFAULT_DURATION_S = 0.5  # Dask's guess for a prefix it has never seen
 MEMORY_FLOOR_BYTES = 1024.0  # relative memory errors of tasks using < 1 KiB are measured against 1 KiB
@@ -91,16 +93,6 @@ def absolute_percentage_error(predicted: float, actual: float, floor: float = 1e
     return abs(float(predicted) - float(actual)) / max(abs(float(actual)), floor)
 
 
-def _number(value: Any) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) else number
-
-
 @dataclass
 class DashboardState:
     """Incremental, bounded aggregates of recorder rows (see module docstring)."""
@@ -146,7 +138,7 @@ class DashboardState:
         for row in rows:
             if row.get("outcome", "success") != "success":
                 continue
-            duration_s = _number(row.get("duration_s"))
+            duration_s = finite_float(row.get("duration_s"))
             if duration_s is None:
                 continue
             used += 1
@@ -155,9 +147,9 @@ class DashboardState:
             if category not in self.categories and len(self.categories) >= self.max_categories:
                 category = OTHER_CATEGORY
             stats = self.categories.setdefault(category, CategoryStats())
-            peak_memory_bytes = _number(row.get("peak_memory_bytes"))
-            predicted_duration_s = _number(row.get("predicted_duration_s"))
-            predicted_peak_memory_bytes = _number(row.get("predicted_peak_memory_bytes"))
+            peak_memory_bytes = finite_float(row.get("peak_memory_bytes"))
+            predicted_duration_s = finite_float(row.get("predicted_duration_s"))
+            predicted_peak_memory_bytes = finite_float(row.get("predicted_peak_memory_bytes"))
             stats.count += 1
             stats.duration_s_sum += duration_s
             if peak_memory_bytes is not None:
@@ -187,7 +179,7 @@ class DashboardState:
                     self._new_scored += 1
                 self.memory_baseline[category] = _running_mean(n_memory, mean_memory, peak_memory_bytes)
             self.points.append({
-                "recorded_at": _number(row.get("recorded_at")) or time.time(),
+                "recorded_at": finite_float(row.get("recorded_at")) or time.time(),
                 "key": str(row.get("key")),
                 "run_id": row.get("run_id"),
                 "category": category,
@@ -219,7 +211,7 @@ class DashboardState:
 
     def pull(self, scheduler: Any) -> int:
         """Ingest the recorder's new rows (if a recorder is installed) and close the tick."""
-        recorder = scheduler.plugins.get(RECORDER_PLUGIN_NAME)
+        recorder = compat.plugin(scheduler, RECORDER_PLUGIN)
         rows = getattr(recorder, "recent_rows", None)
         if rows is None:
             return 0
@@ -260,8 +252,8 @@ class DashboardState:
 
 def steering_summary(scheduler: Any) -> dict[str, Any]:
     """Mode, model version and fallback counter of the steering plugin (``absent`` without one)."""
-    steering = scheduler.plugins.get(STEERING_PLUGIN_NAME)
-    recorder = scheduler.plugins.get(RECORDER_PLUGIN_NAME)
+    steering = compat.plugin(scheduler, STEERING_PLUGIN)
+    recorder = compat.plugin(scheduler, RECORDER_PLUGIN)
     if steering is None:
         return {"present": False, "mode": "absent", "model_version": None, "fallback_count": None, "recorder": recorder is not None}
     return {
@@ -273,9 +265,9 @@ def steering_summary(scheduler: Any) -> dict[str, Any]:
     }
 
 
-def recent_decisions(scheduler: Any, limit: int) -> list[dict[str, Any]]:
+def recent_decisions(scheduler: Any, limit: int) -> list[DecisionEvent]:
     """The newest ``limit`` steering decisions, newest first (copies; empty without steering)."""
-    steering = scheduler.plugins.get(STEERING_PLUGIN_NAME)
+    steering = compat.plugin(scheduler, STEERING_PLUGIN)
     decisions = getattr(steering, "decisions", None)
     if not decisions:
         return []
@@ -285,7 +277,7 @@ def recent_decisions(scheduler: Any, limit: int) -> list[dict[str, Any]]:
 
 def decisions_signature(scheduler: Any) -> tuple:
     """Changes whenever a decision is added (cheap: length and identity of the newest)."""
-    steering = scheduler.plugins.get(STEERING_PLUGIN_NAME)
+    steering = compat.plugin(scheduler, STEERING_PLUGIN)
     decisions = getattr(steering, "decisions", None)
     if not decisions:
         return (id(steering), 0, None)
@@ -300,7 +292,7 @@ def format_alternatives(alternatives: Any, limit: int = 4) -> str:
     for alternative in list(alternatives)[:limit]:
         if isinstance(alternative, dict):
             worker = str(alternative.get("worker", "?"))
-            score = _number(alternative.get("score"))
+            score = finite_float(alternative.get("score"))
             parts.append(f"{worker} {score:.3g}" if score is not None else worker)
         else:
             parts.append(str(alternative))
