@@ -280,7 +280,7 @@ class QueueRunner:
     def step(self, now_s: float | None = None) -> list[tuple[str, str]]:
         """Reap, admit, launch. Returns ``(run_id, message)`` of launches that failed for good."""
         now_s = time.time() if now_s is None else now_s
-        self._mark_abandoned(now_s)
+        self._mark_abandoned(time.time())  # heartbeats are wall-clock times, whatever clock the runner ticks by
         failed = []
         for run_id, code, line in self.pool.reap():
             if self.store.run_started(run_id):
