@@ -106,6 +106,9 @@ def start_command(pipeline, partitions, selection, chunk_size, max_concurrent_ru
         click.echo(f"backfill {backfill_id}: {len(plan.partitions)} partitions of {plan.selection} in "
                    f"{len(plan.chunks)} runs, at most {limit} at once"
                    + (f" (not backfilled, unpartitioned: {', '.join(plan.left_out)})" if plan.left_out else ""))
+        if address is None and not detach and not _cluster_running():
+            click.echo("note: no --address and no `daskflow cluster up` cluster: each run starts its own embedded "
+                       "cluster (slow); start one to share it")
     if detach:
         if as_json:
             click.echo(json.dumps({"backfill_id": backfill_id}))
@@ -114,6 +117,15 @@ def start_command(pipeline, partitions, selection, chunk_size, max_concurrent_ru
         _drive(backfill_id, address, as_json)
     except DaskflowError as exc:
         _fail(exc)
+
+
+def _cluster_running() -> bool:
+    from daskflow.cluster import running_cluster
+
+    try:
+        return running_cluster() is not None
+    except Exception:  # noqa: BLE001 - only a hint
+        return False
 
 
 def _when(seconds: float | None) -> str:
