@@ -118,10 +118,20 @@ def _v1_to_v2(conn: sqlite3.Connection) -> None:
     _execute_script(conn, _V2_SQL)
 
 
+def _timeline_tables(conn: sqlite3.Connection) -> None:
+    """The timeline: launches ledger, cursors, daemon lease, run queue, backfills (idempotent, see
+    :mod:`daskflow.timeline.schema`)."""
+    # lazy: the timeline package imports the catalog
+    from daskflow.timeline.schema import migrate_timeline
+
+    migrate_timeline(conn)
+
+
 #: ``MIGRATIONS[n]`` migrates version ``n`` to ``n + 1``; append only
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v0_to_v1,
     _v1_to_v2,
+    _timeline_tables,
 ]
 
 #: the version this daskflow writes: ``len(MIGRATIONS)``

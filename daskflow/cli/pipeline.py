@@ -235,14 +235,14 @@ def runs_command(run_id: str | None, limit: int, as_json: bool) -> None:
     if run_id is None:
         documents = [{"run_id": r.run_id, "pipeline": r.pipeline, "selection": r.selection, "status": r.status,
                       "reason": r.reason, "resumed_from": r.resumed_from, "started_at": r.started_at,
-                      "duration_s": r.duration_s} for r in runs]
+                      "duration_s": r.duration_s, "trigger": r.tags.get("trigger", "manual")} for r in runs]
         if as_json:
             click.echo(json.dumps({"runs": documents}))
             return
         rows = [[d["run_id"][:12], d["pipeline"] or "-", d["selection"] or "*",
                  d["status"] + (f" ({d['reason']})" if d["reason"] else ""), _when(d["started_at"]),
-                 "-" if d["duration_s"] is None else f"{d['duration_s']:.1f}s"] for d in documents]
-        click.echo(_table(rows, ["run", "pipeline", "selection", "status", "started (UTC)", "duration"]))
+                 "-" if d["duration_s"] is None else f"{d['duration_s']:.1f}s", d["trigger"]] for d in documents]
+        click.echo(_table(rows, ["run", "pipeline", "selection", "status", "started (UTC)", "duration", "trigger"]))
         return
     events = catalog.events(run.run_id)
     if as_json:

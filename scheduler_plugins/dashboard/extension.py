@@ -176,7 +176,7 @@ class IndexHandler(_Handler):
         prefix = self.extension.url_prefix
         steering = self.extension.steering()
         links = "\n".join(f'<li><a id="daskflow-link-{p}" href="{prefix}/{p}">{label}</a></li>' for p, label in PAGES.items())
-        apis = "\n".join(f'<li><a href="{prefix}/api/{a}">/daskflow/api/{a}</a></li>' for a in ("decisions", "model", "predictions", "assets"))
+        apis = "\n".join(f'<li><a href="{prefix}/api/{a}">/daskflow/api/{a}</a></li>' for a in ("decisions", "model", "predictions", "assets", "runs"))
         self.write(
             "<!DOCTYPE html><html><head><meta charset='utf-8'><title>daskflow</title></head>"
             "<body style='font-family: sans-serif; margin: 20px'>"
@@ -193,6 +193,8 @@ class IndexHandler(_Handler):
 
 def add_routes(scheduler: Any, extension: DashboardExtension) -> None:
     """Index and JSON endpoints on the scheduler's HTTP application."""
+    from scheduler_plugins.dashboard.runs_page import RunsHandler
+
     prefix = extension.url_prefix
     kwargs = {"extension": extension}
     compat.add_http_handlers(
@@ -203,6 +205,7 @@ def add_routes(scheduler: Any, extension: DashboardExtension) -> None:
             (rf"{prefix}/api/model", ModelHandler, kwargs),
             (rf"{prefix}/api/predictions", PredictionsHandler, kwargs),
             (rf"{prefix}/api/assets", AssetsHandler, kwargs),
+            (rf"{prefix}/api/runs", RunsHandler, kwargs),
         ],
     )
 

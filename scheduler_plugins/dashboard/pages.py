@@ -46,6 +46,7 @@ PAGES = {
     "decisions": "Steering decisions",
     "assets": "Assets",
     "model": "Model quality",
+    "runs": "Runs, schedules and backfills",
 }
 
 
@@ -334,3 +335,7 @@ APPLICATIONS: dict[str, Callable] = {
     "/assets": assets_page,
     "/model": model_page,
 }
+
+from scheduler_plugins.dashboard.runs_page import runs_page  # last: it uses the helpers above
+
+APPLICATIONS["/runs"] = runs_page
