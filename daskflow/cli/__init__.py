@@ -11,7 +11,7 @@ import importlib
 
 import click
 
-_COMMAND_MODULES = ("pipeline", "model", "bench", "steering", "cluster", "config", "timeline", "maintenance")
+_COMMAND_MODULES = ("pipeline", "model", "bench", "steering", "cluster", "config", "timeline", "maintenance", "audit")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
