@@ -20,6 +20,7 @@ State (plain data): per open run id, its events in arrival order.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -27,6 +28,8 @@ from typing import Any
 from daskflow.contracts import STEERING_TOPIC, DecisionEvent
 
 __all__ = ["DecisionCapture", "capture_for"]
+
+logger = logging.getLogger(__name__)
 
 
 def _identity(event: Mapping[str, Any]) -> tuple:
@@ -103,5 +106,5 @@ def _release(capture: DecisionCapture) -> None:
             _CAPTURES.pop(capture.client.id, None)
             try:
                 capture.client.unsubscribe_topic(STEERING_TOPIC)
-            except Exception:  # noqa: BLE001 - a closing client: nothing left to unsubscribe
-                pass
+            except Exception:
+                logger.debug("daskflow: unsubscribing %s failed", STEERING_TOPIC, exc_info=True)

@@ -372,7 +372,7 @@ def _check_resources(resources: Any, owner: str) -> dict[str, float]:
     out = {}
     for name, amount in resources.items():
         if not isinstance(name, str) or not name or isinstance(amount, bool) or not isinstance(
-                amount, (int, float)) or not amount > 0 or amount != amount or amount == float("inf"):
+                amount, (int, float)) or not 0 < amount < float("inf"):
             raise AssetDefinitionError(
                 f"{owner}: resources must map a name to a positive finite amount, got {name!r}: {amount!r}. "
                 "Fix: resources={'GPU': 1}.")

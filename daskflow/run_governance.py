@@ -29,7 +29,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from daskflow.daskgraph import TaskSpec
-from daskflow.placement_rules import PolicyError, policy_checks, refusal, rules_from_config
+from daskflow.placement_rules import (
+    PolicyError,
+    policy_checks,
+    refusal,
+    rules_from_config,
+)
 
 __all__ = ["apply_policy", "record_checks", "record_decisions"]
 

@@ -22,12 +22,12 @@ import dask.config
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-import daskflow  # noqa: E402
-from daskflow.contracts import SCHEDULER_PRELOAD  # noqa: E402
-from daskflow.placement_rules import PolicyError  # noqa: E402
+import daskflow
+from daskflow.contracts import SCHEDULER_PRELOAD
+from daskflow.placement_rules import PolicyError
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

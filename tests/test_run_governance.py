@@ -16,7 +16,13 @@ from daskflow.decision_capture import DecisionCapture, capture_for
 from daskflow.errors import AssetDefinitionError
 from daskflow.graph import build_asset_graph
 from daskflow.placement_rules import PolicyError
-from daskflow.planning import CatalogFacts, build_task_specs, plan_run, select_run, task_facts
+from daskflow.planning import (
+    CatalogFacts,
+    build_task_specs,
+    plan_run,
+    select_run,
+    task_facts,
+)
 from daskflow.run_governance import apply_policy
 from daskflow.storage import AssetStore
 
@@ -89,7 +95,7 @@ def test_an_asset_reading_classified_data_from_an_earlier_run_is_constrained_too
     facts = task_facts(plan, {})
     assert facts["ages-r1"]["input_tags"] == [{"classification": "pii"}]
     with dask.config.set({"daskflow.policy.rules": PII}):
-        checks, refused = apply_policy(tasks, facts, FakeClient(SECURE), now=1.0)
+        _checks, refused = apply_policy(tasks, facts, FakeClient(SECURE), now=1.0)
     assert refused is None and tasks[0].constraints["resources"] == {"secure": 1e-06}
 
 
@@ -120,7 +126,7 @@ def test_no_rules_no_resources_never_asks_the_scheduler(tmp_path):
 def test_a_classified_asset_without_an_allowed_worker_is_refused_naming_asset_rule_and_fix(tmp_path):
     plan, tasks = _plan(tmp_path, "patients")
     with dask.config.set({"daskflow.policy.rules": PII}):
-        checks, refused = apply_policy(tasks, task_facts(plan, {}), FakeClient({"tcp://b:1": SECURE["tcp://b:1"]}))
+        _checks, refused = apply_policy(tasks, task_facts(plan, {}), FakeClient({"tcp://b:1": SECURE["tcp://b:1"]}))
     assert isinstance(refused, PolicyError)
     message = str(refused)
     assert "'patients'" in message and "rule 0 (classification=pii -> resources [secure])" in message
