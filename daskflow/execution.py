@@ -61,7 +61,7 @@ from daskflow.planning import (
 )
 from daskflow.progress import RunProgress, make_progress
 from daskflow.resume import plan_resume
-from daskflow.run_governance import apply_policy, record_checks, record_decisions
+from daskflow.run_governance import WaitingWatch, apply_policy, record_checks, record_decisions
 from daskflow.run_loop import RunLoop, client_for
 from daskflow.run_result import AssetRecord, CheckRecord, RunResult
 from daskflow.storage import AssetStore
@@ -228,7 +228,8 @@ def materialize(
                     raise refused  # before anything runs
                 capture = capture_for(active, run_id)
                 try:
-                    loop.execute(active, tasks)
+                    with WaitingWatch(active, checks):  # restricted tasks whose allowed workers all left
+                        loop.execute(active, tasks)
                 finally:
                     decisions = capture.close(run_id)  # the plugin's deque too: the scheduler may stop next
     except BaseException:

@@ -13,6 +13,10 @@ Two steps of :func:`daskflow.execution.materialize`, kept out of the run loop:
   enforces them, with the steering plugin off, in shadow mode and on
   fallback; the plugin leaves such tasks to Dask, see
   ``scheduler_plugins.compat.restricted_by_client``).
+* :class:`WaitingWatch` — while the run waits: a restricted task whose allowed
+  workers are all gone sits in Dask's ``no-worker`` state (it never runs
+  elsewhere); once one has waited ``daskflow.policy.wait-warning``, one warning
+  per asset names it, its rules and the fix.
 * :func:`record_checks` at submission and :func:`record_decisions` after the run, still knowing the client's captured
   decisions (:mod:`daskflow.decision_capture`): the policy checks, the
   steering decisions and a ``stock`` decision for every task that ran without
@@ -23,6 +27,7 @@ Two steps of :func:`daskflow.execution.materialize`, kept out of the run loop:
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 from collections.abc import Iterable, Mapping
@@ -36,7 +41,7 @@ from daskflow.placement_rules import (
     rules_from_config,
 )
 
-__all__ = ["apply_policy", "record_checks", "record_decisions"]
+__all__ = ["WaitingWatch", "apply_policy", "record_checks", "record_decisions"]
 
 
 def _workers(client: Any) -> dict[str, dict[str, Any]]:
@@ -94,3 +99,76 @@ def _warn(run_id: str, exc: Exception) -> None:
     warnings.warn(f"daskflow: the audit of run {run_id} could not be written ({type(exc).__name__}: {exc}); "
                   "`daskflow audit`/`explain` will not know it. Fix: check the catalog file's disk and "
                   "permissions", RuntimeWarning, stacklevel=3)
+
+
+def _unrunnable(keys: list[str], dask_scheduler: Any = None) -> list[str]:
+    from daskflow import compat
+
+    return compat.unrunnable_keys(dask_scheduler, keys)
+
+
+class WaitingWatch:
+    """Warns once per asset when its restricted tasks wait in ``no-worker`` (no allowed worker is connected).
+
+    State: the constrained checks by key, when each key was first seen waiting, the assets warned about.
+    A daemon thread polls the scheduler every ``interval_s``; :meth:`stop` ends it.
+    """
+
+    def __init__(self, client: Any, checks: Iterable[Mapping[str, Any]], after_s: float | None = None,
+                 interval_s: float | None = None):
+        from dask.utils import parse_timedelta
+
+        from daskflow import config
+
+        self.client = client
+        self.checks = {c["key"]: c for c in checks if c.get("constraints")}
+        self.after_s = float(after_s if after_s is not None else parse_timedelta(config.get("policy.wait-warning")))
+        self.interval_s = interval_s if interval_s is not None else max(0.05, min(1.0, self.after_s / 4))
+        self.waiting_since: dict[str, float] = {}
+        self.warned: list[str] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> WaitingWatch:
+        if self.checks:
+            self._thread = threading.Thread(target=self._watch, name="daskflow-policy-watch", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _watch(self) -> None:
+        keys = sorted(self.checks)
+        while not self._stop.wait(self.interval_s):
+            try:
+                waiting = set(self.client.run_on_scheduler(_unrunnable, keys))
+            except Exception:  # noqa: BLE001 - a closing client: the run is ending anyway
+                return
+            self.observe(waiting, time.monotonic())
+
+    def observe(self, waiting: set[str], now: float) -> list[str]:
+        """Record which keys wait now; return (and warn) the new messages. Pure apart from ``warnings``."""
+        for key in list(self.waiting_since):
+            if key not in waiting:
+                del self.waiting_since[key]
+        new = []
+        for key in sorted(waiting):
+            since = self.waiting_since.setdefault(key, now)
+            check = self.checks.get(key, {})
+            asset = check.get("asset") or key
+            if now - since < self.after_s or any(f"asset {asset!r}" in m for m in self.warned):
+                continue
+            rules = " and ".join(check.get("rules") or []) or f"its resources {check.get('constraints')}"
+            message = (f"daskflow: asset {asset!r} is waiting: no connected worker is allowed by {rules} "
+                       f"(the allowed ones left); it will not run elsewhere. Fix: start an allowed worker, "
+                       "or stop the run (Ctrl-C) and change daskflow.policy.rules")
+            self.warned.append(message)
+            new.append(message)
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+        return new

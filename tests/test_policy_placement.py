@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 
 import dask.config
 import pytest
@@ -242,7 +243,10 @@ def test_a_task_whose_allowed_workers_all_died_waits_and_never_runs_elsewhere(be
     catalog, store = Catalog(str(tmp_path / "catalog.sqlite")), AssetStore(str(tmp_path / "data"))
     outcome: dict = {}
     done = threading.Event()
-    with dask.config.set({"daskflow.policy.rules": PII_RULES, "daskflow.home": bed.home}):
+    with dask.config.set({"daskflow.policy.rules": PII_RULES, "daskflow.home": bed.home,
+                          "daskflow.policy.wait-warning": "300ms"}), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+
         def run():
             try:
                 outcome["result"] = materialize(_pipeline(tags, 1.0), client=bed.client, catalog=catalog,
@@ -267,6 +271,11 @@ def test_a_task_whose_allowed_workers_all_died_waits_and_never_runs_elsewhere(be
         assert scheduler.tasks[key].state == "no-worker"  # waiting: no secure worker left
         time.sleep(1.5)
         assert scheduler.tasks[key].state == "no-worker" and not done.is_set()  # ... and not run elsewhere
+        deadline = time.monotonic() + 10
+        while not any("is waiting" in str(w.message) for w in caught) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        waiting = [str(w.message) for w in caught if "is waiting" in str(w.message)]
+        assert waiting and "asset 'a' is waiting: no connected worker is allowed by rule 0" in waiting[0]
         bed.ensure()  # secure workers come back
         assert done.wait(60)
     result = outcome["result"]

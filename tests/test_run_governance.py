@@ -175,3 +175,46 @@ def test_decision_capture_survives_a_scheduler_that_is_gone():
     capture.open("r1")
     capture.handle((1.0, {"key": "k", "run_id": "r1", "action": "hold", "time": 1.0}))
     assert [e["action"] for e in capture.close("r1")] == ["hold"]
+
+
+def test_waiting_watch_warns_once_per_asset_after_the_wait_with_a_fake_clock():
+    from daskflow.run_governance import WaitingWatch
+
+    checks = [{"key": "a-r1-p1", "asset": "a", "constraints": {"resources": {"secure": 1e-6}},
+               "rules": ["rule 0 (classification=pii -> resources [secure])"]},
+              {"key": "a-r1-p2", "asset": "a", "constraints": {"resources": {"secure": 1e-6}}, "rules": []},
+              {"key": "free-r1", "asset": "free", "constraints": {}}]
+    watch = WaitingWatch(None, checks, after_s=10.0)
+    assert set(watch.checks) == {"a-r1-p1", "a-r1-p2"}  # unconstrained tasks are not watched
+    assert watch.observe({"a-r1-p1"}, now=0.0) == []
+    assert watch.observe(set(), now=5.0) == []           # it ran again: the clock restarts
+    assert watch.observe({"a-r1-p1", "a-r1-p2"}, now=6.0) == []
+    with pytest.warns(RuntimeWarning, match="asset 'a' is waiting: no connected worker is allowed by rule 0"):
+        [message] = watch.observe({"a-r1-p1", "a-r1-p2"}, now=16.5)
+    assert "will not run elsewhere" in message and "\n" not in message
+    assert watch.observe({"a-r1-p1", "a-r1-p2"}, now=60.0) == []  # once per asset
+
+
+def test_unrunnable_keys_lists_tasks_no_worker_can_run():
+    from distributed.utils_test import gen_cluster
+
+    from daskflow import compat
+
+    @gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+    async def check(c, s, a):
+        import asyncio
+
+        import dask
+
+        with dask.annotate(resources={"secure": 1}):
+            future = c.submit(len, [1], key="needs-secure")
+        free = c.submit(len, [1, 2], key="free")
+        await free
+        for _ in range(100):
+            if compat.unrunnable_keys(s, ["needs-secure", "free"]):
+                break
+            await asyncio.sleep(0.01)
+        assert compat.unrunnable_keys(s, ["needs-secure", "free"]) == ["needs-secure"]
+        del future
+
+    check()
