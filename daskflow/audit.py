@@ -331,11 +331,18 @@ def format_audit_report(report: Mapping[str, Any]) -> str:
         if decision.get("model_version") and by != "stock Dask":
             by += f" (model {decision['model_version']}, {decision.get('action')}"
             by += f": {decision['reason']})" if decision.get("reason") else ")"
-        timing = ""
-        if decision.get("predicted_duration_s") is not None or task.get("duration_s") is not None:
-            timing = f"; predicted {_secs(decision.get('predicted_duration_s'))} vs actual {_secs(task.get('duration_s'))}"
-        lines.append(f"{where} ({task.get('kind') or 'task'}) on {task.get('worker') or '?'}"
-                     + (f" / {task['host']}" if task.get("host") else "") + f"; placed by {by}{timing}")
+        timing_text = ""
+        if decision.get("predicted_duration_s") is not None:
+            timing_text = f"; predicted {_secs(decision['predicted_duration_s'])} vs actual {_secs(task.get('duration_s'))}"
+        elif task.get("duration_s") is not None:
+            timing_text = f"; took {_secs(task['duration_s'])} (no prediction)"
+        if task.get("policy_outcome") == "refused":
+            placed = "not run: refused by the placement rules"
+        elif task.get("worker"):
+            placed = f"on {task['worker']}" + (f" / {task['host']}" if task.get("host") else "") + f"; placed by {by}"
+        else:
+            placed = "no placement recorded (not run, or a check)" if by == "not recorded" else f"placed by {by}"
+        lines.append(f"{where} ({task.get('kind') or 'task'}) {placed}{timing_text}")
         if task.get("rules"):
             lines.append(f"  policy: {task.get('policy_outcome')} by {'; '.join(task['rules'])}")
         if task.get("path"):

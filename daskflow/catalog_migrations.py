@@ -127,11 +127,19 @@ def _timeline_tables(conn: sqlite3.Connection) -> None:
     migrate_timeline(conn)
 
 
+def _audit_tables(conn: sqlite3.Connection) -> None:
+    """The durable audit: steering decisions, policy checks, audited runs (see :mod:`daskflow.audit`)."""
+    from daskflow.audit import migrate_audit  # lazy: audit imports the catalog's connection module
+
+    migrate_audit(conn)
+
+
 #: ``MIGRATIONS[n]`` migrates version ``n`` to ``n + 1``; append only
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v0_to_v1,
     _v1_to_v2,
     _timeline_tables,
+    _audit_tables,
 ]
 
 #: the version this daskflow writes: ``len(MIGRATIONS)``

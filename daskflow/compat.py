@@ -111,3 +111,9 @@ def reset_prefix_duration(scheduler: Scheduler, name: str) -> bool:
     prefix.duration_average = fresh.duration_average
     prefix.max_exec_time = fresh.max_exec_time
     return True
+
+
+def unrunnable_keys(scheduler: Scheduler, keys: Iterable[Any]) -> list[str]:
+    """Those of ``keys`` waiting in ``no-worker``: no connected worker satisfies their restrictions."""
+    wanted = set(keys)
+    return sorted(str(task.key) for task in scheduler.unrunnable if task.key in wanted)

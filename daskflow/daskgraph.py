@@ -43,6 +43,13 @@ class TaskSpec:
     annotations: TaskAnnotation | dict[str, Any] = field(default_factory=dict)
     priority: int | None = None
     retries: int | None = None
+    #: Dask task restrictions (``resources`` / ``workers`` / ``allow_other_workers``: the
+    #: ``dask.annotate`` keywords), e.g. :func:`daskflow.placement_rules.task_constraints`
+    constraints: Mapping[str, Any] = field(default_factory=dict)
+
+
+#: the task-restriction annotations the scheduler honours (``Scheduler._apply_annotations``)
+_CONSTRAINT_KEYS = frozenset({"resources", "workers", "allow_other_workers"})
 
 
 def build_graph(tasks: Iterable[TaskSpec]) -> HighLevelGraph:
@@ -58,6 +65,12 @@ def build_graph(tasks: Iterable[TaskSpec]) -> HighLevelGraph:
             annotations["priority"] = spec.priority
         if spec.retries:
             annotations["retries"] = spec.retries
+        for name, value in spec.constraints.items():  # read by the scheduler as task restrictions
+            if name not in _CONSTRAINT_KEYS:
+                raise ValueError(f"TaskSpec {spec.key!r}: unknown constraint {name!r}; use {sorted(_CONSTRAINT_KEYS)}")
+            if value is not None and value != {} and value != []:
+                annotations[name] = dict(value) if isinstance(value, Mapping) else (
+                    list(value) if isinstance(value, (list, tuple, set)) else value)
         layers[spec.key] = MaterializedLayer({spec.key: task}, annotations=annotations or None)
         layer_deps[spec.key] = set(spec.dependencies)
     return HighLevelGraph(layers, layer_deps)

@@ -162,6 +162,8 @@ class AssetSpec:
     partitions: PartitionsDefinition | None = None
     retries: int = 0
     retry_policy: RetryPolicy | None = None
+    #: Dask worker resources each task of this asset needs (``{"GPU": 1}``): it runs only on workers that have them
+    resources: Mapping[str, float] = field(default_factory=dict, compare=False)
 
     @property
     def key_prefix(self) -> str | None:
@@ -330,13 +332,16 @@ def asset(
     partitions: PartitionsDefinition | Iterable[str] | None = None,
     retries: int = 0,
     retry_policy: RetryPolicy | None = None,
+    resources: Mapping[str, float] | None = None,
 ) -> Callable:
     """Declare a function as an asset; record an :class:`AssetSpec`; return the function.
 
     Works bare (``@asset``) and with arguments (``@asset(group="sales")``).
     ``retries``: Dask re-runs a failed task that many times at once (also
     after a worker died); ``retry_policy``: a :class:`RetryPolicy`, with a
-    delay and backoff between attempts.
+    delay and backoff between attempts. ``resources``: Dask worker resources
+    each task needs (``{"GPU": 1}``), so it runs only on workers started with
+    them (``dask worker --resources GPU=1``).
 
     >>> @asset
     ... def orders():
@@ -349,14 +354,35 @@ def asset(
     """
     options = dict(name=name, key=key, key_prefix=key_prefix, group=group, ins=ins, deps=deps,
                    description=description, metadata=metadata, code_version=code_version, tags=tags,
-                   io=io, schema=schema, partitions=partitions, retries=retries, retry_policy=retry_policy)
+                   io=io, schema=schema, partitions=partitions, retries=retries, retry_policy=retry_policy,
+                   resources=resources)
     if fn is None:
         return lambda f: _record_asset(f, **options)
     return _record_asset(fn, **options)
 
 
+def _check_resources(resources: Any, owner: str) -> dict[str, float]:
+    """``resources=`` as ``{name: positive amount}``; a one-line AssetDefinitionError otherwise."""
+    if resources is None:
+        return {}
+    if not isinstance(resources, Mapping):
+        raise AssetDefinitionError(
+            f"{owner}: resources must be a dict of resource name to amount, got {type(resources).__name__}. "
+            "Fix: resources={'GPU': 1}.")
+    out = {}
+    for name, amount in resources.items():
+        if not isinstance(name, str) or not name or isinstance(amount, bool) or not isinstance(
+                amount, (int, float)) or not 0 < amount < float("inf"):
+            raise AssetDefinitionError(
+                f"{owner}: resources must map a name to a positive finite amount, got {name!r}: {amount!r}. "
+                "Fix: resources={'GPU': 1}.")
+        out[name] = float(amount)
+    return out
+
+
 def _record_asset(fn: Callable, *, name, key, key_prefix, group, ins, deps, description, metadata,
-                  code_version, tags, io, schema, partitions, retries, retry_policy) -> Callable:
+                  code_version, tags, io, schema, partitions, retries, retry_policy,
+                  resources=None) -> Callable:
     if not callable(fn) or isinstance(fn, type):
         raise AssetDefinitionError(
             f"@asset decorates functions, got {fn!r}. Fix: put @asset on a 'def' function "
@@ -430,6 +456,7 @@ def _record_asset(fn: Callable, *, name, key, key_prefix, group, ins, deps, desc
         raise AssetDefinitionError(
             f"{owner}: code_version must be a string, got {code_version!r}. Fix: code_version='1'."
         )
+    resources = _check_resources(resources, owner)
 
     spec = AssetSpec(
         key=asset_key,
@@ -448,6 +475,7 @@ def _record_asset(fn: Callable, *, name, key, key_prefix, group, ins, deps, desc
         partitions=as_partitions(partitions, asset_key),
         retries=retries,
         retry_policy=retry_policy,
+        resources=resources,
     )
     try:
         setattr(fn, ASSET_ATTRIBUTE, spec)

@@ -42,12 +42,14 @@ from typing import Any
 
 from daskflow.catalog import Catalog
 from daskflow.catalog_writer import CatalogWriter
+from daskflow.decision_capture import capture_for
 from daskflow.definitions import Definitions
 from daskflow.errors import CatalogError, RunFailedError, SelectionError
 from daskflow.graph import AssetGraph, build_asset_graph
 from daskflow.heartbeat import RunHeartbeat
 from daskflow.listeners import RunInfo, RunListener, RunListeners, listeners_from_config
 from daskflow.loading import load_definitions
+from daskflow.placement_rules import rules_from_config
 from daskflow.planning import (
     CatalogFacts,
     Plan,
@@ -55,9 +57,11 @@ from daskflow.planning import (
     plan_run,
     select_run,
     selection_string,
+    task_facts,
 )
 from daskflow.progress import RunProgress, make_progress
 from daskflow.resume import plan_resume
+from daskflow.run_governance import WaitingWatch, apply_policy, record_checks, record_decisions
 from daskflow.run_loop import RunLoop, client_for
 from daskflow.run_result import AssetRecord, CheckRecord, RunResult
 from daskflow.storage import AssetStore
@@ -114,6 +118,16 @@ def _run_info(plan: Plan, label: str, selection, partitions, tags: Mapping[str, 
                          if any(c.blocking for c in graph.checks_for(a))},
         resumed_from=resumed_from,
     )
+
+
+def _lineage(graph: AssetGraph, store: AssetStore, others: Sequence[RunListener]) -> list[RunListener]:
+    """The OpenLineage exporter when export is on (config or the client's own), unless one is listening already."""
+    from daskflow.lineage.openlineage import OpenLineageListener, describe_assets, openlineage_listener
+
+    if any(isinstance(listener, OpenLineageListener) for listener in others):
+        return []
+    listener = openlineage_listener(describe_assets(graph, store))
+    return [] if listener is None else [listener]
 
 
 def _kept_records(kept: list[AssetRecord], facts: CatalogFacts) -> list[AssetRecord]:
@@ -193,21 +207,38 @@ def materialize(
         if resume is not None:
             plan.stale_skipped.extend(_kept_records(resumed.kept, facts))
         tasks = build_task_specs(plan, store, tags or {})  # pickles the functions (see tasks.ByValue)
+        governed = task_facts(plan, tags or {})
+        rules_from_config()  # malformed placement rules: one line, before anything is written
     info = _run_info(plan, label, selection, partitions, tags or {}, only_stale, resumed_from)
     writer = CatalogWriter(catalog, {ref: m.id for ref, m in facts.latest.items()})
+    configured = listeners_from_config()
     fanout = RunListeners(required=[writer, RunHeartbeat(catalog)],
-                          optional=[make_progress(progress), *listeners_from_config(), *listeners])
+                          optional=[make_progress(progress), *_lineage(graph, store, [*configured, *listeners]),
+                                    *configured, *listeners])
     fanout.run_started(info)
     loop = RunLoop(plan, info, fanout)
+    decisions: list = []
     try:
         loop.skip_up_to_date()
         if tasks:
             with client_for(client, address, workers) as active:
-                loop.execute(active, tasks)
+                checks, refused = apply_policy(tasks, governed, active)  # placement rules into the graph
+                record_checks(catalog, run_id, checks)
+                if refused is not None:
+                    raise refused  # before anything runs
+                capture = capture_for(active, run_id)
+                try:
+                    with WaitingWatch(active, checks):  # restricted tasks whose allowed workers all left
+                        loop.execute(active, tasks)
+                finally:
+                    decisions = capture.close(run_id)  # the plugin's deque too: the scheduler may stop next
     except BaseException:
         fanout.aborting = True  # report the run as failed, but let the original exception through
+        record_decisions(catalog, run_id, decisions, {k: r.worker for k, r in loop.by_key.items()})
         fanout.run_finished(info, loop.result(time.monotonic() - started, status="failure"))
         raise
+    if tasks:
+        record_decisions(catalog, run_id, decisions, {k: r.worker for k, r in loop.by_key.items()})
     result = loop.result(time.monotonic() - started)
     fanout.run_finished(info, result)
     if raise_on_error and not result.ok:

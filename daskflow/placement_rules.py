@@ -289,10 +289,43 @@ def _fix(constraints: TaskConstraints) -> str:
     resources = constraints.get("resources") or {}
     if resources:
         flags = " ".join(f"{name}={1 if amount == PRESENCE_AMOUNT else f'{amount:g}'}" for name, amount in resources.items())
-        parts.append(f"start a worker with `dask worker --resources \"{flags}\"`")
+        embedded = ", ".join(f"{name}: {1 if amount == PRESENCE_AMOUNT else f'{amount:g}'}"
+                             for name, amount in resources.items())
+        parts.append(f"start a worker with `dask worker --resources \"{flags}\"` (embedded cluster: "
+                     f"daskflow.execution.worker-resources: {{{embedded}}})")
     if constraints.get("workers"):
         parts.append(f"on one of the hosts {', '.join(constraints['workers'])}")
     return " ".join(parts)
+
+
+def merge_constraints(*parts: Mapping[str, Any] | None) -> TaskConstraints:
+    """One set of Dask restrictions satisfying all ``parts``: resources take the largest amount, host lists intersect.
+
+    An empty host intersection raises :class:`PolicyError` (no worker could satisfy it).
+
+    >>> merge_constraints({"resources": {"GPU": 1.0}}, {"resources": {"secure": 1e-06}, "workers": ["h"],
+    ...                                                  "allow_other_workers": False})
+    {'resources': {'GPU': 1.0, 'secure': 1e-06}, 'workers': ['h'], 'allow_other_workers': False}
+    """
+    resources: dict[str, float] = {}
+    hosts: list[str] | None = None
+    for part in parts:
+        for name, amount in ((part or {}).get("resources") or {}).items():
+            resources[name] = max(float(amount), resources.get(name, 0.0))
+        if (part or {}).get("workers"):
+            given = list(part["workers"])
+            hosts = given if hosts is None else [h for h in hosts if h in given]
+    if hosts is not None and not hosts:
+        raise PolicyError("the placement restrictions allow no host in common; fix: give the rules a shared host "
+                          "in daskflow.policy.rules")
+    out: TaskConstraints = {}
+    if resources:
+        out["resources"] = resources
+    if hosts is not None:
+        out["workers"] = hosts
+    if out:
+        out["allow_other_workers"] = False
+    return out
 
 
 class TaskFacts(TypedDict, total=False):
@@ -303,6 +336,8 @@ class TaskFacts(TypedDict, total=False):
     partition: str | None
     tags: dict[str, str]      # the asset's tags (a check: its asset's)
     upstream: list[str]       # in-graph dependency keys (the task holds their data)
+    input_tags: list[dict[str, str]]  # tags of the assets it reads from earlier runs (it holds that data too)
+    resources: dict[str, float]       # Dask resources the asset itself asks for (``@asset(resources=...)``)
 
 
 def policy_checks(tasks: Mapping[str, TaskFacts], rules: Iterable[Rule],
@@ -310,8 +345,9 @@ def policy_checks(tasks: Mapping[str, TaskFacts], rules: Iterable[Rule],
                   now: float = 0.0) -> list[dict[str, Any]]:
     """One policy check per task, in the shape :class:`daskflow.audit.PolicyCheck` stores.
 
-    Each carries ``constraints`` (:func:`task_constraints` of the task's rules, own and
-    inherited from its inputs; ``{}`` when none) for the graph, the workers allowed
+    Each carries ``constraints`` (:func:`task_constraints` of the task's rules, own,
+    inherited from its in-graph inputs and from the assets it reads, merged with the
+    asset's own ``resources``; ``{}`` when none) for the graph, the workers allowed
     now (None when ``workers`` is None) and the outcome ``unrestricted``,
     ``constrained`` or ``refused`` (no allowed worker; ``message`` says why and the fix).
     Pure: ``now`` is an argument.
@@ -326,16 +362,20 @@ def policy_checks(tasks: Mapping[str, TaskFacts], rules: Iterable[Rule],
                             {k: t.get("upstream") or [] for k, t in tasks.items()}, rules)
     out = []
     for key, task in tasks.items():
-        matching = by_task[key]
+        merged = {r.index: r for r in by_task[key]}
+        for tags in task.get("input_tags") or ():
+            merged.update({r.index: r for r in rules_for(tags, rules)})
+        matching = [merged[i] for i in sorted(merged)]
+        own_resources = dict(task.get("resources") or {})
         check: dict[str, Any] = {
             "key": key, "kind": task.get("kind"), "asset": task.get("asset"), "partition": task.get("partition"),
             "tags": dict(task.get("tags") or {}), "rules": [r.describe() for r in matching], "constraints": {},
             "allowed_workers": None if workers is None else sorted(workers), "outcome": "unrestricted",
             "message": "", "time": now}
-        if matching:
+        if matching or own_resources:
             check["outcome"] = "constrained"
             try:
-                check["constraints"] = task_constraints(matching)
+                check["constraints"] = merge_constraints(task_constraints(matching), {"resources": own_resources})
             except PolicyError as exc:
                 check.update(outcome="refused", message=str(exc), allowed_workers=[] if workers is not None else None)
             else:
@@ -343,8 +383,27 @@ def policy_checks(tasks: Mapping[str, TaskFacts], rules: Iterable[Rule],
                     allowed = sorted(a for a, info in workers.items() if satisfies(check["constraints"], a, info))
                     check["allowed_workers"] = allowed
                     if not allowed:
+                        by = (" and ".join(r.describe() for r in matching) if matching else
+                              "its resources " + ", ".join(f"{n}={a:g}" for n, a in own_resources.items()))
                         check.update(outcome="refused", message=(
-                            f"no worker allowed by {' and '.join(r.describe() for r in matching)}; fix: "
-                            f"{_fix(check['constraints'])}, or change daskflow.policy.rules"))
+                            f"no worker allowed by {by}; fix: {_fix(check['constraints'])}"
+                            + (", or change daskflow.policy.rules" if matching else
+                               ", or change the asset's resources=")))
         out.append(check)
     return out
+
+
+def refusal(checks: Iterable[Mapping[str, Any]]) -> PolicyError | None:
+    """The error for the first refused check (None when none is): one line naming the asset and the fix.
+
+    >>> print(refusal([{"key": "k", "asset": "p", "partition": None, "outcome": "refused", "message": "no worker"}]))
+    asset 'p': no worker; nothing was run
+    """
+    for check in checks:
+        if check.get("outcome") == "refused":
+            where = check.get("asset") or check.get("key")
+            if check.get("partition"):
+                where = f"{where}[{check['partition']}]"
+            what = "check of asset" if check.get("kind") == "check" else "asset"
+            return PolicyError(f"{what} {where!r}: {check.get('message')}; nothing was run")
+    return None

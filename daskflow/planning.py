@@ -48,7 +48,7 @@ from daskflow.storage import AssetStore
 from daskflow.tasks import AssetTask, ByValue, run_asset_task, run_check_task
 
 __all__ = ["CatalogFacts", "Plan", "PlanNode", "RunSelection", "build_task_specs", "plan_run",
-           "select_run", "task_key"]
+           "select_run", "task_facts", "task_key"]
 
 #: an (asset key, partition) pair; partition None for unpartitioned assets
 AssetPartition = tuple[str, "str | None"]
@@ -281,5 +281,28 @@ def build_task_specs(plan: Plan, store: AssetStore, tags: Mapping[str, str]) -> 
         spec = plan.graph.assets[node.asset]
         task = AssetTask(spec, node.partition, plan.run_id, node.key, store, inputs)
         tasks.append(TaskSpec(node.key, run_asset_task, args=(ByValue(task),), dependencies=tuple(node.upstream_keys),
-                              annotations=annotations, retries=spec.retries or None))
+                              annotations=annotations, retries=spec.retries or None,
+                              constraints={"resources": dict(spec.resources)} if spec.resources else {}))
     return tasks
+
+
+def task_facts(plan: Plan, tags: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """Per task key what the placement rules judge (:class:`daskflow.placement_rules.TaskFacts`). Pure.
+
+    Tags are the run's tags overlaid with the asset's (as in the task annotation); a
+    task also holds the data it reads, in-graph (``upstream``) or from earlier runs
+    (``input_tags``: the tags of those assets).
+    """
+    facts: dict[str, dict[str, Any]] = {}
+    in_graph = set(plan.asset_nodes)
+    for node in plan.nodes.values():
+        spec = plan.graph.assets[node.asset]
+        external = {a for a, p in node.upstream_materializations if (a, p) not in in_graph}
+        facts[node.key] = {
+            "kind": node.kind, "asset": node.asset, "partition": node.partition,
+            "tags": {**dict(tags), **dict(spec.tags)}, "upstream": list(node.upstream_keys),
+            "input_tags": [{**dict(tags), **dict(plan.graph.assets[a].tags)} for a in sorted(external)
+                           if a in plan.graph.assets],
+            "resources": dict(spec.resources) if node.kind == "asset" else {},
+        }
+    return facts

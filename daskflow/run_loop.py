@@ -144,6 +144,28 @@ def _fill_from_event(rec: AssetRecord, meta: MaterializedEvent) -> None:
 
 
 # -- clients -------------------------------------------------------------------
+def _worker_resources(raw) -> dict[str, float]:
+    """``daskflow.execution.worker-resources`` as ``{name: amount}`` (a mapping, or its JSON in the env var)."""
+    import json
+
+    from daskflow.errors import DaskflowError
+
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            pass  # reported below, as it was given
+    if raw is None:
+        return {}
+    ok = isinstance(raw, dict) and all(isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+                                       and v > 0 for k, v in raw.items())
+    if not ok:
+        raise DaskflowError(f"daskflow.execution.worker-resources must map resource names to positive amounts, got "
+                            f"{raw!r}; fix: e.g. {{secure: 1}} (DASK_DASKFLOW__EXECUTION__WORKER_RESOURCES="
+                            "'{\"secure\": 1}')")
+    return {k: float(v) for k, v in raw.items()}
+
+
 @contextlib.contextmanager
 def client_for(client=None, address: str | None = None, workers: int | None = None):
     """The given client; else one connected to ``address``/the cluster file; else an embedded cluster."""
@@ -165,9 +187,12 @@ def client_for(client=None, address: str | None = None, workers: int | None = No
 
     n_workers = int(workers or config.get("execution.workers"))
     threads = int(config.get("execution.threads-per-worker"))
+    # e.g. {secure: 1}: lets classified assets (daskflow.policy.rules) and @asset(resources=) run embedded
+    resources = _worker_resources(config.get("execution.worker-resources"))
     # Worker logs are silenced: task failures are recorded (with tracebacks) in the RunResult and catalog.
     with LocalCluster(n_workers=n_workers, threads_per_worker=threads, processes=True, dashboard_address=":0",
-                      silence_logs=logging.CRITICAL, scheduler_kwargs={"preload": [SCHEDULER_PRELOAD]}) as cluster, \
+                      silence_logs=logging.CRITICAL, scheduler_kwargs={"preload": [SCHEDULER_PRELOAD]},
+                      **({"resources": resources} if resources else {})) as cluster, \
             Client(cluster) as embedded:
         try:
             yield embedded

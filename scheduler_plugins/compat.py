@@ -65,18 +65,31 @@ def state_of(ts: TaskState) -> str:
     return ts.state
 
 
+def restricted_by_client(ts: TaskState) -> bool:
+    """Whether the submitted graph restricted this task (resources, hosts or workers; placement rules do).
+
+    Call it before the plugin restricts anything itself (in ``update_graph``). Such
+    tasks must be left to Dask: a loose pin falls back to ALL workers when none of
+    its workers is available and then ignores resource restrictions;
+    ``valid_workers`` takes the union of worker and host restrictions, so a pin does
+    not narrow a host-restricted task and a hold does not hold it; ``unpin`` would
+    clear the client's own address restrictions.
+    """
+    return bool(ts.resource_restrictions or ts.host_restrictions or ts.worker_restrictions)
+
+
 def is_manageable(ts: TaskState) -> bool:
     """Whether the plugin may hold and place this task itself.
 
-    Tasks with user worker/host restrictions or actors keep stock placement;
-    resource restrictions are kept and honoured (see :func:`allowed_workers`).
+    Tasks restricted by the client (:func:`restricted_by_client`: resources, hosts,
+    workers; e.g. classified assets under ``daskflow.policy.rules``) and actors keep
+    stock placement, so those restrictions hold exactly as Dask enforces them.
     """
     return (
         ts.state == "released"
         and ts.run_spec is not None
         and not ts.actor
-        and not ts.worker_restrictions
-        and not ts.host_restrictions
+        and not restricted_by_client(ts)
     )
 
 

@@ -14,7 +14,7 @@ import importlib
 import click
 
 _COMMAND_MODULES = ("pipeline", "model", "bench", "steering", "cluster", "config", "timeline", "maintenance",
-                    "backfill")
+                    "backfill", "audit")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

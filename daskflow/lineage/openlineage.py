@@ -137,6 +137,14 @@ class OpenLineageListener(RunListener):
 
         self.namespace = str(setting(namespace, "namespace") or "daskflow")
         transport = config.get("openlineage.transport") if transport is _UNSET else transport
+        if isinstance(transport, str):  # the env-var form: DASK_DASKFLOW__OPENLINEAGE__TRANSPORT='{"type": "file", ...}'
+            import json
+
+            try:
+                transport = json.loads(transport) if transport.strip() else None
+            except ValueError as exc:
+                raise ValueError(f"daskflow.openlineage.transport is not a JSON object ({exc}); use e.g. "
+                                 '\'{"type": "http", "url": "http://localhost:5000"}\'') from None
         self.producer = f"https://pypi.org/project/daskflow/{daskflow.__version__}"
         self.client = client if client is not None else (
             OpenLineageClient(config={"transport": dict(transport)}) if transport else OpenLineageClient())

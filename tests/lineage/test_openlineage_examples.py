@@ -64,7 +64,11 @@ def test_example_pipeline_events_validate_and_pair(example, client, daskflow_hom
     assert any(e["inputs"] for e in complete), "assets with upstreams name their input datasets"
 
 
-def test_a_real_run_over_http_pairs_start_and_complete_and_fails_the_failing_asset(client, daskflow_home):
+@pytest.mark.parametrize("via", ["listener", "config"])
+def test_a_real_run_over_http_pairs_start_and_complete_and_fails_the_failing_asset(via, client, daskflow_home):
+    """``via="config"``: no listener passed; ``daskflow.openlineage.*`` makes materialize export by itself."""
+    import dask.config
+
     import daskflow
     from daskflow.execution import materialize
 
@@ -84,9 +88,13 @@ def test_a_real_run_over_http_pairs_start_and_complete_and_fails_the_failing_ass
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        listener = ol.OpenLineageListener(transport={"type": "http", "timeout": 5,
-                                                     "url": f"http://127.0.0.1:{server.server_address[1]}"})
-        result = materialize([orders, broken, after], client=client, progress=False, listeners=[listener])
+        transport = {"type": "http", "timeout": 5, "url": f"http://127.0.0.1:{server.server_address[1]}"}
+        if via == "listener":
+            listener = ol.OpenLineageListener(transport=transport)
+            result = materialize([orders, broken, after], client=client, progress=False, listeners=[listener])
+        else:
+            with dask.config.set({"daskflow.openlineage.enabled": True, "daskflow.openlineage.transport": transport}):
+                result = materialize([orders, broken, after], client=client, progress=False)
     finally:
         server.shutdown()
         server.server_close()
