@@ -163,7 +163,7 @@ class Backfills:
             chunk_rows.append((backfill_id, index, json.dumps(partitions), len(partitions), run_id))
             entries.append(self._entry(backfill_id, plan.pipeline, plan.selection, index, 1, run_id, partitions,
                                        tags, max_concurrent_runs))
-        with self.store._transaction() as conn:
+        with self.store.transaction() as conn:
             conn.execute(
                 "INSERT INTO timeline_backfills (backfill_id, pipeline, selection, asset_keys, partition_selection, "
                 "chunk_size, max_concurrent_runs, n_partitions, n_chunks, status, tags, created_at, updated_at) "
@@ -187,9 +187,9 @@ class Backfills:
 
     # -- read ------------------------------------------------------------
     def get(self, backfill_id: str) -> dict[str, Any]:
-        rows = self.store._query("SELECT * FROM timeline_backfills WHERE backfill_id = ?", (backfill_id,))
+        rows = self.store.query("SELECT * FROM timeline_backfills WHERE backfill_id = ?", (backfill_id,))
         if not rows:
-            known = [r["backfill_id"] for r in self.store._query(
+            known = [r["backfill_id"] for r in self.store.query(
                 "SELECT backfill_id FROM timeline_backfills ORDER BY created_at DESC LIMIT 5")]
             raise BackfillError(f"no backfill {backfill_id!r} in {str(self.store.path)!r}; known: "
                                 f"{', '.join(known) or 'none'} (see `daskflow backfill status`)")
@@ -198,12 +198,12 @@ class Backfills:
         return row
 
     def ids(self, limit: int = 20) -> list[str]:
-        return [r["backfill_id"] for r in self.store._query(
+        return [r["backfill_id"] for r in self.store.query(
             "SELECT backfill_id FROM timeline_backfills ORDER BY created_at DESC, rowid DESC LIMIT ?", (int(limit),))]
 
     def chunks(self, backfill_id: str) -> list[dict[str, Any]]:
         """Chunk rows with their derived ``state`` and their run's times."""
-        rows = self.store._query(
+        rows = self.store.query(
             "SELECT c.*, q.status AS queue_status, q.message AS message, r.status AS run_status, "
             "r.started_at AS started_at, r.finished_at AS finished_at FROM timeline_backfill_chunks c "
             "LEFT JOIN timeline_queue q ON q.run_id = c.run_id LEFT JOIN runs r ON r.run_id = c.run_id "
@@ -239,7 +239,7 @@ class Backfills:
 
     # -- change ----------------------------------------------------------
     def set_status(self, backfill_id: str, status: BackfillStatus, only_from: str | None = None) -> bool:
-        with self.store._transaction() as conn:
+        with self.store.transaction() as conn:
             sql = "UPDATE timeline_backfills SET status = ?, updated_at = ? WHERE backfill_id = ?"
             params: list[Any] = [status, time.time(), backfill_id]
             if only_from is not None:
@@ -262,7 +262,7 @@ class Backfills:
             run_id = chunk_run_id(backfill_id, chunk["chunk"], attempt)
             entry = self._entry(backfill_id, row["pipeline"], row["selection"], chunk["chunk"], attempt, run_id,
                                 remaining, row["tags"], row["max_concurrent_runs"])
-            with self.store._transaction() as conn:
+            with self.store.transaction() as conn:
                 updated = conn.execute(
                     "UPDATE timeline_backfill_chunks SET partitions = ?, n_partitions = ?, "
                     "done_before = done_before + ?, attempt = ?, run_id = ? "
@@ -278,7 +278,7 @@ class Backfills:
     def _materialized_partitions(self, run_id: str, partitions: Sequence[str], asset_keys: Sequence[str]) -> set[str]:
         """Partitions of ``partitions`` for which ``run_id`` materialized every asset of the backfill."""
         marks = ",".join("?" * len(asset_keys))
-        rows = self.store._query(
+        rows = self.store.query(
             f"SELECT partition, COUNT(DISTINCT asset_key) AS n FROM materializations WHERE run_id = ? AND "
             f"asset_key IN ({marks}) GROUP BY partition", (run_id, *asset_keys))
         wanted = set(partitions)

@@ -78,7 +78,7 @@ def cancel_run(run_id: str, catalog: Catalog | str | None = None, wait_s: float 
 
 def _resolve(run_id: str, catalog: Catalog, store: TimelineStore) -> str:
     """A full run id from a unique prefix (of catalog runs or queue rows)."""
-    rows = store._query("SELECT run_id FROM runs WHERE run_id LIKE ? UNION SELECT run_id FROM timeline_queue "
+    rows = store.query("SELECT run_id FROM runs WHERE run_id LIKE ? UNION SELECT run_id FROM timeline_queue "
                         "WHERE run_id LIKE ? LIMIT 3", (run_id + "%", run_id + "%"))
     matches = sorted({r["run_id"] for r in rows})
     if run_id in matches:

@@ -45,7 +45,7 @@ def runs_overview(catalog_path: str | pathlib.Path, limit: int = 50, max_backfil
         counts: dict[str, int] = {}
         if runs:
             marks = ",".join("?" * len(runs))
-            counts = {row["run_id"]: row["n"] for row in store._query(
+            counts = {row["run_id"]: row["n"] for row in store.query(
                 f"SELECT run_id, COUNT(*) AS n FROM materializations WHERE run_id IN ({marks}) GROUP BY run_id",
                 [r.run_id for r in runs])}
         run_rows = []
@@ -60,15 +60,15 @@ def runs_overview(catalog_path: str | pathlib.Path, limit: int = 50, max_backfil
                              "materializations": counts.get(run.run_id, 0)})
         queued = [{"run_id": row["run_id"], "trigger": row["trigger"], "origin": row["origin"], "pool": row["pool"],
                    "enqueued_at": row["enqueued_at"], "waiting_s": max(0.0, now_s - row["enqueued_at"])}
-                  for row in store._query(  # a row whose run exists already is not waiting (reconciled later)
+                  for row in store.query(  # a row whose run exists already is not waiting (reconciled later)
                       "SELECT * FROM timeline_queue q WHERE status = 'queued' AND NOT EXISTS (SELECT 1 FROM runs r "
                       "WHERE r.run_id = q.run_id) ORDER BY id LIMIT ?", (int(limit),))]
-        schedules = [dict(row) for row in store._query(
+        schedules = [dict(row) for row in store.query(
             "SELECT s.name, s.next_tick_at, s.evaluated_until, (SELECT MAX(tick_time) FROM timeline_launches l "
             "WHERE l.trigger = 'schedule' AND l.origin = s.name) AS last_tick_at, (SELECT status FROM "
             "timeline_launches l WHERE l.trigger = 'schedule' AND l.origin = s.name ORDER BY tick_time DESC "
             "LIMIT 1) AS last_status FROM timeline_schedules s ORDER BY s.name")]
-        sensors = [dict(row) for row in store._query(
+        sensors = [dict(row) for row in store.query(
             "SELECT name, last_tick_at, next_tick_at, last_status, last_message, cursor FROM timeline_sensors "
             "ORDER BY name")]
         backfills = Backfills(store)

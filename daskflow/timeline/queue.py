@@ -160,7 +160,7 @@ class RunQueue:
     def enqueue(self, entries: Sequence[QueueEntry]) -> int:
         if not entries:
             return 0
-        with self.store._transaction() as conn:
+        with self.store.transaction() as conn:
             return self.insert(conn, entries, time.time())
 
     def entries(self, status: str | None = None, trigger: str | None = None, origin: str | None = None,
@@ -169,23 +169,23 @@ class RunQueue:
         conditions = [(c, v) for c, v in (("status", status), ("trigger", trigger), ("origin", origin)) if v]
         sql = "SELECT * FROM timeline_queue WHERE " + (" AND ".join(f"{c} = ?" for c, _ in conditions) or "1")
         sql += " ORDER BY id" + ("" if limit is None else f" LIMIT {int(limit)}")
-        return [_to_entry(row) for row in self.store._query(sql, [v for _, v in conditions])]
+        return [_to_entry(row) for row in self.store.query(sql, [v for _, v in conditions])]
 
     def get(self, run_id: str) -> QueueEntry | None:
-        rows = self.store._query("SELECT * FROM timeline_queue WHERE run_id = ?", (run_id,))
+        rows = self.store.query("SELECT * FROM timeline_queue WHERE run_id = ?", (run_id,))
         return _to_entry(rows[0]) if rows else None
 
     def set_launcher(self, run_id: str, pid: int | None) -> None:
-        with self.store._transaction() as conn:
+        with self.store.transaction() as conn:
             conn.execute("UPDATE timeline_queue SET launcher_pid = ? WHERE run_id = ?", (pid, run_id))
 
     def finish(self, run_id: str, message: str = "") -> None:
-        with self.store._transaction() as conn:
+        with self.store.transaction() as conn:
             conn.execute("UPDATE timeline_queue SET status = 'finished', message = ?, finished_at = ? "
                          "WHERE run_id = ? AND status = 'started'", (message, time.time(), run_id))
 
     def requeue(self, run_id: str, message: str = "") -> None:
-        with self.store._transaction() as conn:
+        with self.store.transaction() as conn:
             conn.execute("UPDATE timeline_queue SET status = 'queued', runner = NULL, host = NULL, "
                          "launcher_pid = NULL, started_at = NULL, message = ? WHERE run_id = ? AND status = 'started'",
                          (message, run_id))
@@ -193,7 +193,7 @@ class RunQueue:
     def cancel_queued(self, run_ids: Sequence[str], message: str = "canceled") -> list[str]:
         """Cancel rows still queued; returns the run ids canceled (a row already started is not)."""
         canceled = []
-        with self.store._transaction() as conn:
+        with self.store.transaction() as conn:
             for run_id in run_ids:
                 if conn.execute("UPDATE timeline_queue SET status = 'canceled', message = ?, finished_at = ? "
                                 "WHERE run_id = ? AND status = 'queued'", (message, time.time(), run_id)).rowcount:
@@ -209,7 +209,7 @@ class RunQueue:
 
         ``only=(trigger, origin)``: admit only that origin's rows (a backfill command runs its own chunks).
         """
-        with self.store._transaction() as conn:
+        with self.store.transaction() as conn:
             # queued rows whose run exists already (started by an earlier launcher, or canceled)
             conn.execute(
                 "UPDATE timeline_queue SET status = CASE WHEN (SELECT status FROM runs WHERE runs.run_id = "

@@ -120,7 +120,7 @@ class TimelineStore:
         self._lock = threading.RLock()
         self._connection: sqlite3.Connection | None = None
         self._pid: int | None = None
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             migrate_timeline(conn)
 
     def __repr__(self) -> str:
@@ -145,7 +145,7 @@ class TimelineStore:
         return self._connection
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             conn = self._conn()
             try:
@@ -162,14 +162,14 @@ class TimelineStore:
                     conn.execute("ROLLBACK")
                 raise
 
-    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
             return self._conn().execute(sql, tuple(params)).fetchall()
 
     # -- lease -----------------------------------------------------------
     def acquire_lease(self, token: str, pid: int, host: str, now_s: float, timeout_s: float) -> None:
         """Take the daemon lease, or raise :class:`DaemonLeaseError` naming the holder."""
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             row = conn.execute("SELECT * FROM timeline_daemon WHERE id = 1").fetchone()
             if row is not None and row["token"] != token:
                 fresh = now_s - row["heartbeat_at"] < timeout_s
@@ -188,16 +188,16 @@ class TimelineStore:
 
     def heartbeat(self, token: str, now_s: float) -> bool:
         """Refresh the lease; False when another daemon took it (then stop claiming)."""
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             return conn.execute("UPDATE timeline_daemon SET heartbeat_at = ? WHERE id = 1 AND token = ?",
                                 (now_s, token)).rowcount == 1
 
     def release_lease(self, token: str) -> None:
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             conn.execute("DELETE FROM timeline_daemon WHERE id = 1 AND token = ?", (token,))
 
     def lease(self) -> dict[str, Any] | None:
-        rows = self._query("SELECT * FROM timeline_daemon WHERE id = 1")
+        rows = self.query("SELECT * FROM timeline_daemon WHERE id = 1")
         return dict(rows[0]) if rows else None
 
     @staticmethod
@@ -228,19 +228,19 @@ class TimelineStore:
 
     def claim(self, claims: Sequence[LaunchClaim], token: str | None = None) -> list[LaunchClaim]:
         """Insert claims whose key is new; returns those inserted (a repeated key is refused)."""
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             self._fence(conn, token)
             return self._insert_claims(conn, claims, time.time())
 
     def schedule_cursor(self, name: str) -> float | None:
         """Unix time up to which ``name``'s ticks are decided (None: never evaluated)."""
-        rows = self._query("SELECT evaluated_until FROM timeline_schedules WHERE name = ?", (name,))
+        rows = self.query("SELECT evaluated_until FROM timeline_schedules WHERE name = ?", (name,))
         return rows[0]["evaluated_until"] if rows else None
 
     def record_schedule_tick(self, name: str, claims: Sequence[LaunchClaim], evaluated_until_s: float,
                              token: str | None = None) -> list[LaunchClaim]:
         """Claim a schedule's ticks and advance its cursor, atomically."""
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             self._fence(conn, token)
             now_s = time.time()
             inserted = self._insert_claims(conn, claims, now_s)
@@ -251,7 +251,7 @@ class TimelineStore:
             return inserted
 
     def sensor_state(self, name: str) -> SensorState:
-        rows = self._query("SELECT * FROM timeline_sensors WHERE name = ?", (name,))
+        rows = self.query("SELECT * FROM timeline_sensors WHERE name = ?", (name,))
         if not rows:
             return SensorState(None, None, None, "")
         row = rows[0]
@@ -265,7 +265,7 @@ class TimelineStore:
         Run keys already claimed (by an earlier evaluation) are refused silently:
         a run key launches at most once, ever. An ``error`` tick keeps the old cursor.
         """
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             self._fence(conn, token)
             inserted = self._insert_claims(conn, claims, time.time())
             conn.execute("INSERT INTO timeline_sensor_ticks (sensor, tick_time, status, message, requests) "
@@ -281,14 +281,14 @@ class TimelineStore:
             return inserted
 
     def sensor_ticks(self, name: str, limit: int = 100) -> list[dict[str, Any]]:
-        rows = self._query("SELECT * FROM timeline_sensor_ticks WHERE sensor = ? ORDER BY id DESC LIMIT ?",
+        rows = self.query("SELECT * FROM timeline_sensor_ticks WHERE sensor = ? ORDER BY id DESC LIMIT ?",
                            (name, int(limit)))
         return [dict(row) for row in rows][::-1]
 
     def set_next_tick(self, table: Literal["timeline_schedules", "timeline_sensors"], name: str,
                       next_tick_s: float | None) -> None:
         """When a schedule / sensor ticks next (for the runs page; never read for decisions)."""
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             if table == "timeline_schedules":
                 conn.execute("INSERT INTO timeline_schedules (name, evaluated_until, updated_at, next_tick_at) "
                              "VALUES (?, 0, ?, ?) ON CONFLICT (name) DO UPDATE SET next_tick_at = excluded.next_tick_at",
@@ -303,23 +303,23 @@ class TimelineStore:
         """Rows of ``timeline_launches`` (filters optional), in claim order."""
         conditions = [(c, v) for c, v in (("trigger", trigger), ("origin", origin), ("status", status)) if v]
         where = " AND ".join(f"{c} = ?" for c, _ in conditions) or "1"
-        rows = self._query(f"SELECT * FROM timeline_launches WHERE {where} ORDER BY id", [v for _, v in conditions])
+        rows = self.query(f"SELECT * FROM timeline_launches WHERE {where} ORDER BY id", [v for _, v in conditions])
         return [_to_launch(row) for row in rows]
 
     def mark_started(self) -> int:
         """Claimed rows whose run exists in the catalog's ``runs`` become ``launched``; returns how many."""
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             return conn.execute(
                 "UPDATE timeline_launches SET status = 'launched', updated_at = ? WHERE status = 'claimed' "
                 "AND EXISTS (SELECT 1 FROM runs WHERE runs.run_id = timeline_launches.run_id)",
                 (time.time(),)).rowcount
 
     def run_started(self, run_id: str) -> bool:
-        return bool(self._query("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)))
+        return bool(self.query("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)))
 
     def mark_failed(self, run_id: str, message: str) -> None:
         """A launch that never started a run (bad selection, import error): recorded, not retried."""
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             conn.execute("UPDATE timeline_launches SET status = 'failed', message = ?, updated_at = ? "
                          "WHERE run_id = ? AND status = 'claimed'", (message, time.time(), run_id))
 

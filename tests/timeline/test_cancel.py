@@ -56,7 +56,7 @@ def test_a_running_run_whose_launcher_is_gone_is_marked_canceled(catalog):
     store = TimelineStore(catalog.path)
     queue = RunQueue(store)
     queue.enqueue([QueueEntry("orphan", "sensor", "s", {"pipeline": "p.py"})])
-    with store._transaction() as conn:
+    with store.transaction() as conn:
         conn.execute("UPDATE timeline_queue SET status = 'started', host = ?, launcher_pid = NULL",
                      (__import__("socket").gethostname(),))
     catalog.start_run("orphan")

@@ -145,7 +145,7 @@ def test_limits_come_from_config():
 def test_a_started_row_on_another_host_counts_while_its_run_runs(store):
     queue = RunQueue(store)
     queue.enqueue([entry("far", trigger="schedule", origin="s"), entry("next", trigger="schedule", origin="s")])
-    with store._transaction() as conn:
+    with store.transaction() as conn:
         conn.execute("UPDATE timeline_queue SET status = 'started', runner = 'x', host = ? , launcher_pid = 1 "
                      "WHERE run_id = 'far'", (socket.gethostname() + "-elsewhere",))
     Catalog(store.path).start_run("far")
