@@ -25,6 +25,8 @@ from daskflow.listeners import RunListener
 
 #: statuses that count as "finished" for the bar
 _DONE_STATUSES = ("success", "failed", "skipped", "stale-skipped")
+#: how a stored status reads to people ("stale-skipped" reads as "skipped because stale")
+_SHOWN = {"stale-skipped": "up-to-date"}
 
 
 class RunProgress(RunListener):
@@ -77,6 +79,16 @@ class RunProgress(RunListener):
             self.counts[record["asset"]][record["status"]] += 1
         self._draw()
 
+    def note(self, line: str) -> None:
+        """Print ``line`` above the bar (the bar is redrawn below it); without a bar, print it alone."""
+        if self.enabled:
+            self.stream.write("\r" + " " * self._last_len + "\r" + line + "\n")
+            self._last_len = 0
+            self._draw(force=True)
+        else:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
     def finish(self) -> None:
         """Draw the final state and end the line."""
         if not self.enabled:
@@ -85,7 +97,7 @@ class RunProgress(RunListener):
         self.stream.write("\n")
         for asset, total in self.totals.items():
             counts = self.counts.get(asset, Counter())
-            parts = [f"{counts[s]} {s}" for s in _DONE_STATUSES if counts[s]]
+            parts = [f"{counts[s]} {_SHOWN.get(s, s)}" for s in _DONE_STATUSES if counts[s]]
             self.stream.write(f"  {asset}: {', '.join(parts) or 'not run'} (of {total})\n")
         self.stream.flush()
 

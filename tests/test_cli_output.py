@@ -1,0 +1,103 @@
+"""How the CLI shows runs: exact lines for tables, up-to-date summaries, grouped failures and run notes."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import daskflow.tasks
+from daskflow.cli.output import RunNotes, failure_groups, run_report, short_warning, table, user_frame
+from daskflow.run_result import AssetRecord, CheckRecord, RunResult
+
+TRACEBACK = (
+    "Traceback (most recent call last):\n"
+    f'  File "{daskflow.tasks.__file__}", line 129, in run_asset_task\n'
+    "    value = spec.fn(**kwargs)\n"
+    '  File "<dynamic-code>", line 3, in broken\n'
+    "ZeroDivisionError: division by zero\n"
+)
+
+
+def test_table_aligns_columns_and_strips_trailing_spaces():
+    text = table([["a_very_long_asset_name", "2024-01-01", 3], ["b", None, 1234]], ["asset", "partition", "rows"],
+                 right=["rows"])
+    assert text.splitlines() == [
+        "asset                   partition   rows",
+        "a_very_long_asset_name  2024-01-01     3",
+        "b                       -           1234",
+    ]
+
+
+def test_only_stale_run_is_one_summary_line_and_verbose_lists_reasons():
+    records = [AssetRecord(f"asset{i}", None, "stale-skipped", reason="code and inputs unchanged") for i in range(24)]
+    result = RunResult("0123456789abcdef", "success", records, duration_s=0.04)
+    out, err = run_report(result)
+    assert out == ["24 up to date, 0 run", "run 0123456789ab: success in 0.0s"] and err == []
+    verbose, _ = run_report(result, verbose=True)
+    assert verbose[0].splitlines()[1].split() == ["asset0", "-", "up-to-date", "-", "-", "-", "-"]
+    assert verbose[1] == "24 up to date, 0 run"
+    assert verbose[2] == "  asset0 up to date: code and inputs unchanged"
+
+
+def test_failures_grouped_by_error_with_count_traceback_once_and_pipeline_line(tmp_path):
+    pipeline = tmp_path / "pipeline.py"
+    pipeline.write_text("from daskflow import asset\n@asset\ndef broken(): return 1 / 0\n")
+    records = [AssetRecord("broken", p, "failed", error="ZeroDivisionError: division by zero", traceback=TRACEBACK)
+               for p in ("2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04")]
+    records += [AssetRecord("after", p, "skipped", reason=f"upstream broken[{p}] did not succeed")
+                for p in ("2024-01-01", "2024-01-02")]
+    result = RunResult("ffffffffffff0000", "failure", records, duration_s=1.25)
+    out, err = run_report(result, source_file=str(pipeline))
+    assert out[-2:] == ["after[2024-01-01], after[2024-01-02] skipped: upstream broken[\u2026] did not succeed",
+                        "run ffffffffffff: failure in 1.2s"]
+    assert err == [
+        "",
+        "broken[2024-01-01], broken[2024-01-02], broken[2024-01-03] and 1 more failed (4x): "
+        "ZeroDivisionError: division by zero",
+        f"  at {pipeline}:3 in broken",
+        "Traceback (most recent call last):\n"
+        f'  File "{pipeline}", line 3, in broken\n'
+        "    def broken(): return 1 / 0\n"
+        "ZeroDivisionError: division by zero",
+    ]
+
+
+def test_distinct_errors_are_distinct_groups_and_partition_keys_in_messages_merge():
+    records = [
+        AssetRecord("orders", "2024-01-01", "failed", error="SchemaMismatchError: orders[2024-01-01]: 'id' is str"),
+        AssetRecord("orders", "2024-01-02", "failed", error="SchemaMismatchError: orders[2024-01-02]: 'id' is str"),
+        AssetRecord("report", None, "failed", error="KeyError: 'total'"),
+    ]
+    groups = failure_groups(records)
+    assert [(g["error"], len(g["where"])) for g in groups] == [
+        ("SchemaMismatchError: orders[\u2026]: 'id' is str", 2), ("KeyError: 'total'", 1)]
+
+
+def test_passed_checks_are_counted_failed_ones_listed():
+    checks = [CheckRecord("orders", f"p{i}", "positive", "passed", True) for i in range(5)]
+    checks.append(CheckRecord("orders", "p9", "positive", "failed", True, "3 negative amounts"))
+    result = RunResult("r" * 16, "failure", [AssetRecord("orders", "p9", "success")], checks)
+    out, _ = run_report(result)
+    assert out[1:3] == ["checks: 5 passed", "check positive on orders[p9] (blocking): failed - 3 negative amounts"]
+
+
+def test_user_frame_skips_library_frames():
+    assert user_frame(TRACEBACK) == ("<dynamic-code>", 3, "broken")
+    assert user_frame("no traceback") is None
+
+
+def test_no_model_warning_is_one_short_note_once_and_phase_lines_pass_through():
+    lines: list[str] = []
+    notes = RunNotes(lines.append)
+    with notes.active():
+        for _ in range(3):
+            warnings.warn("daskflow: no model at '/h/models' (no manifest.json); predicting per-category means / "
+                          "defaults. Train one with `daskflow model train`.", RuntimeWarning)
+        logging.getLogger("daskflow.run").info("starting embedded cluster (%d workers)\u2026", 2)
+        logging.getLogger("daskflow.run").info("cluster ready, dashboard %s", "http://127.0.0.1:8787/status")
+    assert lines == [
+        "note: no cost model yet: predicting per-category means (train one with `daskflow model train`)",
+        "starting embedded cluster (2 workers)\u2026",
+        "cluster ready, dashboard http://127.0.0.1:8787/status",
+    ]
+    assert short_warning("daskflow: something odd") == "warning: something odd"
