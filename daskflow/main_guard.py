@@ -82,6 +82,10 @@ def check_main_guard(frame: FrameType | None = None) -> None:
     method = str(dask.config.get("distributed.worker.multiprocessing-method", "spawn"))
     if method == "fork":
         return  # forked workers do not re-import the script
+    main_module = sys.modules.get("__main__")
+    spec_name = getattr(getattr(main_module, "__spec__", None), "name", None) or ""
+    if spec_name == "__main__" or spec_name.endswith(".__main__"):
+        return  # `python -m package`: spawn does not re-run a package's __main__ in the workers
     script = _script_frame(frame if frame is not None else sys._getframe(1))
     if script is None:
         return
