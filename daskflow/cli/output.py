@@ -36,13 +36,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from daskflow.formatting import format_bytes
+from daskflow.progress import PHASE_LOGGER as RUN_LOGGER  # the logger the run loop announces its phases on
 
 __all__ = ["RunNotes", "display_status", "failure_groups", "run_report", "table", "user_frame"]
 
 #: the stored status -> the word shown to people
 _DISPLAY_STATUS = {"stale-skipped": "up-to-date"}
-#: the logger the run loop announces its phases on
-RUN_LOGGER = "daskflow.run"
 
 
 def display_status(status: str) -> str:
