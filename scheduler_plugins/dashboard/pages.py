@@ -31,6 +31,7 @@ from bokeh.models import (
     HTMLTemplateFormatter,
     LabelSet,
     NumberFormatter,
+    Select,
     TableColumn,
 )
 from bokeh.palettes import Category20
@@ -290,21 +291,56 @@ def assets_page(scheduler, extra, doc) -> None:
         index_position=None,
     )
     note = _note("daskflow-assets-note")
-    last = {"payload": None}
+    selector = Select(title="pipeline", options=[], value="", name="daskflow-assets-pipeline", width=400)
+    last = {"signature": None}
+    wanted = {"pipeline": None}
 
     def update() -> None:
         payload = extension.assets()
-        if payload is last["payload"]:
+        running = {a for a, _ in extension.running()}
+        signature = (id(payload), tuple(sorted(running)), wanted["pipeline"])
+        if signature == last["signature"]:
             return
-        last["payload"] = payload
-        _set(nodes, {k: [n.get(k) for n in payload["nodes"]] for k in node_columns})
-        where = {n["asset"]: (n["x"], n["y"]) for n in payload["nodes"]}
+        last["signature"] = signature
+        shown = live_nodes(payload, running, wanted["pipeline"])
+        selector.options = shown["pipelines"]
+        selector.value = shown["pipeline"] or ""
+        _set(nodes, {k: [n.get(k) for n in shown["nodes"]] for k in node_columns})
+        where = {n["asset"]: (n["x"], n["y"]) for n in shown["nodes"]}
         segments = [(where[a], where[b]) for a, b in payload["edges"] if a in where and b in where]
         _set(edges, {"x0": [s[0][0] for s in segments], "y0": [s[0][1] for s in segments], "x1": [s[1][0] for s in segments], "y1": [s[1][1] for s in segments]})
-        runs = ", ".join(f"{r['run_id'][:8]} ({r['status']})" for r in payload["runs"])
-        note.text = html.escape(f"catalog {payload['catalog']}; runs: {runs or 'none'}. {payload['note']}")
+        runs = ", ".join(f"{r['run_id'][:8]} ({r['status']})" for r in payload["runs"] if r["pipeline"] == shown["pipeline"])
+        note.text = html.escape(f"catalog {payload['catalog']}; pipeline {shown['pipeline']}; runs: {runs or 'none'}. "
+                                f"{payload['note']}")
 
-    _finish(doc, scheduler, extra, PAGES["assets"], column(note, legend, graph, table), update)
+    def choose(attr, old, new) -> None:
+        if new and new != wanted["pipeline"]:
+            wanted["pipeline"] = new
+            update()
+
+    selector.on_change("value", choose)
+    _finish(doc, scheduler, extra, PAGES["assets"], column(row(selector), note, legend, graph, table), update)
+
+
+def live_nodes(payload: dict, running: set[str], pipeline: str | None) -> dict:
+    """The lineage nodes of ONE pipeline (default: the most recently run), ``running`` ones marked so.
+
+    >>> live_nodes({"runs": [{"pipeline": "etl"}], "nodes": [{"asset": "a", "pipeline": "etl", "status": "materialized"},
+    ...            {"asset": "b", "pipeline": "ml", "status": "failed"}]}, {"a"}, None)["nodes"][0]["status"]
+    'running'
+    """
+    from scheduler_plugins.dashboard.assets import STATUS_COLOURS
+
+    pipelines = list(dict.fromkeys(r.get("pipeline") for r in payload.get("runs", []) if r.get("pipeline")))
+    pipeline = pipeline if pipeline in pipelines else (pipelines[0] if pipelines else None)
+    shown = []
+    for node in payload.get("nodes", []):
+        if pipeline is not None and node.get("pipeline") not in (pipeline, None):
+            continue
+        if node["asset"] in running:
+            node = {**node, "status": "running", "colour": STATUS_COLOURS["running"]}
+        shown.append(node)
+    return {"pipeline": pipeline, "pipelines": pipelines, "nodes": shown}
 
 
 # ----------------------------------------------------------------------- model
@@ -359,3 +395,27 @@ APPLICATIONS: dict[str, Callable] = {
     "/assets": assets_page,
     "/model": model_page,
 }
+
+
+# The asset catalog / asset detail and run timeline pages live in their own modules (same factory shape);
+# imported when a document is made, as those modules import the helpers above.
+def catalog_page(scheduler, extra, doc) -> None:
+    from scheduler_plugins.dashboard.asset_pages import catalog_page as page
+
+    page(scheduler, extra, doc)
+
+
+def asset_page(scheduler, extra, doc) -> None:
+    from scheduler_plugins.dashboard.asset_pages import asset_page as page
+
+    page(scheduler, extra, doc)
+
+
+def timeline_page(scheduler, extra, doc) -> None:
+    from scheduler_plugins.dashboard.run_timeline_page import timeline_page as page
+
+    page(scheduler, extra, doc)
+
+
+PAGES.update({"catalog": "Asset catalog", "asset": "Asset detail", "timeline": "Run timeline"})
+APPLICATIONS.update({"/catalog": catalog_page, "/asset": asset_page, "/timeline": timeline_page})
