@@ -124,7 +124,7 @@ def catalog_page(scheduler, extra, doc) -> None:
 HISTORY_COLUMNS = ("time", "partition", "run_id", "rows", "bytes", "duration_s", "predicted_duration_s",
                    "peak_memory_bytes", "predicted_peak_memory_bytes", "code_version")
 CHECK_COLUMNS = ("when", "partition", "check", "result", "blocking", "message")
-GRID_COLUMNS = ("partition", "status", "colour", "x", "y", "run_id")
+GRID_COLUMNS = ("partition", "label", "status", "colour", "x", "y", "run_id")
 
 
 def history_columns(history: list[dict]) -> dict[str, list]:
@@ -147,6 +147,7 @@ def grid_columns(partitions: list[dict]) -> dict[str, list]:
     data: dict[str, list] = {k: [] for k in GRID_COLUMNS}
     for index, cell in enumerate(partitions):
         data["partition"].append(str(cell["partition"]))
+        data["label"].append(str(cell["partition"])[-10:])  # "2024-01-03", the hour of an hourly key
         data["status"].append(cell["status"])
         data["colour"].append(GRID_COLOURS.get(cell["status"], "#7f7f7f"))
         data["x"].append(float(index % width))
@@ -186,10 +187,13 @@ def asset_page(scheduler, extra, doc) -> None:
                        x_range=durations.x_range, height=200, width=600, tools="pan,wheel_zoom,box_zoom,reset,hover",
                        tooltips=tooltips)
     rows_plot.scatter("time", "rows", source=history, size=7, color="#17becf")
-    partitions = figure(name="daskflow-asset-grid", title="Partitions", height=240, width=600,
+    partitions = figure(name="daskflow-asset-grid", title="Partitions (hover for the status)", height=240, width=600,
+                        match_aspect=True,
                         tools="hover,pan,wheel_zoom,reset", tooltips=[("partition", "@partition"),
                                                                        ("status", "@status"), ("run", "@run_id")])
     partitions.rect("x", "y", width=0.92, height=0.92, source=grid, fill_color="colour", line_color="#555")
+    partitions.text("x", "y", text="label", source=grid, text_align="center", text_baseline="middle",
+                    text_font_size="9px", text_color="#222")
     partitions.xaxis.visible = partitions.yaxis.visible = False
     partitions.xgrid.visible = partitions.ygrid.visible = False
     legend = Div(name="daskflow-asset-grid-legend", text=" ".join(
