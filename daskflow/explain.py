@@ -306,6 +306,8 @@ def summarize(decisions: Iterable[DecisionEvent], rows: Iterable[Mapping] = (), 
             "error_ratio": (model_on_both / baseline_ape) if model_on_both is not None and baseline_ape else None,
         }
     qualities = Counter(str(d.get("quality")) for d in _first_per_key(decisions) if d.get("quality"))
+    without_model = sum(1 for r in rows if finite_float(r.get("predicted_duration_s")) is not None
+                        and not _text(r.get("model_version")))
     return {
         "decisions": len(decisions),
         "steered_tasks": len(steered_keys - {None}),
@@ -318,6 +320,7 @@ def summarize(decisions: Iterable[DecisionEvent], rows: Iterable[Mapping] = (), 
         "place_reasons": dict(reasons),
         "model_versions": sorted({str(d.get("model_version")) for d in decisions if d.get("model_version")}),
         "prediction_quality": dict(qualities),
+        "predictions_without_model": without_model,
         "tasks_with_actuals": errors["duration"]["pairs"],
         "duration_median_ape": errors["duration"]["median_ape"],
         "memory_median_ape": errors["memory"]["median_ape"],
@@ -378,6 +381,9 @@ def format_summary(summary: Mapping, run_id: str | None = None) -> str:
     if summary.get("prediction_quality"):
         lines.append("  predictions: " + ", ".join(f"{n} {_QUALITY_WORDS.get(q, q)}" for q, n in
                                                     sorted(summary["prediction_quality"].items(), key=lambda kv: -kv[1])))
+    if summary.get("predictions_without_model"):
+        lines.append(f"  {summary['predictions_without_model']} predictions were made without a model (per-category "
+                     "running mean or the default); train one with `daskflow model train`")
     lines.append(f"  prediction error over {summary['tasks_with_actuals']} finished tasks (median APE; ratio to the "
                  "per-category running mean, < 1 is better):")
     for target, label in (("duration", "duration"), ("memory", "peak memory")):
@@ -461,6 +467,11 @@ def story_for(text: str, run_id: str | None = None, partition: str | None = None
                 same = same[same["run_id"] != target.run_id]
             earlier = same.to_dict("records")
         story = task_story(target.key, decisions, actual, prediction=offline_prediction(row, earlier), source=source)
+    if story["quality"] is None and not story["model_version"] and story["predicted_duration_s"] is not None:
+        from daskflow.learning.predictor import default_costs
+
+        if abs(story["predicted_duration_s"] - default_costs()[0]) < 1e-9:
+            story["quality"] = "default"  # not recorded, but it is exactly the configured default and no model ran
     if not story["placements"]:
         story["no_decision_reason"] = why_no_decision(graph, story["predicted_duration_s"],
                                                       story.get("predicted_peak_memory_bytes"), source, state)
@@ -469,6 +480,9 @@ def story_for(text: str, run_id: str | None = None, partition: str | None = None
         story["stock_worker"] = stock[-1].get("worker")
     story.update(asset=target.asset, partition=target.partition, run_id=target.run_id or story.get("run_id"))
     return story
+
+
+_RECENT_RUNS = 50
 
 
 def run_summary(run_id: str | None = None, client=None, history_url: str | None = None, catalog=None) -> dict:
@@ -488,14 +502,18 @@ def run_summary(run_id: str | None = None, client=None, history_url: str | None 
         decisions = fetch_decisions(client, run_id=run_id)
         rows = client.run_on_scheduler(_recent_rows, None, run_id) or []
         state = steering_state(client)
+    history = None
     if not decisions and catalog.path.exists():
         audit = AuditStore(catalog)
-        if run_id is None and client is None:
-            audited_runs = audit.runs()
-            run_id = audited_runs[0] if audited_runs else None
+        if run_id is None and client is None:  # the newest run with something to say: audit rows or history
+            history = _history(history_url)
+            recorded = set(history["run_id"]) if history is not None and "run_id" in history else set()
+            audited = set(audit.runs())
+            run_id = next((r.run_id for r in catalog.runs(limit=_RECENT_RUNS)
+                           if r.run_id in audited or r.run_id in recorded), None)
         decisions, source = (audit.decisions_for(run_id=run_id) if run_id else []), "audit"
     if not rows:
-        history = _history(history_url)
+        history = history if history is not None else _history(history_url)
         if history is not None:
             rows = (history[history["run_id"] == run_id] if run_id else history).to_dict("records")
     summary = summarize(decisions, rows, state)

@@ -36,6 +36,8 @@ _FULL_RUN = re.compile(r"-(?P<run>[0-9a-f]{32})(?=-|$)")
 _RUN_PREFIX = re.compile(r"-(?P<run>[0-9a-f]{6,31})(?=-|$)")
 #: how many recent runs are searched for an asset named without --run
 _RECENT_RUNS = 50
+#: run events that mean the asset's task ran in that run
+_RAN_KINDS = ("asset-success", "asset-failed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,9 +95,23 @@ asset='orders', partition='2024-01-01')
             name, part = _split(text, match)
             return Target(task_key(name, part, candidates[0]), candidates[0], _asset_of(name), part)
     searched = [run_id] if run_id else run_ids[:_RECENT_RUNS]
+    # without --run: the newest run that *ran* the asset (an --only-stale run that found it up to date did not)
+    for kinds in ((_RAN_KINDS,) if not run_id else ()) + (None,):
+        target = _asset_in_runs(catalog, text, searched, partition, kinds)
+        if target is not None:
+            return target
+    if run_id is not None and not _FULL_RUN.search(text):
+        raise DaskflowError(f"no asset {text!r} in run {run_id[:12]}; see `daskflow runs {run_id[:12]}` for its assets")
+    return Target(text, run_id, None, partition)  # a raw Dask key (not planned by daskflow)
+
+
+def _asset_in_runs(catalog: Any, text: str, searched: list[str], partition: str | None,
+                   kinds: tuple[str, ...] | None) -> Target | None:
     for candidate in searched:
         ran: dict[str, set] = {}
         for event in catalog.events(candidate):
+            if kinds is not None and event.kind not in kinds:
+                continue
             if event.asset_key and (event.asset_key == text or event.asset_key.endswith("/" + text)):
                 ran.setdefault(event.asset_key, set()).add(event.partition)
         if not ran:
@@ -117,9 +133,7 @@ asset='orders', partition='2024-01-01')
             raise DaskflowError(f"asset {asset!r} has no partition {partition!r} in run {candidate[:12]} "
                                 f"(it ran: {shown}); check --partition")
         return Target(task_key(asset, partition, candidate), candidate, asset, partition)
-    if run_id is not None and not _FULL_RUN.search(text):
-        raise DaskflowError(f"no asset {text!r} in run {run_id[:12]}; see `daskflow runs {run_id[:12]}` for its assets")
-    return Target(text, run_id, None, partition)  # a raw Dask key (not planned by daskflow)
+    return None
 
 
 # -- no decision: why ------------------------------------------------------------
