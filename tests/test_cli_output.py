@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import warnings
 
+import pytest
+
 import daskflow.tasks
 from daskflow.cli.output import RunNotes, failure_groups, run_report, short_warning, table, user_frame
 from daskflow.run_result import AssetRecord, CheckRecord, RunResult
@@ -101,3 +103,61 @@ def test_no_model_warning_is_one_short_note_once_and_phase_lines_pass_through():
         "cluster ready, dashboard http://127.0.0.1:8787/status",
     ]
     assert short_warning("daskflow: something odd") == "warning: something odd"
+
+
+PIPELINE = '''
+from daskflow.definitions import asset
+
+
+@asset(io="json", code_version="1")
+def numbers():
+    return [1, 2, 3]
+
+
+@asset(io="json", code_version="1")
+def total(numbers):
+    return sum(numbers)
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_first_hour_in_subprocesses_embedded_cluster_phase_lines_summary_and_explain(tmp_path):
+    import os
+    import re
+    import subprocess
+    import sys
+
+    (tmp_path / "pipeline.py").write_text(PIPELINE)
+    env = {**os.environ, "DASKFLOW_HOME": str(tmp_path / "home")}
+    env.pop("DASK_DASKFLOW__CLUSTER__FILE", None)
+
+    def daskflow(*args):
+        return subprocess.run([sys.executable, "-m", "daskflow.cli", *args], env=env, capture_output=True, text=True,
+                              timeout=200, cwd=tmp_path)
+
+    first = daskflow("run", "pipeline.py")
+    assert first.returncode == 0, first.stderr[-3000:]
+    err = first.stderr.splitlines()
+    assert err[0] == "starting embedded cluster (2 workers)\u2026"
+    assert "note: no cost model yet: predicting per-category means (train one with `daskflow model train`)" in err
+    assert re.fullmatch(r"cluster ready, dashboard http://127\.0\.0\.1:\d+/status", err[-1]), err
+    assert "Warning" not in first.stderr and len(err) == 3
+    out = first.stdout.splitlines()
+    assert out[0].split() == ["asset", "partition", "status", "duration", "rows", "size", "worker"]
+    assert [line.split()[:3] for line in out[1:3]] == [["numbers", "-", "success"], ["total", "-", "success"]]
+    assert re.fullmatch(r"run [0-9a-f]{12}: success in \d+\.\ds", out[-1])
+
+    again = daskflow("run", "pipeline.py", "--only-stale")
+    assert again.returncode == 0 and again.stdout.splitlines()[0] == "2 up to date, 0 run"
+    assert again.stderr == ""  # nothing ran: no cluster started
+
+    story = daskflow("explain", "total")
+    assert story.returncode == 0, story.stderr
+    assert "?" not in story.stdout and "predicted: duration" in story.stdout
+    assert story.stdout.splitlines()[0].startswith("task total-")
+    summary = daskflow("decisions", "--json")
+    assert summary.returncode == 0, summary.stderr
+    import json
+
+    assert json.loads(summary.stdout)["tasks_with_actuals"] == 2
