@@ -19,6 +19,7 @@ out).
 from __future__ import annotations
 
 import ast
+import inspect
 import sys
 from types import FrameType
 
@@ -86,7 +87,7 @@ def check_main_guard(frame: FrameType | None = None) -> None:
     spec_name = getattr(getattr(main_module, "__spec__", None), "name", None) or ""
     if spec_name == "__main__" or spec_name.endswith(".__main__"):
         return  # `python -m package`: spawn does not re-run a package's __main__ in the workers
-    script = _script_frame(frame if frame is not None else sys._getframe(1))
+    script = _script_frame(frame if frame is not None else inspect.currentframe())
     if script is None:
         return
     path = script.f_globals.get("__file__")
