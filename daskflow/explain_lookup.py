@@ -30,7 +30,7 @@ from typing import Any
 from daskflow.errors import DaskflowError
 from daskflow.planning import task_key
 
-__all__ = ["Target", "why_no_decision", "offline_prediction", "resolve_target"]
+__all__ = ["Target", "offline_prediction", "resolve_target", "why_no_decision"]
 
 _FULL_RUN = re.compile(r"-(?P<run>[0-9a-f]{32})(?=-|$)")
 _RUN_PREFIX = re.compile(r"-(?P<run>[0-9a-f]{6,31})(?=-|$)")

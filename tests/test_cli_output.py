@@ -8,7 +8,14 @@ import warnings
 import pytest
 
 import daskflow.tasks
-from daskflow.cli.output import RunNotes, failure_groups, run_report, short_warning, table, user_frame
+from daskflow.cli.output import (
+    RunNotes,
+    failure_groups,
+    run_report,
+    short_warning,
+    table,
+    user_frame,
+)
 from daskflow.run_result import AssetRecord, CheckRecord, RunResult
 
 TRACEBACK = (
@@ -73,6 +80,22 @@ def test_distinct_errors_are_distinct_groups_and_partition_keys_in_messages_merg
     groups = failure_groups(records)
     assert [(g["error"], len(g["where"])) for g in groups] == [
         ("SchemaMismatchError: orders[\u2026]: 'id' is str", 2), ("KeyError: 'total'", 1)]
+
+
+def test_an_error_raised_inside_daskflow_prints_no_internal_traceback_unless_verbose():
+    internal = ("Traceback (most recent call last):\n"
+                f'  File "{daskflow.tasks.__file__}", line 140, in run_asset_task\n'
+                "    check_schema(value)\n"
+                "daskflow.errors.SchemaMismatchError: people[p1]: column 'id' is string, expected int64\n")
+    records = [AssetRecord("people", p, "failed", traceback=internal.replace("[p1]", f"[{p}]"),
+                           error=f"SchemaMismatchError: people[{p}]: column 'id' is string, expected int64")
+               for p in ("p1", "p2", "p3")]
+    _, err = run_report(RunResult("a" * 16, "failure", records))
+    assert err == ["", "people[p1], people[p2], people[p3] failed (3x): SchemaMismatchError: people[\u2026]: column "
+                   "'id' is string, expected int64",
+                   "  (raised inside daskflow or a library, not in your pipeline: --verbose shows the traceback)"]
+    _, verbose = run_report(RunResult("a" * 16, "failure", records), verbose=True)
+    assert verbose[-1].startswith("Traceback (most recent call last):")
 
 
 def test_passed_checks_are_counted_failed_ones_listed():

@@ -18,7 +18,7 @@ def python_blocks(section: str) -> list[str]:
     start = text.index(f"## {section}\n")
     end = text.find("\n## ", start + 1)
     body = text[start:end if end != -1 else None]
-    return re.findall(r"```python\n(.*?)```", body, flags=re.S)
+    return re.findall(r"```python\n(.*?)```", body, flags=re.DOTALL)
 
 
 def test_defining_assets_snippet_runs_as_written(daskflow_home, tmp_path):

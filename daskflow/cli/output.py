@@ -36,7 +36,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from daskflow.formatting import format_bytes
-from daskflow.progress import PHASE_LOGGER as RUN_LOGGER  # the logger the run loop announces its phases on
+from daskflow.progress import (
+    PHASE_LOGGER as RUN_LOGGER,  # the logger the run loop announces its phases on
+)
 
 __all__ = ["RunNotes", "display_status", "failure_groups", "run_report", "table", "user_frame"]
 
@@ -231,8 +233,10 @@ def run_report(result: Any, verbose: bool = False, source_file: str | None = Non
         frame = user_frame(tb)
         if frame is not None:
             err.append(f"  at {frame[0]}:{frame[1]} in {frame[2]}")
-        if tb:
+        if tb and (verbose or frame is not None):
             err.append(tb.rstrip() if verbose else trim_traceback(tb))
+        elif tb:  # raised by daskflow's own checks (a schema mismatch, ...): the message says it all
+            err.append("  (raised inside daskflow or a library, not in your pipeline: --verbose shows the traceback)")
     out.append(f"run {result.run_id[:12]}: {result.status} in {result.duration_s:.1f}s")
     return out, err
 
@@ -249,8 +253,7 @@ def short_warning(message: str) -> str:
     'note: no cost model yet: predicting per-category means (train one with `daskflow model train`)'
     """
     text = " ".join(str(message).split())
-    if text.startswith("daskflow: "):
-        text = text[len("daskflow: "):]
+    text = text.removeprefix("daskflow: ")
     if _NO_MODEL.search(text):
         return "note: no cost model yet: predicting per-category means (train one with `daskflow model train`)"
     return f"warning: {text}"

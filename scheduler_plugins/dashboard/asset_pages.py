@@ -20,11 +20,27 @@ import urllib.parse
 from typing import Any
 
 from bokeh.layouts import column, row
-from bokeh.models import ColumnDataSource, DataTable, Div, HTMLTemplateFormatter, NumberFormatter, Select, TableColumn
+from bokeh.models import (
+    ColumnDataSource,
+    DataTable,
+    Div,
+    HTMLTemplateFormatter,
+    NumberFormatter,
+    Select,
+    TableColumn,
+)
 from bokeh.plotting import figure
 
 from scheduler_plugins.dashboard.catalog_views import GRID_COLOURS
-from scheduler_plugins.dashboard.pages import PAGES, _extension, _finish, _note, _set, full_name_formatter
+from scheduler_plugins.dashboard.pages import (
+    PAGES,
+    _extension,
+    _finish,
+    _note,
+    _set,
+    full_name_formatter,
+)
+
 
 def _asset_link_formatter() -> HTMLTemplateFormatter:
     """A table cell linking to the asset's page (one model per document: Bokeh models are not shared)."""

@@ -32,7 +32,7 @@ from typing import Any
 
 from scheduler_plugins import compat
 
-__all__ = ["CatalogViews", "GRID_COLOURS", "partition_status", "running_asset_partitions"]
+__all__ = ["GRID_COLOURS", "CatalogViews", "partition_status", "running_asset_partitions"]
 
 GRID_COLOURS = {
     "materialized": "#2ca02c",
@@ -149,8 +149,8 @@ class CatalogViews:
             f"FROM materializations m WHERE m.run_id IN ({runs}) GROUP BY m.asset_key ORDER BY m.asset_key "
             f"LIMIT ?", (pipeline, self.max_assets))
         failed = {r["asset_key"] for r in self._query(
-            f"SELECT DISTINCT asset_key FROM run_events WHERE kind = 'asset-failed' AND run_id = "
-            f"(SELECT run_id FROM runs WHERE pipeline IS ? ORDER BY started_at DESC LIMIT 1)", (pipeline,))}
+            "SELECT DISTINCT asset_key FROM run_events WHERE kind = 'asset-failed' AND run_id = "
+            "(SELECT run_id FROM runs WHERE pipeline IS ? ORDER BY started_at DESC LIMIT 1)", (pipeline,))}
         assets = []
         for row in rows:
             last = self._query("SELECT * FROM materializations WHERE id = ?", (row["last_id"],))[0]

@@ -18,7 +18,14 @@ from bokeh.models import ColumnDataSource, Div, FactorRange, HoverTool, Select
 from bokeh.plotting import figure
 
 from scheduler_plugins.dashboard.asset_pages import _argument
-from scheduler_plugins.dashboard.pages import PAGES, _colour, _extension, _finish, _note, _set
+from scheduler_plugins.dashboard.pages import (
+    PAGES,
+    _colour,
+    _extension,
+    _finish,
+    _note,
+    _set,
+)
 
 TASK_COLUMNS = ("key", "worker", "category", "start", "stop", "duration_s", "predicted_duration_s",
                 "predicted_stop", "colour", "outline", "outline_width", "straggler", "critical")

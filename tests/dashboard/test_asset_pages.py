@@ -6,7 +6,12 @@ import json
 
 import pytest
 
-from tests.dashboard.helpers import DAYS, annotated_tasks, fetch, make_partitioned_catalog
+from tests.dashboard.helpers import (
+    DAYS,
+    annotated_tasks,
+    fetch,
+    make_partitioned_catalog,
+)
 
 pytestmark = pytest.mark.timeout(120)
 

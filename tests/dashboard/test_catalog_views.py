@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from scheduler_plugins.dashboard.catalog_views import CatalogViews, partition_status, with_live_data
-from scheduler_plugins.dashboard.run_timeline import critical_path, run_ids_of, run_timeline
+from scheduler_plugins.dashboard.catalog_views import (
+    CatalogViews,
+    partition_status,
+    with_live_data,
+)
+from scheduler_plugins.dashboard.run_timeline import (
+    critical_path,
+    run_ids_of,
+    run_timeline,
+)
 from tests.dashboard.helpers import DAYS, make_partitioned_catalog
 
 pytestmark = pytest.mark.timeout(60)
@@ -65,7 +73,7 @@ def test_partition_status_precedence():
 def test_run_timeline_lanes_predictions_stragglers_decisions_and_critical_path(views):
     reader, (first, _) = views
     parents = reader.run_inputs(first)
-    key = lambda asset, day: f"{asset}-{first}-{day}"  # noqa: E731
+    key = lambda asset, day: f"{asset}-{first}-{day}"
     assert parents[key("daily_revenue", DAYS[0])] == [key("raw_orders", DAYS[0])]
     rows = [
         {"key": key("raw_orders", DAYS[0]), "run_id": first, "worker": "w1", "start_s": 100.0, "stop_s": 101.0,
