@@ -49,6 +49,8 @@ class RunProgress(RunListener):
             enabled = should_show_progress(self.stream)
         self.enabled = enabled
         self.width = width
+        #: print the per-asset counts when the run finishes (the CLI prints its table instead)
+        self.summary = True
         self.run_id = ""
         self.totals: dict[str, int] = {}
         self.counts: dict[str, Counter] = defaultdict(Counter)
@@ -98,7 +100,7 @@ class RunProgress(RunListener):
             return
         self._draw(force=True)
         self.stream.write("\n")
-        for asset, total in self.totals.items():
+        for asset, total in (self.totals.items() if self.summary else ()):
             counts = self.counts.get(asset, Counter())
             parts = [f"{counts[s]} {_SHOWN.get(s, s)}" for s in _DONE_STATUSES if counts[s]]
             self.stream.write(f"  {asset}: {', '.join(parts) or 'not run'} (of {total})\n")

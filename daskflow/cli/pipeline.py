@@ -64,6 +64,7 @@ def run_command(pipeline: str, selection: str | None, partitions: str | None, ad
     from daskflow.progress import make_progress
 
     bar = make_progress(False if as_json else None)
+    bar.summary = False  # the result table says it
     notes = RunNotes(bar.note if bar.enabled else (lambda line: click.echo(line, err=True)))
     try:
         with notes.active():
