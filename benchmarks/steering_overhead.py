@@ -7,9 +7,15 @@ unregistering the plugin between rounds, so both modes see the same cluster
 and the same machine load. The order flips every round (ABBA: on a shared
 machine the first run of a pair tends to be faster) and every round starts on
 an idle scheduler. Prints one JSON object: tasks/s per round, the
-median of each mode and the ratio steer / stock (>= 0.90 is the target).
+median of each mode and the ratio steer / stock (>= 0.95 is the target).
+
+With ``--preload`` the steer side is what ``daskflow run`` gets: a second
+LocalCluster whose scheduler preloads ``scheduler_plugins.preload`` (recorder,
+steering in ``steer`` mode, dashboard pages), kept for all rounds; both
+clusters are alive for the whole run and the rounds alternate between them.
 
     python benchmarks/steering_overhead.py --tasks 20000 --workers 2 --rounds 3
+    python benchmarks/steering_overhead.py --tasks 20000 --workers 2 --rounds 3 --preload
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -52,8 +59,59 @@ def _n_tasks(dask_scheduler=None) -> int:
 
 
 def _plugin_summary(dask_scheduler=None) -> dict | None:
-    plugin = dask_scheduler.plugins.get("daskflow-steering")
+    from daskflow.contracts import STEERING_PLUGIN
+
+    plugin = dask_scheduler.plugins.get(STEERING_PLUGIN)
     return plugin.summary() if plugin is not None else None
+
+
+def _installed_plugins(dask_scheduler=None) -> list[str]:
+    return sorted(dask_scheduler.plugins)
+
+
+def _cluster(args, preload: list[str]):
+    from distributed import LocalCluster
+
+    return LocalCluster(n_workers=args.workers, threads_per_worker=args.threads_per_worker, processes=True,
+                        dashboard_address=":0", scheduler_kwargs={"preload": preload})  # both sides: Bokeh dashboard on
+
+
+def run_preloaded(args) -> tuple[dict[str, list[float]], list, list[str]]:
+    """Stock vs every daskflow scheduler plugin preloaded: a fresh cluster per round, rounds alternated (ABBA).
+
+    A fresh cluster per round keeps the two sides independent (two live
+    schedulers in one process would share one event loop thread); each round
+    warms its cluster up with 500 tasks first, so the preloaded steering plugin
+    has observed the category and the measured graph is ordered by it.
+    """
+    import dask
+    from distributed import Client
+
+    from daskflow.contracts import SCHEDULER_PRELOAD
+
+    results: dict[str, list[float]] = {"stock": [], "steer": []}
+    summaries = []
+    plugins: list[str] = []
+    with tempfile.TemporaryDirectory() as home:
+        settings = {"daskflow.home": home, "daskflow.history.url": f"{home}/history", "daskflow.models.url": f"{home}/models",
+                    "daskflow.steering.model": f"{home}/models", "daskflow.steering.oracle": False,
+                    "daskflow.steering.mode": "steer", "daskflow.recorder.enabled": True,
+                    "daskflow.dashboard.enabled": True}
+        with dask.config.set(settings):
+            for round_index in range(args.rounds):
+                steer_first = args.steer_first ^ (round_index % 2 == 1)
+                for mode in (("steer", "stock") if steer_first else ("stock", "steer")):
+                    preload = [SCHEDULER_PRELOAD] if mode == "steer" else []
+                    with _cluster(args, preload) as cluster, Client(cluster) as client:
+                        client.wait_for_workers(args.workers)
+                        run_once(client, 500, f"warmup{mode}{round_index}")
+                        rate = run_once(client, args.tasks, f"{mode}{round_index}")
+                        if mode == "steer":
+                            summaries.append(client.run_on_scheduler(_plugin_summary))
+                            plugins = client.run_on_scheduler(_installed_plugins)
+                    results[mode].append(rate)
+                    print(f"round {round_index} {mode}: {rate:.0f} tasks/s", file=sys.stderr, flush=True)
+    return results, summaries, plugins
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,12 +121,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads-per-worker", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3, help="rounds per mode (alternated)")
     parser.add_argument("--steer-first", action="store_true", help="start with steer (the order flips every round: ABBA)")
+    parser.add_argument("--preload", action="store_true",
+                        help="steer side: a cluster preloading scheduler_plugins.preload (recorder + steering + dashboard)")
     args = parser.parse_args(argv)
+    if args.preload:
+        results, summaries, plugins = run_preloaded(args)
+        return report(args, results, summaries, plugins)
 
     import dask
     from distributed import Client, LocalCluster
 
-    from scheduler_plugins.steering import PLUGIN_NAME, SteeringPlugin
+    from daskflow.contracts import STEERING_PLUGIN
+    from scheduler_plugins.steering import SteeringPlugin
 
     results: dict[str, list[float]] = {"stock": [], "steer": []}
     summaries = []
@@ -83,13 +147,17 @@ def main(argv: list[str] | None = None) -> int:
                 steer_first = args.steer_first ^ (round_index % 2 == 1)
                 for mode in (("steer", "stock") if steer_first else ("stock", "steer")):
                     if mode == "steer":
-                        client.register_plugin(SteeringPlugin(), name=PLUGIN_NAME)
+                        client.register_plugin(SteeringPlugin(), name=STEERING_PLUGIN)
                     rate = run_once(client, args.tasks, f"{mode}{round_index}")
                     if mode == "steer":
                         summaries.append(client.run_on_scheduler(_plugin_summary))
-                        client.unregister_scheduler_plugin(PLUGIN_NAME)
+                        client.unregister_scheduler_plugin(STEERING_PLUGIN)
                     results[mode].append(rate)
                     print(f"round {round_index} {mode}: {rate:.0f} tasks/s", file=sys.stderr, flush=True)
+    return report(args, results, summaries, [STEERING_PLUGIN])
+
+
+def report(args, results: dict[str, list[float]], summaries: list, plugins: list[str]) -> int:
     stock = statistics.median(results["stock"])
     steer = statistics.median(results["steer"])
     try:
@@ -103,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
         "tasks": args.tasks,
         "workers": args.workers,
         "threads_per_worker": args.threads_per_worker,
+        "preload": bool(args.preload),
+        "steer_side_plugins": plugins,
+        "load_average": list(os.getloadavg()),
         "tasks_per_s": results,
         "stock_median_tasks_per_s": stock,
         "steer_median_tasks_per_s": steer,

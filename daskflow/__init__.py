@@ -26,6 +26,7 @@ from daskflow.definitions import (
     AssetSpec,
     CheckResult,
     Definitions,
+    RetryPolicy,
     asset,
     asset_check,
 )
@@ -86,6 +87,7 @@ __all__ = [
     "ModelUnavailableError",
     "PartitionError",
     "PipelineLoadError",
+    "RetryPolicy",
     "RunRecord",
     "RunRequest",
     "RunResult",

@@ -38,6 +38,13 @@ from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping
 
 from daskflow import config
 from daskflow.catalog_db import CatalogDB, insert_row, to_record
+from daskflow.catalog_lifecycle import (
+    heartbeat,
+    list_superseded,
+    mark_abandoned_runs,
+    replace_attempt,
+    superseded_paths,
+)
 from daskflow.catalog_lineage import upstream_ids, walk_lineage
 from daskflow.catalog_migrations import SCHEMA_VERSION
 from daskflow.catalog_records import (
@@ -133,13 +140,19 @@ class Catalog:
     def start_run(
         self, run_id: str | None = None, pipeline: str | None = None, selection: str | None = None,
         partitions: Iterable[str] | None = None, tags: Mapping[str, Any] | None = None,
-        status: str = "running",
+        status: str = "running", resumed_from: str | None = None,
     ) -> RunRecord:
-        """Insert a run (``run_id`` defaults to a fresh uuid hex) and return it."""
+        """Insert a run (``run_id`` defaults to a fresh uuid hex) and return it.
+
+        First marks runs whose client died as failed (see :meth:`mark_abandoned_runs`).
+        """
+        self.mark_abandoned_runs()
+        now = time.time()
         record = RunRecord(
             run_id=run_id or uuid.uuid4().hex, pipeline=pipeline, selection=selection,
             partitions=None if partitions is None else [str(p) for p in partitions],
-            status=status, started_at=time.time(), finished_at=None, tags=dict(tags or {}),
+            status=status, started_at=now, finished_at=None, tags=dict(tags or {}),
+            heartbeat_at=now if status == "running" else None, resumed_from=resumed_from,
         )
         try:
             with self._db.transaction() as conn:
@@ -150,12 +163,15 @@ class Catalog:
             ) from exc
         return record
 
-    def finish_run(self, run_id: str, status: str) -> RunRecord:
-        """Set a run's final ``status`` (e.g. "success", "failure") and finish time."""
+    def finish_run(self, run_id: str, status: str, reason: str | None = None) -> RunRecord:
+        """Set a run's final ``status`` (e.g. "success", "failure"), ``reason`` and finish time.
+
+        A run marked abandoned whose client turns out alive gets its real final status.
+        """
         with self._db.transaction() as conn:
             updated = conn.execute(
-                "UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?",
-                (status, time.time(), run_id),
+                "UPDATE runs SET status = ?, finished_at = ?, reason = ? WHERE run_id = ?",
+                (status, time.time(), reason, run_id),
             ).rowcount
         run = self.get_run(run_id)
         if not updated or run is None:
@@ -165,6 +181,37 @@ class Catalog:
     def get_run(self, run_id: str) -> RunRecord | None:
         runs = self._db.select(RunRecord, "runs", "run_id", run_id=run_id)
         return runs[0] if runs else None
+
+    def find_run(self, run_id_or_prefix: str) -> RunRecord:
+        """The run whose id is ``run_id_or_prefix`` or starts with it (the 12 characters ``daskflow runs`` shows)."""
+        exact = self.get_run(run_id_or_prefix)
+        if exact is not None:
+            return exact
+        prefix = str(run_id_or_prefix)
+        rows = self._db.query("SELECT * FROM runs WHERE substr(run_id, 1, ?) = ? ORDER BY started_at LIMIT 3",
+                              (len(prefix), prefix)) if prefix else []
+        if len(rows) != 1:
+            found = "no run" if not rows else "several runs"
+            raise CatalogError(f"{found} with id starting {prefix!r} in {str(self.path)!r}; "
+                               "list them with `daskflow runs` and pass a longer prefix")
+        return to_record(RunRecord, rows[0])
+
+    # -- liveness --------------------------------------------------------
+    def heartbeat(self, run_id: str, now: float | None = None) -> bool:
+        """Record that the client of ``run_id`` is alive (False: the run is no longer running)."""
+        return heartbeat(self._db, run_id, now)
+
+    def mark_abandoned_runs(self, now: float | None = None, abandon_after_s: float | None = None) -> list[str]:
+        """Mark runs whose client stopped heartbeating as ``failure`` (reason ``abandoned``); their ids.
+
+        ``abandon_after_s`` defaults to config ``daskflow.runs.abandon-after``;
+        ``now`` to the current time (the timeline daemon passes its clock).
+        """
+        from dask.utils import parse_timedelta
+
+        if abandon_after_s is None:
+            abandon_after_s = float(parse_timedelta(config.get("runs.abandon-after"), default="s"))
+        return mark_abandoned_runs(self._db, time.time() if now is None else now, abandon_after_s)
 
     def runs(
         self, limit: int | None = 50, pipeline: str | None = None, status: str | None = None
@@ -211,7 +258,7 @@ class Catalog:
         self, run_id: str, asset_key: str, stored: "StoredObject | Mapping[str, Any]",
         partition: str | None = None, code_version: str | None = None,
         data_version: str | None = None, duration_s: float | None = None,
-        upstream_ids: Iterable[int] = (),
+        upstream_ids: Iterable[int] = (), check_status: str = "none",
     ) -> int:
         """Record a durable stored value and its lineage; returns the new id.
 
@@ -221,6 +268,9 @@ class Catalog:
         :func:`compute_data_version` of ``code_version`` and the upstream
         materializations' data versions; without a code version the run id
         stands in for it, so such an asset is new data on every run.
+        ``check_status="pending"``: the asset has blocking checks still to
+        run, so the row is not usable until :meth:`set_check_status` says
+        ``passed``.
         """
         fields = _stored_fields(stored)
         upstream = sorted({int(i) for i in upstream_ids})
@@ -247,13 +297,41 @@ class Catalog:
                 "schema": fields.get("schema"), "host": fields.get("host"),
                 "worker": fields.get("worker"), "code_version": code_version,
                 "data_version": data_version, "duration_s": _optional(float, duration_s),
-                "created_at": time.time(),
+                "created_at": time.time(), "check_status": check_status, "attempt": fields.get("attempt"),
             })
             conn.executemany(
                 "INSERT INTO lineage (materialization_id, upstream_id) VALUES (?, ?)",
                 [(materialization_id, upstream_id) for upstream_id in upstream],
             )
         return materialization_id
+
+    def set_check_status(self, materialization_id: int, status: str, failed_check: str | None = None) -> None:
+        """Mark a materialization's blocking checks ``passed`` or ``failed`` (naming the check)."""
+        with self._db.transaction() as conn:
+            conn.execute("UPDATE materializations SET check_status = ?, failed_check = ? WHERE id = ?",
+                         (status, failed_check, int(materialization_id)))
+
+    def replace_attempt(self, materialization_id: int, stored: Mapping[str, Any],
+                        duration_s: float | None = None) -> str | None:
+        """Point a materialization at the attempt Dask actually used; returns the superseded file's path."""
+        return replace_attempt(self._db, materialization_id, _stored_fields(stored), duration_s)
+
+    def list_superseded(self, materialization_id: int, run_id: str, paths: Iterable[str]) -> None:
+        """List files of executions Dask discarded (before ``materialization_id`` was recorded) for gc."""
+        list_superseded(self._db, materialization_id, run_id, list(paths))
+
+    def superseded_files(self) -> dict[str, int]:
+        """Files of attempts replaced by a recomputation: path -> materialization id (for ``daskflow gc``)."""
+        return superseded_paths(self._db)
+
+    def referenced_paths(self) -> set[str]:
+        """Every data path a materialization row points at (``daskflow gc`` never deletes these)."""
+        return {row["path"] for row in self._db.query("SELECT DISTINCT path FROM materializations")}
+
+    def forget_superseded(self, paths: Iterable[str]) -> None:
+        """Drop deleted files from the superseded list."""
+        with self._db.transaction() as conn:
+            conn.executemany("DELETE FROM superseded_files WHERE path = ?", [(p,) for p in paths])
 
     def get_materialization(self, materialization_id: int) -> Materialization | None:
         found = self._db.select(Materialization, "materializations", "id", id=int(materialization_id))
@@ -378,22 +456,24 @@ class Catalog:
     def record_check_result(
         self, run_id: str, asset_key: str, check_name: str, passed: bool,
         partition: str | None = None, blocking: bool = False, message: str = "",
-        metadata: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None, materialization_id: int | None = None,
     ) -> int:
-        """Store one check outcome; returns its id."""
+        """Store one check outcome (of the materialization ``materialization_id``); returns its id."""
         row = {
             "run_id": run_id, "asset_key": asset_key, "partition": partition,
             "check_name": check_name, "passed": bool(passed), "blocking": bool(blocking),
             "message": message or "", "metadata": dict(metadata or {}), "created_at": time.time(),
+            "materialization_id": materialization_id,
         }
         with self._db.transaction() as conn:
             return insert_row(conn, "check_results", row)
 
     def check_results(
-        self, run_id: str | None = None, asset_key: str | None = None
+        self, run_id: str | None = None, asset_key: str | None = None, materialization_id: int | None = None,
     ) -> list[CheckResultRow]:
-        """Check results filtered by run and/or asset, in the order recorded."""
-        return self._db.select(CheckResultRow, "check_results", "id", run_id=run_id, asset_key=asset_key)
+        """Check results filtered by run, asset and/or materialization, in the order recorded."""
+        return self._db.select(CheckResultRow, "check_results", "id", run_id=run_id, asset_key=asset_key,
+                               materialization_id=materialization_id)
 
 
 def _optional(kind: type, value: Any) -> Any:

@@ -76,9 +76,62 @@ def _v0_to_v1(conn: sqlite3.Connection) -> None:
     _execute_script(conn, _V1_SQL)
 
 
+#: version 1 -> 2: reliability (checks gate data, one attempt one file, runs always end, resume)
+_V2_SQL = """
+ALTER TABLE materializations ADD COLUMN check_status TEXT NOT NULL DEFAULT 'none';
+ALTER TABLE materializations ADD COLUMN failed_check TEXT;
+ALTER TABLE materializations ADD COLUMN attempt TEXT;
+CREATE INDEX IF NOT EXISTS materializations_path ON materializations (path);
+ALTER TABLE check_results ADD COLUMN materialization_id INTEGER;
+ALTER TABLE runs ADD COLUMN heartbeat_at REAL;
+ALTER TABLE runs ADD COLUMN reason TEXT;
+ALTER TABLE runs ADD COLUMN resumed_from TEXT;
+CREATE INDEX IF NOT EXISTS runs_status ON runs (status);
+CREATE TABLE IF NOT EXISTS superseded_files (
+    path TEXT PRIMARY KEY, materialization_id INTEGER NOT NULL, run_id TEXT NOT NULL,
+    superseded_at REAL NOT NULL);
+UPDATE materializations SET check_status = 'failed', failed_check = (
+    SELECT c.check_name FROM check_results c WHERE c.run_id = materializations.run_id
+    AND c.asset_key = materializations.asset_key AND c.partition IS materializations.partition
+    AND c.blocking = 1 AND c.passed = 0 ORDER BY c.id LIMIT 1)
+WHERE EXISTS (
+    SELECT 1 FROM check_results c WHERE c.run_id = materializations.run_id
+    AND c.asset_key = materializations.asset_key AND c.partition IS materializations.partition
+    AND c.blocking = 1 AND c.passed = 0)
+"""
+
+
+def _v1_to_v2(conn: sqlite3.Connection) -> None:
+    """Reliability columns and the superseded-attempt table.
+
+    * ``materializations.check_status`` (``none`` | ``pending`` | ``passed`` |
+      ``failed``) and ``failed_check``: a materialization whose blocking check
+      failed (or never finished) is not usable. Version-1 rows get ``failed``
+      where a failed blocking check result of the same run and asset-partition
+      exists (version 1 did not link check results to materializations).
+    * ``materializations.attempt``: the attempt token in the file name.
+    * ``check_results.materialization_id``: the materialization checked.
+    * ``runs.heartbeat_at`` / ``reason`` / ``resumed_from``: liveness, why a
+      run ended as it did (``abandoned``), and the run it resumed.
+    * ``superseded_files``: files of attempts Dask replaced (for ``daskflow gc``).
+    """
+    _execute_script(conn, _V2_SQL)
+
+
+def _timeline_tables(conn: sqlite3.Connection) -> None:
+    """The timeline: launches ledger, cursors, daemon lease, run queue, backfills (idempotent, see
+    :mod:`daskflow.timeline.schema`)."""
+    # lazy: the timeline package imports the catalog
+    from daskflow.timeline.schema import migrate_timeline
+
+    migrate_timeline(conn)
+
+
 #: ``MIGRATIONS[n]`` migrates version ``n`` to ``n + 1``; append only
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v0_to_v1,
+    _v1_to_v2,
+    _timeline_tables,
 ]
 
 #: the version this daskflow writes: ``len(MIGRATIONS)``

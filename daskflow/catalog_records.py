@@ -30,6 +30,12 @@ class RunRecord:
     started_at: float
     finished_at: float | None
     tags: dict[str, Any]
+    #: last liveness signal of the client running it (None: never / before catalog version 2)
+    heartbeat_at: float | None = None
+    #: why it ended as it did, e.g. "abandoned" (its client stopped heartbeating)
+    reason: str | None = None
+    #: the run id this run resumed (``daskflow run --resume``)
+    resumed_from: str | None = None
 
     @property
     def duration_s(self) -> float | None:
@@ -69,6 +75,21 @@ class Materialization:
     data_version: str
     duration_s: float | None
     created_at: float
+    #: none (no blocking check) | pending (blocking checks not finished) | passed | failed
+    check_status: str = "none"
+    #: the blocking check that failed (or is pending), when not usable
+    failed_check: str | None = None
+    #: the attempt token in the file name (one per task execution)
+    attempt: str | None = None
+
+    @property
+    def usable(self) -> bool:
+        """Whether downstream reads, ``only_stale`` and ``daskflow assets`` may treat it as current data."""
+        return self.check_status in USABLE_CHECK_STATUSES
+
+
+#: check statuses of materializations that count as current data
+USABLE_CHECK_STATUSES = ("none", "passed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +123,8 @@ class CheckResultRow:
     message: str
     metadata: dict[str, Any]
     created_at: float
+    #: the materialization checked (None: recorded before catalog version 2)
+    materialization_id: int | None = None
 
 
 # -- data versions -----------------------------------------------------------

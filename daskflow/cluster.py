@@ -373,6 +373,7 @@ def stop_cluster(grace_s: float | None = None) -> list[int]:
         grace_s = dask.utils.parse_timedelta(config.get("cluster.stop-grace"))
     pids = info.get("pids") or {}
     ordered = [int(p) for p in pids.get("workers") or []] + ([int(pids["scheduler"])] if pids.get("scheduler") else [])
+    ordered = ([int(pids["daemon"])] if pids.get("daemon") else []) + ordered  # `cluster up --daemon`: stop it first
     stopped = stop_processes(ordered, grace_s=grace_s)
     connection.cluster_file().unlink(missing_ok=True)
     return stopped

@@ -48,6 +48,8 @@ AssetStatus = Literal["success", "failed", "skipped", "stale-skipped"]
 CheckStatus = Literal["passed", "failed", "skipped"]
 #: where a prediction came from
 PredictionQuality = Literal["model", "prefix-mean", "default", "oracle"]
+#: ``daskflow.steering.mode``
+SteeringMode = Literal["off", "shadow", "steer"]
 #: what the steering plugin did
 DecisionAction = Literal["priority", "place", "hold", "release", "shadow", "fallback", "stock"]
 #: why it did it
@@ -64,6 +66,8 @@ DecisionReason = Literal[
     "worker-removed",       # pins released when their worker left
     "fallback",             # an exception in the plugin: stock behaviour
     "short-task",           # predicted shorter than the hold threshold: left to Dask
+    "no-valid-worker",      # no running worker satisfies the task's resource restrictions: wait
+    "no-open-worker",       # every allowed worker is busy beyond the lookahead: wait
 ]
 
 
@@ -146,6 +150,10 @@ class MaterializedEvent(TypedDict, total=False):
     host: str
     worker: str | None
     duration_s: float
+    #: the attempt token in the file name: unique per task execution (see daskflow.storage)
+    attempt: str
+    #: which attempt of the asset's retry policy produced it (1-based)
+    attempt_number: int
 
 
 class DecisionEvent(TypedDict, total=False):

@@ -53,6 +53,7 @@ __all__ = [
     "AssetSpec",
     "CheckResult",
     "Definitions",
+    "RetryPolicy",
     "asset",
     "asset_check",
     "check_spec_of",
@@ -87,6 +88,55 @@ def _check_name(value: object, what: str, owner: str) -> str:
     return value
 
 
+#: bounds on retries, so a typo (retries=10**12) is an error, not a run that never ends
+MAX_RETRIES = 1000
+MAX_RETRY_DELAY_S = 86400.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How an asset retries a failed attempt: up to ``max_retries`` times, waiting between attempts.
+
+    The wait before retry ``n`` (1-based) is ``delay_s * backoff ** (n - 1)``,
+    then scaled by a random factor in ``[1 - jitter, 1 + jitter]`` (spreads
+    retries of many partitions hitting one flaky service), capped at one day.
+    ``backoff=1`` waits ``delay_s`` every time. While waiting, the task gives
+    its worker thread back (``distributed.secede``), so other tasks run.
+    The asset's ``context.attempt`` is the attempt number (1-based).
+
+    >>> policy = RetryPolicy(max_retries=3, delay_s=1.0, backoff=2.0)
+    >>> [policy.delay_before(n) for n in (1, 2, 3)]
+    [1.0, 2.0, 4.0]
+    """
+
+    max_retries: int = 1
+    delay_s: float = 0.0
+    backoff: float = 2.0
+    jitter: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_retries, int) or isinstance(self.max_retries, bool) or not (
+                0 <= self.max_retries <= MAX_RETRIES):
+            raise AssetDefinitionError(
+                f"RetryPolicy: max_retries must be an int in 0..{MAX_RETRIES}, got {self.max_retries!r}. "
+                "Fix: RetryPolicy(max_retries=3).")
+        for name, value, low, high in (("delay_s", self.delay_s, 0.0, MAX_RETRY_DELAY_S),
+                                       ("backoff", self.backoff, 1.0, 100.0), ("jitter", self.jitter, 0.0, 1.0)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value <= high):
+                raise AssetDefinitionError(
+                    f"RetryPolicy: {name} must be a number in [{low:g}, {high:g}], got {value!r}. "
+                    "Fix: RetryPolicy(max_retries=3, delay_s=1.0, backoff=2.0, jitter=0.1).")
+
+    def delay_before(self, retry: int, random_unit: float = 0.5) -> float:
+        """Seconds to wait before retry number ``retry`` (1-based); ``random_unit`` in [0, 1) drives the jitter."""
+        try:
+            base = float(self.delay_s) * float(self.backoff) ** max(0, retry - 1)
+        except OverflowError:  # 100.0 ** 999: far beyond the cap
+            base = MAX_RETRY_DELAY_S
+        factor = 1.0 + self.jitter * (2.0 * random_unit - 1.0)
+        return float(min(MAX_RETRY_DELAY_S, max(0.0, base * factor)))
+
+
 @dataclass(frozen=True)
 class AssetSpec:
     """Everything ``@asset`` recorded about one asset. Frozen, plain data.
@@ -111,6 +161,7 @@ class AssetSpec:
     schema: Any = field(default=None, compare=False)  # pyarrow.Schema | None
     partitions: PartitionsDefinition | None = None
     retries: int = 0
+    retry_policy: RetryPolicy | None = None
 
     @property
     def key_prefix(self) -> str | None:
@@ -163,7 +214,11 @@ class CheckResult:
 
 @dataclass(frozen=True)
 class AssetContext:
-    """Passed to an asset or check function that has a ``context`` parameter."""
+    """Passed to an asset or check function that has a ``context`` parameter.
+
+    ``attempt``: which attempt of the asset this is, 1-based (see
+    :class:`RetryPolicy`); 0 outside a run.
+    """
 
     asset_key: str
     partition: str | None = None
@@ -274,10 +329,14 @@ def asset(
     schema: Any = None,
     partitions: PartitionsDefinition | Iterable[str] | None = None,
     retries: int = 0,
+    retry_policy: RetryPolicy | None = None,
 ) -> Callable:
     """Declare a function as an asset; record an :class:`AssetSpec`; return the function.
 
     Works bare (``@asset``) and with arguments (``@asset(group="sales")``).
+    ``retries``: Dask re-runs a failed task that many times at once (also
+    after a worker died); ``retry_policy``: a :class:`RetryPolicy`, with a
+    delay and backoff between attempts.
 
     >>> @asset
     ... def orders():
@@ -290,14 +349,14 @@ def asset(
     """
     options = dict(name=name, key=key, key_prefix=key_prefix, group=group, ins=ins, deps=deps,
                    description=description, metadata=metadata, code_version=code_version, tags=tags,
-                   io=io, schema=schema, partitions=partitions, retries=retries)
+                   io=io, schema=schema, partitions=partitions, retries=retries, retry_policy=retry_policy)
     if fn is None:
         return lambda f: _record_asset(f, **options)
     return _record_asset(fn, **options)
 
 
 def _record_asset(fn: Callable, *, name, key, key_prefix, group, ins, deps, description, metadata,
-                  code_version, tags, io, schema, partitions, retries) -> Callable:
+                  code_version, tags, io, schema, partitions, retries, retry_policy) -> Callable:
     if not callable(fn) or isinstance(fn, type):
         raise AssetDefinitionError(
             f"@asset decorates functions, got {fn!r}. Fix: put @asset on a 'def' function "
@@ -360,8 +419,13 @@ def _record_asset(fn: Callable, *, name, key, key_prefix, group, ins, deps, desc
                 f"{owner}: tags must map str to str, got {tag_key!r}: {tag_value!r}. "
                 f"Fix: tags={{'team': 'sales'}}."
             )
-    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
-        raise AssetDefinitionError(f"{owner}: retries must be an int >= 0, got {retries!r}. Fix: retries=2.")
+    if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= MAX_RETRIES:
+        raise AssetDefinitionError(
+            f"{owner}: retries must be an int >= 0 and <= {MAX_RETRIES}, got {retries!r}. Fix: retries=2.")
+    if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
+        raise AssetDefinitionError(
+            f"{owner}: retry_policy must be a daskflow.RetryPolicy, got {type(retry_policy).__name__}. "
+            "Fix: retry_policy=RetryPolicy(max_retries=3, delay_s=1.0).")
     if code_version is not None and not isinstance(code_version, str):
         raise AssetDefinitionError(
             f"{owner}: code_version must be a string, got {code_version!r}. Fix: code_version='1'."
@@ -383,6 +447,7 @@ def _record_asset(fn: Callable, *, name, key, key_prefix, group, ins, deps, desc
         schema=schema,
         partitions=as_partitions(partitions, asset_key),
         retries=retries,
+        retry_policy=retry_policy,
     )
     try:
         setattr(fn, ASSET_ATTRIBUTE, spec)

@@ -28,6 +28,11 @@ Events, in the order a run emits them:
   worker wrote it atomically and announced it); ``stored`` is the worker's
   :class:`~daskflow.contracts.MaterializedEvent`. The catalog writer runs
   first and fills ``record.materialization_id``.
+* ``asset_attempt_replaced(run, record, stored, previous_path)`` — Dask
+  executed an already materialized asset-partition again (a worker holding
+  its result died while downstream still needed it); ``record`` now
+  describes the new attempt, whose file is ``stored["path"]``, and
+  ``previous_path`` is the superseded file (see :mod:`daskflow.run_loop`).
 * ``asset_failed(run, record)`` — the function raised (after retries), the
   schema did not match, or the task was lost; ``record.error``/``traceback``.
 * ``check_evaluated(run, record)`` — a check passed, failed or was skipped.
@@ -84,6 +89,10 @@ class RunInfo:
     inputs: dict[AssetPartition, tuple[AssetPartition, ...]]
     #: per asset of the run: its code version (None: undeclared)
     code_versions: dict[str, str | None]
+    #: per asset of the run with blocking checks: their names (its data is usable once all passed)
+    blocking_checks: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    #: the run this one resumes (``daskflow run --resume``), else None
+    resumed_from: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +121,10 @@ class RunListener:
         pass
 
     def asset_materialized(self, run: RunInfo, record: AssetRecord, stored: MaterializedEvent) -> None:
+        pass
+
+    def asset_attempt_replaced(self, run: RunInfo, record: AssetRecord, stored: MaterializedEvent,
+                               previous_path: str | None) -> None:
         pass
 
     def asset_failed(self, run: RunInfo, record: AssetRecord) -> None:
@@ -176,6 +189,10 @@ class RunListeners(RunListener):
 
     def asset_materialized(self, run: RunInfo, record: AssetRecord, stored: MaterializedEvent) -> None:
         self._emit("asset_materialized", run, record, stored)
+
+    def asset_attempt_replaced(self, run: RunInfo, record: AssetRecord, stored: MaterializedEvent,
+                               previous_path: str | None) -> None:
+        self._emit("asset_attempt_replaced", run, record, stored, previous_path)
 
     def asset_failed(self, run: RunInfo, record: AssetRecord) -> None:
         self._emit("asset_failed", run, record)

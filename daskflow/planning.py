@@ -18,6 +18,13 @@ asset whose code and inputs are unchanged before the graph is built.
 Downstream assets depend on their upstream's *blocking* checks, so a failed
 blocking check skips them the way a failed asset does.
 
+Checks gate data across runs too: a newest materialization whose blocking
+check failed (or never finished) is *gated* (:attr:`CatalogFacts.gated`). It
+is never read as an external input — an asset that would read it fails
+planning with one line naming the check and the fix (re-materialize the
+upstream), rather than silently reading older data — and ``only_stale``
+always re-runs it (and so its checks).
+
 :func:`build_task_specs` turns a plan into the Dask tasks of
 :mod:`daskflow.tasks`, each with its task annotation built by
 :func:`daskflow.contracts.task_annotation` (the features the scheduler
@@ -58,12 +65,22 @@ class CatalogFacts:
 
     latest: Mapping[AssetPartition, Materialization] = dataclasses.field(default_factory=dict)
     locations: Mapping[AssetPartition, tuple[str, int]] = dataclasses.field(default_factory=dict)
+    #: asset-partitions whose newest materialization is not usable (a blocking check failed or never ran)
+    gated: Mapping[AssetPartition, Materialization] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_latest(cls, latest: Mapping[AssetPartition, Materialization]) -> "CatalogFacts":
-        """Facts whose data locations are the hosts of the latest materializations."""
-        locations = {ref: (m.host, m.bytes or 0) for ref, m in latest.items() if m.host}
-        return cls(dict(latest), locations)
+        """Facts from the newest materializations: usable ones are ``latest``, the others ``gated``."""
+        usable = {ref: m for ref, m in latest.items() if m.usable}
+        gated = {ref: m for ref, m in latest.items() if not m.usable}
+        locations = {ref: (m.host, m.bytes or 0) for ref, m in usable.items() if m.host}
+        return cls(usable, locations, gated)
+
+    def pinned(self, materializations: Mapping[AssetPartition, Materialization]) -> "CatalogFacts":
+        """These facts with ``materializations`` as the latest of their asset-partitions (a resumed run's)."""
+        latest = {**self.latest, **materializations}
+        gated = {ref: m for ref, m in self.gated.items() if ref not in materializations}
+        return CatalogFacts(latest, {ref: (m.host, m.bytes or 0) for ref, m in latest.items() if m.host}, gated)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,6 +197,8 @@ def plan_run(graph: AssetGraph, selection: RunSelection, run_id: str, facts: Cat
                     input_versions.append(versions[ref])
                 else:
                     latest = facts.latest.get(ref)
+                    if ref in facts.gated:
+                        raise _gated_input(asset, param, up, up_part, facts.gated[ref])
                     if latest is None:
                         raise _never_materialized(asset, param, up, up_part, up in selection.selected)
                     sources.append((up_part, ("path", (latest.path, latest.format))))
@@ -194,7 +213,7 @@ def plan_run(graph: AssetGraph, selection: RunSelection, run_id: str, facts: Cat
         for dep in graph.deps[asset]:
             upstream_keys += [n.key for (a, _), n in asset_nodes.items() if a == dep]
         latest = facts.latest.get((asset, partition))
-        if only_stale and latest is not None:
+        if only_stale and latest is not None and (asset, partition) not in facts.gated:
             stale, why = assess_staleness(latest, asset, partition, code_versions[asset], input_versions)
             if not stale:
                 versions[(asset, partition)] = latest.data_version
@@ -230,6 +249,19 @@ def _never_materialized(asset: str, param: str, up: str, up_part: str | None, up
     return SelectionError(
         f"asset {asset!r} reads {where} (parameter {param!r}), which {reason} and has "
         f"never been materialized. Fix: {fix}."
+    )
+
+
+def _gated_input(asset: str, param: str, up: str, up_part: str | None, gated: Materialization) -> SelectionError:
+    where = up if up_part is None else f"{up}[{up_part}]"
+    if gated.check_status == "failed":
+        why = f"failed its blocking check {gated.failed_check!r}"
+    else:
+        why = "has blocking checks that never finished (its run was interrupted)"
+    return SelectionError(
+        f"asset {asset!r} reads {where} (parameter {param!r}), whose latest materialization "
+        f"#{gated.id} (run {gated.run_id[:12]}) {why}, so it is not served. Fix: re-materialize it "
+        f"(select '+{asset}', or run with --only-stale) after fixing the data or the check."
     )
 
 

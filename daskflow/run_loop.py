@@ -19,6 +19,21 @@ asset counts as materialized only once its worker's
 durable) reached the client; :class:`MetadataRouter` routes those events by
 run id, so runs sharing a client do not see each other's.
 
+Which attempt is recorded (one task attempt, one file, one row): every
+execution of an asset task writes its own file and publishes its own event
+(:mod:`daskflow.tasks`). The router keeps, per key, every event received, in
+order. The loop records a materialization when the key's future finishes,
+from the LAST event received for that key (earlier ones are executions whose
+result Dask lost; their files are listed as superseded). When Dask later
+recomputes a recorded key (the worker holding the result died while
+downstream still needed it) the new execution's event arrives after the row
+was written: the router queues it as *late*, and after each batch (and once
+more at the end) the loop emits ``asset_attempt_replaced``, on which the
+catalog writer points the row at the new file and its stats in one
+transaction and lists the old file for ``daskflow gc``. A recomputation that
+finishes after the run ended leaves an unreferenced file, which
+``daskflow gc`` lists once it is older than ``daskflow.storage.gc-grace``.
+
 State (plain data): per task key its status, the records so far, and per
 node the number of in-graph upstreams not yet succeeded (for
 ``asset_started``).
@@ -31,7 +46,6 @@ import logging
 import threading
 import time
 import traceback
-from typing import Any
 
 from daskflow import config
 from daskflow.contracts import MATERIALIZED_TOPIC, SCHEDULER_PRELOAD, MaterializedEvent
@@ -49,29 +63,68 @@ phase_logger = logging.getLogger("daskflow.run")
 
 # -- metadata events -----------------------------------------------------------
 class MetadataRouter:
-    """Receives the materialized events of one client and hands them to runs by run id."""
+    """Receives the materialized events of one client and hands them to runs by run id.
+
+    State: per run, per task key, every event received in order; per run the
+    attempt token recorded per key and the late events (a recorded key
+    executed again).
+    """
 
     def __init__(self) -> None:
         self.condition = threading.Condition()
-        self.runs: dict[str, dict[str, MaterializedEvent]] = {}
+        self.runs: dict[str, dict[str, list[MaterializedEvent]]] = {}
+        self.recorded: dict[str, dict[str, str | None]] = {}
+        self.late: dict[str, list[MaterializedEvent]] = {}
+
+    def open(self, run_id: str) -> None:
+        with self.condition:
+            self.runs[run_id], self.recorded[run_id], self.late[run_id] = {}, {}, []
+
+    def close(self, run_id: str) -> None:
+        with self.condition:
+            for table in (self.runs, self.recorded, self.late):
+                table.pop(run_id, None)
 
     def handle(self, event: tuple[float, MaterializedEvent]) -> None:
         meta = event[1]
         with self.condition:
-            run = self.runs.get(meta.get("run_id"))
+            run_id = meta.get("run_id")
+            run = self.runs.get(run_id)
             if run is not None:
-                run[meta["key"]] = meta
+                run.setdefault(meta["key"], []).append(meta)
+                recorded = self.recorded[run_id]
+                if meta["key"] in recorded and recorded[meta["key"]] != meta.get("attempt"):
+                    self.late[run_id].append(meta)
                 self.condition.notify_all()
 
-    def wait_for(self, run_id: str, key: str, timeout_s: float) -> MaterializedEvent | None:
+    def wait_for(self, run_id: str, key: str, timeout_s: float) -> list[MaterializedEvent]:
+        """Every event of ``key`` so far (the last is the one to record); [] after ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
         with self.condition:
             while key not in self.runs[run_id]:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    return None
+                    return []
                 self.condition.wait(remaining)
-            return self.runs[run_id][key]
+            return list(self.runs[run_id][key])
+
+    def mark_recorded(self, run_id: str, key: str, meta: MaterializedEvent) -> None:
+        """The loop recorded ``meta`` for ``key``: later events of other attempts are late."""
+        with self.condition:
+            self.recorded[run_id][key] = meta.get("attempt")
+            newest = self.runs[run_id][key][-1]
+            if newest.get("attempt") != meta.get("attempt"):  # arrived while the loop was recording
+                self.late[run_id].append(newest)
+
+    def take_late(self, run_id: str) -> list[MaterializedEvent]:
+        """The late events of a run since the last call; per key only the newest."""
+        with self.condition:
+            events, self.late[run_id] = self.late.get(run_id, []), []
+            newest: dict[str, MaterializedEvent] = {}
+            for meta in events:
+                newest[meta["key"]] = meta
+                self.recorded[run_id][meta["key"]] = meta.get("attempt")
+            return list(newest.values())
 
 
 _ROUTERS: dict[str, MetadataRouter] = {}
@@ -85,6 +138,12 @@ def router_for(client) -> MetadataRouter:
             router = _ROUTERS[client.id] = MetadataRouter()
             client.subscribe_topic(MATERIALIZED_TOPIC, router.handle)
         return router
+
+
+def _fill_from_event(rec: AssetRecord, meta: MaterializedEvent) -> None:
+    rec.duration_s, rec.rows, rec.bytes = meta["duration_s"], meta["rows"], meta["bytes"]
+    rec.path, rec.worker, rec.host = meta["path"], meta["worker"], meta["host"]
+    rec.attempt = meta.get("attempt_number")
 
 
 # -- clients -------------------------------------------------------------------
@@ -148,6 +207,7 @@ class RunLoop:
         self.waiting_on = {key: len(node.upstream_keys) for key, node in plan.nodes.items()}
         self.order = {ref: node.index for ref, node in plan.asset_nodes.items()}
         self.order.update({(r.asset, r.partition): -1 for r in plan.stale_skipped})
+        self.by_key: dict[str, AssetRecord] = {}
         self.ok = True
 
     def skip_up_to_date(self) -> None:
@@ -169,8 +229,7 @@ class RunLoop:
         from distributed import as_completed
 
         router = router_for(client)
-        with router.condition:
-            router.runs[self.plan.run_id] = {}
+        router.open(self.plan.run_id)
         futures: dict = {}
         try:
             futures = submit_graph(client, tasks)
@@ -186,13 +245,25 @@ class RunLoop:
                         pending[up] -= 1
                         if pending[up] == 0:
                             futures.pop(up, None)
+                self._replace_late_attempts(router)
                 self.listener.batch_finished(self.run)
+            self._replace_late_attempts(router)
+            self.listener.batch_finished(self.run)
         except BaseException:  # interrupted (Ctrl-C, catalog error): do not leave the run's tasks on the cluster
             client.cancel(list(futures.values()))
             raise
         finally:
-            with router.condition:
-                router.runs.pop(self.plan.run_id, None)
+            router.close(self.plan.run_id)
+
+    def _replace_late_attempts(self, router: MetadataRouter) -> None:
+        """Recorded keys that Dask executed again: point their records (and rows) at the newest attempt."""
+        for meta in router.take_late(self.plan.run_id):
+            record = self.by_key.get(meta["key"])
+            if record is None or record.status != "success":
+                continue
+            previous = record.path
+            _fill_from_event(record, meta)
+            self.listener.asset_attempt_replaced(self.run, record, meta, previous)
 
     def _started(self, node: PlanNode) -> None:
         if node.kind == "asset":
@@ -221,12 +292,13 @@ class RunLoop:
         rec = AssetRecord(node.asset, node.partition, "success", data_version=node.data_version)
         meta: MaterializedEvent | None = None
         if future.status == "finished":
-            meta = router.wait_for(self.plan.run_id, node.key, timeout_s=_METADATA_TIMEOUT_S)
-            if meta is None:
+            events = router.wait_for(self.plan.run_id, node.key, timeout_s=_METADATA_TIMEOUT_S)
+            if not events:
                 rec.status, rec.error = "failed", "the task finished but its storage metadata never reached the client"
             else:
-                rec.duration_s, rec.rows, rec.bytes = meta["duration_s"], meta["rows"], meta["bytes"]
-                rec.path, rec.worker, rec.host = meta["path"], meta["worker"], meta["host"]
+                meta = events[-1]
+                _fill_from_event(rec, meta)
+                rec.superseded = [e["path"] for e in events[:-1] if e["path"] != meta["path"]]
         else:
             reason = self._failed_upstream(node)
             if reason is not None:
@@ -242,8 +314,10 @@ class RunLoop:
         self.status[node.key] = rec.status
         self.ok = self.ok and rec.status == "success"
         self.records.append(rec)
+        self.by_key[node.key] = rec
         if rec.status == "success":
             self.listener.asset_materialized(self.run, rec, meta)
+            router.mark_recorded(self.plan.run_id, node.key, meta)
             self._succeeded(node)
         elif rec.status == "skipped":
             self.listener.asset_skipped(self.run, rec)

@@ -34,6 +34,10 @@ class AssetRecord:
     reason: str | None = None
     error: str | None = None
     traceback: str | None = None
+    #: which attempt of the asset's retry policy produced the data (1-based)
+    attempt: int | None = None
+    #: files of executions Dask discarded before this one was recorded (listed for ``daskflow gc``)
+    superseded: list[str] | None = None
 
 
 @dataclasses.dataclass

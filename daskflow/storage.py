@@ -2,14 +2,19 @@
 
 Design note
 -----------
-One asset-partition materialization is one file::
+One asset-partition materialization attempt is one file::
 
-    <base>/<asset_key>/<partition or __unpartitioned__>/<run_id>.<parquet|json>
+    <base>/<asset_key>/<partition or __unpartitioned__>/<run_id>-<attempt>.<parquet|json>
 
 The run id in the file name makes every run write its own file, so concurrent
 runs never collide and an older materialization stays readable while a new one
-is written; which file is *current* is the catalog's business, not the file
-system's.
+is written; the *attempt* token (8 hex characters, fresh for every execution of
+the task, see :func:`new_attempt_token`) makes every execution write its own
+file too, so when Dask re-runs a task (a retry, or a recomputation after the
+worker holding its result died) the second execution never overwrites a file
+the catalog already recorded. Which file is *current* is the catalog's
+business, not the file system's; :func:`run_id_of_file` reads the run id back
+for ``daskflow gc``. (Without an attempt the name is ``<run_id>.<ext>``.)
 
 Writes are atomic: the bytes go to a hidden temporary name in the same
 directory (``.<run_id>.<ext>.tmp-<uuid>``), are flushed and closed, and are
@@ -65,6 +70,8 @@ __all__ = [
     "AssetStore",
     "StoredObject",
     "current_worker_address",
+    "new_attempt_token",
+    "run_id_of_file",
     "to_arrow_table",
     "validate_schema",
 ]
@@ -94,9 +101,28 @@ class StoredObject:
     schema: str | None
     host: str
     worker: str | None
+    #: the attempt token in the file name (None: written without one)
+    attempt: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def new_attempt_token() -> str:
+    """A fresh attempt token: 8 hex characters, unique per task execution."""
+    return uuid.uuid4().hex[:8]
+
+
+def run_id_of_file(path: str) -> str | None:
+    """The run id in a data file's name (``<run_id>-<attempt>.<ext>`` or ``<run_id>.<ext>``); None if hidden."""
+    name = path.rsplit("/", 1)[-1]
+    if name.startswith(".") or "." not in name:
+        return None
+    stem = name.rsplit(".", 1)[0]
+    run_id, sep, attempt = stem.rpartition("-")
+    if sep and re.fullmatch(r"[0-9a-f]{8}", attempt):
+        return run_id
+    return stem
 
 
 def current_worker_address() -> str | None:
@@ -202,7 +228,8 @@ class AssetStore:
         return fsspec.core.url_to_fs(path, **self.storage_options)
 
     def path_for(
-        self, asset_key: str, partition: str | None, run_id: str, io: IOFormat = "parquet"
+        self, asset_key: str, partition: str | None, run_id: str, io: IOFormat = "parquet",
+        attempt: str | None = None,
     ) -> str:
         """The final fs path of one materialization (see the module note)."""
         if io not in _EXTENSIONS:
@@ -213,7 +240,8 @@ class AssetStore:
         if not key_segments:
             raise StorageError(f"asset key {asset_key!r} is empty; give the asset a name")
         partition_segment = UNPARTITIONED if partition is None else _safe_segment(str(partition))
-        file_name = f"{_safe_segment(str(run_id))}.{_EXTENSIONS[io]}"
+        stem = _safe_segment(str(run_id)) + ("" if attempt is None else f"-{_safe_segment(str(attempt))}")
+        file_name = f"{stem}.{_EXTENSIONS[io]}"
         return "/".join([self.root, *key_segments, partition_segment, file_name])
 
     # -- write -----------------------------------------------------------
@@ -225,6 +253,7 @@ class AssetStore:
         partition: str | None = None,
         run_id: str | None = None,
         schema: pa.Schema | None = None,
+        attempt: str | None = None,
     ) -> StoredObject:
         """Store ``value`` atomically and describe what was written.
 
@@ -232,14 +261,15 @@ class AssetStore:
         ``schema`` (a ``pyarrow.Schema``) is validated before anything is
         written; the stored table then uses the declared column order/types.
         ``run_id`` defaults to a fresh uuid; pass the run's id so the file
-        can be traced back to its run.
+        can be traced back to its run, and ``attempt`` (see
+        :func:`new_attempt_token`) so each task execution writes its own file.
         """
         if run_id is None:
             run_id = uuid.uuid4().hex
         if io is None:
             tabular = isinstance(value, (pa.Table, pa.RecordBatch)) or is_pandas_frame(value)
             io = "parquet" if tabular else "json"
-        final_path = self.path_for(asset_key, partition, run_id, io)
+        final_path = self.path_for(asset_key, partition, run_id, io, attempt)
         if io == "parquet":
             table = to_arrow_table(asset_key, value)
             if schema is not None:
@@ -278,6 +308,7 @@ class AssetStore:
             schema=schema_text,
             host=socket.gethostname(),
             worker=current_worker_address(),
+            attempt=attempt,
         )
 
     def _write_atomic(self, asset_key: str, final_path: str, write_payload) -> int:
@@ -340,6 +371,36 @@ class AssetStore:
     def exists(self, path: str) -> bool:
         fs, fs_path = self._resolve(path)
         return bool(fs.exists(fs_path))
+
+    def list_files(self) -> list[tuple[str, float | None, int | None]]:
+        """Every file under the root (temp files included): (recorded path, modified unix time, bytes)."""
+        fs = self.fs
+        if not fs.exists(self.root):
+            return []
+        found = fs.find(self.root, detail=True)
+        return [(self.url(fs_path), _modified_s(fs, fs_path), info.get("size"))
+                for fs_path, info in sorted(found.items())]
+
+    def fs_path(self, path: str) -> str | None:
+        """The normalised file-system path of a recorded path on this store's file system (None: another one)."""
+        fs, fs_path = self._resolve(path)
+        if fs is not self.fs:
+            return None
+        return fs_path.rstrip("/")
+
+    def contains(self, path: str) -> bool:
+        """Whether ``path`` (as recorded in the catalog) lies under this store's root."""
+        fs, fs_path = self._resolve(path)
+        if fs is not self.fs:
+            return False
+        return fs_path.startswith(self.root + "/") and "/../" not in fs_path and not fs_path.endswith("/..")
+
+    def remove(self, path: str) -> None:
+        """Delete one file under the root (refuses anything outside it)."""
+        if not self.contains(path):
+            raise StorageError(f"refusing to delete {path!r}: it is outside the storage root {self.base_url!r}")
+        fs, fs_path = self._resolve(path)
+        fs.rm(fs_path)
 
     def remove_temp_files(self, min_age_s: float = 3600.0) -> list[str]:
         """Delete temp files older than ``min_age_s`` left by killed writers."""

@@ -13,6 +13,19 @@ means "the data is durable". A check task calls the check function on the
 asset's value; a failed *blocking* check raises :class:`BlockingCheckFailed`
 so Dask errs everything downstream without running it.
 
+Attempts: every execution of an asset task writes its own file (a fresh
+attempt token in the name, :func:`daskflow.storage.new_attempt_token`) and
+names it in its event, so a re-execution by Dask never overwrites a file the
+catalog already recorded (see :mod:`daskflow.run_loop` for which attempt is
+recorded). With a :class:`~daskflow.definitions.RetryPolicy` a failed attempt
+is retried inside the same task after the policy's delay; while waiting the
+task *secedes* from the worker's thread pool (``distributed.secede``, the
+mechanism Dask documents for tasks that wait), so the worker runs other tasks
+in that slot, and *rejoins* before the next attempt. (Resubmitting from the
+client instead would mean resubmitting every downstream task, since Dask errs
+dependents of an erred key at once.) A schema mismatch is not retried: the
+same code gives the same schema.
+
 User functions travel by value (:class:`ByValue`): pipeline files are loaded
 under module names the workers cannot import.
 """
@@ -21,16 +34,25 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import random
 import threading
 import time
 import traceback
 from typing import Any
 
 from daskflow.contracts import MATERIALIZED_TOPIC, MaterializedEvent
-from daskflow.definitions import AssetCheckSpec, AssetContext, AssetSpec, io_for_value, to_check_result
-from daskflow.storage import AssetStore
+from daskflow.definitions import (
+    AssetCheckSpec,
+    AssetContext,
+    AssetSpec,
+    io_for_value,
+    to_check_result,
+)
+from daskflow.errors import SchemaMismatchError
+from daskflow.storage import AssetStore, new_attempt_token
 
-__all__ = ["PIPELINE_LOCK", "AssetTask", "BlockingCheckFailed", "ByValue", "run_asset_task", "run_check_task"]
+__all__ = ["PIPELINE_LOCK", "AssetTask", "BlockingCheckFailed", "ByValue", "run_asset_task", "run_check_task",
+           "wait_off_thread"]
 
 #: serialises loading pipeline files and pickling their functions between runs in one process
 PIPELINE_LOCK = threading.RLock()
@@ -124,18 +146,51 @@ def run_asset_task(wrapped: ByValue, *upstream_values: Any) -> Any:
             value = upstream_values[ref] if kind == "dep" else task.store.read(ref[0], ref[1])
             loaded[partition] = _coerce(value, signature[param].annotation, kind != "dep")
         kwargs[param] = loaded if mapping == "all" else next(iter(loaded.values()))
-    if spec.context_parameter:
-        kwargs[spec.context_parameter] = AssetContext(spec.key, task.partition, task.run_id)
-    value = spec.fn(**kwargs)
-    io = io_for_value(spec, value)
-    stored = task.store.write(spec.key, value, io=io, partition=task.partition, run_id=task.run_id,
-                              schema=spec.schema)
+    attempt_number = 1
+    while True:
+        if spec.context_parameter:
+            kwargs[spec.context_parameter] = AssetContext(spec.key, task.partition, task.run_id, attempt_number)
+        try:
+            value = spec.fn(**kwargs)
+            io = io_for_value(spec, value)
+            stored = task.store.write(spec.key, value, io=io, partition=task.partition, run_id=task.run_id,
+                                      schema=spec.schema, attempt=new_attempt_token())
+            break
+        except SchemaMismatchError:
+            raise
+        except Exception:
+            policy = spec.retry_policy
+            if policy is None or attempt_number > policy.max_retries:
+                raise
+            wait_off_thread(policy.delay_before(attempt_number, random.random()))
+            attempt_number += 1
     event: MaterializedEvent = {**stored.to_dict(), "key": task.key, "run_id": task.run_id,  # type: ignore[typeddict-item]
-                                "duration_s": time.perf_counter() - started}
+                                "duration_s": time.perf_counter() - started, "attempt_number": attempt_number}
     from distributed import get_worker
 
     get_worker().log_event(MATERIALIZED_TOPIC, event)
     return value
+
+
+def wait_off_thread(delay_s: float) -> None:
+    """Sleep ``delay_s`` without holding a worker slot: secede from the thread pool, then rejoin.
+
+    Outside a Dask worker (tests calling a task body directly) it just sleeps.
+    """
+    if delay_s <= 0:
+        return
+    try:
+        from distributed import get_worker, rejoin, secede
+
+        get_worker()
+    except (ImportError, ValueError):
+        time.sleep(delay_s)
+        return
+    secede()
+    try:
+        time.sleep(delay_s)
+    finally:
+        rejoin()
 
 
 def run_check_task(wrapped: ByValue, partition: str | None, run_id: str, value: Any) -> dict[str, Any]:
@@ -147,7 +202,7 @@ def run_check_task(wrapped: ByValue, partition: str | None, run_id: str, value: 
     check: AssetCheckSpec = wrapped.obj
     kwargs: dict[str, Any] = {check.value_parameter: value}
     if check.context_parameter:
-        kwargs[check.context_parameter] = AssetContext(check.asset, partition, run_id)
+        kwargs[check.context_parameter] = AssetContext(check.asset, partition, run_id, 1)
     try:
         result = to_check_result(check.fn(**kwargs), check)
         outcome = {"passed": bool(result.passed), "message": result.message, "metadata": dict(result.metadata)}

@@ -474,3 +474,8 @@ def set_task_metadata(worker: Worker, key: Any, name: str, value: Any) -> bool:
         return False
     ts.metadata[name] = value
     return True
+
+
+def has_plugin(scheduler: Scheduler | None, name: str) -> bool:
+    """Whether a scheduler plugin named ``name`` is installed."""
+    return scheduler is not None and plugin(scheduler, name) is not None

@@ -2,104 +2,169 @@
 
 Design note
 -----------
-A mixin of :class:`scheduler_plugins.steering.SteeringPlugin` (it shares the
-plugin's state: the ready heap, predictions, the managed set). A *round* turns
-the scheduler's state into the pure policy's inputs (:class:`WorkerInfo` with
-each worker's predicted backlog, :class:`TaskInfo` for ready tasks in priority
-order), asks :func:`~scheduler_plugins.policy.plan_dispatch` for placements,
-pins each placed task to its worker and recommends ``processing``. Rounds run
-soon after events that may open a worker, at the moment the next busy worker is
-predicted to open (a timer), and from a watchdog. Every scheduler internal goes
-through :mod:`scheduler_plugins.compat`.
+A :class:`Dispatcher` is owned by :class:`scheduler_plugins.steering.SteeringPlugin`
+and gets everything it uses in its constructor: the plugin's one
+:class:`~scheduler_plugins.steering_state.SteeringState`, the frozen
+:class:`~scheduler_plugins.policy.PolicyConfig`, the clocks, and the plugin's
+event and fallback callbacks. A *round* reads the clock once, turns the
+scheduler's state into the pure policy's inputs (:class:`WorkerInfo` with each
+worker's predicted backlog, :class:`TaskInfo` for ready tasks in priority
+order, a :class:`RoundContext` with the adaptive lookahead), asks
+:func:`~scheduler_plugins.policy.plan_dispatch` for placements, pins each placed
+task to its worker (loose or strict: :func:`~scheduler_plugins.policy.pin_is_loose`)
+and recommends ``processing``. Rounds run soon after events that may open a
+worker, when the next busy worker is predicted to open (a timer:
+:func:`~scheduler_plugins.policy.plan_timer`), and from the watchdog. Every
+scheduler internal goes through :mod:`scheduler_plugins.compat`.
 """
 
 from __future__ import annotations
 
+import functools
 import heapq
-import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
+from daskflow.contracts import STEERING_PLUGIN
 from daskflow.daskgraph import annotations_of
 from scheduler_plugins import compat
 from scheduler_plugins.policy import (
     DependencyInfo,
+    PolicyConfig,
+    RoundContext,
     TaskInfo,
+    TaskPrediction,
     WorkerInfo,
     choose_worker,
+    is_baseline,
+    lookahead_s,
+    memory_refresh_due,
+    pin_is_loose,
     plan_dispatch,
-    remaining_s,
+    plan_timer,
+    planned_duration_s,
+    watchdog_action,
+    worker_backlog_s,
 )
+from scheduler_plugins.steering_state import SteeringState
 
-__all__ = ["DispatchRounds"]
+__all__ = ["Dispatcher"]
 
 
-class DispatchRounds:
-    """Dispatch rounds, the worker view and the timer (mixed into the steering plugin)."""
+class Dispatcher:
+    """Dispatch rounds, the worker view and the timer of one steering plugin."""
 
-    def _request_dispatch(self) -> None:
-        if self._dispatch_pending or self.scheduler is None:
+    def __init__(
+        self,
+        state: SteeringState,
+        config: PolicyConfig,
+        *,
+        steer: bool,
+        clock: Callable[[], float],
+        wall_clock: Callable[[], float],
+        log: Callable[..., None],
+        fallback: Callable[[str, BaseException, list], None],
+        predictor: Callable[[], Any],
+    ) -> None:
+        self.state = state
+        self.config = config
+        self.steer = steer  # False in shadow mode: rounds never run, only the worker view is used
+        self.clock = clock  # monotonic seconds
+        self.wall_clock = wall_clock  # wall seconds (latency probes are compared with worker startstops)
+        self.log = log
+        self.fallback = fallback
+        self.predictor = predictor  # the plugin's predictor (loaded late, on the scheduler)
+
+    # ---------------------------------------------------------------- triggers
+    def request(self, scheduler: Any) -> None:
+        """A round soon (after the current stimulus), unless one is already requested."""
+        if self.state.dispatch_pending or scheduler is None:
             return
-        self._dispatch_pending = True
-        compat.call_soon(self.scheduler, self._dispatch_round)
+        self.state.dispatch_pending = True
+        compat.call_soon(scheduler, functools.partial(self.run_round, scheduler))
 
-    def _watchdog(self) -> None:
-        self._ticks += 1
-        if self.mode != "steer":
+    def watchdog(self, scheduler: Any) -> None:
+        state = self.state
+        state.ticks += 1
+        if not self.steer:
             return
-        if self._ready:
-            self._dispatch_round()
-        elif self._managed and self._ticks % 10 == 0:
-            self._recover_lost()
+        action = watchdog_action(state.ticks, len(state.ready), len(state.managed), self.config)
+        if action == "dispatch":
+            self.run_round(scheduler)
+        elif action == "recover":
+            self.recover_lost(scheduler)
 
-    def _recover_lost(self) -> None:
+    def recover_lost(self, scheduler: Any) -> None:
         """Safety net: a held task the heap does not know about is put back in it."""
-        queued = {key for _, _, key in self._ready}
-        for ts in compat.unrunnable_tasks(self.scheduler):
+        state = self.state
+        queued = {key for _, _, key in state.ready}
+        for ts in compat.unrunnable_tasks(scheduler):
             key = compat.key_of(ts)
-            if key in self._managed and key not in queued:
+            if key in state.managed and key not in queued:
                 if not compat.is_held(ts):
                     compat.hold(ts)
-                heapq.heappush(self._ready, (compat.priority(ts), next(self._seq), key))
-        if self._ready:
-            self._dispatch_round()
+                heapq.heappush(state.ready, (compat.priority(ts), next(state.seq), key))
+        if state.ready:
+            self.run_round(scheduler)
 
-    def _duration_s(self, prediction: Any, cache: dict) -> float:
+    def _timed_round(self, scheduler: Any) -> None:
+        self.state.timer = None
+        self.state.timer_at = float("inf")
+        self.run_round(scheduler)
+
+    def cancel_timer(self, scheduler: Any) -> None:
+        if self.state.timer is not None:
+            compat.cancel_timer(scheduler, self.state.timer)
+            self.state.timer = None
+            self.state.timer_at = float("inf")
+
+    def _schedule_timer(self, scheduler: Any, workers: dict[str, WorkerInfo], context: RoundContext) -> None:
+        state = self.state
+        due = plan_timer(workers.values(), context.lookahead_s, context.now, state.timer_at)
+        if due is None:
+            return
+        if state.timer is not None:
+            compat.cancel_timer(scheduler, state.timer)
+        state.timer_at = due
+        state.timer = compat.call_later(scheduler, due - context.now, functools.partial(self._timed_round, scheduler))
+
+    # ------------------------------------------------------------------- views
+    def planned_s(self, prediction: TaskPrediction, cache: dict) -> float:
         """The planned duration: a model's calibrated prediction, or the running per-category mean for a baseline guess."""
-        if prediction.quality not in ("default", "prefix-mean"):
-            return self._planned_s(prediction)
+        if not is_baseline(prediction.quality):
+            return planned_duration_s(prediction, self.state.calibration)
         value = cache.get(prediction.category)
         if value is None:
-            baseline_for = getattr(self.predictor, "baseline_for", None)
+            baseline_for = getattr(self.predictor(), "baseline_for", None)
             value = baseline_for(prediction.category)[0] if baseline_for is not None else prediction.duration_s
             cache[prediction.category] = value
         return value
 
-    def _facts_of(self, ws: Any) -> dict:
+    def facts_of(self, ws: Any) -> dict:
         """A worker's static facts (host, threads, speed, memory limit), cached until it leaves or rejoins."""
         address = compat.worker_address(ws)
-        facts = self._facts.get(address)
+        facts = self.state.facts.get(address)
         if facts is None:
-            facts = self._facts[address] = compat.worker_facts(ws)
+            facts = self.state.facts[address] = compat.worker_facts(ws)
         return facts
 
-    def _worker_infos(self, now: float, cache: dict) -> dict[str, WorkerInfo]:
+    def worker_infos(self, scheduler: Any, now: float, cache: dict) -> dict[str, WorkerInfo]:
         """The policy's view of every running worker (static facts and memory readings cached)."""
-        pause = self._pause_fraction
-        refresh_memory = now - self._memory_read_at > self.memory_refresh_s
+        state = self.state
+        refresh_memory = memory_refresh_due(state.memory_read_at, now, self.config)
         if refresh_memory:
-            self._memory_read_at = now
+            state.memory_read_at = now
         infos = {}
-        for ws in compat.running_workers(self.scheduler):
+        for ws in compat.running_workers(scheduler):
             address = compat.worker_address(ws)
-            facts = self._facts_of(ws)
-            floor = self._unmanaged_floor.get(address)
+            facts = self.facts_of(ws)
+            floor = state.unmanaged_floor.get(address)
             if floor is None or refresh_memory:
                 _, unmanaged_old = compat.worker_memory(ws)
                 if unmanaged_old is not None:
                     floor = unmanaged_old if floor is None else min(floor, unmanaged_old)
-                    self._unmanaged_floor[address] = floor
-            backlog_s, peaks, processing = self._backlog(ws, address, facts["nthreads"], now, cache)
+                    state.unmanaged_floor[address] = floor
+            entries, peaks = self._processing(ws, now, cache)
             infos[address] = WorkerInfo(
                 address=address,
                 host=facts["host"],
@@ -107,142 +172,97 @@ class DispatchRounds:
                 speed=facts["speed"],
                 memory_limit_bytes=facts["memory_limit_bytes"],
                 memory_bytes=compat.worker_managed_bytes(ws) + (floor or 0),
-                pause_fraction=pause,
-                terminate_fraction=self._terminate_fraction,
-                backlog_s=backlog_s,
-                n_processing=len(processing),
+                pause_fraction=state.pause_fraction,
+                terminate_fraction=state.terminate_fraction,
+                backlog_s=worker_backlog_s(entries, facts["nthreads"], state.last_finish_at.get(address, 0.0), now),
+                n_processing=len(entries),
                 running_peak_bytes=int(peaks),
             )
         return infos
 
-    def _backlog(self, ws: Any, address: str, nthreads: int, now: float, cache: dict) -> tuple[float, float, list]:
-        """Predicted remaining work (speed-1 seconds) and predicted peaks of the tasks on a worker.
-
-        The scheduler does not hear when a queued task starts, so the first
-        ``nthreads`` tasks (in dispatch order) count as running since they were
-        sent or since the worker last finished a task, whichever is later; the
-        rest count in full.
-        """
-        processing = compat.worker_processing(ws)
+    def _processing(self, ws: Any, now: float, cache: dict) -> tuple[list[tuple[float, float]], float]:
+        """``(sent_at, predicted_s)`` of each task processing on a worker, and the sum of their predicted peaks."""
+        state = self.state
         entries = []
         peaks = 0.0
-        for pts in processing:
+        for pts in compat.worker_processing(ws):
             pkey = compat.key_of(pts)
-            prediction = self.predictions.get(pkey)
+            prediction = state.predictions.get(pkey)
             if prediction is not None:
-                predicted_s = self._duration_s(prediction, cache)
+                predicted_s = self.planned_s(prediction, cache)
                 peaks += prediction.peak_memory_bytes
             else:
                 predicted_s = compat.prefix_duration_s(pts)
-            entries.append((self._dispatched_at.get(pkey, now), predicted_s))
-        if len(entries) > 1:
-            entries.sort(key=lambda entry: entry[0])
-        last_finish = self._last_finish.get(address, 0.0)
-        backlog_s = 0.0
-        for index, (sent, predicted_s) in enumerate(entries):
-            if index < nthreads:
-                backlog_s += remaining_s(predicted_s, now - max(sent, last_finish))
-            else:
-                backlog_s += predicted_s
-        return backlog_s, peaks, processing
+            entries.append((state.dispatched_at.get(pkey, now), predicted_s))
+        return entries, peaks
 
-    def _schedule_timer(self, workers: dict[str, WorkerInfo], now: float) -> None:
-        """Run a dispatch round when the next busy worker is predicted to open.
-
-        Without it a worker whose long task ends gets its next task only after
-        telling the scheduler (one round trip of idle time); with it the next
-        task is already queued on the worker when the running one ends.
-        Workers open already are not waited for: when tasks still wait beside
-        them, something else holds them (memory, resources), and finished tasks
-        and the watchdog bring the next round.
-        """
-        lookahead = self.policy_config.lookahead_s
-        soonest = float("inf")
-        for worker in workers.values():
-            if worker.n_processing >= worker.nthreads:
-                wait_s = worker.wait_s()
-                if wait_s >= lookahead:
-                    soonest = min(soonest, wait_s - lookahead)
-        if soonest == float("inf"):
-            return
-        at = now + soonest + 0.001  # just past the moment it opens
-        if self._timer is not None and self._timer_at <= at:
-            return  # an earlier round is already due
-        if self._timer is not None:
-            compat.cancel_timer(self.scheduler, self._timer)
-        self._timer_at = at
-        self._timer = compat.call_later(self.scheduler, at - now, self._timed_round)
-
-    def _timed_round(self) -> None:
-        self._timer = None
-        self._timer_at = float("inf")
-        self._dispatch_round()
-
-    def _task_info(self, ts: Any, key: Hashable, cache: dict) -> TaskInfo:
-        prediction = self.predictions.get(key)
+    def task_info(self, scheduler: Any, ts: Any, key: Hashable, cache: dict) -> TaskInfo:
+        prediction = self.state.predictions.get(key)
         deps = tuple(DependencyInfo(nbytes, holders) for nbytes, holders in compat.dependencies_with_locations(ts))
-        locations = ()
+        locations: tuple[tuple[str, int], ...] = ()
         raw = annotations_of(compat.annotations(ts)).get("input_locations")
         if raw:
             locations = tuple((str(item.get("host", "")), int(item.get("bytes", 0) or 0)) for item in raw if isinstance(item, dict))
         return TaskInfo(
             key=key,
-            duration_s=self._duration_s(prediction, cache) if prediction is not None else compat.prefix_duration_s(ts),
+            duration_s=self.planned_s(prediction, cache) if prediction is not None else compat.prefix_duration_s(ts),
             peak_memory_bytes=int(prediction.peak_memory_bytes) if prediction is not None else 0,
             dependencies=deps,
             input_locations=locations,
-            allowed_workers=compat.allowed_workers(self.scheduler, ts),
+            allowed_workers=compat.allowed_workers(scheduler, ts),
         )
 
-    def _dispatch_round(self) -> None:
-        self._dispatch_pending = False
-        if self.mode != "steer" or not self._ready or self.scheduler is None:
+    def round_context(self, scheduler: Any, now: float) -> RoundContext:
+        return RoundContext(
+            now=now,
+            lookahead_s=lookahead_s(self.config, self.state.latency.estimate_s),
+            bandwidth_bytes_per_s=compat.bandwidth(scheduler),
+        )
+
+    # ------------------------------------------------------------------ rounds
+    def run_round(self, scheduler: Any) -> None:
+        state = self.state
+        state.dispatch_pending = False
+        if not self.steer or not state.ready or scheduler is None:
             return
         popped: list = []
         try:
-            now = time.monotonic()
-            wall_now = time.time()
+            now = self.clock()
+            wall_now = self.wall_clock()
             cache: dict = {}
-            workers = self._worker_infos(now, cache)
+            workers = self.worker_infos(scheduler, now, cache)
             if not workers:
                 return
-            config = self.policy_config
-            config.bandwidth_bytes_per_s = compat.bandwidth(self.scheduler)
-            # Keep a worker fed for about two dispatch round trips: short tasks queue deeper.
-            config.lookahead_s = min(max(self.lookahead_s, 2.0 * self.dispatch_latency_s), self.max_lookahead_s)
+            context = self.round_context(scheduler, now)
             tasks_by_key: dict = {}
 
             def ready_tasks():
-                while self._ready:
-                    entry = heapq.heappop(self._ready)
+                while state.ready:
+                    entry = heapq.heappop(state.ready)
                     key = entry[2]
-                    ts = compat.task_state(self.scheduler, key)
-                    if ts is None or key not in self._managed or compat.state_of(ts) != "no-worker":
+                    ts = compat.task_state(scheduler, key)
+                    if ts is None or key not in state.managed or compat.state_of(ts) != "no-worker":
                         continue  # stale entry: cancelled, forgotten or already placed
                     popped.append(entry)
                     tasks_by_key[key] = ts
-                    yield self._task_info(ts, key, cache)
+                    yield self.task_info(scheduler, ts, key, cache)
 
-            placed: list = []
-            retry: list = []
-            for placement in plan_dispatch(ready_tasks(), workers, config):
-                if placement.action == "place":
-                    placed.append(placement)
-                else:
-                    retry.append(placement)
+            placed = []
+            retry = []
+            for placement in plan_dispatch(ready_tasks(), workers, self.config, context):
+                (placed if placement.action == "place" else retry).append(placement)
             placed_keys = {p.key for p in placed}
             for entry in popped:
                 if entry[2] not in placed_keys:
-                    heapq.heappush(self._ready, entry)
+                    heapq.heappush(state.ready, entry)
             popped = []
             for placement in placed:
-                ts = tasks_by_key[placement.key]
-                compat.pin(ts, placement.worker, loose=placement.reason not in ("memory", "memory-overcommit"))
-                self._dispatched_at[placement.key] = now
-                if placement.wait_s == 0.0 and len(self._latency_probe) < 10_000:
-                    self._latency_probe[placement.key] = wall_now
-                held_since = self._held_since.pop(placement.key, None)
-                self._log(
+                compat.pin(tasks_by_key[placement.key], placement.worker, loose=pin_is_loose(placement))
+                state.dispatched_at[placement.key] = now
+                if placement.wait_s == 0.0 and len(state.probe_sent_wall) < 10_000:
+                    state.probe_sent_wall[placement.key] = wall_now
+                held_since = state.held_since.pop(placement.key, None)
+                self.log(
                     "release" if held_since is not None else "place",
                     placement.key,
                     worker=placement.worker,
@@ -252,25 +272,27 @@ class DispatchRounds:
                     held_s=None if held_since is None else round(now - held_since, 6),
                 )
             for placement in retry:
-                if placement.reason == "memory" and placement.key not in self._held_since:
-                    self._held_since[placement.key] = now
-                    self._log("hold", placement.key, reason="memory", alternatives=placement.alternatives)
-            compat.dispatch(self.scheduler, [p.key for p in placed], f"{self.name}-dispatch-{time.time()}")
-            if self._ready:
-                self._schedule_timer(workers, now)
+                if placement.reason == "memory" and placement.key not in state.held_since:
+                    state.held_since[placement.key] = now
+                    self.log("hold", placement.key, reason="memory", alternatives=placement.alternatives)
+            compat.dispatch(scheduler, [p.key for p in placed], f"{STEERING_PLUGIN}-dispatch-{wall_now}")
+            if state.ready:
+                self._schedule_timer(scheduler, workers, context)
         except Exception as exc:  # noqa: BLE001 - release everything we hold to stock
             for entry in popped:
-                heapq.heappush(self._ready, entry)
-            keys = list(self._managed)
-            self._ready.clear()
-            self._fallback("dispatch", exc, keys)
+                heapq.heappush(state.ready, entry)
+            keys = list(state.managed)
+            state.ready.clear()
+            self.fallback("dispatch", exc, keys)
 
-    def _shadow_place(self, key: Hashable) -> None:
-        ts = compat.task_state(self.scheduler, key)
-        if ts is None or key not in self.predictions:
+    def shadow_place(self, scheduler: Any, key: Hashable) -> None:
+        """Shadow mode: log where the policy would have put a task the scheduler just placed."""
+        ts = compat.task_state(scheduler, key)
+        if ts is None or key not in self.state.predictions:
             return
         cache: dict = {}
-        workers = self._worker_infos(time.monotonic(), cache)
-        choice = choose_worker(self._task_info(ts, key, cache), workers.values(), self.policy_config, open_only=False)
-        self._log("shadow", key, worker=compat.processing_on(ts), would_place=choice.worker,
-                  reason=choice.reason, alternatives=choice.alternatives)
+        workers = self.worker_infos(scheduler, self.clock(), cache)
+        choice = choose_worker(self.task_info(scheduler, ts, key, cache), workers.values(), self.config, open_only=False)
+        self.log("shadow", key, worker=compat.processing_on(ts), would_place=choice.worker,
+                 reason=choice.reason, alternatives=choice.alternatives)
+

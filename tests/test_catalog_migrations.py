@@ -80,7 +80,7 @@ def test_each_step_runs_once_in_order_in_its_own_transaction(v1_file, monkeypatc
     monkeypatch.setattr(catalog_migrations, "MIGRATIONS", [*catalog_migrations.MIGRATIONS, v1_to_v2, v2_to_v3])
     with Catalog(v1_file) as catalog:
         assert len(catalog.runs()) == 2
-    assert applied == [1, 2] and _user_version(v1_file) == 3
+    assert applied == [1, 2] and _user_version(v1_file) == SCHEMA_VERSION + 2
     with Catalog(v1_file) as catalog:  # already there: nothing runs again
         catalog.runs()
     assert applied == [1, 2]
@@ -97,7 +97,7 @@ def test_a_failing_step_leaves_the_file_at_the_last_completed_version(v1_file, m
     monkeypatch.setattr(catalog_migrations, "MIGRATIONS", [*catalog_migrations.MIGRATIONS, v1_to_v2, v2_to_v3])
     with pytest.raises(CatalogError, match="migration bug"):
         Catalog(v1_file).runs()
-    assert _user_version(v1_file) == 2
+    assert _user_version(v1_file) == SCHEMA_VERSION + 1
     with sqlite3.connect(v1_file) as raw:
         tables = {row[0] for row in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "extra" in tables and "half_done" not in tables and "runs" in tables

@@ -1,8 +1,10 @@
 """The ``daskflow`` command line.
 
 Commands live in one module per concern (``pipeline``, ``model``, ``bench``,
-``steering``, ``cluster``, ``config``, ``timeline``); each exposes ``commands``, a list of
-click commands or groups, which are attached to :data:`main` here.
+``steering``, ``cluster``, ``config``, ``timeline``, ``maintenance``, ``backfill``);
+each exposes ``commands``, a list of click commands or groups, which are attached
+to :data:`main` here. A later module may replace an earlier module's command with a
+group around it, as ``backfill`` does for ``runs`` (``runs cancel``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import importlib
 
 import click
 
-_COMMAND_MODULES = ("pipeline", "model", "bench", "steering", "cluster", "config", "timeline")
+_COMMAND_MODULES = ("pipeline", "model", "bench", "steering", "cluster", "config", "timeline", "maintenance",
+                    "backfill")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -15,7 +15,7 @@ import os
 import click
 
 from daskflow import cluster as cluster_lib
-from daskflow.errors import ClusterError
+from daskflow.errors import ClusterError, DaskflowError
 from daskflow.formatting import format_bytes
 
 
@@ -39,10 +39,17 @@ def cluster() -> None:
 @click.option("--scheduler-port", type=int, default=None, help="Scheduler port (0: any free) [8786].")
 @click.option("--dashboard-port", type=int, default=None, help="Dashboard port (0: any free) [8787].")
 @_tls_options
+@click.option("--daemon", "daemon_pipelines", multiple=True, metavar="PIPELINE",
+              help="Also run the timeline daemon for PIPELINE (repeatable); `cluster down` stops it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the cluster file content as JSON.")
-def up(workers, threads, memory_limit, host, scheduler_port, dashboard_port, tls_ca_file, tls_cert, tls_key, as_json):
+def up(workers, threads, memory_limit, host, scheduler_port, dashboard_port, tls_ca_file, tls_cert, tls_key,
+       daemon_pipelines, as_json):
     """Start a scheduler (recorder, steering, dashboard pages preloaded) and workers in the background."""
+    from daskflow.timeline import cluster_daemon
+
     try:
+        if daemon_pipelines:
+            cluster_daemon.check_pipelines(list(daemon_pipelines))
         spec = cluster_lib.ClusterSpec(
             workers=workers,
             threads_per_worker=threads,
@@ -53,8 +60,15 @@ def up(workers, threads, memory_limit, host, scheduler_port, dashboard_port, tls
             tls=cluster_lib.TLSFiles.from_options(tls_ca_file, tls_cert, tls_key),
         )
         info = cluster_lib.start_cluster(spec)
-    except ClusterError as exc:
-        raise click.ClickException(str(exc)) from exc
+        if daemon_pipelines:
+            try:
+                info = cluster_daemon.start_cluster_daemon(info, list(daemon_pipelines))
+            except ClusterError:
+                cluster_lib.stop_cluster()
+                raise
+    except DaskflowError as exc:
+        message = str(exc) if isinstance(exc, ClusterError) else " ".join(str(exc).split())  # a pipeline's error: one line
+        raise click.ClickException(message) from exc
     if as_json:
         click.echo(json.dumps(info))
         return
@@ -64,6 +78,8 @@ def up(workers, threads, memory_limit, host, scheduler_port, dashboard_port, tls
         click.echo(f"dashboard: {link}")
         click.echo(f"daskflow pages: {link.rsplit('/', 1)[0]}/daskflow/")
     click.echo(f"workers: {len(info['pids']['workers'])} (logs in {info['log_dir']})")
+    if info["pids"].get("daemon"):
+        click.echo(f"daemon: pid {info['pids']['daemon']} for {', '.join(info['daemon']['pipelines'])}")
     from daskflow import connection
 
     click.echo(f"cluster file: {connection.cluster_file()}  (stop with `daskflow cluster down`)")

@@ -55,9 +55,12 @@ def _load_graph(pipeline: str):
 @click.option("--workers", type=int, default=None, help="Workers of the embedded cluster (default: execution.workers).")
 @click.option("--only-stale", is_flag=True, help="Skip assets whose code and inputs are unchanged.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run result as one JSON document.")
+@click.option("--resume", "resume", default=None, metavar="RUN_ID",
+              help="Re-run only the failed, skipped and unfinished asset-partitions of RUN_ID (or its prefix).")
 @click.option("--verbose", "-v", is_flag=True, help="Also list up-to-date assets with their reasons; full tracebacks.")
 def run_command(pipeline: str, selection: str | None, partitions: str | None, address: str | None,
-                workers: int | None, only_stale: bool, as_json: bool, verbose: bool = False) -> None:
+                workers: int | None, only_stale: bool, as_json: bool, resume: str | None = None,
+                verbose: bool = False) -> None:
     """Materialize the assets of PIPELINE (a .py file or module name) on a Dask cluster."""
     from daskflow.cli.output import RunNotes
     from daskflow.execution import materialize
@@ -69,7 +72,7 @@ def run_command(pipeline: str, selection: str | None, partitions: str | None, ad
     try:
         with notes.active():
             result = materialize(pipeline, selection=selection, partitions=partitions, address=address,
-                                 only_stale=only_stale, progress=bar, workers=workers)
+                                 only_stale=only_stale, progress=bar, workers=workers, resume=resume)
     except DaskflowError as exc:
         _fail(exc)
     if as_json:
@@ -110,6 +113,12 @@ def asset_status(graph, catalog) -> list[dict[str, Any]]:
             if stale:
                 stale_reasons.append(why)
         newest = max(found, key=lambda m: m.id) if found else None
+        failed_checks = [{"partition": m.partition, "check": r.check_name, "blocking": r.blocking}
+                         for m in found for r in catalog.check_results(materialization_id=m.id) if not r.passed]
+        failed_checks += [{"partition": m.partition, "check": m.failed_check, "blocking": True}
+                          for m in found if m.check_status == "failed" and not any(
+                              f["partition"] == m.partition and f["blocking"] for f in failed_checks)]
+        gated = [m for m in found if not m.usable]
         rows.append({
             "asset": key, "group": spec.group, "partitions": len(parts) if spec.partitions else None,
             "materialized_partitions": len(found) if spec.partitions else None,
@@ -119,6 +128,8 @@ def asset_status(graph, catalog) -> list[dict[str, Any]]:
             "rows": sum(m.rows or 0 for m in found) if found else None,
             "bytes": sum(m.bytes or 0 for m in found) if found else None,
             "stale": bool(stale_reasons), "stale_reason": stale_reasons[0] if stale_reasons else None,
+            "status": "check-failed" if gated else ("stale" if stale_reasons else "fresh"),
+            "failed_checks": failed_checks,
         })
     return rows
 
@@ -144,9 +155,14 @@ def assets_command(pipeline: str, as_json: bool) -> None:
         last = "never" if row["last_materialization_id"] is None else (
             f"#{row['last_materialization_id']} {_when(row['last_materialized_at'])}")
         table.append([row["asset"], row["group"], parts, last, "-" if row["rows"] is None else row["rows"],
-                      format_bytes(row["bytes"]), "stale" if row["stale"] else "fresh"])
+                      format_bytes(row["bytes"]), _asset_status_text(row)])
     click.echo(_table(table, ["asset", "group", "partitions", "last materialization", "rows", "size", "status"],
                       right=("partitions", "rows", "size")))
+
+
+def _asset_status_text(row: dict[str, Any]) -> str:
+    warnings = sorted({f["check"] for f in row["failed_checks"] if not f["blocking"]})
+    return row["status"] + (f" (warning: {', '.join(warnings)})" if warnings else "")
 
 
 # -- lineage -------------------------------------------------------------------
@@ -215,13 +231,15 @@ def runs_command(run_id: str | None, limit: int, as_json: bool) -> None:
         _fail(exc)
     if run_id is None:
         documents = [{"run_id": r.run_id, "pipeline": r.pipeline, "selection": r.selection, "status": r.status,
-                      "started_at": r.started_at, "duration_s": r.duration_s} for r in runs]
+                      "reason": r.reason, "resumed_from": r.resumed_from, "started_at": r.started_at,
+                      "duration_s": r.duration_s, "trigger": r.tags.get("trigger", "manual")} for r in runs]
         if as_json:
             click.echo(json.dumps({"runs": documents}))
             return
-        rows = [[d["run_id"][:12], d["pipeline"] or "-", d["selection"] or "*", d["status"], _when(d["started_at"]),
-                 "-" if d["duration_s"] is None else f"{d['duration_s']:.1f}s"] for d in documents]
-        click.echo(_table(rows, ["run", "pipeline", "selection", "status", "started (UTC)", "duration"],
+        rows = [[d["run_id"][:12], d["pipeline"] or "-", d["selection"] or "*",
+                 d["status"] + (f" ({d['reason']})" if d["reason"] else ""), _when(d["started_at"]),
+                 "-" if d["duration_s"] is None else f"{d['duration_s']:.1f}s", d["trigger"]] for d in documents]
+        click.echo(_table(rows, ["run", "pipeline", "selection", "status", "started (UTC)", "duration", "trigger"],
                           right=("duration",)))
         return
     events = catalog.events(run.run_id)

@@ -12,9 +12,11 @@ One loop, one process, never on a scheduler's event loop. Each iteration
 3. for every sensor whose ``minimum_interval_s`` elapsed, calls it and claims
    its run keys with its cursor in one transaction (a raising sensor is an
    ``error`` tick with one line, and the loop goes on);
-4. reconciles claims with the catalog's runs and starts launcher processes
-   for claimed rows without a run, at most ``daskflow.timeline.max-launchers``
-   at once (:class:`~daskflow.timeline.launch.LauncherPool`).
+4. reconciles claims with the catalog's runs, puts claimed rows on the run
+   queue (:mod:`~daskflow.timeline.queue`: global and per-pool limits, and
+   the queued chunks of running backfills) and starts what the queue admits
+   in launcher processes, at most ``daskflow.timeline.max-launchers`` at once
+   (:class:`~daskflow.timeline.launch.LauncherPool`).
 
 Everything that matters is in SQLite before it is acted upon (see
 :mod:`daskflow.timeline.store`), so SIGKILL at any point followed by a restart
@@ -39,20 +41,24 @@ from daskflow import config
 from daskflow.catalog import Catalog
 from daskflow.errors import CatalogError
 from daskflow.timeline.errors import DaemonLeaseError
-from daskflow.timeline.launch import EXIT_LAUNCH_ERROR, LauncherPool
+from daskflow.timeline.launch import LauncherPool
+from daskflow.timeline.queue import QueueRunner, RunQueue, entry_from_launch
 from daskflow.timeline.sensors import evaluate_sensor
 from daskflow.timeline.specs import SensorContext
 from daskflow.timeline.store import LaunchClaim, TimelineStore
-from daskflow.timeline.targets import ResolvedSchedule, ResolvedSensor, Timeline, load_timeline
-from daskflow.timeline.ticks import due_ticks, tick_partitions
+from daskflow.timeline.targets import (
+    ResolvedSchedule,
+    ResolvedSensor,
+    Timeline,
+    load_timeline,
+)
+from daskflow.timeline.ticks import cron_times, due_ticks, tick_partitions
 
 __all__ = ["Daemon", "DaemonState", "claim_run_id", "run_daemon"]
 
 UTC = _dt.timezone.utc
 logger = logging.getLogger("daskflow.timeline")
 _RUN_ID_NAMESPACE = uuid.UUID("6b1f0c52-5d0e-4f57-9c1e-7d2f3a9e0b14")
-#: a launcher that dies this many times before starting its run is recorded as failed
-MAX_LAUNCH_CRASHES = 3
 
 
 def claim_run_id(trigger: str, origin: str, key: str) -> str:
@@ -77,7 +83,6 @@ class DaemonState:
     token: str                         # this daemon's lease token
     iterations: int = 0
     launches_started: int = 0
-    crashes: dict[str, int] = dataclasses.field(default_factory=dict)  # run_id -> launcher deaths before start
 
 
 class Daemon:
@@ -97,6 +102,8 @@ class Daemon:
         self.pool = LauncherPool(int(config.get("timeline.max-launchers")), str(self.store.path), address,
                                  log_dir)
         self.state = DaemonState(token=uuid.uuid4().hex)
+        self.queue = RunQueue(self.store)
+        self.runner = QueueRunner(self.store, self.pool, runner=self.state.token)
 
     # -- lifecycle -------------------------------------------------------
     def start(self) -> None:
@@ -167,6 +174,8 @@ class Daemon:
         claims.sort(key=lambda claim: claim.tick_time)
         inserted = self.store.record_schedule_tick(spec.name, claims, plan.evaluated_until.timestamp(),
                                                    self.state.token)
+        upcoming = cron_times(spec, max(now, plan.evaluated_until), now + _dt.timedelta(days=400), limit=1)
+        self.store.set_next_tick("timeline_schedules", spec.name, upcoming[0].timestamp() if upcoming else None)
         for claim in inserted:
             logger.info("schedule %s: tick %s %s%s", spec.name, claim.key, claim.status,
                         f" ({claim.message})" if claim.message else "")
@@ -198,6 +207,7 @@ class Daemon:
                 tags={**spec.tags, **request.tags, "trigger": "sensor", "sensor": spec.name, "run_key": key}))
         inserted = self.store.record_sensor_tick(spec.name, now.timestamp(), result.status, result.message,
                                                  claims, result.cursor, self.state.token)
+        self.store.set_next_tick("timeline_sensors", spec.name, now.timestamp() + spec.minimum_interval_s)
         if result.status == "error":
             logger.warning("%s", result.message)
         for claim in inserted:
@@ -206,25 +216,16 @@ class Daemon:
 
     # -- launches --------------------------------------------------------
     def launch_pending(self) -> None:
-        for run_id, code, line in self.pool.reap():
-            if self.store.run_started(run_id):
-                continue
-            if code == EXIT_LAUNCH_ERROR:
-                self.store.mark_failed(run_id, line or "the launcher failed before starting the run")
-                logger.warning("launch of run %s failed: %s", run_id, line)
-                continue
-            crashes = self.state.crashes[run_id] = self.state.crashes.get(run_id, 0) + 1
-            if crashes >= MAX_LAUNCH_CRASHES:
-                self.store.mark_failed(run_id, f"the launcher died {crashes} times (exit {code}) before "
-                                               f"starting the run: {line}")
+        """Queue claimed rows; reap, admit and launch (the queue also holds running backfills' chunks)."""
         self.store.mark_started()
-        for launch in self.store.launches(status="claimed"):
-            if launch.run_id in self.pool.in_flight:
-                continue
-            if not self.pool.has_capacity():
-                break
-            self.pool.start(launch)
-            self.state.launches_started += 1
+        self.queue.enqueue([entry_from_launch(launch) for launch in self.store.launches(status="claimed")])
+        self.runner.pool = self.pool
+        before = self.runner.launched
+        for run_id, message in self.runner.step(self.clock().timestamp()):
+            self.store.mark_failed(run_id, message)
+            logger.warning("launch of run %s failed: %s", run_id, message)
+        self.state.launches_started += self.runner.launched - before
+        self.store.mark_started()
 
 
 def run_daemon(pipelines: list[str] | Timeline, address: str | None = None,

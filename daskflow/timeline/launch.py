@@ -12,7 +12,15 @@ the run in the catalog by its run id.
 
 Exit codes of the launcher: 0 the run succeeded, 1 it ran and failed, 3 a run
 with this id already exists (launched before; nothing done), 2 it could not
-start (load/plan error: one ``error: ...`` line, the last line of its log).
+start (load/plan error: one ``error: ...`` line, the last line of its log),
+4 it was canceled.
+
+Cancel (``daskflow runs cancel``): SIGTERM to the launcher raises
+:class:`RunCanceled` in its main thread, wherever ``materialize`` waits; the
+run loop reports the run's end, leaving ``client_for`` releases the run's
+futures (the scheduler cancels their tasks; an embedded cluster is closed),
+and the launcher marks the catalog run ``canceled``. A launcher canceled
+before its run started records the run as ``canceled`` so it never starts.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import inspect
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import types
@@ -28,12 +37,17 @@ from typing import Any
 
 from daskflow.timeline.store import Launch
 
-__all__ = ["EXIT_ALREADY_STARTED", "EXIT_FAILED_RUN", "EXIT_LAUNCH_ERROR", "LauncherPool", "launch_spec",
-           "run_launch"]
+__all__ = ["EXIT_ALREADY_STARTED", "EXIT_CANCELED", "EXIT_FAILED_RUN", "EXIT_LAUNCH_ERROR", "LauncherPool",
+           "RunCanceled", "launch_spec", "run_launch"]
 
 EXIT_FAILED_RUN = 1
 EXIT_LAUNCH_ERROR = 2
 EXIT_ALREADY_STARTED = 3
+EXIT_CANCELED = 4
+
+
+class RunCanceled(BaseException):
+    """Raised in a launcher's main thread by SIGTERM (``daskflow runs cancel``)."""
 
 
 def launch_spec(launch: Launch, catalog_path: str, address: str | None) -> dict[str, Any]:
@@ -53,6 +67,9 @@ class LauncherPool:
 
     def has_capacity(self) -> bool:
         return len(self.in_flight) < self.max_processes
+
+    def free_slots(self) -> int:
+        return max(0, self.max_processes - len(self.in_flight))
 
     def log_path(self, run_id: str) -> pathlib.Path:
         return self.log_dir / f"{run_id}.log"
@@ -113,6 +130,10 @@ def run_launch(spec: dict[str, Any]) -> int:
         return EXIT_ALREADY_STARTED
     try:
         result = _materialize(spec)
+    except RunCanceled:
+        _record_canceled(catalog, spec)
+        print(f"run {spec['run_id']}: canceled", flush=True)
+        return EXIT_CANCELED
     except DaskflowError as exc:
         if catalog.get_run(spec["run_id"]) is not None and "already exists" in str(exc):
             print(f"run {spec['run_id']} was started by another launcher; nothing to do")
@@ -127,13 +148,33 @@ def run_launch(spec: dict[str, Any]) -> int:
     return 0 if result.ok else EXIT_FAILED_RUN
 
 
+def _record_canceled(catalog, spec: dict[str, Any]) -> None:
+    from daskflow.errors import CatalogError
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second cancel must not interrupt the bookkeeping
+    if catalog.get_run(spec["run_id"]) is None:
+        try:  # never started: record it canceled, so no later launcher starts it
+            catalog.start_run(spec["run_id"], pipeline=spec["pipeline"], selection=spec["selection"],
+                              tags=spec["tags"], status="canceled")
+        except CatalogError:
+            pass  # it started meanwhile
+    catalog.finish_run(spec["run_id"], "canceled")
+
+
+def _raise_canceled(signum, frame) -> None:
+    raise RunCanceled()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         print("usage: python -m daskflow.timeline.launch SPEC_JSON", file=sys.stderr)
         return EXIT_LAUNCH_ERROR
+    signal.signal(signal.SIGTERM, _raise_canceled)
     try:
         return run_launch(json.loads(argv[0]))
+    except RunCanceled:
+        return EXIT_CANCELED
     except Exception as exc:  # one line, never a traceback: the daemon records the last line
         print(f"error: launcher failed with {type(exc).__name__}: {' '.join(str(exc).split())}", flush=True)
         return EXIT_LAUNCH_ERROR

@@ -46,10 +46,10 @@ from daskflow.timeline.schema import migrate_timeline
 
 __all__ = ["Launch", "LaunchClaim", "LaunchStatus", "SensorState", "TimelineStore", "Trigger"]
 
-#: what started a run (the ``trigger`` tag on ``runs.tags``; backfills and manual runs come later)
-Trigger = Literal["schedule", "sensor"]
-#: life of a ``timeline_launches`` row: claimed -> launched | failed; skipped rows are never launched
-LaunchStatus = Literal["claimed", "launched", "skipped", "failed"]
+#: what started a run (the ``trigger`` tag on ``runs.tags``; a run without one was started by hand: "manual")
+Trigger = Literal["schedule", "sensor", "backfill", "manual"]
+#: life of a ``timeline_launches`` row: claimed -> launched | failed | canceled; skipped rows are never launched
+LaunchStatus = Literal["claimed", "launched", "skipped", "failed", "canceled"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,6 +284,18 @@ class TimelineStore:
         rows = self._query("SELECT * FROM timeline_sensor_ticks WHERE sensor = ? ORDER BY id DESC LIMIT ?",
                            (name, int(limit)))
         return [dict(row) for row in rows][::-1]
+
+    def set_next_tick(self, table: Literal["timeline_schedules", "timeline_sensors"], name: str,
+                      next_tick_s: float | None) -> None:
+        """When a schedule / sensor ticks next (for the runs page; never read for decisions)."""
+        with self._transaction() as conn:
+            if table == "timeline_schedules":
+                conn.execute("INSERT INTO timeline_schedules (name, evaluated_until, updated_at, next_tick_at) "
+                             "VALUES (?, 0, ?, ?) ON CONFLICT (name) DO UPDATE SET next_tick_at = excluded.next_tick_at",
+                             (name, time.time(), next_tick_s))
+            else:
+                conn.execute("INSERT INTO timeline_sensors (name, next_tick_at) VALUES (?, ?) "
+                             "ON CONFLICT (name) DO UPDATE SET next_tick_at = excluded.next_tick_at", (name, next_tick_s))
 
     # -- launches --------------------------------------------------------
     def launches(self, trigger: str | None = None, origin: str | None = None,

@@ -169,7 +169,7 @@ class DashboardExtension:
 
 # ------------------------------------------------------------------ tornado
 #: the JSON endpoints under /daskflow/api/ (the index lists them)
-API_NAMES = ("decisions", "model", "predictions", "assets", "catalog", "asset", "timeline")
+API_NAMES = ("decisions", "model", "predictions", "assets", "runs", "catalog", "asset", "timeline")
 
 
 class _Handler(web.RequestHandler):
@@ -252,6 +252,8 @@ class IndexHandler(_Handler):
 
 def add_routes(scheduler: Any, extension: DashboardExtension) -> None:
     """Index and JSON endpoints on the scheduler's HTTP application."""
+    from scheduler_plugins.dashboard.runs_page import RunsHandler
+
     prefix = extension.url_prefix
     kwargs = {"extension": extension}
     compat.add_http_handlers(
@@ -262,6 +264,7 @@ def add_routes(scheduler: Any, extension: DashboardExtension) -> None:
             (rf"{prefix}/api/model", ModelHandler, kwargs),
             (rf"{prefix}/api/predictions", PredictionsHandler, kwargs),
             (rf"{prefix}/api/assets", AssetsHandler, kwargs),
+            (rf"{prefix}/api/runs", RunsHandler, kwargs),
             (rf"{prefix}/api/catalog", CatalogHandler, kwargs),
             (rf"{prefix}/api/asset", AssetHandler, kwargs),
             (rf"{prefix}/api/timeline", TimelineHandler, kwargs),

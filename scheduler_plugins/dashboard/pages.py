@@ -48,6 +48,7 @@ PAGES = {
     "decisions": "Steering decisions",
     "assets": "Assets",
     "model": "Model quality",
+    "runs": "Runs, schedules and backfills",
 }
 
 
@@ -419,3 +420,7 @@ def timeline_page(scheduler, extra, doc) -> None:
 
 PAGES.update({"catalog": "Asset catalog", "asset": "Asset detail", "timeline": "Run timeline"})
 APPLICATIONS.update({"/catalog": catalog_page, "/asset": asset_page, "/timeline": timeline_page})
+
+from scheduler_plugins.dashboard.runs_page import runs_page  # noqa: E402 - last: it uses the helpers above
+
+APPLICATIONS["/runs"] = runs_page

@@ -102,3 +102,12 @@ def test_list_schedule_is_valid_on_a_real_trace(workloads_dir):
         assert 0 <= slot < 8
         assert start >= by_slot.get(slot, 0.0) - 1e-9
         by_slot[slot] = end
+
+
+def test_the_simulator_and_the_steering_policy_rank_with_the_same_function():
+    """One definition: the clairvoyant bound is computed by the code the plugin ships."""
+    import daskflow.critical_path
+    import scheduler_plugins.policy
+
+    assert critical_path_ranks is daskflow.critical_path.critical_path_ranks
+    assert scheduler_plugins.policy.critical_path_ranks is daskflow.critical_path.critical_path_ranks

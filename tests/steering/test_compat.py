@@ -10,6 +10,7 @@ from distributed import wait
 from distributed.diagnostics.plugin import SchedulerPlugin
 from distributed.utils_test import gen_cluster, inc
 
+from daskflow.contracts import SPEED_RESOURCE
 from scheduler_plugins import compat
 
 pytestmark = pytest.mark.timeout(30)
@@ -61,7 +62,7 @@ async def test_release_to_stock_unpins(c, s, a):
     assert not any(compat.pinned_to(s.tasks[k]) for k in ("r-0", "r-1", "r-2"))
 
 
-@gen_cluster(client=True, nthreads=[("127.0.0.1", 2, {"resources": {"daskflow-speed": 2, "GPU": 1}, "memory_limit": "1GB"})])
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 2, {"resources": {SPEED_RESOURCE: 2, "GPU": 1}, "memory_limit": "1GB"})])
 async def test_worker_facts_speed_resources_memory(c, s, a):
     [ws] = compat.running_workers(s)
     facts = compat.worker_facts(ws)

@@ -9,6 +9,7 @@ import dask
 import pytest
 from click.testing import CliRunner
 
+from daskflow.contracts import SCHEDULER_PRELOAD
 from daskflow.explain import format_story, format_summary, summarize, task_story
 
 pytestmark = pytest.mark.timeout(90)
@@ -63,7 +64,7 @@ def test_cli_explain_and_decisions_on_a_live_cluster(daskflow_home):
     config = {"daskflow.steering.mode": "steer", "daskflow.steering.oracle": True, "daskflow.dashboard.enabled": False}
     with dask.config.set(config), LocalCluster(
         n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None,
-        scheduler_kwargs={"preload": ["scheduler_plugins.preload"]},
+        scheduler_kwargs={"preload": [SCHEDULER_PRELOAD]},
     ) as cluster, Client(cluster) as client:
         specs = [
             TaskSpec(f"work-{i}", _sleep, (0.02 * (i + 1),),

@@ -13,7 +13,8 @@ from distributed.utils_test import captured_logger, gen_cluster
 
 from daskflow.daskgraph import TaskSpec, submit_graph
 from scheduler_plugins import compat
-from scheduler_plugins.steering import EVENT_TOPIC, PLUGIN_NAME, SteeringPlugin
+from daskflow.contracts import SPEED_RESOURCE, STEERING_PLUGIN, STEERING_TOPIC
+from scheduler_plugins.steering import SteeringPlugin
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -59,12 +60,12 @@ async def steer(scheduler, **kwargs) -> SteeringPlugin:
     kwargs.setdefault("mode", "steer")
     kwargs.setdefault("oracle", True)
     plugin = SteeringPlugin(**kwargs)
-    await scheduler.register_scheduler_plugin(plugin, name=PLUGIN_NAME, idempotent=False)
+    await scheduler.register_scheduler_plugin(plugin, name=STEERING_PLUGIN, idempotent=False)
     return plugin
 
 
 async def events(client, action: str | None = None) -> list[dict]:
-    found = [msg for _, msg in await client.get_events(EVENT_TOPIC)]
+    found = [msg for _, msg in await client.get_events(STEERING_TOPIC)]
     return [msg for msg in found if action is None or msg["action"] == action]
 
 
@@ -234,12 +235,12 @@ async def test_exception_in_policy_releases_held_tasks_to_stock(c, s, a, b, monk
     assert next(m["where"] for m in await events(c, "fallback")) == "dispatch"
 
 
-@gen_cluster(client=True, nthreads=[("127.0.0.1", 1), ("127.0.0.1", 1, {"resources": {"daskflow-speed": 3}})], config=NO_SPILL)
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1), ("127.0.0.1", 1, {"resources": {SPEED_RESOURCE: 3}})], config=NO_SPILL)
 async def test_register_plugin_from_the_client_and_fast_worker(c, s, a, b):
     """Client.register_plugin ships the plugin; a long task goes to the worker declared 3x faster."""
     with dask.config.set({"daskflow.steering.oracle": True, "daskflow.steering.mode": "steer"}):
         await c.register_plugin(SteeringPlugin())
-    plugin = s.plugins[PLUGIN_NAME]
+    plugin = s.plugins[STEERING_PLUGIN]
     assert plugin.mode == "steer" and plugin.oracle
     futures = submit_graph(c, [spec("long-1", 0.3), spec("tiny-1", 0.01, deps=["long-1"])])
     await wait(list(futures.values()))
@@ -267,18 +268,21 @@ async def test_without_a_model_first_graph_is_stock_then_running_means_steer(c, 
 
 
 def test_model_predictions_are_calibrated_by_finished_tasks_of_their_category():
-    """A model 10x off for this instance is planned with the observed factor after its first task."""
-    from scheduler_plugins.steering import Prediction
+    """A model 10x off for this instance is planned with the observed factor after its first task (pure policy)."""
+    from scheduler_plugins.policy import CategoryCalibration, TaskPrediction, planned_duration_s
 
-    plugin = SteeringPlugin(mode="steer", predictor=object())
-    plugin.predictions["fit-1"] = Prediction(2.0, 0.0, "model", "v1", category="fit")
-    plugin.predictions["fit-2"] = Prediction(4.0, 0.0, "model", "v1", category="fit")
-    plugin.predictions["load-1"] = Prediction(2.0, 0.0, "model", "v1", category="load")
-    plugin.predictions["true-1"] = Prediction(2.0, 0.0, "oracle", "oracle", category="fit")
-    assert plugin._planned_s(plugin.predictions["fit-2"]) == 4.0
-    plugin._observe("fit-1", {"startstops": [{"action": "compute", "start": 10.0, "stop": 10.2}]})
-    assert plugin._planned_s(plugin.predictions["fit-2"]) == pytest.approx(0.4)
-    assert plugin._planned_s(plugin.predictions["load-1"]) == 2.0  # other categories keep their prediction
-    assert plugin._planned_s(plugin.predictions["true-1"]) == 2.0  # the oracle is the truth
-    plugin._observe("fit-2", {"startstops": [{"action": "compute", "start": 0.0, "stop": 4.0}]})  # now exact
-    assert 0.4 < plugin._planned_s(plugin.predictions["fit-2"]) < 4.0  # moves toward 1x, not jumps
+    weight = 0.3  # daskflow.steering.calibration-weight
+    calibration = CategoryCalibration()
+    predictions = {
+        "fit-1": TaskPrediction(2.0, 0.0, "model", "v1", category="fit"),
+        "fit-2": TaskPrediction(4.0, 0.0, "model", "v1", category="fit"),
+        "load-1": TaskPrediction(2.0, 0.0, "model", "v1", category="load"),
+        "true-1": TaskPrediction(2.0, 0.0, "oracle", "oracle", category="fit"),
+    }
+    assert planned_duration_s(predictions["fit-2"], calibration) == 4.0
+    calibration.observe("fit", actual_s=0.2, predicted_s=predictions["fit-1"].duration_s, weight=weight)
+    assert planned_duration_s(predictions["fit-2"], calibration) == pytest.approx(0.4)
+    assert planned_duration_s(predictions["load-1"], calibration) == 2.0  # other categories keep their prediction
+    assert planned_duration_s(predictions["true-1"], calibration) == 2.0  # the oracle is the truth
+    calibration.observe("fit", actual_s=4.0, predicted_s=predictions["fit-2"].duration_s, weight=weight)  # now exact
+    assert 0.4 < planned_duration_s(predictions["fit-2"], calibration) < 4.0  # moves toward 1x, not jumps

@@ -28,6 +28,9 @@ class FakePool:
     def has_capacity(self):
         return len(self.in_flight) < self.capacity
 
+    def free_slots(self):
+        return max(0, self.capacity - len(self.in_flight))
+
     def start(self, launch):
         self.in_flight[launch.run_id] = launch
         self.started.append(launch)

@@ -1,0 +1,245 @@
+"""Place, late: finish-time placement with transfer, locality, speed and memory costs.
+
+Design note
+-----------
+The policy is a *list scheduler* (what a clairvoyant critical-path schedule
+does), fed with predicted task costs:
+
+* **Place, late** — a task is bound only when it is ready and a worker is
+  *open* (a free thread, or a backlog shorter than the round's lookahead).
+  Among the open workers it goes where its predicted *finish time* is earliest
+  (:func:`estimate_finish`): wait for a thread (predicted backlog per thread /
+  speed) + moving dependencies that are not local (bytes / bandwidth) + reading
+  stored inputs that live on another host (bytes / storage bandwidth) +
+  predicted duration / speed.
+* **Memory headroom** — a task never goes where ``memory + predicted peaks of
+  tasks already there + its own predicted peak`` passes the worker's pause
+  threshold while another worker fits. When no worker fits it is *held* (memory
+  frees when running tasks finish); when nothing is running anywhere it goes to
+  the worker with the most headroom, so a run never stalls.
+* **Loose or strict** — a placement decided by memory pins the task strictly
+  (the scheduler must not move it back); any other is a preference
+  (:func:`pin_is_loose`).
+
+Per-round values (lookahead, measured bandwidth) come in a
+:class:`~scheduler_plugins.policy.model.RoundContext`; without one the frozen
+:class:`~scheduler_plugins.policy.model.PolicyConfig` values are used. Results
+are :class:`Placement` records with the alternatives and a typed reason.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Hashable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from daskflow.contracts import DecisionReason
+from scheduler_plugins.policy.model import PolicyConfig, RoundContext, TaskInfo, WorkerInfo
+
+__all__ = [
+    "Estimate",
+    "Placement",
+    "assign",
+    "choose_worker",
+    "estimate_finish",
+    "fits_memory",
+    "is_open",
+    "pin_is_loose",
+    "plan_dispatch",
+]
+
+PlacementAction = Literal["place", "hold"]
+#: reasons a placement may pin strictly (the scheduler must not override them)
+STRICT_REASONS: frozenset[str] = frozenset({"memory", "memory-overcommit"})
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """Predicted finish time of one task on one worker, and its parts (seconds from now)."""
+
+    worker: str
+    wait_s: float
+    transfer_s: float
+    storage_s: float
+    compute_s: float
+    fits_memory: bool
+
+    @property
+    def finish_s(self) -> float:
+        return self.wait_s + self.transfer_s + self.storage_s + self.compute_s
+
+    def as_dict(self) -> dict:
+        return {
+            "worker": self.worker,
+            "score": self.finish_s,
+            "wait_s": self.wait_s,
+            "transfer_s": self.transfer_s + self.storage_s,
+            "compute_s": self.compute_s,
+            "fits_memory": self.fits_memory,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """A decision for one task: ``place`` on ``worker`` or ``hold``."""
+
+    key: Hashable
+    action: PlacementAction
+    worker: str | None
+    reason: DecisionReason
+    finish_s: float | None = None
+    alternatives: list[dict] = field(default_factory=list)
+    wait_s: float | None = None  # predicted wait for a thread on the chosen worker
+
+
+def fits_memory(task: TaskInfo, worker: WorkerInfo) -> bool:
+    """Whether the task's predicted peak stays under the worker's pause threshold."""
+    if not task.peak_memory_bytes:
+        return True
+    return task.peak_memory_bytes <= worker.headroom_bytes
+
+
+def estimate_finish(
+    task: TaskInfo, worker: WorkerInfo, config: PolicyConfig, context: RoundContext | None = None
+) -> Estimate:
+    """Predicted finish time of ``task`` on ``worker`` (see the module note)."""
+    bandwidth = context.bandwidth_bytes_per_s if context is not None else config.bandwidth_bytes_per_s
+    moved_bytes = 0
+    for dep in task.dependencies:
+        if worker.address not in dep.workers:
+            moved_bytes += dep.nbytes
+    remote_stored = 0
+    for host, nbytes in task.input_locations:
+        if host != worker.host:
+            remote_stored += nbytes
+    speed = worker.speed if worker.speed > 0 else 1.0
+    return Estimate(
+        worker=worker.address,
+        wait_s=worker.wait_s(),
+        transfer_s=moved_bytes / bandwidth,
+        storage_s=remote_stored / config.storage_bandwidth_bytes_per_s,
+        compute_s=max(task.duration_s, 0.0) / speed,
+        fits_memory=fits_memory(task, worker),
+    )
+
+
+def is_open(worker: WorkerInfo, config: PolicyConfig, context: RoundContext | None = None) -> bool:
+    """Whether a task bound now would start (almost) at once on this worker."""
+    if worker.n_processing < worker.nthreads:
+        return True
+    if worker.n_processing >= worker.nthreads * max(config.max_depth, 1):
+        return False
+    return worker.wait_s() < (context.lookahead_s if context is not None else config.lookahead_s)
+
+
+def _argmin(estimates: list[Estimate], key) -> Estimate:
+    return min(estimates, key=lambda e: (key(e), e.worker))
+
+
+def choose_worker(
+    task: TaskInfo,
+    workers: Iterable[WorkerInfo],
+    config: PolicyConfig,
+    open_only: bool = True,
+    context: RoundContext | None = None,
+) -> Placement:
+    """Pick the worker with the earliest predicted finish that fits the task's memory.
+
+    ``workers`` are the running workers. With ``open_only`` only open workers
+    (:func:`is_open`) may be chosen; the others still appear in the
+    alternatives. Returns a ``hold`` placement when no allowed worker is open, or
+    when none fits the memory while some task is still running (memory frees).
+    """
+    allowed = task.allowed_workers
+    candidates = [w for w in workers if allowed is None or w.address in allowed]
+    if not candidates:
+        return Placement(task.key, "hold", None, "no-valid-worker")
+    estimates = [estimate_finish(task, w, config, context) for w in candidates]
+    by_address = {w.address: w for w in candidates}
+    openable = [e for e in estimates if not open_only or is_open(by_address[e.worker], config, context)]
+    ranked = heapq.nsmallest(config.n_alternatives + 1, estimates, key=lambda e: (e.finish_s, e.worker))
+    alternatives = [e.as_dict() for e in ranked]
+    if not openable:
+        return Placement(task.key, "hold", None, "no-open-worker", alternatives=alternatives)
+    fitting = [e for e in openable if e.fits_memory]
+    overcommit = False
+    if not fitting and all(task.peak_memory_bytes > w.pause_bytes - w.memory_bytes for w in candidates):
+        # Too big for the pause threshold even on an empty worker: waiting cannot help, so
+        # accept pausing but never the kill threshold (counting what runs there).
+        overcommit = True
+        fitting = [
+            e for e in openable
+            if task.peak_memory_bytes <= by_address[e.worker].terminate_bytes - by_address[e.worker].memory_bytes
+            - by_address[e.worker].running_peak_bytes
+        ]
+    if not fitting:
+        anything_running = any(w.n_processing > 0 for w in candidates)
+        if anything_running:
+            return Placement(task.key, "hold", None, "memory", alternatives=alternatives)
+        # Nothing will free memory by waiting: take the most headroom, never stall.
+        best = max(openable, key=lambda e: (by_address[e.worker].headroom_bytes, e.worker))
+        return Placement(task.key, "place", best.worker, "memory-overcommit", best.finish_s, alternatives, best.wait_s)
+    best = _argmin(fitting, lambda e: e.finish_s)
+    reason: DecisionReason = "finish-time"
+    if overcommit:
+        reason = "memory-overcommit"
+    elif len(openable) > 1:
+        if _argmin(openable, lambda e: e.finish_s).worker != best.worker:
+            reason = "memory"
+        elif (task.dependencies or task.input_locations) and _argmin(
+            fitting, lambda e: e.wait_s + e.compute_s
+        ).worker != best.worker:
+            reason = "locality"
+        elif _argmin(fitting, lambda e: e.wait_s + e.transfer_s + e.storage_s + task.duration_s).worker != best.worker:
+            reason = "speed"
+    return Placement(task.key, "place", best.worker, reason, best.finish_s, alternatives, best.wait_s)
+
+
+def assign(task: TaskInfo, worker: WorkerInfo) -> None:
+    """Account for ``task`` now processing on ``worker`` (updates it in place)."""
+    worker.n_processing += 1
+    worker.backlog_s += max(task.duration_s, 0.0)
+    worker.running_peak_bytes += max(task.peak_memory_bytes, 0)
+
+
+def plan_dispatch(
+    ready: Iterable[TaskInfo],
+    workers: Mapping[str, WorkerInfo],
+    config: PolicyConfig,
+    context: RoundContext | None = None,
+) -> Iterator[Placement]:
+    """One list-scheduling round: yield a placement for ready tasks, best first.
+
+    ``ready`` is consumed lazily in priority order and only while some worker is
+    open, so tasks it never reached stay where they are (the plugin's heap).
+    Placed tasks are accounted on their worker (``workers`` is updated in
+    place); held tasks do not block lower-priority tasks that fit. At most
+    ``config.max_scan`` tasks are examined.
+    """
+    iterator = iter(ready)
+    scanned = 0
+    while scanned < config.max_scan:
+        if not any(is_open(w, config, context) for w in workers.values()):
+            return
+        try:
+            task = next(iterator)
+        except StopIteration:
+            return
+        scanned += 1
+        placement = choose_worker(task, workers.values(), config, context=context)
+        if placement.action == "place" and placement.worker is not None:
+            assign(task, workers[placement.worker])
+        yield placement
+
+
+def pin_is_loose(placement: Placement) -> bool:
+    """Whether the pin for ``placement`` is a preference the scheduler may override (stealing, a lost worker).
+
+    A placement decided by memory is strict: moving the task back to the
+    worker with less headroom is what the decision avoided.
+
+    >>> pin_is_loose(Placement("k", "place", "w", "finish-time")), pin_is_loose(Placement("k", "place", "w", "memory"))
+    (True, False)
+    """
+    return placement.reason not in STRICT_REASONS

@@ -1,0 +1,81 @@
+"""The steering plugin's mutable state: one declared dataclass.
+
+Design note
+-----------
+Everything :class:`scheduler_plugins.steering.SteeringPlugin` changes while it
+runs lives in :class:`SteeringState` — nothing else on the plugin is mutated
+after the constructor (config is read once there; the scheduler reference is
+set on start). Times are on the plugin's injectable clocks: ``*_at`` fields
+on the monotonic one, ``probe_sent_wall`` on the wall clock (worker
+``startstops`` are wall times). The state is never pickled: a plugin shipped
+with ``Client.register_plugin`` builds a fresh one on the scheduler.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import Counter, deque
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+from daskflow.contracts import DecisionEvent
+from scheduler_plugins.policy import CategoryCalibration, DispatchLatency, TaskPrediction
+
+__all__ = ["ReadyEntry", "SteeringState"]
+
+#: an entry of the ready heap: (scheduler priority, insertion sequence, key)
+ReadyEntry = tuple[Any, int, Hashable]
+
+
+@dataclass(slots=True)
+class SteeringState:
+    """All mutable state of one steering plugin."""
+
+    max_decisions: int
+    # -- what it predicted and decided
+    predictions: dict[Hashable, TaskPrediction] = field(default_factory=dict)  # key -> prediction (cleaned on forget)
+    decisions: deque[DecisionEvent] = field(init=False)  # the last max_decisions events, for `daskflow explain`
+    counts: Counter[str] = field(default_factory=Counter)  # action -> events; "observed"; "abs_error_ms"
+    fallback_count: int = 0  # hook failures that gave stock behaviour
+    warned: bool = False  # the one warning for a failure was given
+    # -- tasks the plugin places itself
+    managed: set[Hashable] = field(default_factory=set)  # held for late binding (until forgotten or released)
+    ready: list[ReadyEntry] = field(default_factory=list)  # heap of managed tasks waiting in no-worker
+    seq: itertools.count = field(default_factory=itertools.count)  # tie-breaker of ready entries
+    held_since: dict[Hashable, float] = field(default_factory=dict)  # key -> when a memory hold began
+    dispatched_at: dict[Hashable, float] = field(default_factory=dict)  # key -> when it was sent to its worker
+    # -- rounds and timers
+    dispatch_pending: bool = False  # a round is already requested with call_soon
+    timer: Any = None  # handle of the next timed round (a worker predicted to open), or None
+    timer_at: float = math.inf  # when that timed round is due
+    ticks: int = 0  # watchdog ticks so far
+    # -- what it learned about this cluster
+    calibration: CategoryCalibration = field(default_factory=CategoryCalibration)  # model actual / predicted
+    latency: DispatchLatency = field(default_factory=DispatchLatency)  # sent to an idle thread -> compute started
+    probe_sent_wall: dict[Hashable, float] = field(default_factory=dict)  # key -> wall time sent to an idle thread
+    last_finish_at: dict[str, float] = field(default_factory=dict)  # worker -> when its last task finished
+    # -- worker facts and memory readings
+    facts: dict[str, dict] = field(default_factory=dict)  # worker -> compat.worker_facts, until it leaves or rejoins
+    unmanaged_floor: dict[str, int] = field(default_factory=dict)  # worker -> lowest unmanaged_old memory seen
+    memory_read_at: float = 0.0  # when worker memory readings were last refreshed
+    pause_fraction: float = 0.0  # distributed.worker.memory.pause where the state was built (the scheduler)
+    terminate_fraction: float = 0.0  # distributed.worker.memory.terminate, likewise
+
+    def __post_init__(self) -> None:
+        self.decisions = deque(maxlen=self.max_decisions)
+
+    def clear_task(self, key: Hashable) -> None:
+        """Forget everything about a task the scheduler forgot."""
+        self.managed.discard(key)
+        self.probe_sent_wall.pop(key, None)
+        self.predictions.pop(key, None)
+        self.held_since.pop(key, None)
+        self.dispatched_at.pop(key, None)
+
+    def forget_worker(self, address: str) -> None:
+        """Drop a worker's cached facts and readings (it left, or rejoins with new ones)."""
+        self.last_finish_at.pop(address, None)
+        self.unmanaged_floor.pop(address, None)
+        self.facts.pop(address, None)
