@@ -14,6 +14,7 @@ State is plain data (counts per asset and status) that can be printed.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections import Counter, defaultdict
@@ -23,8 +24,12 @@ from typing import IO, Any
 from daskflow import config
 from daskflow.listeners import RunListener
 
+#: the logger on which the run loop announces its phases (cluster start, dashboard link)
+PHASE_LOGGER = "daskflow.run"
 #: statuses that count as "finished" for the bar
 _DONE_STATUSES = ("success", "failed", "skipped", "stale-skipped")
+#: how a stored status reads to people ("stale-skipped" reads as "skipped because stale")
+_SHOWN = {"stale-skipped": "up-to-date"}
 
 
 class RunProgress(RunListener):
@@ -44,6 +49,8 @@ class RunProgress(RunListener):
             enabled = should_show_progress(self.stream)
         self.enabled = enabled
         self.width = width
+        #: print the per-asset counts when the run finishes (the CLI prints its table instead)
+        self.summary = True
         self.run_id = ""
         self.totals: dict[str, int] = {}
         self.counts: dict[str, Counter] = defaultdict(Counter)
@@ -77,21 +84,32 @@ class RunProgress(RunListener):
             self.counts[record["asset"]][record["status"]] += 1
         self._draw()
 
+    def note(self, line: str) -> None:
+        """Print ``line`` above the bar (the bar is redrawn below it); without a bar, print it alone."""
+        if self.enabled:
+            self.stream.write("\r" + " " * self._last_len + "\r" + line + "\n")
+            self._last_len = 0
+            self._draw(force=True)
+        else:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
     def finish(self) -> None:
         """Draw the final state and end the line."""
         if not self.enabled:
             return
         self._draw(force=True)
         self.stream.write("\n")
-        for asset, total in self.totals.items():
+        for asset, total in (self.totals.items() if self.summary else ()):
             counts = self.counts.get(asset, Counter())
-            parts = [f"{counts[s]} {s}" for s in _DONE_STATUSES if counts[s]]
+            parts = [f"{counts[s]} {_SHOWN.get(s, s)}" for s in _DONE_STATUSES if counts[s]]
             self.stream.write(f"  {asset}: {', '.join(parts) or 'not run'} (of {total})\n")
         self.stream.flush()
 
     # -- run listener ------------------------------------------------------
     def run_started(self, run) -> None:
         self.start(run.run_id, run.totals)
+        self._listen_to_phases()
 
     def asset_materialized(self, run, record, stored) -> None:
         self.update([vars(record)])
@@ -104,6 +122,30 @@ class RunProgress(RunListener):
 
     def run_finished(self, run, result) -> None:
         self.finish()
+        self._stop_listening()
+
+    # -- the run loop's phase lines ("starting embedded cluster ...") above the bar --------
+    def _listen_to_phases(self) -> None:
+        """Show the phase lines while drawing, unless someone (the CLI) already prints them."""
+        logger = logging.getLogger(PHASE_LOGGER)
+        if not self.enabled or logger.handlers:
+            return
+        self._phase_handler = _NoteHandler(self.note)
+        logger.addHandler(self._phase_handler)
+        if logger.getEffectiveLevel() > logging.INFO:
+            self._phase_level = logger.level
+            logger.setLevel(logging.INFO)
+
+    def _stop_listening(self) -> None:
+        handler = getattr(self, "_phase_handler", None)
+        if handler is None:
+            return
+        logger = logging.getLogger(PHASE_LOGGER)
+        logger.removeHandler(handler)
+        if hasattr(self, "_phase_level"):
+            logger.setLevel(self._phase_level)
+            del self._phase_level
+        self._phase_handler = None
 
     def line(self) -> str:
         """The status line as it would be drawn."""
@@ -130,6 +172,18 @@ class RunProgress(RunListener):
         self._last_len = len(text)
 
 
+class _NoteHandler(logging.Handler):
+    def __init__(self, note) -> None:
+        super().__init__(logging.INFO)
+        self._note = note
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._note(record.getMessage())
+        except Exception:  # noqa: BLE001 - a note never breaks the run
+            self.handleError(record)
+
+
 def should_show_progress(stream: IO[str] | None = None) -> bool:
     """Whether to draw: config ``daskflow.execution.progress`` (auto|always|never); auto = on a TTY."""
     mode = str(config.get("execution.progress")).lower()
@@ -146,4 +200,11 @@ def make_progress(progress: bool | RunProgress | None, stream: IO[str] | None = 
     """Normalise ``materialize(progress=...)``: a bar, ``True``/``False`` to force, ``None`` for config."""
     if isinstance(progress, RunProgress):
         return progress
+    if progress is None and stream is None:
+        from daskflow.notebook import in_notebook
+
+        if in_notebook() and str(config.get("execution.progress")).lower() not in ("never", "false", "off"):
+            from daskflow.notebook import NotebookProgress
+
+            return NotebookProgress()
     return RunProgress(stream=stream, enabled=progress if isinstance(progress, bool) else None)

@@ -57,6 +57,9 @@ from daskflow.tasks import BlockingCheckFailed
 
 __all__ = ["MetadataRouter", "RunLoop", "client_for", "router_for"]
 
+#: phase lines for people ("starting embedded cluster ...", "cluster ready, dashboard ..."); the CLI prints them
+phase_logger = logging.getLogger("daskflow.run")
+
 
 # -- metadata events -----------------------------------------------------------
 class MetadataRouter:
@@ -177,6 +180,7 @@ def client_for(client=None, address: str | None = None, workers: int | None = No
     resolved = resolve_address(address)
     if resolved is not None:
         connected = connect(resolved)
+        phase_logger.info("connected to %s, dashboard %s", resolved, _dashboard_link(connected))
         try:
             yield connected
         finally:
@@ -185,19 +189,31 @@ def client_for(client=None, address: str | None = None, workers: int | None = No
         return
     from distributed import Client, LocalCluster
 
+    from daskflow.main_guard import check_main_guard
+
+    check_main_guard()  # worker processes re-import an unguarded script: one clear line instead of "Nanny failed"
     n_workers = int(workers or config.get("execution.workers"))
     threads = int(config.get("execution.threads-per-worker"))
     # e.g. {secure: 1}: lets classified assets (daskflow.policy.rules) and @asset(resources=) run embedded
     resources = _worker_resources(config.get("execution.worker-resources"))
+    phase_logger.info("starting embedded cluster (%d workers)\u2026", n_workers)
     # Worker logs are silenced: task failures are recorded (with tracebacks) in the RunResult and catalog.
     with LocalCluster(n_workers=n_workers, threads_per_worker=threads, processes=True, dashboard_address=":0",
                       silence_logs=logging.CRITICAL, scheduler_kwargs={"preload": [SCHEDULER_PRELOAD]},
                       **({"resources": resources} if resources else {})) as cluster, \
             Client(cluster) as embedded:
+        phase_logger.info("cluster ready, dashboard %s", _dashboard_link(embedded))
         try:
             yield embedded
         finally:
             _ROUTERS.pop(embedded.id, None)
+
+
+def _dashboard_link(client) -> str:
+    try:
+        return str(client.dashboard_link)
+    except Exception:  # noqa: BLE001 - a scheduler without a dashboard
+        return "(none)"
 
 
 # -- the loop ------------------------------------------------------------------

@@ -90,6 +90,12 @@ class RunResult:
             "checks": [dict(vars(c)) for c in self.checks],
         }
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: a status line and a table (see :func:`daskflow.notebook.run_result_html`)."""
+        from daskflow.notebook import run_result_html
+
+        return run_result_html(self)
+
     def __repr__(self) -> str:
         counts: dict[str, int] = {}
         for rec in self.records:

@@ -33,11 +33,10 @@ def _when(timestamp: float | None) -> str:
     return _dt.datetime.fromtimestamp(timestamp, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _table(rows: list[list[str]], headers: list[str]) -> str:
-    widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows)]
-    lines = ["  ".join(str(h).ljust(w) for h, w in zip(headers, widths))]
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in rows]
-    return "\n".join(line.rstrip() for line in lines)
+def _table(rows: list[list[Any]], headers: list[str], right: tuple[str, ...] = ()) -> str:
+    from daskflow.cli.output import table
+
+    return table(rows, headers, right=right)
 
 
 def _load_graph(pipeline: str):
@@ -58,44 +57,41 @@ def _load_graph(pipeline: str):
 @click.option("--json", "as_json", is_flag=True, help="Print the run result as one JSON document.")
 @click.option("--resume", "resume", default=None, metavar="RUN_ID",
               help="Re-run only the failed, skipped and unfinished asset-partitions of RUN_ID (or its prefix).")
+@click.option("--verbose", "-v", is_flag=True, help="Also list up-to-date assets with their reasons; full tracebacks.")
 def run_command(pipeline: str, selection: str | None, partitions: str | None, address: str | None,
-                workers: int | None, only_stale: bool, as_json: bool, resume: str | None) -> None:
+                workers: int | None, only_stale: bool, as_json: bool, resume: str | None = None,
+                verbose: bool = False) -> None:
     """Materialize the assets of PIPELINE (a .py file or module name) on a Dask cluster."""
+    from daskflow.cli.output import RunNotes
     from daskflow.execution import materialize
+    from daskflow.progress import make_progress
 
+    bar = make_progress(False if as_json else None)
+    bar.summary = False  # the result table says it
+    notes = RunNotes(bar.note if bar.enabled else (lambda line: click.echo(line, err=True)))
     try:
-        result = materialize(pipeline, selection=selection, partitions=partitions, address=address,
-                             only_stale=only_stale, progress=False if as_json else None, workers=workers,
-                             resume=resume)
+        with notes.active():
+            result = materialize(pipeline, selection=selection, partitions=partitions, address=address,
+                                 only_stale=only_stale, progress=bar, workers=workers, resume=resume)
     except DaskflowError as exc:
         _fail(exc)
     if as_json:
         click.echo(json.dumps(result.to_dict(), default=str))
     else:
-        _print_result(result)
+        _print_result(result, verbose, pipeline)
     sys.exit(0 if result.ok else 1)
 
 
-def _print_result(result) -> None:
-    rows = []
-    for rec in result.records:
-        duration = "-" if rec.duration_s is None else f"{rec.duration_s:.2f}s"
-        rows.append([rec.asset, rec.partition or "-", rec.status, duration, "-" if rec.rows is None else rec.rows,
-                     format_bytes(rec.bytes), rec.worker or "-"])
-    click.echo(_table(rows, ["asset", "partition", "status", "duration", "rows", "size", "worker"]))
-    for check in result.checks:
-        kind = "blocking" if check.blocking else "warning"
-        where = check.asset if check.partition is None else f"{check.asset}[{check.partition}]"
-        click.echo(f"check {check.check} on {where} ({kind}): {check.status}" + (f" - {check.message}" if check.message else ""))
-    for rec in result.records:
-        where = rec.asset if rec.partition is None else f"{rec.asset}[{rec.partition}]"
-        if rec.status == "failed":
-            click.echo(f"\n{where} failed: {rec.error}", err=True)
-            if rec.traceback:
-                click.echo(rec.traceback.rstrip(), err=True)
-        elif rec.status in ("skipped", "stale-skipped"):
-            click.echo(f"{where} {rec.status}: {rec.reason}")
-    click.echo(f"run {result.run_id}: {result.status} in {result.duration_s:.1f}s")
+def _print_result(result, verbose: bool = False, pipeline: str = "") -> None:
+    from daskflow.cli.output import run_report
+
+    source = pipeline if pipeline.endswith(".py") else None
+    out, err = run_report(result, verbose, source_file=source)
+    for line in out[:-1]:
+        click.echo(line)
+    for line in err:
+        click.echo(line, err=True)
+    click.echo(out[-1])
 
 
 # -- assets --------------------------------------------------------------------
@@ -160,7 +156,8 @@ def assets_command(pipeline: str, as_json: bool) -> None:
             f"#{row['last_materialization_id']} {_when(row['last_materialized_at'])}")
         table.append([row["asset"], row["group"], parts, last, "-" if row["rows"] is None else row["rows"],
                       format_bytes(row["bytes"]), _asset_status_text(row)])
-    click.echo(_table(table, ["asset", "group", "partitions", "last materialization", "rows", "size", "status"]))
+    click.echo(_table(table, ["asset", "group", "partitions", "last materialization", "rows", "size", "status"],
+                      right=("partitions", "rows", "size")))
 
 
 def _asset_status_text(row: dict[str, Any]) -> str:
@@ -242,7 +239,8 @@ def runs_command(run_id: str | None, limit: int, as_json: bool) -> None:
         rows = [[d["run_id"][:12], d["pipeline"] or "-", d["selection"] or "*",
                  d["status"] + (f" ({d['reason']})" if d["reason"] else ""), _when(d["started_at"]),
                  "-" if d["duration_s"] is None else f"{d['duration_s']:.1f}s", d["trigger"]] for d in documents]
-        click.echo(_table(rows, ["run", "pipeline", "selection", "status", "started (UTC)", "duration", "trigger"]))
+        click.echo(_table(rows, ["run", "pipeline", "selection", "status", "started (UTC)", "duration", "trigger"],
+                          right=("duration",)))
         return
     events = catalog.events(run.run_id)
     if as_json:
@@ -253,10 +251,12 @@ def runs_command(run_id: str | None, limit: int, as_json: bool) -> None:
                                           for e in events]}, default=str))
         return
     click.echo(f"run {run.run_id} ({run.pipeline}): {run.status}")
+    rows = []
     for event in events:
         where = "" if event.asset_key is None else (
             event.asset_key if event.partition is None else f"{event.asset_key}[{event.partition}]")
-        click.echo(f"  {_when(event.timestamp)}  {event.kind:20s} {where:24s} {event.message}".rstrip())
+        rows.append([_when(event.timestamp), event.kind, where, event.message or ""])
+    click.echo(_table(rows, ["time (UTC)", "event", "asset", "message"]))
 
 
 commands = [run_command, assets_command, lineage_command, runs_command]

@@ -138,6 +138,7 @@ class AssetLineageReader:
                     mats = materialized.get(asset_key, [])
                     nodes[asset_key] = {
                         "asset": asset_key,
+                        "pipeline": run.pipeline,
                         "status": status or "planned",
                         "run_id": run.run_id,
                         "partitions": len(mats),

@@ -35,9 +35,11 @@ from typing import Any
 from tornado import web
 
 from daskflow import config
-from daskflow.contracts import DASHBOARD_EXTENSION, DecisionEvent
+from daskflow.contracts import DASHBOARD_EXTENSION, RECORDER_PLUGIN, DecisionEvent
 from scheduler_plugins import compat
 from scheduler_plugins.dashboard.assets import AssetLineageReader
+from scheduler_plugins.dashboard.catalog_views import CatalogViews, running_asset_partitions
+from scheduler_plugins.dashboard.run_timeline import run_ids_of, run_timeline
 from scheduler_plugins.dashboard.state import (
     DashboardState,
     recent_decisions,
@@ -88,6 +90,11 @@ class DashboardExtension:
             max_assets=int(config.get("dashboard.max-assets")),
             cache_s=max(1.0, self.update_interval_s),
         )
+        self.catalog_views = CatalogViews(
+            max_assets=int(config.get("dashboard.max-assets")),
+            max_points=int(config.get("dashboard.max-points")),
+            cache_s=max(1.0, self.update_interval_s),
+        )
         self.http_prefix = compat.http_prefix(scheduler)
         self.url_prefix = f"{self.http_prefix}/daskflow"
         self.refresh_error_count = 0
@@ -111,6 +118,36 @@ class DashboardExtension:
     def assets(self) -> dict[str, Any]:
         return self.lineage.payload()
 
+    def running(self) -> set:
+        """(asset, partition) of the asset tasks processing on workers now (live status)."""
+        try:
+            return running_asset_partitions(self.scheduler)
+        except Exception:  # noqa: BLE001 - live status is best effort
+            logger.debug("daskflow dashboard: reading processing tasks failed", exc_info=True)
+            return set()
+
+    def recorded_rows(self) -> dict[str, dict]:
+        """The recorder's recent rows by task key (bounded by ``daskflow.recorder.recent-rows``)."""
+        recorder = compat.plugin(self.scheduler, RECORDER_PLUGIN)
+        return {str(r.get("key")): r for r in list(getattr(recorder, "recent_rows", ()) or ())}
+
+    def asset_catalog(self, pipeline: str | None = None) -> dict[str, Any]:
+        payload = self.catalog_views.catalog(pipeline)
+        running = {a for a, _ in self.running()}
+        assets = [{**a, "status": "running" if a["asset"] in running else a["status"]} for a in payload["assets"]]
+        return {**payload, "assets": assets}
+
+    def asset_detail(self, asset_key: str) -> dict[str, Any]:
+        return self.catalog_views.asset(asset_key, self.running(), self.recorded_rows())
+
+    def timeline(self, run_id: str | None = None) -> dict[str, Any]:
+        rows = list(self.recorded_rows().values())
+        runs = run_ids_of(rows)
+        run_id = run_id or (runs[0] if runs else None)
+        decisions = [d for d in self.decisions() if d.get("run_id") in (run_id, None) and d.get("key") is not None]
+        parents = self.catalog_views.run_inputs(run_id) if run_id else {}
+        return {"runs": runs, **run_timeline(rows, decisions, run_id, parents, max_tasks=self.state.max_points)}
+
     def model(self) -> dict[str, Any]:
         steering = self.steering()
         quality = self.state.quality_payload()
@@ -131,6 +168,10 @@ class DashboardExtension:
 
 
 # ------------------------------------------------------------------ tornado
+#: the JSON endpoints under /daskflow/api/ (the index lists them)
+API_NAMES = ("decisions", "model", "predictions", "assets", "runs", "catalog", "asset", "timeline")
+
+
 class _Handler(web.RequestHandler):
     def initialize(self, extension: DashboardExtension) -> None:
         self.extension = extension
@@ -169,6 +210,24 @@ class AssetsHandler(_Handler):
         self.write_json(self.extension.assets())
 
 
+class CatalogHandler(_Handler):
+    def get(self) -> None:
+        self.write_json(self.extension.asset_catalog(self.get_argument("pipeline", None)))
+
+
+class AssetHandler(_Handler):
+    def get(self) -> None:
+        key = self.get_argument("key", None)
+        if not key:
+            raise web.HTTPError(400, reason="pass the asset key: /daskflow/api/asset?key=ASSET")
+        self.write_json(self.extension.asset_detail(key))
+
+
+class TimelineHandler(_Handler):
+    def get(self) -> None:
+        self.write_json(self.extension.timeline(self.get_argument("run", None)))
+
+
 class IndexHandler(_Handler):
     def get(self) -> None:
         from scheduler_plugins.dashboard.pages import PAGES
@@ -176,7 +235,7 @@ class IndexHandler(_Handler):
         prefix = self.extension.url_prefix
         steering = self.extension.steering()
         links = "\n".join(f'<li><a id="daskflow-link-{p}" href="{prefix}/{p}">{label}</a></li>' for p, label in PAGES.items())
-        apis = "\n".join(f'<li><a href="{prefix}/api/{a}">/daskflow/api/{a}</a></li>' for a in ("decisions", "model", "predictions", "assets", "runs"))
+        apis = "\n".join(f'<li><a href="{prefix}/api/{a}">/daskflow/api/{a}</a></li>' for a in API_NAMES)
         self.write(
             "<!DOCTYPE html><html><head><meta charset='utf-8'><title>daskflow</title></head>"
             "<body style='font-family: sans-serif; margin: 20px'>"
@@ -206,6 +265,9 @@ def add_routes(scheduler: Any, extension: DashboardExtension) -> None:
             (rf"{prefix}/api/predictions", PredictionsHandler, kwargs),
             (rf"{prefix}/api/assets", AssetsHandler, kwargs),
             (rf"{prefix}/api/runs", RunsHandler, kwargs),
+            (rf"{prefix}/api/catalog", CatalogHandler, kwargs),
+            (rf"{prefix}/api/asset", AssetHandler, kwargs),
+            (rf"{prefix}/api/timeline", TimelineHandler, kwargs),
         ],
     )
 

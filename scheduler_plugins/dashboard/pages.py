@@ -28,8 +28,10 @@ from bokeh.models import (
     DataTable,
     Div,
     HoverTool,
+    HTMLTemplateFormatter,
     LabelSet,
     NumberFormatter,
+    Select,
     TableColumn,
 )
 from bokeh.palettes import Category20
@@ -56,6 +58,23 @@ def _extension(scheduler: Any):
 
 def _colour(category: str, palette: tuple = Category20[20]) -> str:
     return palette[sum(category.encode()) % len(palette)]
+
+
+def full_name_formatter() -> HTMLTemplateFormatter:
+    """A table cell that shows the whole value on hover (long keys are clipped by the column); one per document."""
+    return HTMLTemplateFormatter(template='<span title="<%- value %>"><%- value %></span>')
+
+
+def colour_legend(categories: list[str], limit: int = 40) -> str:
+    """HTML swatches naming the colour of each category (at most ``limit``).
+
+    >>> "load" in colour_legend(["load"])
+    True
+    """
+    items = [f'<span style="white-space:nowrap;margin-right:10px" title="{html.escape(c)}">'
+             f'<span style="color:{_colour(c)}">&#9679;</span> {html.escape(c)}</span>' for c in categories[:limit]]
+    more = f" and {len(categories) - limit} more" if len(categories) > limit else ""
+    return " ".join(items) + more
 
 
 def _finish(doc, scheduler, extra: dict, title: str, roots, update: Callable[[], None]) -> None:
@@ -103,7 +122,7 @@ def predictions_page(scheduler, extra, doc) -> None:
     """Predicted vs actual duration and peak memory per category, updating live."""
     extension = _extension(scheduler)
     points = ColumnDataSource({k: [] for k in ("key", "category", "colour", "predicted_duration_s", "duration_s", "predicted_peak_memory_bytes", "peak_memory_bytes")}, name="daskflow-predictions-points")
-    table_columns = ("category", "count", "predicted_count", "mean_duration_s", "mean_predicted_duration_s", "mean_peak_memory_bytes", "mean_predicted_peak_memory_bytes", "mean_model_ape")
+    table_columns = ("category", "count", "predicted_count", "mean_duration_s", "mean_predicted_duration_s", "mean_peak_memory_bytes", "mean_predicted_peak_memory_bytes", "median_model_ape", "median_baseline_ape", "error_ratio")
     categories = ColumnDataSource({k: [] for k in table_columns}, name="daskflow-predictions-categories")
     diagonal = ColumnDataSource({"duration_s": [], "peak_memory_bytes": []}, name="daskflow-predictions-diagonal")
     hover = HoverTool(tooltips=[("key", "@key"), ("category", "@category"), ("predicted", "@predicted_duration_s{0.000} s"), ("actual", "@duration_s{0.000} s")])
@@ -116,23 +135,27 @@ def predictions_page(scheduler, extra, doc) -> None:
     memory.line("peak_memory_bytes", "peak_memory_bytes", source=diagonal, line_dash="dashed", line_color="#999")
     three = NumberFormatter(format="0.000")
     size = NumberFormatter(format="0.0 b")
+    percent = NumberFormatter(format="0.0%")
     table = DataTable(
         name="daskflow-predictions-table",
         source=categories,
         columns=[
-            TableColumn(field="category", title="category"),
-            TableColumn(field="count", title="tasks"),
-            TableColumn(field="predicted_count", title="predicted"),
+            TableColumn(field="category", title="category", width=260, formatter=full_name_formatter()),
+            TableColumn(field="count", title="tasks", width=60),
+            TableColumn(field="predicted_count", title="predicted", width=70),
             TableColumn(field="mean_duration_s", title="mean actual s", formatter=three),
             TableColumn(field="mean_predicted_duration_s", title="mean predicted s", formatter=three),
             TableColumn(field="mean_peak_memory_bytes", title="mean actual peak", formatter=size),
             TableColumn(field="mean_predicted_peak_memory_bytes", title="mean predicted peak", formatter=size),
-            TableColumn(field="mean_model_ape", title="mean abs % error", formatter=NumberFormatter(format="0.0%")),
+            TableColumn(field="median_model_ape", title="median APE model", formatter=percent),
+            TableColumn(field="median_baseline_ape", title="median APE mean", formatter=percent),
+            TableColumn(field="error_ratio", title="error ratio (<1 better)", formatter=NumberFormatter(format="0.00")),
         ],
-        width=1060,
+        width=1200,
         height=260,
         index_position=None,
     )
+    legend = Div(text="", name="daskflow-predictions-legend", styles={"font-size": "12px", "max-width": "1060px"})
     note = _note("daskflow-predictions-note")
     last = {"signature": None}
 
@@ -156,9 +179,12 @@ def predictions_page(scheduler, extra, doc) -> None:
         _set(diagonal, {k: _span([*data[k], *data[f"predicted_{k}"]], floors[k]) for k in ("duration_s", "peak_memory_bytes")})
         _set(categories, {k: [r[k] if r[k] is not None else float("nan") for r in payload["categories"]] if k != "category" else [r[k] for r in payload["categories"]] for k in table_columns})
         extra_note = _notes(extension, ("recorder", "steering"))
-        note.text = html.escape(f"{payload['rows_seen']} tasks recorded; showing the last {len(payload['points'])}. {extra_note}")
+        note.text = html.escape(f"{payload['rows_seen']} tasks recorded; showing the last {len(payload['points'])}. "
+                                "Errors: median absolute % error per category, of the model and of the per-category "
+                                f"running mean (Dask's own estimate); ratio < 1: the model is better. {extra_note}")
+        legend.text = colour_legend(sorted({p["category"] for p in payload["points"]}))
 
-    _finish(doc, scheduler, extra, PAGES["predictions"], column(note, row(duration, memory), table), update)
+    _finish(doc, scheduler, extra, PAGES["predictions"], column(note, legend, row(duration, memory), table), update)
 
 
 # ------------------------------------------------------------------- decisions
@@ -266,21 +292,56 @@ def assets_page(scheduler, extra, doc) -> None:
         index_position=None,
     )
     note = _note("daskflow-assets-note")
-    last = {"payload": None}
+    selector = Select(title="pipeline", options=[], value="", name="daskflow-assets-pipeline", width=400)
+    last = {"signature": None}
+    wanted = {"pipeline": None}
 
     def update() -> None:
         payload = extension.assets()
-        if payload is last["payload"]:
+        running = {a for a, _ in extension.running()}
+        signature = (id(payload), tuple(sorted(running)), wanted["pipeline"])
+        if signature == last["signature"]:
             return
-        last["payload"] = payload
-        _set(nodes, {k: [n.get(k) for n in payload["nodes"]] for k in node_columns})
-        where = {n["asset"]: (n["x"], n["y"]) for n in payload["nodes"]}
+        last["signature"] = signature
+        shown = live_nodes(payload, running, wanted["pipeline"])
+        selector.options = shown["pipelines"]
+        selector.value = shown["pipeline"] or ""
+        _set(nodes, {k: [n.get(k) for n in shown["nodes"]] for k in node_columns})
+        where = {n["asset"]: (n["x"], n["y"]) for n in shown["nodes"]}
         segments = [(where[a], where[b]) for a, b in payload["edges"] if a in where and b in where]
         _set(edges, {"x0": [s[0][0] for s in segments], "y0": [s[0][1] for s in segments], "x1": [s[1][0] for s in segments], "y1": [s[1][1] for s in segments]})
-        runs = ", ".join(f"{r['run_id'][:8]} ({r['status']})" for r in payload["runs"])
-        note.text = html.escape(f"catalog {payload['catalog']}; runs: {runs or 'none'}. {payload['note']}")
+        runs = ", ".join(f"{r['run_id'][:8]} ({r['status']})" for r in payload["runs"] if r["pipeline"] == shown["pipeline"])
+        note.text = html.escape(f"catalog {payload['catalog']}; pipeline {shown['pipeline']}; runs: {runs or 'none'}. "
+                                f"{payload['note']}")
 
-    _finish(doc, scheduler, extra, PAGES["assets"], column(note, legend, graph, table), update)
+    def choose(attr, old, new) -> None:
+        if new and new != wanted["pipeline"]:
+            wanted["pipeline"] = new
+            update()
+
+    selector.on_change("value", choose)
+    _finish(doc, scheduler, extra, PAGES["assets"], column(row(selector), note, legend, graph, table), update)
+
+
+def live_nodes(payload: dict, running: set[str], pipeline: str | None) -> dict:
+    """The lineage nodes of ONE pipeline (default: the most recently run), ``running`` ones marked so.
+
+    >>> live_nodes({"runs": [{"pipeline": "etl"}], "nodes": [{"asset": "a", "pipeline": "etl", "status": "materialized"},
+    ...            {"asset": "b", "pipeline": "ml", "status": "failed"}]}, {"a"}, None)["nodes"][0]["status"]
+    'running'
+    """
+    from scheduler_plugins.dashboard.assets import STATUS_COLOURS
+
+    pipelines = list(dict.fromkeys(r.get("pipeline") for r in payload.get("runs", []) if r.get("pipeline")))
+    pipeline = pipeline if pipeline in pipelines else (pipelines[0] if pipelines else None)
+    shown = []
+    for node in payload.get("nodes", []):
+        if pipeline is not None and node.get("pipeline") not in (pipeline, None):
+            continue
+        if node["asset"] in running:
+            node = {**node, "status": "running", "colour": STATUS_COLOURS["running"]}
+        shown.append(node)
+    return {"pipeline": pipeline, "pipelines": pipelines, "nodes": shown}
 
 
 # ----------------------------------------------------------------------- model
@@ -336,6 +397,30 @@ APPLICATIONS: dict[str, Callable] = {
     "/model": model_page,
 }
 
-from scheduler_plugins.dashboard.runs_page import runs_page  # last: it uses the helpers above
+
+# The asset catalog / asset detail and run timeline pages live in their own modules (same factory shape);
+# imported when a document is made, as those modules import the helpers above.
+def catalog_page(scheduler, extra, doc) -> None:
+    from scheduler_plugins.dashboard.asset_pages import catalog_page as page
+
+    page(scheduler, extra, doc)
+
+
+def asset_page(scheduler, extra, doc) -> None:
+    from scheduler_plugins.dashboard.asset_pages import asset_page as page
+
+    page(scheduler, extra, doc)
+
+
+def timeline_page(scheduler, extra, doc) -> None:
+    from scheduler_plugins.dashboard.run_timeline_page import timeline_page as page
+
+    page(scheduler, extra, doc)
+
+
+PAGES.update({"catalog": "Asset catalog", "asset": "Asset detail", "timeline": "Run timeline"})
+APPLICATIONS.update({"/catalog": catalog_page, "/asset": asset_page, "/timeline": timeline_page})
+
+from scheduler_plugins.dashboard.runs_page import runs_page  # noqa: E402 - last: it uses the helpers above
 
 APPLICATIONS["/runs"] = runs_page

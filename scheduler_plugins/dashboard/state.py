@@ -46,6 +46,7 @@ from scheduler_plugins import compat
 OTHER_CATEGORY = "(other)"
 DEFAULT_DURATION_S = 0.5  # Dask's guess for a prefix it has never seen
 MEMORY_FLOOR_BYTES = 1024.0  # relative memory errors of tasks using < 1 KiB are measured against 1 KiB
+CATEGORY_ERRORS = 200  # per category: the errors of its last 200 predicted tasks give its median
 
 
 def _running_mean(n_before: int, mean_before: float, value: float) -> tuple[int, float]:
@@ -66,8 +67,13 @@ class CategoryStats:
     predicted_peak_memory_bytes_sum: float = 0.0
     predicted_peak_memory_count: int = 0
     model_ape_sum: float = 0.0
+    #: the last CATEGORY_ERRORS errors of the model and of the running-mean baseline (for medians)
+    model_apes: deque = field(default_factory=lambda: deque(maxlen=CATEGORY_ERRORS))
+    baseline_apes: deque = field(default_factory=lambda: deque(maxlen=CATEGORY_ERRORS))
 
     def as_row(self, category: str) -> dict[str, Any]:
+        model_median = statistics.median(self.model_apes) if self.model_apes else None
+        baseline_median = statistics.median(self.baseline_apes) if self.baseline_apes else None
         return {
             "category": category,
             "count": self.count,
@@ -85,6 +91,10 @@ class CategoryStats:
             ),
             "predicted_count": self.predicted_count,
             "mean_model_ape": self.model_ape_sum / self.predicted_count if self.predicted_count else None,
+            "median_model_ape": model_median,
+            "median_baseline_ape": baseline_median,
+            # < 1: the model beats the per-category running mean (what Dask itself estimates)
+            "error_ratio": model_median / baseline_median if model_median is not None and baseline_median else None,
         }
 
 
@@ -109,6 +119,8 @@ class DashboardState:
     scored_memory: deque = field(default_factory=deque)
     memory_baseline: dict[str, tuple[int, float]] = field(default_factory=dict)
     quality: deque = field(default_factory=deque)
+    #: the model version of the rows in ``scored`` (the window restarts when it changes)
+    scored_model_version: Any = None
     _last_row: Any = None
     _new_scored: int = 0
 
@@ -166,6 +178,15 @@ class DashboardState:
                 stats.predicted_duration_s_sum += predicted_duration_s
                 stats.actual_duration_s_sum_when_predicted += duration_s
                 stats.model_ape_sum += model_ape
+                stats.model_apes.append(model_ape)
+                if n_before:  # the first task of a category has no running mean to compare with
+                    stats.baseline_apes.append(baseline_ape)
+                version = row.get("model_version")
+                version = None if isinstance(version, float) and version != version else version
+                if version != self.scored_model_version:
+                    # a new model: its drift verdict starts from its own predictions, not its predecessor's
+                    self.scored.clear()
+                    self.scored_model_version = version
                 self.scored.append((model_ape, baseline_ape))
                 self._new_scored += 1
             self.baseline[category] = _running_mean(n_before, mean_before, duration_s)
@@ -223,8 +244,10 @@ class DashboardState:
     def drift(self) -> dict[str, Any]:
         """Whether the model stopped beating the baseline on durations over the current window."""
         n = len(self.scored)
-        if n < max(2, self.window // 2):
-            return {"warning": False, "n": n, "message": f"not enough predicted tasks yet ({n} of {max(2, self.window // 2)})"}
+        needed = max(2, self.window)  # a full window of this model's predictions before any verdict
+        if n < needed:
+            since = f" since model {self.scored_model_version} loaded" if self.scored_model_version else ""
+            return {"warning": False, "n": n, "message": f"not enough predicted tasks yet{since} ({n} of {needed})"}
         model_error = statistics.median(m for m, _ in self.scored)
         baseline_error = statistics.median(b for _, b in self.scored)
         warning = model_error > self.drift_tolerance * baseline_error

@@ -52,3 +52,48 @@ def fetch(url: str) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
+
+
+DAYS = tuple(f"2024-01-0{d}" for d in range(1, 8))
+
+
+def make_partitioned_catalog(home):
+    """Pipeline "daily": raw_orders[7 days] -> daily_revenue[7 days], two runs, every partition status.
+
+    daily_revenue: 01, 02 materialized; 03 check-failed; 04 failed in the second run (after a first
+    materialization); 05 stale (raw_orders[05] re-materialized after it was read); 06 missing (only
+    raw_orders has it); 07 materialized with code version "1" while the asset's newest is "2": stale.
+    Returns ``(first_run_id, second_run_id)``.
+    """
+    from daskflow.catalog import Catalog
+
+    catalog = Catalog(home / "catalog.sqlite")
+    first = catalog.start_run(pipeline="daily").run_id
+    raw = {}
+    for day in DAYS:
+        raw[day] = catalog.record_materialization(first, "raw_orders", {"path": f"/d/raw/{day}", "format": "parquet",
+                                                  "rows": 3, "bytes": 300}, partition=day, code_version="1")
+    revenue = {}
+    for day in DAYS[:5] + DAYS[6:]:
+        revenue[day] = catalog.record_materialization(
+            first, "daily_revenue", {"path": f"/d/rev/{day}", "format": "json", "rows": 1, "bytes": 10},
+            partition=day, code_version="1", duration_s=0.1, upstream_ids=[raw[day]])
+    catalog.log_events([{"run_id": first, "kind": "asset-success", "asset_key": "daily_revenue", "partition": d}
+                        for d in revenue])
+    catalog.finish_run(first, "success")
+    second = catalog.start_run(pipeline="daily").run_id
+    catalog.record_materialization(second, "raw_orders", {"path": "/d/raw/05b", "format": "parquet", "rows": 4,
+                                   "bytes": 400}, partition=DAYS[4], code_version="1")
+    for day in DAYS[:3]:
+        new = catalog.record_materialization(
+            second, "daily_revenue", {"path": f"/d/rev2/{day}", "format": "json", "rows": 1, "bytes": 12},
+            partition=day, code_version="2", duration_s=0.2, upstream_ids=[raw[day]])
+        catalog.log_event(second, "asset-success", asset_key="daily_revenue", partition=day)
+        assert new
+    catalog.record_check_result(second, "daily_revenue", "positive", passed=False, partition=DAYS[2], blocking=False,
+                                message="negative revenue")
+    catalog.record_check_result(second, "daily_revenue", "positive", passed=True, partition=DAYS[0], blocking=False)
+    catalog.log_event(second, "asset-failed", asset_key="daily_revenue", partition=DAYS[3], message="KeyError")
+    catalog.finish_run(second, "failure")
+    catalog.close()
+    return first, second

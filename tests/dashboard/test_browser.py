@@ -17,7 +17,7 @@ import pathlib
 import pytest
 
 from tests.dashboard.cdp import Browser, Page, find_chromium
-from tests.dashboard.helpers import annotated_tasks, make_catalog
+from tests.dashboard.helpers import annotated_tasks, make_catalog, make_partitioned_catalog
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(180)]
 
@@ -29,7 +29,15 @@ EXPECTED = {
     "decisions": [("daskflow-decisions-source", "key", 1), ("daskflow-decisions-reasons-source", "reason", 1)],
     "assets": [("daskflow-assets-nodes", "asset", 4), ("daskflow-assets-edges", "x0", 3)],
     "model": [("daskflow-model-series", "model_error", 1)],
+    "catalog": [("daskflow-catalog-source", "asset", 3)],
+    "asset?key=daily_revenue": [("daskflow-asset-history", "duration_s", 9), ("daskflow-asset-partitions", "status", 7)],
+    "timeline?run=r1": [("daskflow-timeline-tasks", "key", 60)],
 }
+
+
+def shot_name(page: str) -> str:
+    """``asset?key=daily_revenue`` -> ``asset``: one screenshot per page."""
+    return page.split("?", 1)[0]
 
 ROWS_JS = """(() => {
   const B = window.Bokeh;
@@ -61,6 +69,7 @@ def dashboard(tmp_path_factory):
     from daskflow.daskgraph import submit_graph
 
     home = tmp_path_factory.mktemp("browser-home")
+    make_partitioned_catalog(home)  # pipeline "daily" first: the assets page shows the newest, "etl"
     make_catalog(home)
     with dask.config.set({"daskflow.home": str(home), "daskflow.dashboard.update-interval": "300ms"}):
         with LocalCluster(
@@ -99,7 +108,7 @@ async def visit_all(executable: str, base: str) -> dict[str, dict]:
                     await asyncio.sleep(0.2)
                 last = await page.evaluate(expression)
                 assert state, f"page {name}: plots did not fill/render; last state {last}"
-                state["screenshot"] = await page.screenshot(ARTIFACTS / f"dashboard-{name}.png")
+                state["screenshot"] = await page.screenshot(ARTIFACTS / f"dashboard-{shot_name(name)}.png")
                 state["errors"] = await page.evaluate("document.title")
                 results[name] = state
         finally:
@@ -109,13 +118,14 @@ async def visit_all(executable: str, base: str) -> dict[str, dict]:
 
 def test_every_page_renders_with_data_in_chromium(chromium, dashboard):
     results = asyncio.run(visit_all(chromium, dashboard))
-    assert results["index"]["links"] == [f"/daskflow/{name}" for name in ("predictions", "decisions", "assets", "model")]
+    assert results["index"]["links"][:4] == [f"/daskflow/{name}" for name in ("predictions", "decisions", "assets", "model")]
+    assert {"/daskflow/catalog", "/daskflow/asset", "/daskflow/timeline"} <= set(results["index"]["links"])
     for name, checks in EXPECTED.items():
         state = results[name]
         for source, _, minimum in checks:
             assert state["rows"][source] >= minimum, (name, source, state)
         assert state["views"] > 0 and state["idle"]
-    for name in ("index", *EXPECTED):
+    for name in ("index", *map(shot_name, EXPECTED)):
         shot = ARTIFACTS / f"dashboard-{name}.png"
         data = shot.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, shot
