@@ -90,13 +90,13 @@ def validate_manifest(manifest: Any, where: str = "manifest.json") -> ServingMan
         check.fail(f"feature_columns {columns!r} are not features this daskflow computes ({list(COMPUTED_COLUMNS)})")
     levels = check.strings(m.get("category_levels", []), "category_levels")
     defaults = {}
-    for name, value in check.mapping(m.get("feature_defaults") or {}, "feature_defaults").items():
+    for name, value in check.mapping(_opt(m, "feature_defaults"), "feature_defaults").items():
         if name not in COMPUTED_COLUMNS:
             check.fail(f"feature_defaults names {name!r}, not a feature")
         defaults[str(name)] = check.number(value, f"feature_defaults.{name}")
     means = {}
-    baseline = check.mapping(m.get("baseline") or {}, "baseline")
-    for category, entry in check.mapping(baseline.get("category_means") or {}, "baseline.category_means").items():
+    baseline = check.mapping(_opt(m, "baseline"), "baseline")
+    for category, entry in check.mapping(_opt(baseline, "category_means"), "baseline.category_means").items():
         path = f"baseline.category_means.{category}"
         entry = check.mapping(entry, path)
         memory = entry.get("peak_memory_bytes")
@@ -107,10 +107,10 @@ def validate_manifest(manifest: Any, where: str = "manifest.json") -> ServingMan
             check.number(entry.get("peak_memory_count", 1), f"{path}.peak_memory_count", minimum=0),
         )
     fallback = {}
-    for target, categories in check.mapping(m.get("baseline_categories") or {}, "baseline_categories").items():
+    for target, categories in check.mapping(_opt(m, "baseline_categories"), "baseline_categories").items():
         fallback[str(target)] = check.strings(categories, f"baseline_categories.{target}")
     targets = {}
-    for target, entry in check.mapping(m.get("targets") or {}, "targets").items():
+    for target, entry in check.mapping(_opt(m, "targets"), "targets").items():
         entry = check.mapping(entry, f"targets.{target}")
         file, digest = entry.get("file"), entry.get("sha256")
         if file is not None and (not isinstance(file, str) or "/" in file or file.startswith(".")):
@@ -128,11 +128,11 @@ def validate_manifest(manifest: Any, where: str = "manifest.json") -> ServingMan
 def _composite(check: _Checker, raw: Any) -> CompositeParts:
     section = check.mapping(raw, "composite")
     parts = CompositeParts()
-    for target, data in check.mapping(section.get("scaling") or {}, "composite.scaling").items():
+    for target, data in check.mapping(_opt(section, "scaling"), "composite.scaling").items():
         path = f"composite.scaling.{target}"
         data = check.mapping(data, path)
         laws = {}
-        for category, law in check.mapping(data.get("laws") or {}, f"{path}.laws").items():
+        for category, law in check.mapping(_opt(data, "laws"), f"{path}.laws").items():
             lp = f"{path}.laws.{category}"
             law = check.mapping(law, lp)
             own = law.get("own_slope")
@@ -148,26 +148,26 @@ def _composite(check: _Checker, raw: Any) -> CompositeParts:
             check.number(data.get("pooled_sigma", 0.5), f"{path}.pooled_sigma", minimum=0),
             check.number(data.get("slope_prior_var", 0.01), f"{path}.slope_prior_var", minimum=0),
         )
-    for target, data in check.mapping(section.get("selection") or {}, "composite.selection").items():
+    for target, data in check.mapping(_opt(section, "selection"), "composite.selection").items():
         path = f"composite.selection.{target}"
         data = check.mapping(data, path)
         choice = {}
-        for category, name in check.mapping(data.get("choice") or {}, f"{path}.choice").items():
+        for category, name in check.mapping(_opt(data, "choice"), f"{path}.choice").items():
             choice[str(category)] = check.candidate(name, f"{path}.choice.{category}")
         parts.selection[str(target)] = Selection(str(target), choice, check.candidate(data.get("fallback", MEAN), f"{path}.fallback"),
-                                                 dict(check.mapping(data.get("table") or {}, f"{path}.table")))
-    for target, data in check.mapping(section.get("spread") or {}, "composite.spread").items():
+                                                 dict(check.mapping(_opt(data, "table"), f"{path}.table")))
+    for target, data in check.mapping(_opt(section, "spread"), "composite.spread").items():
         path = f"composite.spread.{target}"
         data = check.mapping(data, path)
         categories = {str(c): check.quantiles(q, f"{path}.categories.{c}")
-                      for c, q in check.mapping(data.get("categories") or {}, f"{path}.categories").items()}
+                      for c, q in check.mapping(_opt(data, "categories"), f"{path}.categories").items()}
         parts.spread[str(target)] = SpreadModel(str(target), check.quantiles(data.get("pooled"), f"{path}.pooled"), categories,
                                                 bool(data.get("shift_median", False)))
-    for target, data in check.mapping(section.get("online_priors") or {}, "composite.online_priors").items():
+    for target, data in check.mapping(_opt(section, "online_priors"), "composite.online_priors").items():
         path = f"composite.online_priors.{target}"
         parts.online_priors[str(target)] = {str(c): check.number(k, f"{path}.{c}", minimum=0)
                                             for c, k in check.mapping(data, path).items()}
-    for target, data in check.mapping(section.get("drift_baselines") or {}, "composite.drift_baselines").items():
+    for target, data in check.mapping(_opt(section, "drift_baselines"), "composite.drift_baselines").items():
         path = f"composite.drift_baselines.{target}"
         table = {}
         for category, entry in check.mapping(data, path).items():
@@ -179,6 +179,12 @@ def _composite(check: _Checker, raw: Any) -> CompositeParts:
         if target in parts.selection and target not in parts.spread:
             check.fail(f"composite.spread.{target} is missing while composite.selection.{target} exists")
     return parts
+
+
+def _opt(mapping: Mapping[str, Any], key: str) -> Any:
+    """An optional section: ``{}`` when absent or null, else the value as it is (a wrong type is then caught)."""
+    value = mapping.get(key)
+    return {} if value is None else value
 
 
 class _Checker:
