@@ -220,6 +220,29 @@ def train_models(
         from daskflow import config
 
         out_url = config.models_url()
+    candidate = fit_candidate(history, params=params, rounds=rounds, test_fraction=test_fraction, composite=composite)
+    save_model(candidate.manifest, candidate.boosters, out_url, storage_options=storage_options)
+    return candidate.manifest
+
+
+@dataclass
+class TrainedCandidate:
+    """A trained model before it is saved: its manifest and boosters, plus the held-out evidence.
+
+    ``held_predictor`` is the same kind of model fit WITHOUT the held-out rows (the newest
+    run(s)), ``held_rows`` those rows (cleaned targets): what the registry judges a candidate
+    on against the current model (:func:`~daskflow.learning.registry.evaluate_candidate`).
+    """
+
+    manifest: dict[str, Any]
+    boosters: dict[str, Any]
+    held_predictor: Any | None
+    held_rows: pd.DataFrame
+
+
+def fit_candidate(history: pd.DataFrame, *, params: Mapping[str, Any] | None = None, rounds: int = DEFAULT_ROUNDS,
+                  test_fraction: float = 0.2, composite: bool = True) -> TrainedCandidate:
+    """Train and evaluate (see :func:`train_models`), without saving."""
     frame = usable_rows(history)
     if not len(frame):
         raise TrainingError(
@@ -228,10 +251,8 @@ def train_models(
         )
     train_mask, test_mask, split = split_rows(frame, test_fraction)
     metrics: dict[str, Any] = {"split": split, "rows_train": int(train_mask.sum()), "rows_test": int(test_mask.sum())}
-    if composite:
-        manifest, boosters = _train_composite(frame, train_mask, test_mask, metrics, params, rounds)
-    else:
-        manifest, boosters = _train_boosters(frame, train_mask, test_mask, metrics, params, rounds)
+    trainer = _train_composite if composite else _train_boosters
+    manifest, boosters, held, held_rows = trainer(frame, train_mask, test_mask, metrics, params, rounds)
     stamps = pd.to_numeric(frame.get("recorded_at"), errors="coerce") if "recorded_at" in frame else pd.Series([], dtype=float)
     manifest.update(
         rows=len(frame),
@@ -241,16 +262,16 @@ def train_models(
         params=dict(DEFAULT_PARAMS, **dict(params or {})),
         rounds=int(rounds),
     )
-    save_model(manifest, boosters, out_url, storage_options=storage_options)
-    return manifest
+    return TrainedCandidate(manifest, boosters, held, held_rows)
 
 
 def _train_composite(frame: pd.DataFrame, train_mask: np.ndarray, test_mask: np.ndarray, metrics: dict[str, Any],
-                     params: Mapping[str, Any] | None, rounds: int) -> tuple[dict[str, Any], dict[str, Any]]:
+                     params: Mapping[str, Any] | None, rounds: int) -> tuple[dict[str, Any], dict[str, Any], Any, pd.DataFrame]:
     from daskflow.learning.cleaning import clean_history
     from daskflow.learning.composite import CompositeConfig, fit_composite
 
     config = CompositeConfig(rounds=rounds, params=dict(params) if params else None)
+    held, test = None, frame.iloc[:0]
     if test_mask.any():
         held = fit_composite(frame[train_mask].reset_index(drop=True), config).predictor()
         test = clean_history(frame[test_mask].reset_index(drop=True))
@@ -258,14 +279,15 @@ def _train_composite(frame: pd.DataFrame, train_mask: np.ndarray, test_mask: np.
             test[column] = np.where(test[f"use_{target}"], pd.to_numeric(test[column], errors="coerce"), np.nan)  # judge on clean rows
         metrics.update(evaluate(held, test))
     final = fit_composite(frame, config)
-    return final.manifest(), final.boosters
+    return final.manifest(), final.boosters, held, test
 
 
 def _train_boosters(frame: pd.DataFrame, train_mask: np.ndarray, test_mask: np.ndarray, metrics: dict[str, Any],
-                    params: Mapping[str, Any] | None, rounds: int) -> tuple[dict[str, Any], dict[str, Any]]:
+                    params: Mapping[str, Any] | None, rounds: int) -> tuple[dict[str, Any], dict[str, Any], Any, pd.DataFrame]:
     from daskflow.learning.predictor import Predictor
 
     levels = category_levels(frame)
+    held, test = None, frame.iloc[:0]
     if test_mask.any():
         train, test = frame[train_mask], frame[test_mask]
         levels_train = category_levels(train)
@@ -280,7 +302,7 @@ def _train_boosters(frame: pd.DataFrame, train_mask: np.ndarray, test_mask: np.n
     manifest = _manifest_core(levels, category_means(frame), boosters)
     manifest["feature_defaults"] = worker_feature_defaults(frame)
     manifest["baseline_categories"] = fallback
-    return manifest, boosters
+    return manifest, boosters, held, test
 
 
 def evaluate(predictor: Any, rows: pd.DataFrame) -> dict[str, Any]:

@@ -1,0 +1,157 @@
+"""What the steering adapter calls per finished task and per plan: online correction + drift, in one object.
+
+Design note
+-----------
+The served model (:class:`~daskflow.learning.predictor.Predictor`) is fixed
+for a run; two things learn *within* the run:
+
+* :class:`~daskflow.learning.online.OnlineState` - per category, the
+  shrunk mean log ratio of actual to predicted of the tasks already finished
+  (Lotaru-style; the prior strength per category comes from the manifest's
+  ``composite.online_priors``);
+* :class:`~daskflow.learning.drift.DriftMonitor` - per category, a CUSUM of
+  the same log ratios against the model's held-out error
+  (``composite.drift_baselines``). A category that alarms is *demoted*: from
+  its change point on it is served by the tasks of this run since then
+  (online correction with ``since`` = change point and a weak prior,
+  :attr:`CorrectorConfig.drifted_prior_observations`), until a retrained model
+  is promoted (:meth:`OnlineCorrector.reset`).
+
+:class:`OnlineCorrector` holds one of each per target (``duration``,
+``peak_memory``) and answers two calls, both pure (time is an argument):
+
+* ``observe(category, predicted, actual, now, target=...)`` - ``predicted``
+  is the *uncorrected* prediction the predictor served (p50), ``actual`` what
+  the task cost; returns the drift event (a dict for ``log_event`` and the
+  registry's event log) when this observation raised an alarm, else None;
+* ``correct(categories, predicted, now, target=...)`` - the corrected p50
+  array for tasks not yet run; ``correct_predictions(categories, predictions,
+  now)`` does both targets of a :class:`Predictions` and scales the p90 with
+  the same factor.
+
+It replaces the steering plugin's ``_calibrate`` EWMA (which corrected only
+``quality == "model"`` rows; this corrects any source - a mean is off for a
+new instance just as a model is). No ``distributed`` import, no clock.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from daskflow.learning.drift import Baseline, DriftConfig, DriftMonitor
+from daskflow.learning.online import OnlineConfig, OnlineState
+
+TARGETS = ("duration", "peak_memory")
+
+
+@dataclass(frozen=True)
+class CorrectorConfig:
+    """Tunables (to be read from ``daskflow.steering.online.*`` by the adapter)."""
+
+    online: OnlineConfig = field(default_factory=OnlineConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
+    drifted_prior_observations: float = 0.5  # after an alarm: the run's own tasks dominate after one or two
+    max_events: int = 1000  # drift events kept in memory (the adapter also logs each one)
+
+
+@dataclass
+class OnlineCorrector:
+    """Online correction and drift detection for one served model (one per steering plugin).
+
+    >>> corrector = OnlineCorrector()
+    >>> for t in range(8):
+    ...     _ = corrector.observe("load", predicted=1.0, actual=2.0, now=float(t))
+    >>> round(float(corrector.correct(["load"], np.array([1.0]), now=8.0)[0]), 2)   # 8 tasks twice as long
+    1.74
+    """
+
+    config: CorrectorConfig = field(default_factory=CorrectorConfig)
+    model_version: str | None = None
+    online: dict[str, OnlineState] = field(default_factory=dict)  # target -> per-category observations
+    drift: dict[str, DriftMonitor] = field(default_factory=dict)  # target -> per-category CUSUM
+    events: deque[dict[str, Any]] = field(default_factory=deque)  # drift events, newest last (bounded)
+
+    def __post_init__(self) -> None:
+        for target in TARGETS:
+            self.online.setdefault(target, OnlineState(self.config.online))
+            self.drift.setdefault(target, DriftMonitor(self.config.drift))
+        self.events = deque(self.events, maxlen=self.config.max_events)
+
+    @classmethod
+    def from_predictor(cls, predictor: Any, config: CorrectorConfig | None = None) -> OnlineCorrector:
+        """A corrector primed with the served model's online priors and drift baselines (format 2; defaults otherwise)."""
+        corrector = cls(config or CorrectorConfig())
+        corrector.reset(predictor)
+        return corrector
+
+    def reset(self, predictor: Any) -> None:
+        """A new model is served: forget observations and drift states, take its priors and baselines."""
+        composite = getattr(predictor, "composite", None)
+        self.model_version = getattr(predictor, "model_version", None)
+        for target in TARGETS:
+            priors = dict(composite.online_priors.get(target, {})) if composite is not None else {}
+            baselines: dict[str, Baseline] = dict(composite.drift_baselines.get(target, {})) if composite is not None else {}
+            self.online[target] = OnlineState(self.config.online, priors=priors)
+            self.drift[target] = DriftMonitor(self.config.drift, baselines)
+
+    # ---------------------------------------------------------------- per finished task
+    def observe(self, category: str, predicted: float, actual: float, now: float, target: str = "duration") -> dict[str, Any] | None:
+        """Feed one finished task (``predicted``: the uncorrected p50 served for it); the drift event if it raised one."""
+        if target not in self.online:
+            raise ValueError(f"OnlineCorrector.observe: target {target!r} is not one of {list(TARGETS)}")
+        if not (predicted > 0 and actual > 0 and np.isfinite(predicted) and np.isfinite(actual)):
+            return None
+        self.online[target].observe(category, predicted, actual, now)
+        event = self.drift[target].observe(category, predicted, actual, now, self.model_version)
+        if event is not None:
+            event = {**event, "target": target}
+            self.events.append(event)
+        return event
+
+    # ---------------------------------------------------------------- per plan
+    def factors(self, categories: Sequence[str], now: float, target: str = "duration") -> np.ndarray:
+        """The multiplicative correction of every row (drifted categories: from the run's tasks since the change)."""
+        state = self.online[target]
+        drifted = self.drift[target].drifted()
+        cache: dict[str, float] = {}
+        for category in set(categories):
+            if category in drifted:
+                weak = replace(state.config, prior_observations=self.config.drifted_prior_observations)
+                cache[category] = _factor(state, category, now, drifted[category], weak)
+            else:
+                cache[category] = state.factor(category, now)
+        return np.fromiter((cache[c] for c in categories), dtype="float64", count=len(categories))
+
+    def correct(self, categories: Sequence[str], predicted: np.ndarray, now: float, target: str = "duration") -> np.ndarray:
+        """Corrected p50 for tasks not yet run."""
+        return np.asarray(predicted, dtype="float64") * self.factors(categories, now, target)
+
+    def correct_predictions(self, categories: Sequence[str], predictions: Any, now: float) -> Any:
+        """A corrected copy of a :class:`~daskflow.learning.predictor.Predictions` (p50 and p90 of both targets)."""
+        from daskflow.learning.predictor import Predictions
+
+        duration = self.factors(categories, now, "duration")
+        memory = self.factors(categories, now, "peak_memory")
+        return Predictions(
+            predictions.duration_s * duration, predictions.peak_memory_bytes * memory, predictions.quality.copy(),
+            predictions.memory_quality.copy(), predictions.model_version, predictions.p90_duration_s * duration,
+            predictions.p90_peak_memory_bytes * memory, predictions.source.copy(), predictions.memory_source.copy(),
+        )
+
+    def drifted(self, target: str = "duration") -> dict[str, float | None]:
+        """Demoted categories of ``target`` -> their change point."""
+        return self.drift[target].drifted()
+
+
+def _factor(state: OnlineState, category: str, now: float, since: float | None, config: OnlineConfig) -> float:
+    import math
+
+    from daskflow.learning.online import log_ratio
+
+    r, _ = log_ratio(state.observations.get(category, ()), now, config, since)
+    return math.exp(r)
