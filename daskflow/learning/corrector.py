@@ -26,8 +26,13 @@ for a run; two things learn *within* the run:
   registry's event log) when this observation raised an alarm, else None;
 * ``correct(categories, predicted, now, target=...)`` - the corrected p50
   array for tasks not yet run; ``correct_predictions(categories, predictions,
-  now)`` does both targets of a :class:`Predictions` and scales the p90 with
-  the same factor.
+  now)`` does both targets of a :class:`Predictions`, with an *adaptive* p90:
+  the residuals of the corrected predictions of the run's finished tasks
+  (``log(actual / corrected)``) give the run's own spread, whose conformal
+  upper quantile is shrunk toward the model's calibrated ``log(p90 / p50)``
+  with :attr:`CorrectorConfig.spread_prior_rows` pseudo-rows (the same rule as
+  :func:`~daskflow.learning.online.simulate_online_quantiles`, which the
+  accuracy benchmark measured: p90 coverage 0.90 / 0.93 on the traces).
 
 It replaces the steering plugin's ``_calibrate`` EWMA (which corrected only
 ``quality == "model"`` rows; this corrects any source - a mean is off for a
@@ -57,6 +62,9 @@ class CorrectorConfig:
     drift: DriftConfig = field(default_factory=DriftConfig)
     drifted_prior_observations: float = 0.5  # after an alarm: the run's own tasks dominate after one or two
     max_events: int = 1000  # drift events kept in memory (the adapter also logs each one)
+    spread_prior_rows: float = 10.0  # pseudo-rows of the model's spread in the run's adaptive p90
+    upper: float = 0.9  # the quantile served as p90
+    max_residuals: int = 256  # per category, the most recent residuals of corrected predictions
 
 
 @dataclass
@@ -75,6 +83,7 @@ class OnlineCorrector:
     online: dict[str, OnlineState] = field(default_factory=dict)  # target -> per-category observations
     drift: dict[str, DriftMonitor] = field(default_factory=dict)  # target -> per-category CUSUM
     events: deque[dict[str, Any]] = field(default_factory=deque)  # drift events, newest last (bounded)
+    residuals: dict[str, dict[str, deque[float]]] = field(default_factory=dict)  # target -> category -> log(actual/corrected)
 
     def __post_init__(self) -> None:
         for target in TARGETS:
@@ -98,6 +107,7 @@ class OnlineCorrector:
             baselines: dict[str, Baseline] = dict(composite.drift_baselines.get(target, {})) if composite is not None else {}
             self.online[target] = OnlineState(self.config.online, priors=priors)
             self.drift[target] = DriftMonitor(self.config.drift, baselines)
+            self.residuals[target] = {}
 
     # ---------------------------------------------------------------- per finished task
     def observe(self, category: str, predicted: float, actual: float, now: float, target: str = "duration") -> dict[str, Any] | None:
@@ -106,6 +116,11 @@ class OnlineCorrector:
             raise ValueError(f"OnlineCorrector.observe: target {target!r} is not one of {list(TARGETS)}")
         if not (predicted > 0 and actual > 0 and np.isfinite(predicted) and np.isfinite(actual)):
             return None
+        corrected = predicted * float(self.factors([category], now, target)[0])  # what was planned for it
+        own = self.residuals.setdefault(target, {}).get(category)
+        if own is None:
+            own = self.residuals[target][category] = deque(maxlen=self.config.max_residuals)
+        own.append(float(np.log(actual / corrected)))
         self.online[target].observe(category, predicted, actual, now)
         event = self.drift[target].observe(category, predicted, actual, now, self.model_version)
         if event is not None:
@@ -135,13 +150,33 @@ class OnlineCorrector:
         """A corrected copy of a :class:`~daskflow.learning.predictor.Predictions` (p50 and p90 of both targets)."""
         from daskflow.learning.predictor import Predictions
 
-        duration = self.factors(categories, now, "duration")
-        memory = self.factors(categories, now, "peak_memory")
+        duration = predictions.duration_s * self.factors(categories, now, "duration")
+        memory = predictions.peak_memory_bytes * self.factors(categories, now, "peak_memory")
         return Predictions(
-            predictions.duration_s * duration, predictions.peak_memory_bytes * memory, predictions.quality.copy(),
-            predictions.memory_quality.copy(), predictions.model_version, predictions.p90_duration_s * duration,
-            predictions.p90_peak_memory_bytes * memory, predictions.source.copy(), predictions.memory_source.copy(),
+            duration, memory, predictions.quality.copy(), predictions.memory_quality.copy(), predictions.model_version,
+            self.upper(categories, duration, predictions.p90_duration_s / np.where(predictions.duration_s > 0, predictions.duration_s, 1.0), "duration"),
+            self.upper(categories, memory, predictions.p90_peak_memory_bytes / np.where(predictions.peak_memory_bytes > 0, predictions.peak_memory_bytes, 1.0), "peak_memory"),
+            predictions.source.copy(), predictions.memory_source.copy(),
         )
+
+    def upper(self, categories: Sequence[str], corrected: np.ndarray, prior_ratio: np.ndarray, target: str = "duration") -> np.ndarray:
+        """Adaptive p90 of corrected p50s: the run's residual quantile shrunk toward the model's ``p90 / p50`` (``prior_ratio``)."""
+        from daskflow.learning.quantiles import conformal_quantile
+
+        corrected = np.asarray(corrected, dtype="float64")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            prior = np.where(np.asarray(prior_ratio, dtype="float64") > 0, np.log(prior_ratio), 0.0)
+        prior = np.where(np.isfinite(prior), prior, 0.0)
+        k = self.config.spread_prior_rows
+        own_q: dict[str, tuple[int, float]] = {}
+        table = self.residuals.get(target, {})
+        for category in set(categories):
+            own = table.get(category)
+            own_q[category] = (len(own), conformal_quantile(np.asarray(own), self.config.upper)) if own else (0, 0.0)
+        n = np.fromiter((own_q[c][0] for c in categories), dtype="float64", count=len(categories))
+        q = np.fromiter((own_q[c][1] for c in categories), dtype="float64", count=len(categories))
+        log_upper = (n * q + k * prior) / (n + k)
+        return corrected * np.exp(np.maximum(log_upper, 0.0))
 
     def drifted(self, target: str = "duration") -> dict[str, float | None]:
         """Demoted categories of ``target`` -> their change point."""
