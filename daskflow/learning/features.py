@@ -28,6 +28,13 @@ Features (:data:`FEATURE_COLUMNS`):
   about monotone transforms, but it keeps magnitudes comparable), counts of
   inputs and dependencies.
 * worker resources - threads and memory limit of the worker.
+* graph position - ``depth`` (longest dependency chain above the task) and
+  ``n_dependents`` (fan-out), from the annotation when the planner / replay
+  harness fill it (NaN otherwise); fan-in is ``n_dependencies``. Computed and
+  recorded, but NOT trained on: on the traces (held out per instance) adding
+  them changed nothing for the composite (duration ratio 0.655 -> 0.656) and
+  made the bare booster worse (0.625 -> 0.671); the category and sizes already
+  say what position says.
 
 Missing numbers stay NaN: XGBoost learns a default direction for them.
 """
@@ -59,6 +66,8 @@ COMPUTED_COLUMNS: tuple[str, ...] = (
     "log_dependency_bytes",
     "worker_threads",
     "worker_memory_limit_bytes",
+    "depth",
+    "n_dependents",
 )
 
 #: The columns new models are trained on (the partition hash is dropped: it only memorises).
@@ -94,6 +103,8 @@ RECORD_FIELDS: tuple[str, ...] = (
     "dependency_bytes",
     "worker_threads",
     "worker_memory_limit_bytes",
+    "depth",
+    "n_dependents",
 )
 
 _PARTITION_HASH_BUCKETS = 1024
@@ -135,6 +146,8 @@ def record_from_annotations(
         "dependency_bytes": _int_or_none(dependency_bytes),
         "worker_threads": _int_or_none(worker_threads),
         "worker_memory_limit_bytes": _int_or_none(worker_memory_limit_bytes),
+        "depth": _int_or_none(ann.get("depth")),
+        "n_dependents": _int_or_none(ann.get("n_dependents")),
         "true_duration_s": _float_or_none(ann.get("true_duration_s")),
         "true_peak_memory_bytes": _float_or_none(ann.get("true_peak_memory_bytes")),
     }
@@ -191,6 +204,8 @@ def feature_frame(
     out["log_dependency_bytes"] = np.log1p(np.clip(numeric("dependency_bytes"), 0, None))
     out["worker_threads"] = numeric("worker_threads")
     out["worker_memory_limit_bytes"] = numeric("worker_memory_limit_bytes")
+    out["depth"] = numeric("depth")
+    out["n_dependents"] = numeric("n_dependents")
     return out[list(columns)]
 
 

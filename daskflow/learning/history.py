@@ -48,6 +48,8 @@ HISTORY_SCHEMA = pa.schema(
         ("input_locations", pa.string()),  # JSON list of {"host", "bytes"}
         ("n_dependencies", pa.int64()),
         ("dependency_bytes", pa.int64()),
+        ("depth", pa.int64()),  # graph position from the annotation (null when the planner did not say)
+        ("n_dependents", pa.int64()),
         ("worker", pa.string()),
         ("worker_threads", pa.int64()),
         ("worker_memory_limit_bytes", pa.int64()),
