@@ -173,7 +173,6 @@ def _fit_parts(frame: pd.DataFrame, config: CompositeConfig) -> tuple[Any, Any, 
     from daskflow.learning.training import TARGETS as BOOSTER_TARGETS
     from daskflow.learning.training import (
         _manifest_core,
-        category_means,
         fit_booster,
         worker_feature_defaults,
     )

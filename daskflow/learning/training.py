@@ -61,8 +61,11 @@ from daskflow.learning.features import (
     category_levels,
     feature_frame,
 )
-from daskflow.learning.manifest import MANIFEST_FORMAT  # one definition, shared with the reader
+from daskflow.learning.manifest import (
+    MANIFEST_FORMAT,  # one definition, shared with the reader
+)
 from daskflow.learning.metrics import median_ape
+
 WORKER_FEATURE_COLUMNS = ("worker_threads", "worker_memory_limit_bytes")
 DURATION_FLOOR_S = 1e-3
 

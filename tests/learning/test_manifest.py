@@ -33,11 +33,6 @@ def _set(manifest: dict, path: tuple, value) -> dict:
     return broken
 
 
-def _first_category(manifest: dict, section: str) -> str:
-    return sorted(manifest["composite"][section]["duration"].get("laws") or manifest["composite"][section]["duration"].get("categories")
-                  or manifest["composite"][section]["duration"].get("choice"))[0]
-
-
 DAMAGES = {
     "format-string": (("format",), "2"),
     "category_levels-string": (("category_levels",), "parse"),

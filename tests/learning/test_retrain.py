@@ -109,8 +109,8 @@ def test_a_worse_candidate_is_kept_as_rejected_and_rollback_restores_predictions
     noisy["duration_s"] = np.random.default_rng(0).permutation(noisy["duration_s"].to_numpy())
     append_history(noisy.to_dict("records"), history)
     registry = ModelRegistry(models)
-    from daskflow.learning.retrain import train_and_register
     from daskflow.learning.history import read_history
+    from daskflow.learning.retrain import train_and_register
 
     outcome = train_and_register(read_history(history), models, "manual", now=2.0)
     if outcome["decision"] == "reject":
