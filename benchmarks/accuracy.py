@@ -56,7 +56,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from daskflow.learning.corrector import OnlineCorrector
 from daskflow.learning.features import record_from_annotations
 from daskflow.learning.predictor import Predictor
 from daskflow.learning.quantiles import coverage
@@ -167,6 +166,8 @@ def _ape(predicted: np.ndarray, actual: np.ndarray) -> np.ndarray:
 
 def online_replay(test: pd.DataFrame, predictor: Predictor, predictions: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per target ``(p50, p90)`` of every held-out row, corrected by the rows of its category that finished before it."""
+    from daskflow.learning.corrector import OnlineCorrector
+
     corrector = OnlineCorrector.from_predictor(predictor)
     stop = pd.to_numeric(test["stop_s"], errors="coerce") if "stop_s" in test else pd.Series(np.nan, index=test.index)
     order_key = stop.fillna(pd.to_numeric(test["recorded_at"], errors="coerce")).to_numpy(dtype="float64")

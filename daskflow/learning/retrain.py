@@ -24,7 +24,7 @@ Design note
    the reason in the registry and an event each.
 
 Everything returns a plain dict (``decision``: ``skip`` | ``promote`` |
-``reject`` | ``error``, ``reason``, ``version``, ``trigger``) for the CLI and the
+``reject`` | ``unchanged`` | ``error``, ``reason``, ``version``, ``trigger``) for the CLI and the
 model page.
 """
 
@@ -119,6 +119,9 @@ def train_and_register(history: pd.DataFrame, models_url: str, reason: str, now:
     with tempfile.TemporaryDirectory(prefix="daskflow-candidate-") as tmp:
         save_model(candidate.manifest, candidate.boosters, tmp)
         version = registry.register(tmp, reason=reason, now=now)
+    if version == current_version:  # the same boosters trained within the same second: nothing new to judge
+        return {"decision": "unchanged", "reason": "the candidate is identical to the served model", "version": version,
+                "previous": current_version, "trigger": reason, "metrics": {}, "manifest": candidate.manifest}
     current = Predictor.load(models_url, reload_interval_s=0) if current_version else None
     judged = candidate.held_predictor if candidate.held_predictor is not None else None
     if judged is None:  # no held-out rows (a tiny first history): only a first model can be promoted

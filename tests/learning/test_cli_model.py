@@ -53,7 +53,8 @@ def test_registry_commands_list_promote_rollback_drift(daskflow_home):
     append_history(synthetic_history(runs=2, tasks=40).to_dict("records"), str(daskflow_home / "history"))
     first = json.loads(runner.invoke(main, ["model", "train", "--json", "--rounds", "10"]).output.strip().splitlines()[-1])
     assert first["registry"]["decision"] == "promote" and first["registry"]["reason"] == "no current model"
-    # the same history again: the candidate cannot beat a model that saw the held-out run -> kept as rejected
+    # one more run, then train again: the candidate is judged against the served model on the newest run
+    append_history(synthetic_history(runs=3, tasks=40, seed=3).query("run_id == 'run-2'").to_dict("records"), str(daskflow_home / "history"))
     second = json.loads(runner.invoke(main, ["model", "train", "--json", "--rounds", "10"]).output.strip().splitlines()[-1])
     listed = json.loads(runner.invoke(main, ["model", "list", "--json"]).output)
     statuses = {v["version"]: v["status"] for v in listed["versions"]}
