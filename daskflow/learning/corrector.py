@@ -52,6 +52,7 @@ from daskflow.learning.drift import Baseline, DriftConfig, DriftMonitor
 from daskflow.learning.online import OnlineConfig, OnlineState
 
 TARGETS = ("duration", "peak_memory")
+_NOT_DRIFTED = object()
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,8 @@ class OnlineCorrector:
     drift: dict[str, DriftMonitor] = field(default_factory=dict)  # target -> per-category CUSUM
     events: deque[dict[str, Any]] = field(default_factory=deque)  # drift events, newest last (bounded)
     residuals: dict[str, dict[str, deque[float]]] = field(default_factory=dict)  # target -> category -> log(actual/corrected)
+    # (target, category) -> factor; valid until the category's next observation (only when weights do not decay with time)
+    cached: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for target in TARGETS:
@@ -108,6 +111,7 @@ class OnlineCorrector:
             self.online[target] = OnlineState(self.config.online, priors=priors)
             self.drift[target] = DriftMonitor(self.config.drift, baselines)
             self.residuals[target] = {}
+        self.cached.clear()
 
     # ---------------------------------------------------------------- per finished task
     def observe(self, category: str, predicted: float, actual: float, now: float, target: str = "duration") -> dict[str, Any] | None:
@@ -122,6 +126,7 @@ class OnlineCorrector:
             own = self.residuals[target][category] = deque(maxlen=self.config.max_residuals)
         own.append(float(np.log(actual / corrected)))
         self.online[target].observe(category, predicted, actual, now)
+        self.cached.pop((target, category), None)
         event = self.drift[target].observe(category, predicted, actual, now, self.model_version)
         if event is not None:
             event = {**event, "target": target}
@@ -131,16 +136,28 @@ class OnlineCorrector:
     # ---------------------------------------------------------------- per plan
     def factors(self, categories: Sequence[str], now: float, target: str = "duration") -> np.ndarray:
         """The multiplicative correction of every row (drifted categories: from the run's tasks since the change)."""
-        state = self.online[target]
-        drifted = self.drift[target].drifted()
-        cache: dict[str, float] = {}
-        for category in set(categories):
-            if category in drifted:
-                weak = replace(state.config, prior_observations=self.config.drifted_prior_observations)
-                cache[category] = _factor(state, category, now, drifted[category], weak)
-            else:
-                cache[category] = state.factor(category, now)
+        cache = {category: self.factor(category, now, target) for category in set(categories)}
         return np.fromiter((cache[c] for c in categories), dtype="float64", count=len(categories))
+
+    def factor(self, category: str, now: float, target: str = "duration") -> float:
+        """One category's correction factor (cached until its next observation when weights do not decay)."""
+        timeless = not np.isfinite(self.config.online.half_life_s)
+        if timeless and (target, category) in self.cached:
+            return self.cached[(target, category)]
+        state = self.online[target]
+        changed_at = self.drift[target].drifted().get(category, _NOT_DRIFTED) if category in self.drift[target].states else _NOT_DRIFTED
+        if changed_at is not _NOT_DRIFTED:
+            weak = replace(state.config, prior_observations=self.config.drifted_prior_observations)
+            value = _factor(state, category, now, changed_at, weak)
+        else:
+            value = state.factor(category, now)
+        if timeless:
+            self.cached[(target, category)] = value
+        return value
+
+    def correct_one(self, category: str, predicted: float, now: float, target: str = "duration") -> float:
+        """Scalar :meth:`correct` for one task (the adapter's ``_planned_s``): a dict lookup when cached."""
+        return float(predicted) * self.factor(category, now, target)
 
     def correct(self, categories: Sequence[str], predicted: np.ndarray, now: float, target: str = "duration") -> np.ndarray:
         """Corrected p50 for tasks not yet run."""

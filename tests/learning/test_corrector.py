@@ -74,3 +74,12 @@ def test_from_predictor_takes_priors_and_baselines_and_reset_forgets(tmp_path):
     assert not corrector.online["duration"].observations
     bare = OnlineCorrector.from_predictor(Predictor(url=str(tmp_path / "none")))  # no model: defaults, no error
     assert bare.online["duration"].priors == {} and bare.model_version is None
+
+
+def test_scalar_correct_one_equals_the_batch_and_follows_new_observations():
+    corrector = OnlineCorrector()
+    corrector.observe("a", 1.0, 2.0, now=0.0)
+    first = corrector.correct_one("a", 3.0, now=1.0)
+    assert first == pytest.approx(corrector.correct(["a"], np.array([3.0]), now=1.0)[0])
+    corrector.observe("a", 1.0, 2.0, now=1.0)  # the cached factor is refreshed by the next observation
+    assert corrector.correct_one("a", 3.0, now=2.0) > first
