@@ -20,6 +20,16 @@ History comes from one of two sources (``--source``):
             with the annotations the harness sends), truth = the trace's own
             scaled runtime / memory. No cluster; deterministic.
 
+``--predictor composite`` (default) trains what ``daskflow model train``
+serves since manifest format 2 (cleaned rows, boosters + per-category
+scaling laws, per-category selection by held-out error, calibrated p90);
+``--predictor booster`` the boosters alone (format 1, the previous model).
+Besides the served p50 the report gives the p90 coverage and the *online*
+numbers: the held-out run replayed in its finishing order (trace order for
+``--source trace``) through :class:`daskflow.learning.corrector.OnlineCorrector`,
+the API the steering plugin calls - each task predicted with what the
+finished tasks of its category said so far.
+
 All instances of one application share ONE time scale (so durations are
 comparable across instances): the largest instance's lower bound maps to
 ``--target-seconds``. Nothing is tuned to the traces: the model, features and
@@ -48,6 +58,7 @@ import pandas as pd
 
 from daskflow.learning.features import record_from_annotations
 from daskflow.learning.predictor import Predictor
+from daskflow.learning.quantiles import coverage
 from daskflow.learning.training import train_models
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -82,12 +93,19 @@ def trace_rows(trace, run_id: str, time_scale: float, memory_scale: float, bytes
     from daskflow.replay.trace import sanitize_category
 
     by_id = {task.id: task for task in trace.tasks}
+    depth: dict[str, int] = {}
+    dependents: dict[str, int] = defaultdict(int)
+    for task in trace.tasks:  # topological order (validated at load): parents first
+        depth[task.id] = 1 + max((depth[p] for p in task.parents), default=-1)
+        for parent in task.parents:
+            dependents[parent] += 1
     rows = []
     for index, task in enumerate(trace.tasks):
         category = sanitize_category(task.category)
         annotations = {
             "run_id": run_id, "kind": "replay", "category": category, "asset": None, "partition": None,
             "input_bytes": int(task.input_bytes * bytes_scale), "input_rows": 0, "n_inputs": len(task.parents),
+            "depth": depth[task.id], "n_dependents": dependents[task.id],
         }
         dependency_bytes = sum(min(int(by_id[p].output_bytes * bytes_scale), OUTPUT_CAP_BYTES) for p in task.parents)
         row = record_from_annotations(
@@ -146,7 +164,32 @@ def _ape(predicted: np.ndarray, actual: np.ndarray) -> np.ndarray:
     return np.abs(predicted[mask] - actual[mask]) / actual[mask]
 
 
-def evaluate_folds(history: pd.DataFrame, runs: dict[str, dict], rounds: int, workdir: pathlib.Path) -> list[dict[str, Any]]:
+def online_replay(test: pd.DataFrame, predictor: Predictor, predictions: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per target ``(p50, p90)`` of every held-out row, corrected by the rows of its category that finished before it."""
+    from daskflow.learning.corrector import OnlineCorrector
+
+    corrector = OnlineCorrector.from_predictor(predictor)
+    stop = pd.to_numeric(test["stop_s"], errors="coerce") if "stop_s" in test else pd.Series(np.nan, index=test.index)
+    order_key = stop.fillna(pd.to_numeric(test["recorded_at"], errors="coerce")).to_numpy(dtype="float64")
+    categories = test["category"].astype(str).tolist()
+    out = {}
+    for target, column, p50, p90 in (("duration", "duration_s", predictions.duration_s, predictions.p90_duration_s),
+                                     ("peak_memory", "peak_memory_bytes", predictions.peak_memory_bytes, predictions.p90_peak_memory_bytes)):
+        actual = pd.to_numeric(test[column], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        ratio = np.where(p50 > 0, p90 / np.where(p50 > 0, p50, 1.0), 2.0)
+        point, upper = p50.copy(), p90.copy()
+        for i in np.argsort(order_key, kind="stable"):
+            now = float(order_key[i])
+            point[i] = corrector.correct([categories[i]], p50[i:i + 1], now, target)[0]
+            upper[i] = corrector.upper([categories[i]], point[i:i + 1], ratio[i:i + 1], target)[0]
+            if np.isfinite(actual[i]) and actual[i] > 0:
+                corrector.observe(categories[i], float(p50[i]), float(actual[i]), now, target)
+        out[target] = (point, upper)
+    return out
+
+
+def evaluate_folds(history: pd.DataFrame, runs: dict[str, dict], rounds: int, workdir: pathlib.Path,
+                   predictor_kind: str = "composite") -> list[dict[str, Any]]:
     """Leave-one-instance-out per application: train on the others, score the held-out instance."""
     folds = []
     by_app: dict[str, list[str]] = defaultdict(list)
@@ -157,10 +200,11 @@ def evaluate_folds(history: pd.DataFrame, runs: dict[str, dict], rounds: int, wo
             train = history[history["run_id"].isin([r for r in run_ids if r != held_out])]
             test = history[(history["run_id"] == held_out) & (history["outcome"] == "success")]
             model_dir = workdir / f"model-{app}-{len(folds)}"
-            manifest = train_models(train, str(model_dir), rounds=rounds)
+            manifest = train_models(train, str(model_dir), rounds=rounds, composite=predictor_kind == "composite")
             predictor = Predictor.load(str(model_dir))
             model = predictor.predict(test)
-            base = predictor.predict_baseline(test)
+            base = per_category_mean(train, test, predictor.predict_baseline(test))
+            online = online_replay(test, predictor, model)
             duration = pd.to_numeric(test["duration_s"], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
             memory = pd.to_numeric(test["peak_memory_bytes"], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
             fold = {
@@ -168,31 +212,64 @@ def evaluate_folds(history: pd.DataFrame, runs: dict[str, dict], rounds: int, wo
                 "trained_on": sorted({runs[r]["trace"] for r in run_ids if r != held_out}),
                 "train_rows": len(train), "test_rows": len(test), "model_version": manifest["model_version"],
                 "unseen_category_rows": int((np.asarray(model.quality) != "model").sum()),
-                "_ape": {"duration": (_ape(model.duration_s, duration), _ape(base.duration_s, duration))},
+                "sources": {str(k): int(v) for k, v in zip(*np.unique(np.asarray(model.source, dtype=str), return_counts=True))},
+                "_ape": {"duration": (_ape(model.duration_s, duration), _ape(base["duration_s"], duration), _ape(online["duration"][0], duration))},
+                "_cover": {"duration": (model.p90_duration_s, online["duration"][1], duration)},
             }
             if runs[held_out]["has_memory"]:
-                fold["_ape"]["memory"] = (_ape(model.peak_memory_bytes, memory), _ape(base.peak_memory_bytes, memory))
-            for target, (m, b) in fold["_ape"].items():
+                fold["_ape"]["memory"] = (_ape(model.peak_memory_bytes, memory), _ape(base["peak_memory_bytes"], memory),
+                                          _ape(online["peak_memory"][0], memory))
+                fold["_cover"]["memory"] = (model.p90_peak_memory_bytes, online["peak_memory"][1], memory)
+            for target, (m, b, o) in fold["_ape"].items():
                 fold[f"{target}_median_ape"] = float(np.median(m)) if len(m) else None
                 fold[f"baseline_{target}_median_ape"] = float(np.median(b)) if len(b) else None
-                fold[f"{target}_ratio"] = (fold[f"{target}_median_ape"] / fold[f"baseline_{target}_median_ape"]
-                                           if len(m) and np.median(b) > 0 else None)
+                fold[f"online_{target}_median_ape"] = float(np.median(o)) if len(o) else None
+                ok = len(m) and np.median(b) > 0
+                fold[f"{target}_ratio"] = fold[f"{target}_median_ape"] / fold[f"baseline_{target}_median_ape"] if ok else None
+                fold[f"online_{target}_ratio"] = fold[f"online_{target}_median_ape"] / fold[f"baseline_{target}_median_ape"] if ok else None
+                upper, online_upper, actual = fold["_cover"][target]
+                fold[f"{target}_p90_coverage"] = coverage(upper, actual)
+                fold[f"online_{target}_p90_coverage"] = coverage(online_upper, actual)
             folds.append(fold)
+            print(f"  {app} {fold['held_out']}: duration {fold.get('duration_ratio')}, online {fold.get('online_duration_ratio')}, "
+                  f"memory {fold.get('memory_ratio')}, online {fold.get('online_memory_ratio')}", file=sys.stderr)
     return folds
 
 
+def per_category_mean(train: pd.DataFrame, test: pd.DataFrame, defaults: Any) -> dict[str, np.ndarray]:
+    """The baseline: each held-out row predicted by the arithmetic mean of its category in the (raw) training rows.
+
+    Dask's per-prefix estimate; a category the training rows lack gets what the served predictor
+    answers for it (``defaults``: its baseline predictions), so both are scored on the same rows.
+    """
+    out = {}
+    for column in ("duration_s", "peak_memory_bytes"):
+        means = pd.to_numeric(train[column], errors="coerce").groupby(train["category"].astype(str)).mean()
+        values = test["category"].astype(str).map(means).to_numpy(dtype="float64", na_value=np.nan)
+        out[column] = np.where(np.isfinite(values), values, np.asarray(getattr(defaults, column), dtype="float64"))
+    return out
+
+
 def summarize(folds: list[dict[str, Any]]) -> dict[str, Any]:
-    """Pooled median APE over all held-out rows (model vs baseline), overall and for the input-size-driven bag."""
+    """Pooled median APE over all held-out rows (model, online, baseline), ratios, worst fold, p90 coverage."""
     out: dict[str, Any] = {}
     for target in ("duration", "memory"):
         model = [f["_ape"][target][0] for f in folds if target in f["_ape"]]
         base = [f["_ape"][target][1] for f in folds if target in f["_ape"]]
+        online = [f["_ape"][target][2] for f in folds if target in f["_ape"]]
         if model:
-            m, b = float(np.median(np.concatenate(model))), float(np.median(np.concatenate(base)))
+            m, b, o = (float(np.median(np.concatenate(x))) for x in (model, base, online))
             out[f"pooled_{target}_median_ape"], out[f"pooled_baseline_{target}_median_ape"] = m, b
+            out[f"pooled_online_{target}_median_ape"] = o
             out[f"pooled_{target}_ratio"] = m / b if b > 0 else None
-        ratios = [f[f"{target}_ratio"] for f in folds if f.get(f"{target}_ratio")]
-        out[f"geomean_{target}_ratio"] = float(math.exp(np.mean(np.log(ratios)))) if ratios else None
+            out[f"pooled_online_{target}_ratio"] = o / b if b > 0 else None
+            covers = [f["_cover"][target] for f in folds if target in f["_cover"]]
+            out[f"pooled_{target}_p90_coverage"] = coverage(np.concatenate([c[0] for c in covers]), np.concatenate([c[2] for c in covers]))
+            out[f"pooled_online_{target}_p90_coverage"] = coverage(np.concatenate([c[1] for c in covers]), np.concatenate([c[2] for c in covers]))
+        for prefix in ("", "online_"):
+            ratios = [f[f"{prefix}{target}_ratio"] for f in folds if f.get(f"{prefix}{target}_ratio")]
+            out[f"geomean_{prefix}{target}_ratio"] = float(math.exp(np.mean(np.log(ratios)))) if ratios else None
+            out[f"worst_{prefix}{target}_ratio"] = max(ratios) if ratios else None
     return out
 
 
@@ -201,15 +278,17 @@ def markdown(folds: list[dict[str, Any]], summary: dict[str, Any]) -> str:
         return "-" if v is None else f"{v:.3f}"
 
     lines = [
-        "| application | held-out instance | trained on | test rows | duration APE model | baseline | ratio | memory APE model | baseline | ratio |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        ("| application | held-out instance | trained on | test rows | duration APE model | baseline | ratio | online | ratio | p90 cov "
+         "| online p90 cov | memory APE model | baseline | ratio | online | ratio | p90 cov | online p90 cov |"),
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for fold in folds:
-        lines.append(
-            f"| {fold['application']} | {fold['held_out']} | {', '.join(fold['trained_on'])} | {fold['test_rows']} | "
-            f"{f(fold.get('duration_median_ape'))} | {f(fold.get('baseline_duration_median_ape'))} | {f(fold.get('duration_ratio'))} | "
-            f"{f(fold.get('memory_median_ape'))} | {f(fold.get('baseline_memory_median_ape'))} | {f(fold.get('memory_ratio'))} |"
-        )
+        cells = [fold["application"], fold["held_out"], ", ".join(fold["trained_on"]), str(fold["test_rows"])]
+        for t in ("duration", "memory"):
+            cells += [f(fold.get(f"{t}_median_ape")), f(fold.get(f"baseline_{t}_median_ape")), f(fold.get(f"{t}_ratio")),
+                      f(fold.get(f"online_{t}_median_ape")), f(fold.get(f"online_{t}_ratio")), f(fold.get(f"{t}_p90_coverage")),
+                      f(fold.get(f"online_{t}_p90_coverage"))]
+        lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(
         f"Pooled over all held-out rows: duration median APE {f(summary.get('pooled_duration_median_ape'))} vs baseline "
@@ -218,12 +297,23 @@ def markdown(folds: list[dict[str, Any]], summary: dict[str, Any]) -> str:
         f"(ratio {f(summary.get('pooled_memory_ratio'))}). Geometric mean of per-fold ratios: duration "
         f"{f(summary.get('geomean_duration_ratio'))}, memory {f(summary.get('geomean_memory_ratio'))}."
     )
+    lines.append(
+        f"Online (corrected by the run's finished tasks): duration {f(summary.get('pooled_online_duration_median_ape'))} "
+        f"(ratio {f(summary.get('pooled_online_duration_ratio'))}), memory {f(summary.get('pooled_online_memory_median_ape'))} "
+        f"(ratio {f(summary.get('pooled_online_memory_ratio'))}). Worst fold ratio: duration {f(summary.get('worst_duration_ratio'))} "
+        f"(online {f(summary.get('worst_online_duration_ratio'))}), memory {f(summary.get('worst_memory_ratio'))} "
+        f"(online {f(summary.get('worst_online_memory_ratio'))}). p90 coverage: duration {f(summary.get('pooled_duration_p90_coverage'))} "
+        f"(online {f(summary.get('pooled_online_duration_p90_coverage'))}), memory {f(summary.get('pooled_memory_p90_coverage'))} "
+        f"(online {f(summary.get('pooled_online_memory_p90_coverage'))})."
+    )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", choices=("replay", "trace"), default="replay")
+    parser.add_argument("--predictor", choices=("composite", "booster"), default="composite",
+                        help="composite: what `daskflow model train` serves (format 2); booster: the boosters alone (format 1)")
     parser.add_argument("--workloads", type=pathlib.Path, default=DEFAULT_WORKLOADS)
     parser.add_argument("--apps", default=None, help="comma-separated applications (default: all with 2+ instances, and skewed-bag)")
     parser.add_argument("--workers", type=int, default=4, help="worker processes (1 thread each); also the slots for time scaling")
@@ -248,10 +338,10 @@ def main(argv: list[str] | None = None) -> int:
             history, runs = collect_replay_history(apps, args, str(workdir / "history"))
         else:
             history, runs = collect_trace_history(apps, args)
-        folds = evaluate_folds(history, runs, args.rounds, workdir)
+        folds = evaluate_folds(history, runs, args.rounds, workdir, args.predictor)
     summary = summarize(folds)
     report = {
-        "source": args.source, "workers": args.workers, "target_seconds": args.target_seconds,
+        "source": args.source, "predictor": args.predictor, "workers": args.workers, "target_seconds": args.target_seconds,
         "memory_scale": args.memory_scale, "bytes_scale": args.bytes_scale, "rounds": args.rounds,
         "elapsed_s": time.perf_counter() - started, "summary": summary,
         "folds": [{k: v for k, v in fold.items() if not k.startswith("_")} for fold in folds],
@@ -259,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(folds, summary))
     if args.json_path:
         pathlib.Path(args.json_path).write_text(json.dumps(report, indent=2))
-    print(json.dumps({"source": args.source, **summary}))
+    print(json.dumps({"source": args.source, "predictor": args.predictor, **summary}))
     return 0
 
 

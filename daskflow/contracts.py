@@ -100,6 +100,9 @@ class TaskAnnotation(TypedDict, total=False):
     n_inputs: int
     input_locations: list[InputLocation]
     tags: dict[str, str]
+    # graph position (optional; planner / replay harness fill them, the learning features read them)
+    depth: int  # longest chain of dependencies above the task (roots: 0)
+    n_dependents: int  # tasks that consume this task's output (fan-out)
     # replay only: the trace's true costs (read by the oracle predictor)
     true_duration_s: float
     true_peak_memory_bytes: int
@@ -122,10 +125,13 @@ def task_annotation(
 ) -> TaskAnnotation:
     """Build one task annotation; the only place the schema is spelled as a dict.
 
+    Optional keyword fields: ``depth``, ``n_dependents`` (graph position) and, for replays,
+    ``true_duration_s``, ``true_peak_memory_bytes``.
+
     >>> task_annotation(run_id="r", kind="asset", category="orders")["n_inputs"]
     0
     """
-    unknown = set(replay_truth) - {"true_duration_s", "true_peak_memory_bytes"}
+    unknown = set(replay_truth) - {"true_duration_s", "true_peak_memory_bytes", "depth", "n_dependents"}
     if unknown:
         raise TypeError(f"task_annotation: unknown field(s) {sorted(unknown)}; see daskflow.contracts.TaskAnnotation")
     annotation: TaskAnnotation = {

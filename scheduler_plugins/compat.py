@@ -234,6 +234,14 @@ def worker_threads_and_memory_limit(scheduler: Scheduler, address: str | None) -
     return ws.nthreads, (ws.memory_limit or None)
 
 
+def worker_pressure(scheduler: Scheduler, address: str | None) -> tuple[bool | None, int | None]:
+    """``(paused, bytes spilled to disk)`` of the worker at ``address`` as of its last heartbeat; ``(None, None)`` when unknown."""
+    ws = scheduler.workers.get(address) if address else None
+    if ws is None:
+        return None, None
+    return str(getattr(ws.status, "name", ws.status)) == "paused", int(ws.memory.spilled)
+
+
 def worker_managed_bytes(ws: WorkerState) -> int:
     """Bytes of task results the worker holds (updated as results land, not only on heartbeats)."""
     return int(ws.nbytes)

@@ -28,6 +28,21 @@ Peak memory comes from :class:`scheduler_plugins.worker_memory.PeakMemoryPlugin`
 which the recorder registers on all current and future workers itself, so a
 scheduler preload is enough.
 
+Hygiene columns (for :mod:`daskflow.learning.cleaning`): ``attempt`` (1 +
+the key's earlier attempts this recorder saw end in ``erred`` or lost with
+their worker), ``worker_paused`` (paused at the task's start or finish, as of
+the worker's heartbeats), ``spilled_bytes`` (the worker's bytes on disk at
+finish minus at start) and ``worker_memory_at_start_bytes`` (the worker's RSS
+when the task started, from the peak-memory plugin). Per-key start facts
+live in a bounded dict until the task finishes.
+
+An unwritable or unreachable history URL is found at start (a probe write,
+off the event loop) or at the first failed flush: ONE warning in the
+scheduler log (for an embedded cluster, the scheduler runs in the client's
+process, so it is the client's output), then only counters
+(``history_write_failures``, ``history_error`` in :meth:`RecorderPlugin.stats`,
+for the model page).
+
 The recorder never raises into the scheduler: every hook is wrapped, the first
 failure is logged once with its traceback, later ones are counted in
 ``error_count``. Scheduler internals are read through
@@ -56,7 +71,7 @@ from daskflow.contracts import (
 )
 from daskflow.daskgraph import annotations_of
 from daskflow.learning.features import record_from_annotations
-from daskflow.learning.history import append_history
+from daskflow.learning.history import append_history, probe_history
 from scheduler_plugins import compat
 from scheduler_plugins.worker_memory import PeakMemoryPlugin
 
@@ -113,6 +128,11 @@ class RecorderPlugin(SchedulerPlugin):
         self._periodic: Any = None  # the flush callback (scheduler.periodic_callbacks[PLUGIN_NAME])
         self._started = False
         self._warned: set[str] = set()
+        self.history_write_failures = 0  # failed probes + failed flushes (the model page shows it)
+        self.history_error: str | None = None  # the last write error, None once a write succeeded
+        self.max_tracked_keys = 100_000
+        self._start_facts: dict[Any, tuple[bool | None, int | None]] = {}  # key -> (paused, spilled bytes) at start
+        self._attempts: dict[Any, int] = {}  # key -> attempts that ended without a result
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, scheduler: Any) -> None:
@@ -122,6 +142,7 @@ class RecorderPlugin(SchedulerPlugin):
         self.scheduler = scheduler
         try:
             self._periodic = compat.add_periodic_callback(scheduler, PLUGIN_NAME, self._safe_flush, self.flush_interval_s * 1000)
+            self._submit(probe_history, self.history_url, self.storage_options).add_done_callback(self._probed)
             if self.register_worker_plugin:
                 await compat.register_worker_plugin(scheduler, PeakMemoryPlugin(), PEAK_MEMORY_PLUGIN)
         except Exception:  # noqa: BLE001
@@ -144,7 +165,13 @@ class RecorderPlugin(SchedulerPlugin):
 
     # ------------------------------------------------------------------ recording
     def transition(self, key: Any, start: str, finish: str, *args: Any, stimulus_id: str | None = None, **kwargs: Any) -> None:
-        if start != "processing" or finish not in ("memory", "erred"):
+        if finish == "processing" or start != "processing":
+            if finish == "processing":
+                self._task_started(key)
+            return
+        if finish not in ("memory", "erred"):  # lost with its worker (or cancelled): an attempt without a row
+            self._start_facts.pop(key, None)
+            self._count_attempt(key)
             return
         try:
             row = self.make_row(key, finish, kwargs)
@@ -203,8 +230,38 @@ class RecorderPlugin(SchedulerPlugin):
             concurrent_tasks=measured.get("concurrent_tasks"),
             outcome="success" if finish == "memory" else "error",
         )
+        record.update(self._hygiene(key, worker_address, measured, finish))
         record.update(self._steering_prediction(key))
         return record
+
+    # ------------------------------------------------------------------ hygiene facts
+    def _task_started(self, key: Any) -> None:
+        try:
+            task = compat.task_state(self.scheduler, key) if self.scheduler is not None else None
+            worker = compat.processing_on(task) if task is not None else None
+            if len(self._start_facts) >= self.max_tracked_keys:
+                self._start_facts.clear()  # bounded: tasks lost without a transition must not leak
+            self._start_facts[key] = compat.worker_pressure(self.scheduler, worker)
+        except Exception:  # noqa: BLE001
+            self._hook_failed("transition")
+
+    def _count_attempt(self, key: Any) -> None:
+        if len(self._attempts) >= self.max_tracked_keys:
+            self._attempts.clear()
+        self._attempts[key] = self._attempts.get(key, 0) + 1
+
+    def _hygiene(self, key: Any, worker: str | None, measured: dict[str, Any], finish: str) -> dict[str, Any]:
+        paused_at_start, spilled_at_start = self._start_facts.pop(key, (None, None))
+        paused_at_end, spilled_at_end = compat.worker_pressure(self.scheduler, worker) if self.scheduler is not None else (None, None)
+        attempt = 1 + self._attempts.get(key, 0)
+        if finish == "erred":
+            self._count_attempt(key)
+        else:
+            self._attempts.pop(key, None)
+        paused = None if paused_at_start is None and paused_at_end is None else bool(paused_at_start or paused_at_end)
+        spilled = max(0, spilled_at_end - spilled_at_start) if spilled_at_start is not None and spilled_at_end is not None else None
+        return {"attempt": attempt, "worker_paused": paused, "spilled_bytes": spilled,
+                "worker_memory_at_start_bytes": measured.get("start_rss_bytes")}
 
     def _steering_prediction(self, key: Any) -> dict[str, Any]:
         scheduler = self.scheduler
@@ -228,13 +285,39 @@ class RecorderPlugin(SchedulerPlugin):
             return None
         rows = list(self._buffer)
         self._buffer.clear()
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="daskflow-recorder")
-        future = self._executor.submit(append_history, rows, self.history_url, self.storage_options)
-        with self._lock:
-            self._pending.add(future)
+        future = self._submit(append_history, rows, self.history_url, self.storage_options)
         future.add_done_callback(lambda f, rows=rows: self._flushed(f, rows))
         return future
+
+    def _submit(self, function: Any, *args: Any) -> Future:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="daskflow-recorder")
+        future = self._executor.submit(function, *args)
+        with self._lock:
+            self._pending.add(future)
+        future.add_done_callback(self._discard)
+        return future
+
+    def _discard(self, future: Future) -> None:
+        with self._lock:
+            self._pending.discard(future)
+
+    def _probed(self, future: Future) -> None:
+        # Runs in the writer thread.
+        error = future.exception()
+        if error is not None:
+            self._history_unwritable(error, "the start-up probe")
+
+    def _history_unwritable(self, error: BaseException, what: str) -> None:
+        self.history_write_failures += 1
+        self.history_error = f"{type(error).__name__}: {error}"
+        if "history-write" not in self._warned:
+            self._warned.add("history-write")
+            logger.warning(
+                "daskflow recorder: the task history at %s is not writable (%s failed: %s); rows are kept in memory "
+                "(bounded by daskflow.history.max-buffer-rows) and retried, the run goes on without training data. "
+                "Fix daskflow.history.url or its permissions.", self.history_url, what, self.history_error,
+            )
 
     def _safe_flush(self) -> None:
         try:
@@ -244,20 +327,13 @@ class RecorderPlugin(SchedulerPlugin):
 
     def _flushed(self, future: Future, rows: list[dict[str, Any]]) -> None:
         # Runs in the writer thread; only counters and a thread-safe deque are touched.
-        with self._lock:
-            self._pending.discard(future)
         error = future.exception()
         if error is None:
             self.rows_flushed += len(rows)
             self.files_written.extend(future.result())
+            self.history_error = None
             return
-        if "flush-write" not in self._warned:
-            self._warned.add("flush-write")
-            logger.warning(
-                "daskflow recorder: writing %d history rows to %s failed (%s); they are kept in the "
-                "buffer (bounded by daskflow.history.max-buffer-rows) and retried. Check the URL and credentials.",
-                len(rows), self.history_url, error,
-            )
+        self._history_unwritable(error, f"writing {len(rows)} rows")
         # Re-queue the rows at the front, within the bound; older rows are dropped first.
         with self._lock:
             room = self.max_buffer_rows - len(self._buffer)
@@ -294,6 +370,8 @@ class RecorderPlugin(SchedulerPlugin):
             "error_count": self.error_count,
             "flush_error_count": self.flush_error_count,
             "files_written": len(self.files_written),
+            "history_write_failures": self.history_write_failures,
+            "history_error": self.history_error,
         }
 
 

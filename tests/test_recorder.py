@@ -327,3 +327,60 @@ def test_seceded_tasks_are_still_measured(tmp_path):
         assert row["peak_memory_method"] == "vmhwm" and 0 <= row["peak_memory_bytes"] <= 1.5 * 20 * MB
 
     scenario()
+
+
+def test_unwritable_history_gives_one_warning_and_counters(tmp_path, caplog):
+    """Issue 16.4: a history URL that cannot be written is reported ONCE (probe at start), then only counted."""
+    import logging
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+
+    @gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+    async def scenario(c, s, a):
+        plugin = RecorderPlugin(str(blocker / "history"), flush_rows=1, flush_interval_s=3600, register_worker_plugin=False)
+        await s.register_scheduler_plugin(plugin, name=PLUGIN_NAME, idempotent=False)
+        await wait_for(lambda: plugin.history_write_failures >= 1)  # the start-up probe
+        await c.gather(c.map(add_one, range(4), key=[f"inc-{i}" for i in range(4)]))
+        await wait_for(lambda: plugin.rows_recorded == 4 and plugin.flush_error_count >= 2)
+        await plugin._wait_pending()
+        stats = plugin.stats()
+        assert stats["history_write_failures"] >= 3 and "Error" in stats["history_error"]
+        assert stats["rows_flushed"] == 0
+
+    with caplog.at_level(logging.WARNING, logger="scheduler_plugins.recorder"):
+        scenario()
+    warnings_logged = [r for r in caplog.records if r.name == "scheduler_plugins.recorder" and r.levelno == logging.WARNING]
+    assert len(warnings_logged) == 1 and "not writable" in warnings_logged[0].getMessage()
+    assert "daskflow.history.url" in warnings_logged[0].getMessage()
+
+
+def test_a_writable_history_gives_no_warning_and_hygiene_columns(tmp_path, caplog):
+    import logging
+
+    marker = tmp_path / "attempted"
+
+    def flaky(x):
+        if not marker.exists():
+            marker.write_text("1")
+            raise ValueError("first attempt fails")
+        return x
+
+    @gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+    async def scenario(c, s, a):
+        plugin = RecorderPlugin(str(tmp_path / "h"), flush_rows=10**6, flush_interval_s=3600, register_worker_plugin=False)
+        await s.register_scheduler_plugin(plugin, name=PLUGIN_NAME, idempotent=False)
+        assert await c.submit(flaky, 1, key="flaky-1", retries=1) == 1
+        assert await c.submit(add_one, 1, key="plain-1") == 2
+        await wait_for(lambda: plugin.rows_recorded == 2)
+        await plugin.flush_and_wait()
+        assert plugin.history_write_failures == 0 and plugin.stats()["history_error"] is None
+
+    with caplog.at_level(logging.WARNING, logger="scheduler_plugins.recorder"):
+        scenario()
+    assert not [r for r in caplog.records if r.name == "scheduler_plugins.recorder"]
+    rows = read_history(str(tmp_path / "h")).sort_values("recorded_at")
+    assert rows["key"].tolist() == ["flaky-1", "plain-1"] and rows["outcome"].tolist() == ["success", "success"]
+    assert rows["attempt"].tolist() == [2, 1]  # the retry is marked: cleaning down-weights it
+    assert rows["worker_paused"].tolist() == [False, False]
+    assert rows["spilled_bytes"].tolist() == [0, 0]

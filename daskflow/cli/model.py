@@ -1,11 +1,17 @@
-"""CLI commands: ``daskflow model train | show | eval``.
+"""CLI commands: ``daskflow model train | show | eval | list | promote | rollback | drift | retrain``.
 
 ``train`` reads the task history (Parquet, ``daskflow.history.url``), trains
-the duration and peak-memory models and writes the model directory
-(``daskflow.models.url``); ``show`` prints a model's manifest and held-out
+the duration and peak-memory models, registers the result as a candidate in
+the model registry (``daskflow.models.url``) and promotes it only when it
+beats the served model on the newest held-out run (else it is kept as a
+rejected candidate); ``show`` prints a model's manifest and held-out
 metrics; ``eval`` scores a model against a history (e.g. runs recorded after
-training) next to the per-category mean baseline. ``--json`` prints one JSON
-object instead of the table.
+training) next to the per-category mean baseline; ``list``, ``promote`` and
+``rollback`` manage the registry's versions; ``drift`` lists the drift the
+served model shows on the history recorded since it was trained;
+``retrain`` runs the self-healing check once (train in a subprocess when
+enough new history or drift exists). ``--json`` prints one JSON object
+instead of the table.
 """
 
 from __future__ import annotations
@@ -62,18 +68,21 @@ def model_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="print the manifest as JSON")
 def train_command(history_url: str | None, out_url: str | None, since: str | None, rounds: int, as_json: bool) -> None:
     """Train the duration and peak-memory models from the task history."""
+    from daskflow.errors import DaskflowError
     from daskflow.learning.history import read_history
-    from daskflow.learning.training import TrainingError, train_models
+    from daskflow.learning.retrain import train_and_register
 
     history_url = _history_url(history_url)
     out_url = _model_url(out_url)
     history = read_history(history_url, since=since)
     try:
-        manifest = train_models(history, out_url, rounds=rounds)
-    except TrainingError as exc:
+        outcome = train_and_register(history, out_url, "daskflow model train", rounds=rounds)
+    except DaskflowError as exc:
         raise click.ClickException(str(exc)) from exc
+    manifest = outcome["manifest"]
+    registry = {k: outcome[k] for k in ("decision", "reason", "version", "previous")}
     if as_json:
-        click.echo(json.dumps({"model_url": out_url, "history_url": history_url, **manifest}, default=str))
+        click.echo(json.dumps({"model_url": out_url, "history_url": history_url, **manifest, "registry": registry}, default=str))
         return
     click.echo(f"model {manifest['model_version']} -> {out_url}")
     click.echo(
@@ -82,6 +91,7 @@ def train_command(history_url: str | None, out_url: str | None, since: str | Non
         f"held-out split: {manifest['metrics']['split']} ({manifest['metrics']['rows_test']} rows)"
     )
     click.echo(metrics_table(manifest["metrics"]))
+    click.echo(f"registry: {outcome['decision']} {outcome['version']} ({outcome['reason']})")
 
 
 @model_group.command("show")
@@ -110,6 +120,44 @@ def show_command(model_url: str | None, as_json: bool) -> None:
     click.echo(f"categories ({len(manifest.get('category_levels', []))}): {', '.join(manifest.get('category_levels', [])[:20])}")
     click.echo(f"features: {', '.join(manifest.get('feature_columns', []))}")
     click.echo(metrics_table(manifest.get("metrics") or {}))
+    for line in serving_lines(manifest):
+        click.echo(line)
+    from daskflow.learning.registry import ModelRegistry
+
+    try:
+        events = ModelRegistry(model_url).read_events(limit=10)
+    except Exception:  # noqa: BLE001 - the event log is informative only
+        events = []
+    if events:
+        click.echo("recent model events:")
+        for event in events:
+            click.echo("  " + event_line(event))
+
+
+def serving_lines(manifest: dict[str, Any]) -> list[str]:
+    """Which candidate serves how many categories, per target, and the p90 coverage held out (format 2)."""
+    composite = manifest.get("composite") if isinstance(manifest.get("composite"), dict) else None
+    if composite is None:
+        return []
+    lines = []
+    for target, selection in sorted((composite.get("selection") or {}).items()):
+        counts: dict[str, int] = {}
+        for name in (selection.get("choice") or {}).values():
+            counts[name] = counts.get(name, 0) + 1
+        chosen = ", ".join(f"{name} {n}" for name, n in sorted(counts.items())) or "none"
+        lines.append(f"serving {target}: {chosen} categories; small/unseen: {selection.get('fallback')}")
+    metrics = manifest.get("metrics") or {}
+    lines.append(f"held-out p90 coverage: duration {_fmt(metrics.get('duration_p90_coverage'))}, memory {_fmt(metrics.get('memory_p90_coverage'))}")
+    return lines
+
+
+def event_line(event: dict[str, Any]) -> str:
+    import datetime as dt
+
+    at = event.get("at")
+    when = dt.datetime.fromtimestamp(float(at), dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if isinstance(at, (int, float)) else "-"
+    detail = {k: v for k, v in event.items() if k not in ("event", "at")}
+    return f"{when} {event.get('event')}: " + ", ".join(f"{k}={v}" for k, v in sorted(detail.items()) if v is not None)
 
 
 @model_group.command("eval")
@@ -135,6 +183,114 @@ def eval_command(history_url: str | None, model_url: str | None, since: str | No
         return
     click.echo(f"model {predictor.model_version or '(none: baseline only)'} on {len(rows)} rows from {history_url}")
     click.echo(metrics_table(metrics))
+
+
+@model_group.command("list")
+@click.option("--model", "model_url", default=None, help="model directory URL (default: daskflow.models.url)")
+@click.option("--json", "as_json", is_flag=True, help="print the versions as JSON")
+def list_command(model_url: str | None, as_json: bool) -> None:
+    """List the registry's model versions (oldest first), their status and why."""
+    from daskflow.errors import DaskflowError
+    from daskflow.learning.registry import ModelRegistry
+
+    model_url = _model_url(model_url)
+    try:
+        versions = ModelRegistry(model_url).list_versions()
+    except (DaskflowError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps({"model_url": model_url, "versions": versions}, default=str))
+        return
+    if not versions:
+        click.echo(f"no model versions at {model_url}; train one with `daskflow model train`")
+        return
+    click.echo(f"{'':1} {'version':<32} {'status':<10} {'rows':>7} {'dur APE':>8} reason")
+    for v in versions:
+        metrics = v.get("metrics") or {}
+        click.echo(f"{'*' if v['current'] else ' '} {v['version']:<32} {v.get('status', '-'):<10} {_fmt(v.get('rows')):>7} "
+                   f"{_fmt(metrics.get('duration_median_ape')):>8} {v.get('reason') or ''}")
+
+
+@model_group.command("promote")
+@click.argument("version")
+@click.option("--model", "model_url", default=None, help="model directory URL (default: daskflow.models.url)")
+@click.option("--reason", default="promoted by hand", show_default=True, help="why (kept in the registry)")
+def promote_command(version: str, model_url: str | None, reason: str) -> None:
+    """Serve VERSION from now on (running predictors pick it up on their next reload)."""
+    from daskflow.errors import DaskflowError
+    from daskflow.learning.registry import ModelRegistry
+
+    model_url = _model_url(model_url)
+    try:
+        ModelRegistry(model_url).promote(version, reason)
+    except DaskflowError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"promoted {version} at {model_url}")
+
+
+@model_group.command("rollback")
+@click.option("--model", "model_url", default=None, help="model directory URL (default: daskflow.models.url)")
+@click.option("--reason", default="rolled back by hand", show_default=True, help="why (kept in the registry)")
+def rollback_command(model_url: str | None, reason: str) -> None:
+    """Serve the previously promoted version again (its exact bytes)."""
+    from daskflow.errors import DaskflowError
+    from daskflow.learning.registry import ModelRegistry
+
+    model_url = _model_url(model_url)
+    try:
+        version = ModelRegistry(model_url).rollback(reason)
+    except DaskflowError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"rolled back to {version} at {model_url}")
+
+
+@model_group.command("drift")
+@click.option("--history", "history_url", default=None, help="history dataset URL (default: daskflow.history.url)")
+@click.option("--model", "model_url", default=None, help="model directory URL (default: daskflow.models.url)")
+@click.option("--json", "as_json", is_flag=True, help="print the drift events as JSON")
+def drift_command(history_url: str | None, model_url: str | None, as_json: bool) -> None:
+    """List the categories whose cost drifted from the served model's predictions since it was trained."""
+    import warnings
+
+    from daskflow.learning.drift import detect_drift
+    from daskflow.learning.history import read_history
+    from daskflow.learning.predictor import Predictor
+    from daskflow.learning.retrain import new_history
+
+    history_url = _history_url(history_url)
+    model_url = _model_url(model_url)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        predictor = Predictor.load(model_url)
+    if not predictor.has_model:
+        raise click.ClickException(f"no usable model at {model_url!r} ({predictor.load_error or 'missing'}); train one with `daskflow model train`")
+    rows = new_history(read_history(history_url), predictor.manifest)
+    baselines = predictor.composite.drift_baselines if predictor.composite is not None else None
+    events = detect_drift(rows, baselines, predictor.model_version)
+    if as_json:
+        click.echo(json.dumps({"model_url": model_url, "model_version": predictor.model_version, "rows": len(rows), "drift": events}, default=str))
+        return
+    click.echo(f"model {predictor.model_version}: {len(rows)} rows recorded since training, {len(events)} drift event(s)")
+    for event in events:
+        click.echo("  " + event_line(event))
+
+
+@model_group.command("retrain")
+@click.option("--history", "history_url", default=None, help="history dataset URL (default: daskflow.history.url)")
+@click.option("--model", "model_url", default=None, help="model directory URL (default: daskflow.models.url)")
+@click.option("--min-new-rows", default=200, show_default=True, help="retrain when at least this many rows were recorded since training")
+@click.option("--json", "as_json", is_flag=True, help="print the outcome as JSON")
+def retrain_command(history_url: str | None, model_url: str | None, min_new_rows: int, as_json: bool) -> None:
+    """Retrain (in a subprocess) if enough new history or drift exists; promote or reject the candidate."""
+    from daskflow.learning.retrain import RetrainConfig, maybe_retrain
+
+    outcome = maybe_retrain(_model_url(model_url), _history_url(history_url), config=RetrainConfig(min_new_rows=min_new_rows))
+    if as_json:
+        click.echo(json.dumps(outcome, default=str))
+    else:
+        click.echo(f"{outcome['decision']}: {outcome['reason']}" + (f" (version {outcome['version']})" if outcome.get("version") else ""))
+    if outcome["decision"] == "error":
+        raise click.ClickException(outcome["reason"])
 
 
 commands: list = [model_group]

@@ -38,13 +38,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-#: Columns the recorder should add for complete hygiene (name -> meaning). Rules using them are already here.
+#: Columns the recorder does not write yet (name -> meaning). Rules using them are already here.
+#: (``attempt``, ``worker_paused``, ``spilled_bytes``, ``worker_memory_at_start_bytes`` are recorded since history v2.)
 RECORDER_COLUMNS_TO_ADD: dict[str, str] = {
-    "attempt": "1 for the first attempt of a key in a run, 2 for its first retry, ... (scheduler: TaskState.retries left vs. declared)",
-    "worker_paused": "the worker was paused (memory above distributed.worker.memory.pause) at any time while the task ran",
-    "spilled_bytes": "bytes the worker spilled to disk while the task ran (worker memory manager counters, delta)",
     "worker_killed": "the worker running the attempt died or was restarted before/at its end (remove_worker during processing)",
-    "worker_memory_at_start_bytes": "worker process RSS when the task started (the baseline of an absolute peak)",
 }
 
 DURATION = "duration"

@@ -2,10 +2,12 @@
 
 Design note
 -----------
-This is how the pieces of issue 12 fit together in training (an in-memory
-prototype the accuracy benchmark measures; wiring it into ``train_models`` and
-the served predictor is the next step, see the module list in
-``daskflow.learning``):
+This is how the pieces of issue 12 fit together in training
+(:func:`~daskflow.learning.training.train_models` calls :func:`fit_composite`
+and saves :meth:`CompositeModel.manifest` + its boosters; the served
+:class:`~daskflow.learning.predictor.Predictor` applies the selection and the
+spread from that manifest, :meth:`CompositeModel.predictor` builds the same
+predictor in memory):
 
 1. :func:`~daskflow.learning.cleaning.clean_history` marks the rows that do
    not measure a task's cost (per target, with weights).
@@ -42,7 +44,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from daskflow.learning.cleaning import CleaningConfig, clean_history
+from daskflow.learning.cleaning import CleaningConfig, clean_history, hygiene_summary
+from daskflow.learning.drift import Baseline, baselines_from_holdout, baselines_to_dict
 from daskflow.learning.online import prior_observations_from_holdout
 from daskflow.learning.quantiles import SpreadConfig, SpreadModel, fit_spread
 from daskflow.learning.scaling import ScalingConfig, ScalingModel, fit_scaling
@@ -70,6 +73,7 @@ class CompositeConfig:
     spread: SpreadConfig = field(default_factory=SpreadConfig)
     rounds: int = 200
     use_model: bool = True  # False: scaling laws and means only (no XGBoost)
+    params: Mapping[str, Any] | None = None  # XGBoost parameters over training.DEFAULT_PARAMS
 
 
 @dataclass
@@ -82,6 +86,8 @@ class CompositeModel:
     spread: dict[str, SpreadModel]
     means: Any  # a Predictor without boosters: the per-category means (its predict_baseline)
     online_priors: dict[str, dict[str, float]] = field(default_factory=dict)  # target -> category -> k (online.py)
+    drift_baselines: dict[str, dict[str, Baseline]] = field(default_factory=dict)  # target -> category -> normal error
+    hygiene: dict[str, dict[str, int]] = field(default_factory=dict)  # target -> cleaning reason -> rows
 
     def candidates(self, rows: pd.DataFrame) -> dict[str, dict[str, np.ndarray]]:
         """Per target, every candidate's predictions for ``rows``."""
@@ -98,11 +104,42 @@ class CompositeModel:
         return out
 
     def describe(self) -> dict[str, Any]:
-        """JSON-able summary for a manifest: selection tables, spreads, scaling laws."""
+        """JSON-able summary for a manifest: selection tables, spreads, scaling laws, online priors, drift baselines."""
         return {"selection": {t: s.to_dict() for t, s in self.selection.items()},
                 "spread": {t: s.to_dict() for t, s in self.spread.items()},
                 "scaling": {t: s.to_dict() for t, s in self.scaling.items()},
-                "online_priors": self.online_priors}
+                "online_priors": self.online_priors,
+                "drift_baselines": {t: baselines_to_dict(b) for t, b in self.drift_baselines.items()},
+                "hygiene": self.hygiene}
+
+    @property
+    def boosters(self) -> dict[str, Any]:
+        return dict(self.model.boosters) if self.model is not None else {}
+
+    def manifest(self) -> dict[str, Any]:
+        """The format-2 manifest core (without version, rows, metrics: ``train_models`` adds those)."""
+        from daskflow.learning.manifest import MANIFEST_FORMAT
+        from daskflow.learning.training import _manifest_core
+
+        means_manifest = self.means.manifest or {}
+        levels = list((self.model.manifest if self.model is not None else means_manifest).get("category_levels") or [])
+        manifest = _manifest_core(levels, (means_manifest.get("baseline") or {}).get("category_means") or {}, self.boosters)
+        manifest["format"] = MANIFEST_FORMAT
+        manifest["feature_defaults"] = dict((self.model.manifest or {}).get("feature_defaults") or {}) if self.model is not None else {}
+        # the categories served by their mean (what format 1 called baseline_categories; the model page lists them)
+        manifest["baseline_categories"] = {t: sorted(c for c, name in s.choice.items() if name == MEAN) for t, s in self.selection.items()}
+        manifest["composite"] = self.describe()
+        return manifest
+
+    def predictor(self) -> Any:
+        """The served predictor for this model, in memory (exactly what ``Predictor.load`` builds from the saved manifest)."""
+        import json
+
+        from daskflow.learning.predictor import Predictor
+        from daskflow.learning.training import _json_default
+
+        manifest = json.loads(json.dumps(self.manifest(), default=_json_default))  # the JSON round trip serving sees
+        return Predictor.from_parts(manifest, self.boosters)
 
 
 def fit_composite(history: pd.DataFrame, config: CompositeConfig | None = None) -> CompositeModel:
@@ -118,15 +155,16 @@ def fit_composite(history: pd.DataFrame, config: CompositeConfig | None = None) 
     inner = _fit_parts(fit_rows, config)
     candidates = _candidates(*inner, select_rows)
     categories = _categories(select_rows)
-    selection, spread, priors = {}, {}, {}
+    selection, spread, priors, baselines = {}, {}, {}, {}
     for target, (column, prefix, _) in TARGETS.items():
         actual = _clean_target(select_rows, column, prefix)
         selection[target] = select_predictors(target, categories, candidates[target], actual, config.selection)
         chosen, _ = apply_selection(selection[target], categories, candidates[target])
         spread[target] = fit_spread(target, categories, chosen, actual, config.spread)
         priors[target] = prior_observations_from_holdout(categories, chosen, actual)
+        baselines[target] = baselines_from_holdout(categories, chosen, actual)
     model, means, scaling = _fit_parts(frame, config)
-    return CompositeModel(model, scaling, selection, spread, means, priors)
+    return CompositeModel(model, scaling, selection, spread, means, priors, baselines, hygiene_summary(frame))
 
 
 def _fit_parts(frame: pd.DataFrame, config: CompositeConfig) -> tuple[Any, Any, dict[str, ScalingModel]]:
@@ -135,7 +173,6 @@ def _fit_parts(frame: pd.DataFrame, config: CompositeConfig) -> tuple[Any, Any, 
     from daskflow.learning.training import TARGETS as BOOSTER_TARGETS
     from daskflow.learning.training import (
         _manifest_core,
-        category_means,
         fit_booster,
         worker_feature_defaults,
     )
@@ -149,9 +186,9 @@ def _fit_parts(frame: pd.DataFrame, config: CompositeConfig) -> tuple[Any, Any, 
     means = Predictor.from_parts(means_manifest, {})
     model = None
     if config.use_model and len(frame) >= 2:
-        boosters = {t.name: fit_booster(training[t.name], t, levels, None, config.rounds) for t in BOOSTER_TARGETS}
-        manifest = dict(_manifest_core(levels, category_means(training["duration"]), boosters),
-                        feature_defaults=worker_feature_defaults(frame))
+        boosters = {t.name: fit_booster(training[t.name], t, levels, config.params, config.rounds, weight_column=f"{t.name}_weight")
+                    for t in BOOSTER_TARGETS}
+        manifest = dict(_manifest_core(levels, _means(training), boosters), feature_defaults=worker_feature_defaults(frame))
         model = Predictor.from_parts(manifest, boosters)
     scaling = {t: fit_scaling(training[t], t, config.scaling) for t in TARGETS}
     return model, means, scaling

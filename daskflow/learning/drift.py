@@ -201,3 +201,50 @@ def baselines_from_holdout(categories: Sequence[str], predicted: np.ndarray, act
 
 def baselines_to_dict(baselines: Mapping[str, Baseline]) -> dict[str, dict[str, float]]:
     return {c: {"mean": b.mean, "sigma": b.sigma} for c, b in baselines.items()}
+
+
+#: target -> (history column of the actual, history column of the prediction the steering plugin served)
+HISTORY_TARGETS: dict[str, tuple[str, str]] = {
+    "duration": ("duration_s", "predicted_duration_s"),
+    "peak_memory": ("peak_memory_bytes", "predicted_peak_memory_bytes"),
+}
+
+
+def detect_drift(history: Any, baselines: Mapping[str, Mapping[str, Baseline]] | None = None,
+                 model_version: str | None = None, config: DriftConfig | None = None) -> list[dict[str, Any]]:
+    """Drift events from recorded history rows: the recorder copies the served prediction into each row.
+
+    Rows are fed in finishing order (``stop_s``, else ``recorded_at``) to one :class:`DriftMonitor`
+    per target (``baselines``: target -> category -> :class:`Baseline`, a format-2 manifest's
+    ``composite.drift_baselines``). Only successful rows with a prediction count; with
+    ``model_version`` only rows that version predicted (drift is a property of one model).
+    Each event carries ``target`` and the ``run_id`` it was detected in. Pure.
+    """
+    import pandas as pd
+
+    config = config or DriftConfig()
+    frame = history
+    if not len(frame):
+        return []
+    if "outcome" in frame:
+        frame = frame[frame["outcome"].fillna("success") == "success"]
+    if model_version is not None and "model_version" in frame:
+        frame = frame[frame["model_version"].astype(object) == model_version]
+    order = pd.to_numeric(frame["stop_s"], errors="coerce") if "stop_s" in frame else pd.Series(np.nan, index=frame.index)
+    if "recorded_at" in frame:
+        order = order.fillna(pd.to_numeric(frame["recorded_at"], errors="coerce"))
+    frame = frame.assign(_at=order.fillna(0.0)).sort_values("_at", kind="stable")
+    events: list[dict[str, Any]] = []
+    for target, (actual_column, predicted_column) in HISTORY_TARGETS.items():
+        if actual_column not in frame or predicted_column not in frame:
+            continue
+        monitor = DriftMonitor(config, dict((baselines or {}).get(target) or {}))
+        actual = pd.to_numeric(frame[actual_column], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        predicted = pd.to_numeric(frame[predicted_column], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        categories = frame["category"].astype(str).to_numpy() if "category" in frame else np.full(len(frame), "")
+        runs = frame["run_id"].astype(object).to_numpy() if "run_id" in frame else np.full(len(frame), None)
+        for i, at in enumerate(frame["_at"].to_numpy(dtype="float64")):
+            event = monitor.observe(str(categories[i]), float(predicted[i]), float(actual[i]), float(at), model_version)
+            if event is not None:
+                events.append({**event, "target": target, "run_id": runs[i]})
+    return sorted(events, key=lambda e: e["at"])

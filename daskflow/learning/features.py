@@ -18,12 +18,23 @@ Features (:data:`FEATURE_COLUMNS`):
   a native categorical; a category not in the list becomes missing (NaN).
 * ``kind`` - code of asset/check/replay/dask (fixed list), NaN when unknown.
 * partition features - when the partition key parses as a date: year, month,
-  day, day of week; when it is a number: that number; always a stable hash
-  bucket (CRC32 mod 1024) so per-partition effects can be learned.
+  day, day of week; when it is a number: that number. The stable hash bucket
+  of the key (CRC32 mod 1024, ``partition_hash``) is still *computed* (models
+  of manifest format 1 were trained on it and keep being served) but no longer
+  *trained on*: a hash can only let the model memorise single partitions, and
+  held-out runs are new partitions (issue 12; on the traces, which have no
+  partitions, it is constant and changes nothing).
 * sizes - ``log1p`` of input bytes/rows and dependency bytes (trees do not care
   about monotone transforms, but it keeps magnitudes comparable), counts of
   inputs and dependencies.
 * worker resources - threads and memory limit of the worker.
+* graph position - ``depth`` (longest dependency chain above the task) and
+  ``n_dependents`` (fan-out), from the annotation when the planner / replay
+  harness fill it (NaN otherwise); fan-in is ``n_dependencies``. Computed and
+  recorded, but NOT trained on: on the traces (held out per instance) adding
+  them changed nothing for the composite (duration ratio 0.655 -> 0.656) and
+  made the bare booster worse (0.625 -> 0.671); the category and sizes already
+  say what position says.
 
 Missing numbers stay NaN: XGBoost learns a default direction for them.
 """
@@ -38,7 +49,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-FEATURE_COLUMNS: tuple[str, ...] = (
+#: Every column :func:`feature_frame` can compute (a manifest's ``feature_columns`` must be a subset).
+COMPUTED_COLUMNS: tuple[str, ...] = (
     "category",
     "kind_code",
     "partition_year",
@@ -47,6 +59,26 @@ FEATURE_COLUMNS: tuple[str, ...] = (
     "partition_dayofweek",
     "partition_number",
     "partition_hash",
+    "log_input_bytes",
+    "log_input_rows",
+    "n_inputs",
+    "n_dependencies",
+    "log_dependency_bytes",
+    "worker_threads",
+    "worker_memory_limit_bytes",
+    "depth",
+    "n_dependents",
+)
+
+#: The columns new models are trained on (the partition hash is dropped: it only memorises).
+FEATURE_COLUMNS: tuple[str, ...] = (
+    "category",
+    "kind_code",
+    "partition_year",
+    "partition_month",
+    "partition_day",
+    "partition_dayofweek",
+    "partition_number",
     "log_input_bytes",
     "log_input_rows",
     "n_inputs",
@@ -71,6 +103,8 @@ RECORD_FIELDS: tuple[str, ...] = (
     "dependency_bytes",
     "worker_threads",
     "worker_memory_limit_bytes",
+    "depth",
+    "n_dependents",
 )
 
 _PARTITION_HASH_BUCKETS = 1024
@@ -112,6 +146,8 @@ def record_from_annotations(
         "dependency_bytes": _int_or_none(dependency_bytes),
         "worker_threads": _int_or_none(worker_threads),
         "worker_memory_limit_bytes": _int_or_none(worker_memory_limit_bytes),
+        "depth": _int_or_none(ann.get("depth")),
+        "n_dependents": _int_or_none(ann.get("n_dependents")),
         "true_duration_s": _float_or_none(ann.get("true_duration_s")),
         "true_peak_memory_bytes": _float_or_none(ann.get("true_peak_memory_bytes")),
     }
@@ -120,12 +156,14 @@ def record_from_annotations(
 def feature_frame(
     records: Sequence[Mapping[str, Any]] | pd.DataFrame,
     categories: Sequence[str] | None = None,
+    columns: Sequence[str] = FEATURE_COLUMNS,
 ) -> pd.DataFrame:
     """Model input for ``records`` (list of dicts or a history DataFrame).
 
     ``categories`` is the fixed list of category levels (from the manifest);
     ``None`` uses the sorted distinct categories of ``records`` (training).
-    Columns are exactly :data:`FEATURE_COLUMNS`, numeric ones ``float64``.
+    Columns are exactly ``columns`` (default :data:`FEATURE_COLUMNS`; a model's
+    manifest names its own, a subset of :data:`COMPUTED_COLUMNS`), numeric ones ``float64``.
     """
     if isinstance(records, pd.DataFrame):
         source = records
@@ -166,7 +204,9 @@ def feature_frame(
     out["log_dependency_bytes"] = np.log1p(np.clip(numeric("dependency_bytes"), 0, None))
     out["worker_threads"] = numeric("worker_threads")
     out["worker_memory_limit_bytes"] = numeric("worker_memory_limit_bytes")
-    return out[list(FEATURE_COLUMNS)]
+    out["depth"] = numeric("depth")
+    out["n_dependents"] = numeric("n_dependents")
+    return out[list(columns)]
 
 
 def partition_features(partition: Any) -> tuple[float, float, float, float, float, float]:

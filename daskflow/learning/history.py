@@ -48,6 +48,8 @@ HISTORY_SCHEMA = pa.schema(
         ("input_locations", pa.string()),  # JSON list of {"host", "bytes"}
         ("n_dependencies", pa.int64()),
         ("dependency_bytes", pa.int64()),
+        ("depth", pa.int64()),  # graph position from the annotation (null when the planner did not say)
+        ("n_dependents", pa.int64()),
         ("worker", pa.string()),
         ("worker_threads", pa.int64()),
         ("worker_memory_limit_bytes", pa.int64()),
@@ -64,6 +66,11 @@ HISTORY_SCHEMA = pa.schema(
         ("predicted_duration_s", pa.float64()),
         ("predicted_peak_memory_bytes", pa.float64()),
         ("model_version", pa.string()),
+        # training-data hygiene (daskflow.learning.cleaning); null in rows recorded before they existed
+        ("attempt", pa.int64()),  # 1 + earlier attempts of the key in this scheduler (erred, or lost with a worker)
+        ("worker_paused", pa.bool_()),  # the worker was paused at the task's start or finish
+        ("spilled_bytes", pa.int64()),  # bytes the worker spilled to disk between the task's start and finish
+        ("worker_memory_at_start_bytes", pa.int64()),  # worker process RSS when the task started
     ]
 )
 
@@ -92,6 +99,8 @@ def _coerce(value: Any, arrow_type: pa.DataType) -> Any:
             return int(value)
         if pa.types.is_floating(arrow_type):
             return float(value)
+        if pa.types.is_boolean(arrow_type):
+            return bool(value)
         return str(value)
     except (TypeError, ValueError):
         return None
@@ -157,6 +166,20 @@ def append_history(
                 pq.write_table(table, f)
         written.append(final)
     return written
+
+
+def probe_history(url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Raise when the dataset at ``url`` cannot be written: create it, write and remove a hidden probe file.
+
+    The recorder calls it once at start (off the event loop), so an unwritable history is reported before
+    the first flush rather than after a run's worth of rows.
+    """
+    fs, root = _filesystem(url, storage_options)
+    fs.makedirs(root, exist_ok=True)
+    probe = posixpath.join(root, f".probe-{uuid.uuid4().hex}")
+    with fs.open(probe, "wb") as f:
+        f.write(b"")
+    fs.rm(probe)
 
 
 def history_files(url: str, storage_options: Mapping[str, Any] | None = None, since: str | None = None) -> list[str]:

@@ -15,6 +15,22 @@ a single-row call costs ~200 us, a row in a batch ~1 us). Each row gets a
   and ``default-peak-memory``,
 * ``"oracle"`` - :class:`OraclePredictor` read the true costs from the record.
 
+``quality`` stays within :data:`daskflow.contracts.PredictionQuality`; the
+finer ``source`` says which learned candidate answered (``model`` - the
+booster, ``scaling`` - the category's size law, ``blend`` - their geometric
+mean, ``mean``, ``default``, ``oracle``). Every prediction has a p50 (the
+point value) and a p90 (``p90_duration_s``, ``p90_peak_memory_bytes``).
+
+Format-2 models (the composite, :mod:`~daskflow.learning.composite`) carry per
+category the candidate selected on held-out runs and the calibrated spread;
+:meth:`Predictor.predict` applies both. Format-1 models are served as before
+(booster, or the mean for ``baseline_categories``), with a default spread
+(p90 = 2 x p50).
+
+The manifest is validated whole before it is installed
+(:func:`~daskflow.learning.manifest.validate_manifest`): a wrong-typed field
+gives one warning and baseline predictions, never an exception.
+
 Degrading safely: a missing, corrupt or incompatible model directory gives ONE
 warning and baseline predictions; nothing here raises into the caller.
 :meth:`Predictor.maybe_reload` re-reads ``manifest.json`` at most every
@@ -41,6 +57,9 @@ import pandas as pd
 
 from daskflow.errors import ModelUnavailableError
 from daskflow.learning.features import FEATURE_COLUMNS, feature_frame
+from daskflow.learning.manifest import CompositeParts, validate_manifest
+from daskflow.learning.quantiles import ResidualQuantiles, SpreadModel
+from daskflow.learning.selection import MEAN, apply_selection, geometric_blend
 
 logger = logging.getLogger(__name__)
 
@@ -60,17 +79,44 @@ class CostPrediction:
     quality: str
     memory_quality: str
     model_version: str | None
+    p90_duration_s: float | None = None
+    p90_peak_memory_bytes: float | None = None
+    source: str | None = None
+    memory_source: str | None = None
+
+
+#: p90 / p50 when no spread was calibrated (format-1 models, baselines): a factor 2
+DEFAULT_SPREAD = SpreadModel("default", ResidualQuantiles(0.0, math.log(2.0), 0))
+_SOURCE_OF_QUALITY = {"prefix-mean": MEAN, "default": "default", "oracle": "oracle", "model": "model"}
 
 
 @dataclass
 class Predictions:
-    """Predictions for a batch, as arrays aligned with the input records."""
+    """Predictions for a batch, as arrays aligned with the input records.
+
+    ``duration_s`` / ``peak_memory_bytes`` are the p50 (point) values; the p90 arrays and the
+    ``source`` arrays are filled from them when not given (p90 = 2 x p50, source from quality).
+    """
 
     duration_s: np.ndarray
     peak_memory_bytes: np.ndarray
     quality: np.ndarray  # of str: source of duration_s
     memory_quality: np.ndarray  # of str: source of peak_memory_bytes
     model_version: str | None
+    p90_duration_s: np.ndarray | None = None
+    p90_peak_memory_bytes: np.ndarray | None = None
+    source: np.ndarray | None = None  # of str: model | scaling | blend | mean | default | oracle
+    memory_source: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.p90_duration_s is None:
+            self.p90_duration_s = np.asarray(self.duration_s, dtype="float64") * 2.0
+        if self.p90_peak_memory_bytes is None:
+            self.p90_peak_memory_bytes = np.asarray(self.peak_memory_bytes, dtype="float64") * 2.0
+        if self.source is None:
+            self.source = np.array([_SOURCE_OF_QUALITY.get(str(q), str(q)) for q in self.quality], dtype=object)
+        if self.memory_source is None:
+            self.memory_source = np.array([_SOURCE_OF_QUALITY.get(str(q), str(q)) for q in self.memory_quality], dtype=object)
 
     def __len__(self) -> int:
         return len(self.duration_s)
@@ -82,6 +128,10 @@ class Predictions:
             str(self.quality[index]),
             str(self.memory_quality[index]),
             self.model_version,
+            float(self.p90_duration_s[index]),
+            float(self.p90_peak_memory_bytes[index]),
+            str(self.source[index]),
+            str(self.memory_source[index]),
         )
 
     def __iter__(self) -> Iterator[CostPrediction]:
@@ -136,6 +186,8 @@ class Predictor:
         self.boosters: dict[str, Any] = {}
         self.load_error: str | None = None
         self._levels: list[str] = []
+        self._feature_columns: list[str] = list(FEATURE_COLUMNS)
+        self._composite: CompositeParts | None = None
         self._feature_defaults: dict[str, float] = {}
         self._level_set: frozenset[str] = frozenset()
         self._baseline_categories: dict[str, frozenset[str]] = {}
@@ -214,15 +266,9 @@ class Predictor:
         import xgboost as xgb
 
         manifest = json.loads(raw)
-        if not isinstance(manifest, dict) or manifest.get("format") != 1:
-            raise ModelUnavailableError(f"manifest.json in {self.url!r} has format {manifest.get('format') if isinstance(manifest, dict) else None!r}, expected 1")
-        if list(manifest.get("feature_columns", [])) != list(FEATURE_COLUMNS):
-            raise ModelUnavailableError(
-                f"model in {self.url!r} was trained on features {manifest.get('feature_columns')}, this daskflow computes "
-                f"{list(FEATURE_COLUMNS)}; retrain with `daskflow model train`"
-            )
+        serving = validate_manifest(manifest, f"manifest.json in {self.url!r}")  # the whole manifest, before any booster is read
         boosters = {}
-        for name, entry in (manifest.get("targets") or {}).items():
+        for name, entry in serving.targets.items():
             if not entry.get("file"):
                 continue
             blob = self._read(entry["file"])
@@ -234,24 +280,42 @@ class Predictor:
             boosters[name] = booster
         return manifest, boosters
 
-    def install_model(self, manifest: dict[str, Any], boosters: dict[str, Any], digest: str | None) -> None:
-        """Serve ``manifest`` and its ``boosters`` from now on (``digest``: the manifest checksum, None in memory)."""
+    def install_model(self, manifest: dict[str, Any], boosters: dict[str, Any], digest: str | None) -> bool:
+        """Serve ``manifest`` and its ``boosters`` from now on (``digest``: the manifest checksum, None in memory).
+
+        The manifest is validated whole first; on any problem nothing of it is served (baseline
+        predictions, one warning) and False is returned. Never raises.
+        """
+        try:
+            serving = validate_manifest(manifest, f"manifest.json in {self.url!r}")
+        except Exception as exc:  # noqa: BLE001 - a broken manifest must not break scheduling
+            self.manifest, self.boosters, self._composite = None, {}, None
+            self._levels, self._level_set, self._baseline_categories, self._feature_defaults = [], frozenset(), {}, {}
+            self._manifest_digest = digest
+            self.load_error = str(exc)
+            self._warn_once(f"invalid-{digest}", f"model at {self.url!r} is unusable ({exc}); predicting per-category means / defaults")
+            return False
         self.manifest = manifest
-        self.boosters = boosters
+        self.boosters = dict(boosters)
         self._manifest_digest = digest
         self.load_error = None
-        self._feature_defaults = {k: float(v) for k, v in (manifest.get("feature_defaults") or {}).items()}
-        self._levels = list(manifest.get("category_levels") or [])
+        self._feature_columns = serving.feature_columns
+        self._feature_defaults = dict(serving.feature_defaults)
+        self._levels = serving.category_levels
         self._level_set = frozenset(self._levels)
-        self._baseline_categories = {
-            str(target): frozenset(map(str, categories))
-            for target, categories in (manifest.get("baseline_categories") or {}).items()
-        }
-        for category, entry in ((manifest.get("baseline") or {}).get("category_means") or {}).items():
-            if "duration_s" in entry and category not in self._duration_mean:
-                self._duration_mean[category] = [float(entry["duration_s"]), float(entry.get("duration_count", 1))]
-            if entry.get("peak_memory_bytes") is not None and category not in self._memory_mean:
-                self._memory_mean[category] = [float(entry["peak_memory_bytes"]), float(entry.get("peak_memory_count", 1))]
+        self._composite = serving.composite
+        self._baseline_categories = {target: frozenset(categories) for target, categories in serving.baseline_categories.items()}
+        for category, (duration, duration_count, memory, memory_count) in serving.category_means.items():
+            if category not in self._duration_mean:
+                self._duration_mean[category] = [duration, duration_count]
+            if memory is not None and category not in self._memory_mean:
+                self._memory_mean[category] = [memory, memory_count]
+        return True
+
+    @property
+    def composite(self) -> CompositeParts | None:
+        """The composite sections of the served model (format 2), else None: online priors and drift baselines live here."""
+        return self._composite
 
     def _warn_once(self, what: str, message: str) -> None:
         if what in self._warned:
@@ -300,43 +364,85 @@ class Predictor:
 
     # ------------------------------------------------------------------ prediction
     def predict(self, records: Sequence[Mapping[str, Any]] | pd.DataFrame) -> Predictions:
-        """Batched predictions for ``records`` (dicts with the history-row shape, or a DataFrame)."""
+        """Batched p50/p90 predictions for ``records`` (dicts with the history-row shape, or a DataFrame)."""
         result = self.predict_baseline(records)
-        if not self.boosters or len(result) == 0:
+        if len(result) == 0:
             return result
         try:
-            from daskflow.learning.training import TARGETS
-
             categories = _categories(records)
-            known = np.fromiter((c in self._level_set for c in categories), dtype=bool, count=len(categories))
-            if not known.any():
-                return result
-            features = feature_frame(records if isinstance(records, pd.DataFrame) else list(records), categories=self._levels)
-            features = features[known] if not known.all() else features
-            for column, value in self._feature_defaults.items():
-                if column in features:  # worker not known yet (predicting before placement)
-                    features[column] = features[column].fillna(value)
-            for target in TARGETS:
-                booster = self.boosters.get(target.name)
-                if booster is None:
-                    continue
-                values = target.inverse(np.asarray(booster.inplace_predict(features), dtype="float64"))
-                served = known
-                losers = self._baseline_categories.get(target.name)
-                if losers:  # the model lost to the category mean on held-out rows: keep the mean there
-                    keep = np.fromiter((c not in losers for c in categories), dtype=bool, count=len(categories))
-                    values = values[keep[known]]
-                    served = known & keep
-                if target.name == "duration":
-                    result.duration_s[served] = values
-                    result.quality[served] = "model"
-                else:
-                    result.peak_memory_bytes[served] = values
-                    result.memory_quality[served] = "model"
+            raw = self.predict_model(records, categories) if self.boosters else {}
+            if self._composite is not None:
+                return self._select(records, categories, result, raw)
+            for target, values in raw.items():  # format 1: the booster, except where it lost to the mean
+                served = np.isfinite(values)
+                losers = self._baseline_categories.get(target)
+                if losers:
+                    served &= np.fromiter((c not in losers for c in categories), dtype=bool, count=len(categories))
+                point, quality = (result.duration_s, result.quality) if target == "duration" else (result.peak_memory_bytes, result.memory_quality)
+                point[served] = values[served]
+                quality[served] = "model"
+            spread = DEFAULT_SPREAD.quantiles(categories, result.duration_s)[1], DEFAULT_SPREAD.quantiles(categories, result.peak_memory_bytes)[1]
+            return Predictions(result.duration_s, result.peak_memory_bytes, result.quality, result.memory_quality,
+                               result.model_version, spread[0], spread[1])
         except Exception as exc:  # noqa: BLE001 - a broken model must not break scheduling
             self._warn_once(f"predict-{type(exc).__name__}", f"model {self.model_version} failed to predict ({exc}); using the baseline")
             return self.predict_baseline(records)
-        return result
+
+    def predict_model(self, records: Sequence[Mapping[str, Any]] | pd.DataFrame, categories: list[str] | None = None) -> dict[str, np.ndarray]:
+        """The boosters' raw predictions per target (NaN for categories not seen in training); ``{}`` without boosters."""
+        from daskflow.learning.training import TARGETS
+
+        categories = _categories(records) if categories is None else categories
+        known = np.fromiter((c in self._level_set for c in categories), dtype=bool, count=len(categories))
+        out: dict[str, np.ndarray] = {}
+        if not known.any() or not self.boosters:
+            return {t.name: np.full(len(categories), np.nan) for t in TARGETS if t.name in self.boosters}
+        features = feature_frame(records if isinstance(records, pd.DataFrame) else list(records), categories=self._levels,
+                                 columns=self._feature_columns)
+        features = features[known] if not known.all() else features
+        for column, value in self._feature_defaults.items():
+            if column in features:  # worker not known yet (predicting before placement)
+                features[column] = features[column].fillna(value)
+        for target in TARGETS:
+            booster = self.boosters.get(target.name)
+            if booster is None:
+                continue
+            values = np.full(len(categories), np.nan)
+            values[known] = target.inverse(np.asarray(booster.inplace_predict(features), dtype="float64"))
+            out[target.name] = values
+        return out
+
+    def _select(self, records: Any, categories: list[str], result: Predictions, raw: Mapping[str, np.ndarray]) -> Predictions:
+        """Format 2: per category the candidate chosen on held-out runs, and the calibrated p90."""
+        composite = self._composite
+        if isinstance(records, pd.DataFrame):
+            frame = records
+        else:  # only what the scaling laws read (a full from_records of 10k dicts costs ~0.1 s)
+            rows = records if isinstance(records, list) else list(records)
+            frame = pd.DataFrame({"category": categories, "input_bytes": [r.get("input_bytes") for r in rows],
+                                  "dependency_bytes": [r.get("dependency_bytes") for r in rows]})
+        outputs = {}
+        for target, point, quality in (("duration", result.duration_s, result.quality),
+                                       ("peak_memory", result.peak_memory_bytes, result.memory_quality)):
+            candidates: dict[str, np.ndarray] = {MEAN: point}
+            law = composite.scaling.get(target)
+            law_values = law.predict(frame) if law is not None else np.full(len(point), np.nan)
+            candidates["scaling"] = law_values
+            if target in raw:
+                candidates["model"] = raw[target]
+                candidates["blend"] = geometric_blend(raw[target], law_values)
+            selection = composite.selection.get(target)
+            if selection is None:
+                values, source = point, np.array([_SOURCE_OF_QUALITY.get(str(q), str(q)) for q in quality], dtype=object)
+            else:
+                values, source = apply_selection(selection, categories, candidates)
+                learned = source != MEAN
+                quality = np.where(learned, "model", quality).astype(object)
+                source = np.where(learned, source, [_SOURCE_OF_QUALITY.get(str(q), str(q)) for q in quality]).astype(object)
+            _, p90 = composite.spread.get(target, DEFAULT_SPREAD).quantiles(categories, values)
+            outputs[target] = (values, quality, p90, source)
+        (duration, quality, p90_duration, source), (memory, memory_quality, p90_memory, memory_source) = outputs["duration"], outputs["peak_memory"]
+        return Predictions(duration, memory, quality, memory_quality, result.model_version, p90_duration, p90_memory, source, memory_source)
 
     def describe(self) -> dict[str, Any]:
         """Model version, URL, load error and manifest metrics (for the CLI and dashboard)."""
@@ -377,8 +483,9 @@ class OraclePredictor(Predictor):
             mask = np.isfinite(true)
             values[mask] = true[mask]
             quality[mask] = "oracle"
-        result.model_version = "oracle"
-        return result
+        return Predictions(result.duration_s, result.peak_memory_bytes, result.quality, result.memory_quality, "oracle",
+                           np.where(result.quality == "oracle", result.duration_s, 2.0 * result.duration_s),
+                           np.where(result.memory_quality == "oracle", result.peak_memory_bytes, 2.0 * result.peak_memory_bytes))
 
 
 def _categories(records: Sequence[Mapping[str, Any]] | pd.DataFrame) -> list[str]:

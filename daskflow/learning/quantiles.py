@@ -93,13 +93,13 @@ class SpreadModel:
 
     def quantiles(self, categories: Sequence[str], predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(p50, p90)`` arrays for point predictions ``predicted`` of rows of ``categories``."""
+        import pandas as pd
+
         predicted = np.asarray(predicted, dtype="float64")
-        q50 = np.empty(len(predicted))
-        q90 = np.empty(len(predicted))
-        cache: dict[str, ResidualQuantiles] = {}
-        for i, category in enumerate(categories):
-            entry = cache.get(category) or cache.setdefault(category, self.offsets(category))
-            q50[i], q90[i] = entry.q50, entry.q90
+        codes, uniques = pd.factorize(np.asarray(list(categories), dtype=object), sort=False)
+        table = np.array([[self.offsets(str(c)).q50, self.offsets(str(c)).q90] for c in uniques], dtype="float64").reshape(-1, 2)
+        q50 = table[codes, 0] if len(codes) else np.empty(0)
+        q90 = table[codes, 1] if len(codes) else np.empty(0)
         p50 = predicted * np.exp(q50) if self.shift_median else predicted.copy()
         return p50, np.maximum(predicted * np.exp(q90), p50)
 

@@ -24,7 +24,7 @@ Layout of a models directory (any fsspec URL)::
 * **Evaluate** (:func:`evaluate_candidate`): a candidate is promoted only when
   it beats the current model on the most recent held-out rows: lower duration
   median APE by at least ``min_gain`` and memory not worse by more than
-  ``memory_tolerance``; with too few rows it is rejected ("not enough
+  ``memory_tolerance`` (relative) plus ``memory_slack`` (absolute APE points); with too few rows it is rejected ("not enough
   evidence"), and with no current model it is promoted.
 
 The registry file is small (versions and a bounded history); concurrent
@@ -61,7 +61,8 @@ class PromotionConfig:
 
     min_rows: int = 20  # held-out rows needed to judge a candidate
     min_gain: float = 0.0  # the candidate's duration median APE must be below current * (1 - min_gain)
-    memory_tolerance: float = 0.05  # ... and its memory median APE at most current * (1 + tolerance)
+    memory_tolerance: float = 0.05  # ... and its memory median APE at most current * (1 + tolerance) + memory_slack
+    memory_slack: float = 0.02  # absolute APE points: 0.041 vs 0.033 is noise, not a worse model
     max_events: int = 2000  # events kept in events.jsonl
     max_history: int = 500  # promotion/rejection entries kept in registry.json
 
@@ -306,7 +307,7 @@ def evaluate_candidate(candidate: Any, current: Any | None, rows: pd.DataFrame,
     cm, om = metrics["candidate_memory_median_ape"], metrics["current_memory_median_ape"]
     if od is not None and cd is not None and not cd < od * (1.0 - config.min_gain):
         return Verdict("reject", f"duration median APE {cd:.3f} does not beat the current {od:.3f} on {n} held-out rows", metrics)
-    if om is not None and cm is not None and cm > om * (1.0 + config.memory_tolerance):
+    if om is not None and cm is not None and cm > om * (1.0 + config.memory_tolerance) + config.memory_slack:
         return Verdict("reject", f"memory median APE {cm:.3f} is worse than the current {om:.3f} (tolerance {config.memory_tolerance:.0%})", metrics)
     return Verdict("promote", f"duration median APE {cd:.3f} beats the current {od:.3f} on {n} held-out rows"
                    + (f"; memory {cm:.3f} vs {om:.3f}" if cm is not None and om is not None else ""), metrics)

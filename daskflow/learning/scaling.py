@@ -112,12 +112,14 @@ class ScalingModel:
     def predict_log(self, categories: Sequence[str], sizes: np.ndarray) -> np.ndarray:
         """Log-space predictions (NaN for categories without a law)."""
         x = np.log1p(np.clip(np.nan_to_num(np.asarray(sizes, dtype="float64"), nan=0.0), 0, None))
-        out = np.full(len(x), np.nan)
-        for i, category in enumerate(categories):
-            law = self.laws.get(category)
-            if law is not None:
-                out[i] = law.intercept + law.slope * x[i]
-        return out
+        codes, uniques = pd.factorize(np.asarray(list(categories), dtype=object), sort=False)
+        nan = CategoryLaw(math.nan, math.nan, None, 0, math.nan)
+        laws = [self.laws.get(str(c), nan) for c in uniques]
+        intercept = np.array([law.intercept for law in laws], dtype="float64")
+        slope = np.array([law.slope for law in laws], dtype="float64")
+        if not len(codes):
+            return np.full(len(x), np.nan)
+        return intercept[codes] + slope[codes] * x
 
     def predict(self, records: pd.DataFrame | Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Median predictions in the target's unit (NaN for unseen categories)."""

@@ -122,15 +122,21 @@ def _best(errors: Mapping[str, float | None], min_gain: float) -> str:
 
 def apply_selection(selection: Selection, categories: Sequence[str], candidates: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """``(values, source)``: each row's prediction from its category's chosen candidate (the mean where that is NaN)."""
+    import pandas as pd
+
     mean = np.asarray(candidates[MEAN], dtype="float64")
     values = mean.copy()
     source = np.full(len(values), MEAN, dtype=object)
-    for i, category in enumerate(categories):
-        name = selection.chosen(category)
-        if name != MEAN and name in candidates:
-            value = float(candidates[name][i])
-            if math.isfinite(value):
-                values[i], source[i] = value, name
+    codes, uniques = pd.factorize(np.asarray(list(categories), dtype=object), sort=False)
+    chosen = np.array([selection.chosen(str(c)) for c in uniques], dtype=object)
+    for name, candidate in candidates.items():  # vectorised per candidate: batches of 10k rows per graph update
+        if name == MEAN or not len(chosen):
+            continue
+        picked = (chosen[codes] == name) if len(codes) else np.zeros(0, dtype=bool)
+        candidate = np.asarray(candidate, dtype="float64")
+        use = picked & np.isfinite(candidate)
+        values[use] = candidate[use]
+        source[use] = name
     return values, source
 
 

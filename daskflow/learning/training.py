@@ -21,6 +21,14 @@ prefix), computed by the very :class:`~daskflow.learning.predictor.Predictor`
 that serves, so unseen categories are judged exactly as they will be served.
 The final boosters are then refit on all rows.
 
+Since manifest format 2 the served model is the *composite*
+(:mod:`~daskflow.learning.composite`): history rows are cleaned first
+(:mod:`~daskflow.learning.cleaning`), the boosters are trained next to
+per-category scaling laws, and per category the candidate with the lowest
+error on an inner held-out split serves, with a calibrated p90. The outer
+held-out metrics above are those of the composite (fit on the training rows
+only, scored through the very predictor that serves).
+
 Output: a model directory (any fsspec URL) with ``duration.ubj``,
 ``peak_memory.ubj`` (XGBoost's own UBJSON format, never pickle) and
 ``manifest.json`` (feature list, category levels, model version, rows,
@@ -53,9 +61,11 @@ from daskflow.learning.features import (
     category_levels,
     feature_frame,
 )
+from daskflow.learning.manifest import (
+    MANIFEST_FORMAT,  # one definition, shared with the reader
+)
 from daskflow.learning.metrics import median_ape
 
-MANIFEST_FORMAT = 1
 WORKER_FEATURE_COLUMNS = ("worker_threads", "worker_memory_limit_bytes")
 DURATION_FLOOR_S = 1e-3
 
@@ -167,8 +177,12 @@ def worker_feature_defaults(frame: pd.DataFrame) -> dict[str, float]:
     return out
 
 
-def fit_booster(frame: pd.DataFrame, target: Target, levels: list[str], params: Mapping[str, Any] | None = None, rounds: int = DEFAULT_ROUNDS):
-    """One booster for ``target`` on the rows of ``frame`` that have it; ``None`` when none do."""
+def fit_booster(frame: pd.DataFrame, target: Target, levels: list[str], params: Mapping[str, Any] | None = None, rounds: int = DEFAULT_ROUNDS,
+                weight_column: str | None = None):
+    """One booster for ``target`` on the rows of ``frame`` that have it; ``None`` when none do.
+
+    ``weight_column``: per-row weights (the cleaning's down-weighting of retried / lower-bound rows), if present.
+    """
     import xgboost as xgb
 
     values = pd.to_numeric(frame[target.column], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
@@ -176,7 +190,10 @@ def fit_booster(frame: pd.DataFrame, target: Target, levels: list[str], params: 
     if mask.sum() < 2:
         return None
     features = feature_frame(frame[mask], categories=levels)
-    dtrain = xgb.DMatrix(features, label=target.transform(values[mask]), enable_categorical=True)
+    weight = None
+    if weight_column and weight_column in frame:
+        weight = pd.to_numeric(frame[weight_column], errors="coerce").fillna(1.0).to_numpy(dtype="float64")[mask]
+    dtrain = xgb.DMatrix(features, label=target.transform(values[mask]), weight=weight, enable_categorical=True)
     return xgb.train(dict(DEFAULT_PARAMS, **dict(params or {})), dtrain, num_boost_round=rounds)
 
 
@@ -188,28 +205,92 @@ def train_models(
     rounds: int = DEFAULT_ROUNDS,
     test_fraction: float = 0.2,
     storage_options: Mapping[str, Any] | None = None,
+    composite: bool = True,
 ) -> dict[str, Any]:
-    """Train, evaluate and save both models; returns the manifest.
+    """Train, evaluate and save the models; returns the manifest.
 
     ``history`` is a history DataFrame (:func:`daskflow.learning.history.read_history`).
     ``out_url`` defaults to ``daskflow.models.url`` (``<home>/models``).
+    ``composite`` (default): clean the rows and fit the composite predictor
+    (:mod:`~daskflow.learning.composite`: boosters, scaling laws, per-category
+    selection, p90 spread, online priors, drift baselines; manifest format 2);
+    ``False``: the boosters alone (format-1 behaviour, kept for comparison).
+    Works from a single run: the held-out split is then random (20 %), and
+    with fewer than 10 rows there is none (metrics say ``split: none``).
     Raises :class:`TrainingError` when there are no usable rows.
     """
-    from daskflow.learning.predictor import Predictor
-
     if out_url is None:
         from daskflow import config
 
         out_url = config.models_url()
+    candidate = fit_candidate(history, params=params, rounds=rounds, test_fraction=test_fraction, composite=composite)
+    save_model(candidate.manifest, candidate.boosters, out_url, storage_options=storage_options)
+    return candidate.manifest
+
+
+@dataclass
+class TrainedCandidate:
+    """A trained model before it is saved: its manifest and boosters, plus the held-out evidence.
+
+    ``held_predictor`` is the same kind of model fit WITHOUT the held-out rows (the newest
+    run(s)), ``held_rows`` those rows (cleaned targets): what the registry judges a candidate
+    on against the current model (:func:`~daskflow.learning.registry.evaluate_candidate`).
+    """
+
+    manifest: dict[str, Any]
+    boosters: dict[str, Any]
+    held_predictor: Any | None
+    held_rows: pd.DataFrame
+
+
+def fit_candidate(history: pd.DataFrame, *, params: Mapping[str, Any] | None = None, rounds: int = DEFAULT_ROUNDS,
+                  test_fraction: float = 0.2, composite: bool = True) -> TrainedCandidate:
+    """Train and evaluate (see :func:`train_models`), without saving."""
     frame = usable_rows(history)
     if not len(frame):
         raise TrainingError(
             f"history with {len(history)} rows has no successful task with a duration to train on; "
             "run some pipelines (or `daskflow bench replay --mode record`) with the recorder enabled first"
         )
-    levels = category_levels(frame)
     train_mask, test_mask, split = split_rows(frame, test_fraction)
     metrics: dict[str, Any] = {"split": split, "rows_train": int(train_mask.sum()), "rows_test": int(test_mask.sum())}
+    trainer = _train_composite if composite else _train_boosters
+    manifest, boosters, held, held_rows = trainer(frame, train_mask, test_mask, metrics, params, rounds)
+    stamps = pd.to_numeric(frame.get("recorded_at"), errors="coerce") if "recorded_at" in frame else pd.Series([], dtype=float)
+    manifest.update(
+        rows=len(frame),
+        runs=int(frame["run_id"].nunique()) if "run_id" in frame else 0,
+        metrics=metrics,
+        training_window={"start": _iso(stamps.min()), "end": _iso(stamps.max())},
+        params=dict(DEFAULT_PARAMS, **dict(params or {})),
+        rounds=int(rounds),
+    )
+    return TrainedCandidate(manifest, boosters, held, held_rows)
+
+
+def _train_composite(frame: pd.DataFrame, train_mask: np.ndarray, test_mask: np.ndarray, metrics: dict[str, Any],
+                     params: Mapping[str, Any] | None, rounds: int) -> tuple[dict[str, Any], dict[str, Any], Any, pd.DataFrame]:
+    from daskflow.learning.cleaning import clean_history
+    from daskflow.learning.composite import CompositeConfig, fit_composite
+
+    config = CompositeConfig(rounds=rounds, params=dict(params) if params else None)
+    held, test = None, frame.iloc[:0]
+    if test_mask.any():
+        held = fit_composite(frame[train_mask].reset_index(drop=True), config).predictor()
+        test = clean_history(frame[test_mask].reset_index(drop=True))
+        for target, column in (("duration", "duration_s"), ("peak_memory", "peak_memory_bytes")):
+            test[column] = np.where(test[f"use_{target}"], pd.to_numeric(test[column], errors="coerce"), np.nan)  # judge on clean rows
+        metrics.update(evaluate(held, test))
+    final = fit_composite(frame, config)
+    return final.manifest(), final.boosters, held, test
+
+
+def _train_boosters(frame: pd.DataFrame, train_mask: np.ndarray, test_mask: np.ndarray, metrics: dict[str, Any],
+                    params: Mapping[str, Any] | None, rounds: int) -> tuple[dict[str, Any], dict[str, Any], Any, pd.DataFrame]:
+    from daskflow.learning.predictor import Predictor
+
+    levels = category_levels(frame)
+    held, test = None, frame.iloc[:0]
     if test_mask.any():
         train, test = frame[train_mask], frame[test_mask]
         levels_train = category_levels(train)
@@ -224,17 +305,7 @@ def train_models(
     manifest = _manifest_core(levels, category_means(frame), boosters)
     manifest["feature_defaults"] = worker_feature_defaults(frame)
     manifest["baseline_categories"] = fallback
-    stamps = pd.to_numeric(frame.get("recorded_at"), errors="coerce") if "recorded_at" in frame else pd.Series([], dtype=float)
-    manifest.update(
-        rows=len(frame),
-        runs=int(frame["run_id"].nunique()) if "run_id" in frame else 0,
-        metrics=metrics,
-        training_window={"start": _iso(stamps.min()), "end": _iso(stamps.max())},
-        params=dict(DEFAULT_PARAMS, **dict(params or {})),
-        rounds=int(rounds),
-    )
-    save_model(manifest, boosters, out_url, storage_options=storage_options)
-    return manifest
+    return manifest, boosters, held, test
 
 
 def evaluate(predictor: Any, rows: pd.DataFrame) -> dict[str, Any]:
@@ -258,6 +329,9 @@ def evaluate(predictor: Any, rows: pd.DataFrame) -> dict[str, Any]:
         out[f"baseline_{label}_median_ape"] = base_error
         out[f"{label}_ape_ratio"] = (model_error / base_error) if (model_error is not None and base_error) else None
         out[f"{label}_rows"] = int((np.isfinite(actual) & (actual > 0)).sum())
+        upper = predictions.p90_duration_s if label == "duration" else predictions.p90_peak_memory_bytes
+        ok = np.isfinite(actual) & (actual > 0) & np.isfinite(upper)
+        out[f"{label}_p90_coverage"] = float(np.mean(actual[ok] <= upper[ok])) if ok.any() else None
     return out
 
 

@@ -136,3 +136,13 @@ def test_unknown_worker_resources_are_served_as_the_typical_training_worker(mode
     without = {k: v for k, v in with_worker.items() if k != "worker_threads"}
     both = predictor.predict([with_worker, without])
     assert both.duration_s[0] == both.duration_s[1] and both.peak_memory_bytes[0] == both.peak_memory_bytes[1]
+
+
+def test_a_boosters_only_model_serves_a_default_p90_of_twice_the_p50(tmp_path):
+    train_models(synthetic_history(runs=2, tasks=40), str(tmp_path / "b"), rounds=5, composite=False)
+    predictor = Predictor.load(str(tmp_path / "b"))
+    assert predictor.composite is None
+    predicted = predictor.predict([{"category": "parse", "input_bytes": 10**6}, {"category": "nothing"}])
+    assert list(predicted.quality) == ["model", "default"] and list(predicted.source) == ["model", "default"]
+    assert np.allclose(predicted.p90_duration_s, 2 * predicted.duration_s)
+    assert predicted[0].p90_peak_memory_bytes == pytest.approx(2 * predicted[0].peak_memory_bytes)

@@ -119,3 +119,42 @@ def test_category_where_the_model_loses_on_held_out_rows_is_served_by_its_mean(t
     assert list(predicted.quality) == ["model", "prefix-mean"]
     assert list(predicted.memory_quality) == ["model", "model"]
     assert predicted.duration_s[1] == pytest.approx(predictor.baseline_for("shifty")[0])
+
+
+def test_cold_start_one_recorded_run_gives_useful_predictions(tmp_path):
+    """One run of history: the held-out split degrades to random, and the next run is predicted far better than the defaults."""
+    from daskflow.learning.predictor import Predictor
+
+    manifest = train_models(synthetic_history(runs=1, tasks=60), str(tmp_path / "m"), rounds=20)
+    assert manifest["runs"] == 1 and manifest["metrics"]["split"] == "random" and manifest["metrics"]["rows_test"] > 0
+    predictor = Predictor.load(str(tmp_path / "m"))
+    nxt = synthetic_history(runs=1, tasks=60, seed=9)
+    predicted = predictor.predict(nxt)
+    assert set(predicted.quality) == {"model"}
+    assert median_ape(predicted.duration_s, nxt["duration_s"].to_numpy()) < 0.3
+    # tiny history (< 10 rows): no held-out split at all, still a model
+    tiny = train_models(synthetic_history(runs=1, tasks=6), str(tmp_path / "tiny"), rounds=5)
+    assert tiny["metrics"]["split"] == "none" and tiny["metrics"]["rows_test"] == 0
+    assert Predictor.load(str(tmp_path / "tiny")).predict(nxt.head(3)).duration_s.shape == (3,)
+
+
+def test_held_out_p90_coverage_is_reported_and_plausible(tmp_path):
+    manifest = train_models(synthetic_history(runs=3, tasks=120), str(tmp_path / "m"), rounds=30)
+    metrics = manifest["metrics"]
+    assert 0.75 <= metrics["duration_p90_coverage"] <= 1.0
+    assert 0.75 <= metrics["memory_p90_coverage"] <= 1.0
+
+
+def test_excluded_rows_do_not_train_memory(tmp_path):
+    """Peaks measured at the worker's limit (a worker being killed) are cleaned out, not learned (the 1.05 GB lesson)."""
+    from daskflow.learning.predictor import Predictor
+
+    history = synthetic_history(runs=2, tasks=100)
+    history["worker_memory_limit_bytes"] = 2e9
+    killed = history.index % 3 == 0
+    history.loc[killed, "peak_memory_bytes"] = 1.99e9
+    train_models(history, str(tmp_path / "m"), rounds=20)
+    predictor = Predictor.load(str(tmp_path / "m"))
+    clean = synthetic_history(runs=1, tasks=60, seed=4)
+    assert median_ape(predictor.predict(clean).peak_memory_bytes, clean["peak_memory_bytes"].to_numpy()) < 0.3
+    assert predictor.manifest["composite"]["hygiene"]["peak_memory"]["at-worker-limit"] >= int(killed.sum())
