@@ -11,6 +11,8 @@ import json
 
 import click
 
+from daskflow.cli import params
+
 
 def _client(address: str | None):
     from daskflow.connection import connect
@@ -20,7 +22,7 @@ def _client(address: str | None):
 
 @click.command("explain")
 @click.argument("key")
-@click.option("--address", default=None, help="scheduler address (default: the cluster file)")
+@click.option("--address", type=params.ADDRESS, default=None, help="scheduler address (default: the cluster file)")
 @click.option("--history", "history_url", default=None, help="history dataset URL for actual costs (default: daskflow.history.url)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def explain_command(key: str, address: str | None, history_url: str | None, as_json: bool) -> None:
@@ -45,7 +47,7 @@ def explain_command(key: str, address: str | None, history_url: str | None, as_j
 
 @click.command("decisions")
 @click.option("--run", "run_id", default=None, help="only this run id")
-@click.option("--address", default=None, help="scheduler address (default: the cluster file)")
+@click.option("--address", type=params.ADDRESS, default=None, help="scheduler address (default: the cluster file)")
 @click.option("--history", "history_url", default=None, help="history dataset URL for actual costs (default: daskflow.history.url)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def decisions_command(run_id: str | None, address: str | None, history_url: str | None, as_json: bool) -> None:
