@@ -63,7 +63,9 @@ class TraceSpecType(click.ParamType):
 
         try:
             if parse_generated_spec(str(value)) is None:
-                load_trace(value)
+                trace = load_trace(value)
+                if trace.total_work_s() <= 0:  # refuse before a cluster is started for it
+                    self.fail(f"trace {str(value)!r}: every runtime_s is 0; nothing to replay", param, ctx)
         except DaskflowError as exc:
             self.fail(str(exc), param, ctx)
         return value
