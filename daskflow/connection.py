@@ -50,7 +50,7 @@ def parse_address(address: object) -> str:
         raise ClusterError(f"scheduler address {shown!r} has unknown scheme {scheme[:20]!r}; {_ADDRESS_HINT}")
     if scheme == "inproc":
         if not rest or any(ch.isspace() for ch in rest):
-            raise ClusterError(f"scheduler address {shown!r}: inproc needs an id, e.g. inproc://192.168.1.2/1234/1")
+            raise ClusterError(f"scheduler address {shown!r}: inproc needs an id, e.g. inproc://192.168.1.2/1234/1; {_ADDRESS_HINT}")
         return f"inproc://{rest}"
     host, colon, port_text = rest.rpartition(":")
     if not colon or not host:
@@ -138,6 +138,41 @@ def probe(address: str, timeout_s: float | None = None) -> None:
         ) from None
 
 
+def _handshake(address: str, security, timeout_s: float) -> None:
+    """Complete distributed's comm handshake within ``timeout_s``, or raise :class:`ClusterError`.
+
+    distributed's ``Client`` waits forever for the handshake of a peer that
+    accepts TCP but never speaks (another service, a hung scheduler), whatever
+    its ``timeout``; this bounded rehearsal on a thread of its own turns that
+    into one line.
+    """
+    import asyncio
+    import concurrent.futures
+
+    from distributed.comm import connect as comm_connect
+
+    if address.startswith("inproc://"):
+        return
+    connection_args = security.get_connection_args("client") if security is not None else {}
+
+    async def rehearse() -> None:
+        comm = await asyncio.wait_for(comm_connect(address, timeout=timeout_s, **connection_args), timeout_s)
+        await comm.close()
+
+    executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="daskflow-handshake")
+    try:
+        executor.submit(asyncio.run, rehearse()).result(timeout=timeout_s + 1.0)
+    except Exception as exc:  # noqa: BLE001 - a timeout, a TLS mismatch, garbage bytes: all one line
+        reason = "timed out" if isinstance(exc, (TimeoutError, concurrent.futures.TimeoutError)) else (
+            f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}")
+        raise ClusterError(
+            f"could not connect to the scheduler at {address}: the Dask handshake failed ({reason} within "
+            f"{timeout_s:g} s); is it a Dask scheduler (and TLS files right for tls://)?"
+        ) from None
+    finally:
+        executor.shutdown(wait=False)
+
+
 def security_for(address: str | None):
     """A ``distributed.Security`` for TLS addresses recorded in the cluster file, else ``None``."""
     if not address or not address.startswith("tls://"):
@@ -177,6 +212,7 @@ def connect(address: str | None, **client_kwargs):
     if security is not None:
         client_kwargs.setdefault("security", security)
     client_kwargs.setdefault("timeout", dask.utils.parse_timedelta(config.get("cluster.connect-timeout")))
+    _handshake(resolved, client_kwargs.get("security"), float(client_kwargs["timeout"]))
     try:
         return Client(resolved, **client_kwargs)
     except Exception as exc:  # noqa: BLE001 - whatever answers (a proxy, another service), one line
