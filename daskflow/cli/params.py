@@ -132,3 +132,16 @@ def read_only_catalog() -> Iterator[Any]:
 def read_only_catalog_for_command() -> Any:
     """:func:`read_only_catalog` held open until the current click command ends."""
     return click.get_current_context().with_resource(read_only_catalog())
+
+
+def check_cluster_file(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--address`` callback: without an address, a stale cluster file is reported before any work starts.
+
+    (A run would otherwise load and plan the pipeline, record a run and only
+    then find the cluster file's scheduler gone.)
+    """
+    if value is None:
+        from daskflow.connection import resolve_address
+
+        resolve_address(None)  # ClusterError -> `error: ...`, exit 2 (daskflow.cli.DaskflowGroup)
+    return value

@@ -208,3 +208,26 @@ for _spec in ["skewed-bag:x", "skewed-bag:1:x", "skewed-bag:-1", "skewed-bag:1:0
 for _option, _value in [("--workers", "0"), ("--memory-limit", "lots"), ("--target-seconds", "0"),
                         ("--time-scale", "-1"), ("--repeat", "0"), ("--timeout", "0"), ("--mode", "fast")]:
     case(f"bench-{_option}={_value}", ["bench", "replay", "skewed-bag", _option, _value])
+
+
+def fault_class(case_id: str) -> str:
+    """The RELIABILITY.md fault class of a corpus case."""
+    if case_id.startswith("bench"):
+        return "traces"
+    if "too-big" in case_id or "partition" in case_id or any(
+            word in case_id for word in ("daily", "hourly", "static", "mismatched", "year")):
+        return "partitions"
+    if "address" in case_id or case_id.startswith("cluster-status"):
+        return "addresses / cluster file"
+    if case_id.startswith(("run-", "assets-", "lineage-bad")) and not any(w in case_id for w in ("workers", "select")):
+        return "pipeline files"
+    return "CLI arguments"
+
+
+if __name__ == "__main__":  # python -m tests.reliability.hostile_corpus: the counts in RELIABILITY.md
+    import collections
+
+    counts = collections.Counter(fault_class(case_id) for case_id, _, _ in CASES)
+    for name, n in sorted(counts.items()):
+        print(f"{name:28s} {n}")
+    print(f"{'total':28s} {len(CASES)}")

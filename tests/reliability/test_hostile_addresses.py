@@ -82,6 +82,7 @@ def test_a_stale_cluster_file_is_reported_not_waited_on(argv, daskflow_home, tmp
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
     assert "is stale" in result.output and "daskflow cluster down" in result.output
+    assert not (daskflow_home / "catalog.sqlite").exists(), "reported before a run was recorded"
 
 
 @pytest.mark.timeout(30)
