@@ -30,8 +30,8 @@ def bench() -> None:
 @click.argument("trace", type=params.TRACE)
 @click.option("--mode", type=click.Choice(["stock", "record", "steer", "oracle"]), default="stock", show_default=True,
               help="stock: plain Dask; record: recorder only; steer: steering with --model; oracle: steering with true costs.")
-@click.option("--workers", type=click.IntRange(1, 1024), default=8, show_default=True, help="Worker processes.")
-@click.option("--threads-per-worker", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--workers", type=params.LOCAL_WORKERS, default=8, show_default=True, help="Worker processes.")
+@click.option("--threads-per-worker", type=params.THREADS, default=1, show_default=True)
 @click.option("--memory-limit", type=params.MEMORY, default="auto", show_default=True, help="Per worker, e.g. 2GB (Dask syntax).")
 @click.option("--target-seconds", type=click.FloatRange(min=0, min_open=True), default=8.0, show_default=True,
               help="Scale runtimes so max(critical path, work / slots) equals this.")

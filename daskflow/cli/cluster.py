@@ -35,8 +35,8 @@ def cluster() -> None:
 
 
 @cluster.command("up")
-@click.option("--workers", "-n", type=params.COUNT, default=None, help="Worker processes [daskflow.cluster.workers].")
-@click.option("--threads", type=params.COUNT, default=None, help="Threads per worker [daskflow.cluster.threads-per-worker].")
+@click.option("--workers", "-n", type=params.LOCAL_WORKERS, default=None, help="Worker processes [daskflow.cluster.workers].")
+@click.option("--threads", type=params.THREADS, default=None, help="Threads per worker [daskflow.cluster.threads-per-worker].")
 @click.option("--memory-limit", type=params.MEMORY, default=None, help="Per worker: bytes, '4GB', a fraction, or 'auto'.")
 @click.option("--host", default=None, help="Interface to bind [daskflow.cluster.host, 127.0.0.1].")
 @click.option("--scheduler-port", type=params.PORT, default=None, help="Scheduler port (0: any free) [8786].")
@@ -129,7 +129,7 @@ def scheduler(host, port, dashboard_port, tls_ca_file, tls_cert, tls_key, extra)
 
 @cluster.command("worker", context_settings=_PASSTHROUGH)
 @click.argument("address", type=params.ADDRESS)
-@click.option("--threads", type=params.COUNT, default=None, help="Threads per worker [daskflow.cluster.threads-per-worker].")
+@click.option("--threads", type=params.THREADS, default=None, help="Threads per worker [daskflow.cluster.threads-per-worker].")
 @click.option("--memory-limit", type=params.MEMORY, default=None, help="Bytes, '4GB', a fraction, or 'auto'.")
 @click.option("--name", default=None, help="Worker name.")
 @_tls_options

@@ -17,8 +17,12 @@ import click
 
 from daskflow.errors import DaskflowError
 
-#: workers, threads, limits, rounds: at least one, at most a number no machine has
+#: limits and counts of things: at least one, at most a number no catalog holds
 COUNT = click.IntRange(min=1, max=1_000_000)
+#: worker processes started on this machine (embedded cluster, `cluster up`): more is a fork bomb, not a cluster
+LOCAL_WORKERS = click.IntRange(min=1, max=512)
+#: threads per worker process
+THREADS = click.IntRange(min=1, max=1024)
 #: a TCP port; 0 asks the OS for any free port
 PORT = click.IntRange(min=0, max=65535)
 #: hops to follow in lineage (0: just the asset)

@@ -55,7 +55,7 @@ def _load_graph(pipeline: str):
 @click.option("--partition", "-p", "partitions", default=None, help="Partition key, 'FIRST...LAST' range or 'a,b'.")
 @click.option("--address", type=params.ADDRESS, default=None, callback=params.check_cluster_file,
               help="Scheduler address (default: cluster file, else an embedded cluster).")
-@click.option("--workers", type=params.COUNT, default=None, help="Workers of the embedded cluster (default: execution.workers).")
+@click.option("--workers", type=params.LOCAL_WORKERS, default=None, help="Workers of the embedded cluster (default: execution.workers).")
 @click.option("--only-stale", is_flag=True, help="Skip assets whose code and inputs are unchanged.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run result as one JSON document.")
 def run_command(pipeline: str, selection: str | None, partitions: str | None, address: str | None,

@@ -156,7 +156,7 @@ case("run-select-unknown", ["run", "{d}/ok.py", "--select", "nope"])
 case("run-select-garbage", ["run", "{d}/ok.py", "--select", "+++(("])
 
 # CLI arguments
-for _value in ["0", "-1", "abc", "99999999", "1.5", ""]:
+for _value in ["0", "-1", "abc", "99999999", "99999", "1.5", ""]:
     case(f"run-workers-{_value or 'empty'}", ["run", "{d}/ok.py", "--workers", _value])
 for _i, _address in enumerate(["", " ", "tcp://", "tcp://:8786", "http://127.0.0.1:8786", "tcp://127.0.0.1:99999",
                                "tcp://127.0.0.1:0", "tcp://127.0.0.1:-1", "tcp://a b:1", "127.0.0.1",
@@ -171,7 +171,7 @@ case("cluster-status-no-cluster", ["cluster", "status"])
 case("cluster-status-dead", ["cluster", "status", "--address", "tcp://127.0.0.1:1"])
 case("cluster-down-no-cluster", ["cluster", "down"])
 case("cluster-down-grace-negative", ["cluster", "down", "--grace", "-1"])
-for _option, _value in [("--workers", "0"), ("--workers", "-1"), ("--threads", "0"), ("--scheduler-port", "99999"),
+for _option, _value in [("--workers", "0"), ("--workers", "-1"), ("--workers", "5000"), ("--threads", "0"), ("--scheduler-port", "99999"),
                         ("--scheduler-port", "-1"), ("--scheduler-port", "abc"), ("--dashboard-port", "70000"),
                         ("--memory-limit", "-1"), ("--memory-limit", "abc"), ("--memory-limit", "1000PB"),
                         ("--memory-limit", "nan"), ("--memory-limit", "inf"), ("--memory-limit", "1e30"),
