@@ -284,14 +284,6 @@ def dumps_by_value(obj: object) -> bytes:
     return buffer.getvalue()
 
 
-def _code_reduce_keeping_filename(code: types.CodeType):
-    from cloudpickle import cloudpickle as cloudpickle_impl
-
-    constructor, args = cloudpickle_impl._code_reduce(code)
-    args = tuple(code.co_filename if value == "<dynamic-code>" else value for value in args)
-    return constructor, args
-
-
 @functools.lru_cache(maxsize=1)
 def _pickler_class():
     """A cloudpickle Pickler whose code reducer keeps file names (built lazily: cloudpickle is imported late)."""
@@ -299,8 +291,14 @@ def _pickler_class():
 
     import cloudpickle
 
+    reduce_code = cloudpickle.Pickler.dispatch_table[types.CodeType]  # cloudpickle's own code reducer
+
+    def reduce_code_keeping_filename(code: types.CodeType):
+        constructor, args = reduce_code(code)
+        return constructor, tuple(code.co_filename if value == "<dynamic-code>" else value for value in args)
+
     class FilenameKeepingPickler(cloudpickle.Pickler):
-        dispatch_table = collections.ChainMap({types.CodeType: _code_reduce_keeping_filename},
+        dispatch_table = collections.ChainMap({types.CodeType: reduce_code_keeping_filename},
                                               cloudpickle.Pickler.dispatch_table)
 
     return FilenameKeepingPickler

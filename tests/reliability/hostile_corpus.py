@@ -224,9 +224,74 @@ def fault_class(case_id: str) -> str:
     return "CLI arguments"
 
 
-if __name__ == "__main__":  # python -m tests.reliability.hostile_corpus: the counts in RELIABILITY.md
-    import collections
+def run_as_subprocesses(checkout: str, timeout_s: float = 25.0, parallel: int = 2) -> dict:
+    """Every case as ``python -m daskflow.cli`` with ``PYTHONPATH=checkout``: counts per fault class.
 
+    How RELIABILITY.md's "before" column was measured (against a checkout of
+    main). A case that starts a background cluster (an old version accepting a
+    bad port) is stopped with ``daskflow cluster down`` in its own home.
+    """
+    import collections
+    import concurrent.futures
+    import os
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    import threading
+
+    base = pathlib.Path(tempfile.mkdtemp(prefix="daskflow-corpus-"))
+    files = write_corpus(base / "files")
+    stats: dict = collections.defaultdict(collections.Counter)
+    bad: list = []
+    lock = threading.Lock()
+
+    def one(item) -> None:
+        case_id, argv, codes = item
+        argv = [a.replace("{d}", str(files)) for a in argv]
+        if any("\x00" in a for a in argv):  # argv cannot carry NUL; in-process tests cover it
+            return
+        home = base / "homes" / str(abs(hash(case_id)))
+        home.mkdir(parents=True)
+        env = {**os.environ, "PYTHONPATH": checkout, "DASKFLOW_HOME": str(home)}
+        proc = subprocess.Popen([sys.executable, "-m", "daskflow.cli", *argv], env=env, cwd=str(home),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                                text=True, errors="replace")
+        try:
+            output, _ = proc.communicate(timeout=timeout_s)
+            outcome = ("traceback" if "Traceback" in output else "survived" if proc.returncode in codes
+                       else f"exit {proc.returncode}")
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            outcome = "hang"
+        if (home / "cluster.json").exists():
+            subprocess.run([sys.executable, "-m", "daskflow.cli", "cluster", "down", "--grace", "5"], env=env,
+                           cwd=str(home), capture_output=True, timeout=120)
+        created = argv[0] in ("runs", "lineage", "assets", "explain", "decisions", "config") and any(home.iterdir())
+        with lock:
+            counter = stats[fault_class(case_id)]
+            counter["tried"] += 1
+            counter[outcome] += 1
+            counter["created files"] += int(created)
+            if outcome != "survived":
+                bad.append((case_id, outcome))
+
+    with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
+        list(pool.map(one, CASES))
+    return {"stats": {k: dict(v) for k, v in stats.items()}, "bad": sorted(bad)}
+
+
+if __name__ == "__main__":
+    # python -m tests.reliability.hostile_corpus            -> the case counts per class (RELIABILITY.md)
+    # python -m tests.reliability.hostile_corpus CHECKOUT   -> run every case as a subprocess against CHECKOUT
+    import collections
+    import json
+    import sys
+
+    if len(sys.argv) > 1:
+        print(json.dumps(run_as_subprocesses(sys.argv[1]), indent=1))
+        sys.exit(0)
     counts = collections.Counter(fault_class(case_id) for case_id, _, _ in CASES)
     for name, n in sorted(counts.items()):
         print(f"{name:28s} {n}")
