@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import pathlib
 import signal
@@ -62,7 +63,7 @@ def parse_memory_limit(value: object) -> str:
     except ValueError:
         number = None
     if number is not None:
-        if not (number == number) or number < 0 or number == float("inf"):
+        if math.isnan(number) or number < 0 or math.isinf(number):
             raise DaskflowError(f"memory limit {text!r} must be 'auto', 0 (no limit), a fraction in (0, 1], or a size like '4GB'")
         if 0 <= number <= 1:  # 0: no limit; (0, 1]: a fraction of the machine's memory
             return text

@@ -212,10 +212,10 @@ def connect(address: str | None, **client_kwargs):
     if security is not None:
         client_kwargs.setdefault("security", security)
     client_kwargs.setdefault("timeout", dask.utils.parse_timedelta(config.get("cluster.connect-timeout")))
-    _handshake(resolved, client_kwargs.get("security"), float(client_kwargs["timeout"]))
+    _handshake(resolved, client_kwargs.get("security"), float(dask.utils.parse_timedelta(client_kwargs["timeout"])))
     try:
         return Client(resolved, **client_kwargs)
-    except Exception as exc:  # noqa: BLE001 - whatever answers (a proxy, another service), one line
+    except Exception as exc:  # whatever answers (a proxy, another service): one line
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise ClusterError(
             f"could not connect to the scheduler at {resolved}: {type(exc).__name__}: {first}; "

@@ -43,7 +43,7 @@ from daskflow.definitions import Definitions, check_spec_of, spec_of
 from daskflow.errors import PipelineLoadError
 from daskflow.timeline.specs import schedule_spec_of, sensor_spec_of
 
-__all__ = ["load_definitions", "definitions_from_module", "dumps_by_value", "is_sibling_module", "module_name_for_file"]
+__all__ = ["definitions_from_module", "dumps_by_value", "is_sibling_module", "load_definitions", "module_name_for_file"]
 
 
 def module_name_for_file(path: str) -> str:
@@ -298,7 +298,8 @@ def _pickler_class():
         return constructor, tuple(code.co_filename if value == "<dynamic-code>" else value for value in args)
 
     class FilenameKeepingPickler(cloudpickle.Pickler):
-        dispatch_table = collections.ChainMap({types.CodeType: reduce_code_keeping_filename},
-                                              cloudpickle.Pickler.dispatch_table)
+        # pickle's class-level reducer table, never mutated
+        dispatch_table = collections.ChainMap(  # noqa: RUF012
+            {types.CodeType: reduce_code_keeping_filename}, cloudpickle.Pickler.dispatch_table)
 
     return FilenameKeepingPickler

@@ -54,7 +54,7 @@ class DaskflowGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted (Ctrl-C); nothing more was started", err=True)
             ctx.exit(EXIT_INTERRUPTED)
-        except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+        except Exception as exc:  # the last line of defence against tracebacks
             if _debug():
                 raise
             click.echo(
@@ -76,4 +76,4 @@ for _name in _COMMAND_MODULES:
     for _command in getattr(_module, "commands", []):
         main.add_command(_command)
 
-__all__ = ["main", "one_line", "DaskflowGroup", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED"]
+__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_USAGE", "DaskflowGroup", "main", "one_line"]

@@ -11,7 +11,8 @@ parse and are at most :data:`MAX_MEMORY_BYTES`.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import click
 

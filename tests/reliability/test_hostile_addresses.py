@@ -121,9 +121,9 @@ def test_a_port_that_accepts_but_never_speaks_is_a_clear_error(daskflow_home):
     thread = threading.Thread(target=accept_forever, daemon=True)
     thread.start()
     try:
-        with dask.config.set({"daskflow.cluster.connect-timeout": "1s"}):
-            with pytest.raises(ClusterError, match="could not connect to the scheduler"):
-                connection.connect(f"tcp://127.0.0.1:{server.getsockname()[1]}")
+        with dask.config.set({"daskflow.cluster.connect-timeout": "1s"}), \
+                pytest.raises(ClusterError, match="could not connect to the scheduler"):
+            connection.connect(f"tcp://127.0.0.1:{server.getsockname()[1]}")
     finally:
         stop.set()
         thread.join(timeout=5)
