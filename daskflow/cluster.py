@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import pathlib
 import signal
@@ -41,9 +42,44 @@ from daskflow.contracts import (
     SCHEDULER_PRELOAD,
     STEERING_PLUGIN,
 )
-from daskflow.errors import ClusterError
+from daskflow.errors import ClusterError, DaskflowError
 
 DEFAULT_PRELOAD = SCHEDULER_PRELOAD
+#: 1 PiB per worker: anything larger is a typo
+MAX_MEMORY_BYTES = 2**50
+
+
+def parse_memory_limit(value: object) -> str:
+    """Normalize a memory limit to the string Dask's CLIs take; raise :class:`DaskflowError` if absurd.
+
+    >>> parse_memory_limit("4GB"), parse_memory_limit("auto"), parse_memory_limit("0.5")
+    ('4GB', 'auto', '0.5')
+    """
+    text = str(value).strip()
+    if text.lower() == "auto":
+        return "auto"
+    try:
+        number = float(text)
+    except ValueError:
+        number = None
+    if number is not None:
+        if math.isnan(number) or number < 0 or math.isinf(number):
+            raise DaskflowError(f"memory limit {text!r} must be 'auto', 0 (no limit), a fraction in (0, 1], or a size like '4GB'")
+        if 0 <= number <= 1:  # 0: no limit; (0, 1]: a fraction of the machine's memory
+            return text
+        nbytes = int(number)
+    else:
+        try:
+            nbytes = int(dask.utils.parse_bytes(text))
+        except (ValueError, TypeError, OverflowError):
+            raise DaskflowError(
+                f"memory limit {text[:40]!r} is not a size; expected 'auto', a fraction such as 0.5, or e.g. '4GB'"
+            ) from None
+    if nbytes < 1 or nbytes > MAX_MEMORY_BYTES:
+        raise DaskflowError(
+            f"memory limit {text[:40]!r} = {nbytes} bytes is outside 1 byte .. 1 PiB; pass e.g. '4GB' or 'auto'"
+        )
+    return text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +152,13 @@ class ClusterSpec:
             raise ClusterError(f"--workers must be at least 1, got {self.workers}")
         if int(self.threads_per_worker) < 1:
             raise ClusterError(f"--threads must be at least 1, got {self.threads_per_worker}")
+        try:
+            self.memory_limit = parse_memory_limit(self.memory_limit)
+        except DaskflowError as exc:
+            raise ClusterError(f"--memory-limit: {exc}") from None
+        for field, value in (("scheduler_port", self.scheduler_port), ("dashboard_port", self.dashboard_port)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+                raise ClusterError(f"{field.replace('_', '-')} must be an integer port in 0..65535 (0: any free port), got {value!r}")
 
     @property
     def protocol(self) -> str:

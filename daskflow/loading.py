@@ -18,8 +18,10 @@ directory is put on ``sys.path`` (like ``python file.py``) so sibling imports
 work. The module is in ``sys.modules`` only while it executes: afterwards plain
 pickle cannot pickle its functions by reference, so Dask falls back to
 cloudpickle, which ships them *by value* to workers that cannot import the
-file. Sibling modules the file imports from its own directory are registered
-with cloudpickle by value for the same reason.
+file. Sibling modules the file imports from its own directory (its own files,
+see :func:`is_sibling_module` — never installed packages, even from a
+virtualenv inside that directory) are registered with cloudpickle by value
+for the same reason.
 
 Every failure is a :class:`PipelineLoadError` whose message is one line: the
 file/module, what went wrong, and the fix; the original exception is chained.
@@ -27,9 +29,11 @@ file/module, what went wrong, and the fix; the original exception is chained.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import os
+import pathlib
 import re
 import sys
 import traceback
@@ -39,7 +43,7 @@ from daskflow.definitions import Definitions, check_spec_of, spec_of
 from daskflow.errors import PipelineLoadError
 from daskflow.timeline.specs import schedule_spec_of, sensor_spec_of
 
-__all__ = ["load_definitions", "definitions_from_module", "module_name_for_file"]
+__all__ = ["definitions_from_module", "dumps_by_value", "is_sibling_module", "load_definitions", "module_name_for_file"]
 
 
 def module_name_for_file(path: str) -> str:
@@ -138,17 +142,64 @@ def _load_file(path: str) -> types.ModuleType:
 
 
 def _ship_siblings_by_value(new_modules: set[str], directory: str) -> None:
-    """Register modules newly imported from ``directory`` with cloudpickle by value."""
+    """Register the pipeline's own sibling modules, newly imported, with cloudpickle by value."""
     try:
         import cloudpickle
     except ImportError:  # pragma: no cover - cloudpickle ships with dask
         return
-    prefix = os.path.join(directory, "")
-    for module_name in sorted(new_modules):
-        module = sys.modules.get(module_name)
-        filename = getattr(module, "__file__", None) or ""
-        if os.path.abspath(filename).startswith(prefix):
-            cloudpickle.register_pickle_by_value(module)
+    for top in sorted({name.partition(".")[0] for name in new_modules}):
+        module = sys.modules.get(top)
+        if module is not None and is_sibling_module(module, directory):
+            cloudpickle.register_pickle_by_value(module)  # covers its submodules too
+
+
+def is_sibling_module(module: types.ModuleType, directory: str) -> bool:
+    """Whether ``module`` is one of the pipeline's own files: ``directory/<name>.py`` or ``directory/<name>/``.
+
+    Decided by where the module *is*, not by a path prefix: a virtualenv inside
+    the pipeline's folder (``proj/.venv`` beside ``proj/pipe.py``) holds pandas
+    under ``proj/.venv/lib/.../site-packages``, which shares the prefix but is
+    installed code and must travel by reference (shipping it by value fails on
+    C extensions). So only a top-level module whose file is directly in
+    ``directory`` (or a package directly in it) counts, and never one inside
+    site-packages/dist-packages or a directory holding ``pyvenv.cfg``.
+
+    >>> import json
+    >>> is_sibling_module(json, os.path.dirname(json.__file__))  # stdlib is never a sibling
+    False
+    """
+    name = module.__name__.partition(".")[0]
+    filename = getattr(module, "__file__", None)
+    if not filename:  # namespace package or builtin: look at its locations
+        locations = list(getattr(getattr(module, "__spec__", None), "submodule_search_locations", None) or [])
+        candidates = [os.path.join(location, "") for location in locations]
+    else:
+        candidates = [filename]
+    directory = os.path.realpath(directory)
+    if _installed_location(directory):
+        return False
+    expected = {os.path.join(directory, name + ".py"), os.path.join(directory, name, "__init__.py"),
+                os.path.join(directory, name, "")}
+    for candidate in candidates:
+        real = os.path.realpath(candidate) + (os.sep if candidate.endswith(os.sep) else "")
+        if real in expected and not _installed_location(os.path.dirname(real.rstrip(os.sep))):
+            return True
+    return False
+
+
+def _installed_location(path: str) -> bool:
+    """``path`` is inside site-packages/dist-packages, the interpreter's prefix, or a virtualenv."""
+    parts = set(pathlib.PurePath(path).parts)
+    if parts & {"site-packages", "dist-packages"}:
+        return True
+    probe = pathlib.Path(path)
+    for folder in (probe, *probe.parents):
+        if (folder / "pyvenv.cfg").is_file():
+            return True
+    prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    stdlib = os.path.realpath(os.path.dirname(os.__file__))
+    return os.path.realpath(path) == stdlib or any(
+        os.path.realpath(path).startswith(os.path.join(prefix, "lib", "")) for prefix in prefixes)
 
 
 def _import_module(name: str) -> types.ModuleType:
@@ -205,3 +256,50 @@ def definitions_from_module(module: types.ModuleType, label: str | None = None) 
             f"or define 'defs = daskflow.Definitions(assets=[...])'."
         )
     return Definitions(assets=assets, checks=checks, schedules=schedules, sensors=sensors)
+
+
+# -- shipping functions by value, keeping their file names --------------------
+def dumps_by_value(obj: object) -> bytes:
+    """``cloudpickle.dumps(obj)``, but code objects keep their real ``co_filename``.
+
+    cloudpickle (3.x) replaces every pickled code object's file name with
+    ``"<dynamic-code>"`` (for deterministic payloads), so a pipeline function
+    that raises on a worker shows ``File "<dynamic-code>", line 12`` instead of
+    the pipeline file. Line numbers survive; only the name is lost. This
+    pickler puts the name back, so worker tracebacks name ``pipe.py:12`` (and
+    show the source line when the file is readable there).
+
+    >>> import pickle
+    >>> def f():
+    ...     return 1
+    >>> pickle.loads(dumps_by_value(f)).__code__.co_filename == f.__code__.co_filename
+    True
+    """
+    import io
+
+    import cloudpickle
+
+    buffer = io.BytesIO()
+    _pickler_class()(buffer, protocol=cloudpickle.DEFAULT_PROTOCOL).dump(obj)
+    return buffer.getvalue()
+
+
+@functools.lru_cache(maxsize=1)
+def _pickler_class():
+    """A cloudpickle Pickler whose code reducer keeps file names (built lazily: cloudpickle is imported late)."""
+    import collections
+
+    import cloudpickle
+
+    reduce_code = cloudpickle.Pickler.dispatch_table[types.CodeType]  # cloudpickle's own code reducer
+
+    def reduce_code_keeping_filename(code: types.CodeType):
+        constructor, args = reduce_code(code)
+        return constructor, tuple(code.co_filename if value == "<dynamic-code>" else value for value in args)
+
+    class FilenameKeepingPickler(cloudpickle.Pickler):
+        # pickle's class-level reducer table, never mutated
+        dispatch_table = collections.ChainMap(  # noqa: RUF012
+            {types.CodeType: reduce_code_keeping_filename}, cloudpickle.Pickler.dispatch_table)
+
+    return FilenameKeepingPickler

@@ -44,9 +44,11 @@ comma-separated list; a list/tuple of keys is also accepted.
 
 from __future__ import annotations
 
+import collections
 import datetime as _dt
 import difflib
 import functools
+import warnings
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -55,13 +57,16 @@ from daskflow.errors import PartitionError
 __all__ = [
     "DailyPartitions",
     "HourlyPartitions",
+    "PartitionAlignmentWarning",
     "PartitionMapping",
     "PartitionsDefinition",
     "RANGE_SEPARATOR",
     "StaticPartitions",
     "parse_partition_selection",
     "partition_mapping",
+    "check_run_size",
     "select_partitions",
+    "selection_size",
     "upstream_partition_keys",
 ]
 
@@ -73,6 +78,14 @@ MAPPING_NONE: PartitionMapping = "none"
 MAPPING_IDENTITY: PartitionMapping = "identity"
 MAPPING_ALL: PartitionMapping = "all"
 MAPPING_SINGLE: PartitionMapping = "single"
+
+
+#: above this many keys, an unknown key gets no "did you mean" (difflib over every key is slow)
+_SUGGEST_MAX_KEYS = 10_000
+
+
+class PartitionAlignmentWarning(UserWarning):
+    """A daily/hourly start or end that is not at a window boundary (it is truncated)."""
 
 
 def _owner(asset_key: str | None) -> str:
@@ -114,7 +127,8 @@ class PartitionsDefinition:
         keys = self.keys()
         if key in keys:
             return key
-        close = difflib.get_close_matches(str(key), keys, n=3)
+        # difflib is quadratic-ish per candidate: only offer suggestions among a bounded number of keys
+        close = difflib.get_close_matches(str(key), keys, n=3) if len(keys) <= _SUGGEST_MAX_KEYS else []
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         raise PartitionError(
             f"{_owner(asset_key)} has no partition {key!r}; expected one of "
@@ -176,7 +190,9 @@ class StaticPartitions(PartitionsDefinition):
                     f"StaticPartitions key {key!r} contains '{RANGE_SEPARATOR}', ',' or '/', "
                     f"which are reserved for selections and paths. Fix: rename the key."
                 )
-        duplicates = sorted({k for k in keys if keys.count(k) > 1})
+        _check_definition_size(len(keys), "StaticPartitions")
+        counts = collections.Counter(keys)
+        duplicates = sorted(k for k, n in counts.items() if n > 1)
         if duplicates:
             raise PartitionError(
                 f"StaticPartitions has duplicate keys {duplicates}. Fix: list each key once."
@@ -208,18 +224,87 @@ def _parse_time(value: object, formats: Sequence[str], what: str) -> _dt.datetim
     if isinstance(value, str):
         for fmt in formats:
             try:
-                return _dt.datetime.strptime(value, fmt)
+                return _dt.datetime.strptime(value.strip(), fmt)
             except ValueError:
                 continue
+    shown = value if not isinstance(value, str) or len(value) <= 40 else value[:40] + "..."
     raise PartitionError(
-        f"{what} {value!r} is not a valid time; expected one of the formats "
+        f"{what} {shown!r} is not a valid time; expected one of the formats "
         f"{', '.join(formats)} (or a datetime/date). Fix: e.g. {_dt.datetime(2024, 1, 1).strftime(formats[0])!r}."
     )
 
 
+def _check_definition_size(n_keys: int, what: str) -> None:
+    """Refuse partitions definitions with more keys than ``daskflow.execution.max-partitions``."""
+    from daskflow import config
+
+    limit = int(config.get("execution.max-partitions"))
+    if n_keys > limit:
+        raise PartitionError(
+            f"{what} has {n_keys} partition keys, more than daskflow.execution.max-partitions = {limit}. "
+            f"Fix: use coarser partitions (daily instead of hourly), a later start, or raise the limit."
+        )
+
+
+def check_run_size(n_tasks: int, what: str = "this run") -> None:
+    """Refuse a run of more than ``daskflow.execution.max-tasks-per-run`` asset-partitions.
+
+    Called by planning *before* the (asset, partition) pairs are built, with a
+    count from :func:`selection_size`, so an oversized selection fails in
+    milliseconds instead of sending a huge graph.
+
+    >>> check_run_size(3)
+    """
+    from daskflow import config
+
+    limit = int(config.get("execution.max-tasks-per-run"))
+    if n_tasks > limit:
+        raise PartitionError(
+            f"{what} selects {n_tasks} asset-partitions, more than daskflow.execution.max-tasks-per-run = {limit}. "
+            f"Fix: select fewer with --partition FIRST{RANGE_SEPARATOR}LAST, run the range as a backfill "
+            f"(`daskflow backfill`), or raise the limit."
+        )
+
+
+def selection_size(partitions: PartitionsDefinition | None, selection: str | Sequence[str] | None) -> int:
+    """How many keys ``selection`` picks out of ``partitions``, without listing them (an upper bound for lists).
+
+    Time windows count arithmetically, so 100 years of hourly partitions cost nothing to size.
+
+    >>> selection_size(HourlyPartitions("1950-01-01", "2049-12-31T23"), None)
+    876600
+    >>> selection_size(DailyPartitions("2024-01-01", "2024-12-31"), "2024-01-01...2024-01-10,2024-03-01")
+    11
+    """
+    if partitions is None:
+        return 1
+    if selection is None:
+        return len(partitions)
+    parts = [p.strip() for p in selection.split(",")] if isinstance(selection, str) else [str(p).strip() for p in selection]
+    total = 0
+    for part in parts:
+        if not part:
+            continue
+        if RANGE_SEPARATOR in part and isinstance(partitions, _TimeWindowPartitions):
+            start, _, end = part.partition(RANGE_SEPARATOR)
+            try:
+                total += max(0, partitions.index(end.strip()) - partitions.index(start.strip()) + 1)
+            except PartitionError:
+                total += 1  # the real parse reports the bad key
+        elif RANGE_SEPARATOR in part:
+            total += len(partitions.range(*(x.strip() for x in part.split(RANGE_SEPARATOR, 1))))
+        else:
+            total += 1
+    return min(total, len(partitions))
+
+
 @dataclass(frozen=True, repr=False)
 class _TimeWindowPartitions(PartitionsDefinition):
-    """Shared logic of daily and hourly windows: ``start`` .. ``end`` inclusive."""
+    """Shared logic of daily and hourly windows: ``start`` .. ``end`` inclusive.
+
+    Keys are evenly spaced, so counting, validating and slicing are arithmetic
+    on the window index; only :meth:`keys` lists them (cached).
+    """
 
     start: _dt.datetime
     end: _dt.datetime | None = None
@@ -230,23 +315,52 @@ class _TimeWindowPartitions(PartitionsDefinition):
 
     def __init__(self, start: object, end: object = None):
         kind = type(self).__name__
-        start_dt = self._truncate(_parse_time(start, self._INPUT_FORMATS, f"{kind} start"))
+        start_dt = self._aligned(_parse_time(start, self._INPUT_FORMATS, f"{kind} start"), f"{kind} start", start)
         end_dt = None
         if end is not None:
-            end_dt = self._truncate(_parse_time(end, self._INPUT_FORMATS, f"{kind} end"))
+            end_dt = self._aligned(_parse_time(end, self._INPUT_FORMATS, f"{kind} end"), f"{kind} end", end)
             if end_dt < start_dt:
                 raise PartitionError(
                     f"{kind} end {self._format(end_dt)!r} is before start {self._format(start_dt)!r}. "
                     f"Fix: swap them or move the end later."
                 )
+        last = end_dt or start_dt
+        if _dt.datetime.max - last < self._STEP:
+            raise PartitionError(
+                f"{kind} window {self._format(last)!r} ends after year 9999, which datetime cannot represent. "
+                f"Fix: end at {self._format(self._truncate(_dt.datetime.max) - self._STEP)!r} or earlier."
+            )
         object.__setattr__(self, "start", start_dt)
         object.__setattr__(self, "end", end_dt)
+        if end_dt is not None:
+            _check_definition_size(self._count(start_dt, end_dt), self.describe())
 
     def _truncate(self, moment: _dt.datetime) -> _dt.datetime:
         return moment.replace(hour=0, minute=0, second=0, microsecond=0)
 
+    def _aligned(self, moment: _dt.datetime, what: str, given: object) -> _dt.datetime:
+        """``moment`` truncated to its window start; a mis-aligned value is never truncated silently.
+
+        It warns (one :class:`PartitionAlignmentWarning` naming the fix) instead of
+        raising, because truncation of ``"...T05:30"`` is documented behaviour.
+        """
+        truncated = self._truncate(moment)
+        if truncated != moment:
+            warnings.warn(
+                f"{what} {given!r} is not at the start of {self._unit()} window; using "
+                f"{self._format(truncated)!r}. Fix: pass {self._format(truncated)!r}.",
+                PartitionAlignmentWarning, stacklevel=4,
+            )
+        return truncated
+
+    def _unit(self) -> str:
+        return "a day" if self._STEP == _dt.timedelta(days=1) else "an hour"
+
     def _format(self, moment: _dt.datetime) -> str:
-        return moment.strftime(self._KEY_FORMAT)
+        return _format_key(moment, self._KEY_FORMAT)
+
+    def _count(self, start: _dt.datetime, last: _dt.datetime) -> int:
+        return max(0, (last - start) // self._STEP + 1)
 
     def last_window_start(self) -> _dt.datetime:
         """Start of the last partition: ``end`` or the last complete window before now (UTC)."""
@@ -254,8 +368,57 @@ class _TimeWindowPartitions(PartitionsDefinition):
             return self.end
         return self._truncate(_utcnow()) - self._STEP
 
+    def __len__(self) -> int:
+        return self._count(self.start, self.last_window_start())
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            self.index(key)  # type: ignore[arg-type]
+        except PartitionError:
+            return False
+        return True
+
+    def index(self, key: str, asset_key: str | None = None) -> int:
+        """Position of ``key`` in :meth:`keys` (arithmetic; raises :class:`PartitionError` if it is not a key).
+
+        >>> DailyPartitions("2024-01-01", "2024-01-31").index("2024-01-05")
+        4
+        """
+        moment = None
+        if isinstance(key, str):
+            try:
+                moment = _dt.datetime.strptime(key, self._KEY_FORMAT)
+            except ValueError:
+                moment = None
+        if moment is not None and self._format(moment) == key and self.start <= moment <= self.last_window_start():
+            return (moment - self.start) // self._STEP
+        if len(self) <= _SUGGEST_MAX_KEYS:  # small: the generic message with a preview and "did you mean"
+            PartitionsDefinition.validate_key(self, key if isinstance(key, str) else str(key), asset_key)
+        shown = key if not isinstance(key, str) or len(key) <= 40 else key[:40] + "..."
+        raise PartitionError(
+            f"{_owner(asset_key)} has no partition {shown!r}; expected {self._unit()} key formatted "
+            f"{self._KEY_FORMAT.replace('%', '')} in {self.describe()} (e.g. {self._format(self.start)!r}). "
+            f"Fix: pass a valid key or a range 'FIRST{RANGE_SEPARATOR}LAST'."
+        )
+
+    def validate_key(self, key: str, asset_key: str | None = None) -> str:
+        self.index(key, asset_key)
+        return key
+
+    def range(self, start_key: str, end_key: str, asset_key: str | None = None) -> tuple[str, ...]:
+        first, last = self.index(start_key, asset_key), self.index(end_key, asset_key)
+        if first > last:
+            raise PartitionError(
+                f"{_owner(asset_key)}: partition range {start_key!r}{RANGE_SEPARATOR}{end_key!r} "
+                f"is reversed; expected the first key to come before the last in {self.describe()}. "
+                f"Fix: write '{end_key}{RANGE_SEPARATOR}{start_key}'."
+            )
+        return _window_keys(self.start + first * self._STEP, self.start + last * self._STEP, self._STEP, self._KEY_FORMAT)
+
     def keys(self) -> tuple[str, ...]:
-        keys = _window_keys(self.start, self.last_window_start(), self._STEP, self._KEY_FORMAT)
+        last = self.last_window_start()
+        _check_definition_size(self._count(self.start, last), self.describe())
+        keys = _window_keys(self.start, last, self._STEP, self._KEY_FORMAT)
         if not keys:
             raise PartitionError(
                 f"{self.describe()} has no complete window yet (start is in the future or today). "
@@ -277,18 +440,43 @@ class _TimeWindowPartitions(PartitionsDefinition):
         >>> DailyPartitions("2024-01-01", "2024-01-02").window("2024-01-02")[0].day
         2
         """
-        self.validate_key(key)
-        start = _dt.datetime.strptime(key, self._KEY_FORMAT)
+        start = self.start + self.index(key) * self._STEP
         return start, start + self._STEP
+
+
+def _format_key(moment: _dt.datetime, key_format: str) -> str:
+    """``strftime`` with a zero-padded 4-digit year (glibc writes year 1 as ``1``, which strptime reads back badly)."""
+    return moment.strftime(key_format.replace("%Y", f"{moment.year:04d}"))
 
 
 @functools.lru_cache(maxsize=64)
 def _window_keys(start: _dt.datetime, last: _dt.datetime, step: _dt.timedelta, key_format: str) -> tuple[str, ...]:
-    """Formatted window starts from ``start`` to ``last`` inclusive (cached: keys() is called often)."""
-    keys = []
+    """Formatted window starts from ``start`` to ``last`` inclusive (cached: keys() is called often).
+
+    Hourly keys are built per day (one ``strftime`` per day, the hours appended),
+    which makes a century of hours (876,600 keys) take a fraction of a second.
+    """
+    keys: list[str] = []
+    if last < start:
+        return ()
+    if step == _dt.timedelta(hours=1) and key_format == "%Y-%m-%dT%H":
+        hour_suffixes = [f"T{h:02d}" for h in range(24)]
+        day = start.replace(hour=0)
+        first_hour, last_day = start.hour, last.replace(hour=0)
+        while True:
+            prefix = _format_key(day, "%Y-%m-%d")
+            low = first_hour if day == start.replace(hour=0) else 0
+            high = last.hour + 1 if day == last_day else 24
+            keys.extend(prefix + suffix for suffix in hour_suffixes[low:high])
+            if day >= last_day:
+                break
+            day += _dt.timedelta(days=1)
+        return tuple(keys)
     moment = start
     while moment <= last:
-        keys.append(moment.strftime(key_format))
+        keys.append(_format_key(moment, key_format))
+        if _dt.datetime.max - moment < step:
+            break
         moment += step
     return tuple(keys)
 

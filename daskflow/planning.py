@@ -43,6 +43,7 @@ from daskflow.daskgraph import TaskSpec
 from daskflow.definitions import AssetCheckSpec, code_version_of
 from daskflow.errors import SelectionError
 from daskflow.graph import AssetGraph
+from daskflow.partitions import check_run_size, selection_size
 from daskflow.run_result import AssetRecord
 from daskflow.storage import AssetStore
 from daskflow.tasks import AssetTask, ByValue, run_asset_task, run_check_task
@@ -103,6 +104,9 @@ def select_run(graph: AssetGraph, selection: str | Sequence[str] | None,
                partitions: str | Sequence[str] | None) -> RunSelection:
     """Resolve a selection expression and partition filter (raises SelectionError/PartitionError)."""
     selected = frozenset(graph.select(selection_string(selection)))
+    # bounded before any key is listed: an oversized selection fails in milliseconds (hostile-input rule)
+    check_run_size(sum(selection_size(graph.spec(k).partitions, partitions) * (1 + len(graph.checks_for(k)))
+                       for k in selected))
     pairs = tuple(graph.asset_partitions(selected, partitions))
     asset_keys = frozenset({a for a, _ in pairs} | {u for a, _ in pairs for u in graph.upstream(a)})
     return RunSelection(selected, pairs, asset_keys)

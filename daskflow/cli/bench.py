@@ -13,6 +13,7 @@ import json
 
 import click
 
+from daskflow.cli import params
 from daskflow.errors import TraceFormatError
 
 
@@ -26,12 +27,12 @@ def bench() -> None:
 
 
 @bench.command("replay")
-@click.argument("trace")
+@click.argument("trace", type=params.TRACE)
 @click.option("--mode", type=click.Choice(["stock", "record", "steer", "oracle"]), default="stock", show_default=True,
               help="stock: plain Dask; record: recorder only; steer: steering with --model; oracle: steering with true costs.")
-@click.option("--workers", type=click.IntRange(min=1), default=8, show_default=True, help="Worker processes.")
-@click.option("--threads-per-worker", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--memory-limit", default="auto", show_default=True, help="Per worker, e.g. 2GB (Dask syntax).")
+@click.option("--workers", type=params.LOCAL_WORKERS, default=8, show_default=True, help="Worker processes.")
+@click.option("--threads-per-worker", type=params.THREADS, default=1, show_default=True)
+@click.option("--memory-limit", type=params.MEMORY, default="auto", show_default=True, help="Per worker, e.g. 2GB (Dask syntax).")
 @click.option("--target-seconds", type=click.FloatRange(min=0, min_open=True), default=8.0, show_default=True,
               help="Scale runtimes so max(critical path, work / slots) equals this.")
 @click.option("--time-scale", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -42,7 +43,7 @@ def bench() -> None:
               help="Declared input bytes and returned output bytes are multiplied by this (outputs capped at 64 MiB).")
 @click.option("--history", "history_url", default=None, help="History dataset URL for record/steer (default: config).")
 @click.option("--model", "model_url", default=None, help="Model directory URL for steer (default: config).")
-@click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True, help="Runs on the same cluster; makespan_s is the median.")
+@click.option("--repeat", type=click.IntRange(1, 1000), default=1, show_default=True, help="Runs on the same cluster; makespan_s is the median.")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=600.0, show_default=True, help="Give up on a run after this many seconds.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object on the last line.")
 def replay_command(trace, mode, workers, threads_per_worker, memory_limit, target_seconds, time_scale, memory_scale,

@@ -1,5 +1,8 @@
 """CLI commands: ``daskflow cluster up|status|down|scheduler|worker``.
 
+Errors (:class:`~daskflow.errors.ClusterError`) propagate to the CLI group,
+which prints them as one ``error: ...`` line with exit 2.
+
 ``up``/``down``/``status`` manage a one-machine cluster of background
 processes through :mod:`daskflow.cluster`. ``scheduler`` and ``worker`` run
 one part in the foreground (for separate machines): they replace this process
@@ -15,7 +18,8 @@ import os
 import click
 
 from daskflow import cluster as cluster_lib
-from daskflow.errors import ClusterError, DaskflowError
+from daskflow.cli import params
+from daskflow.errors import ClusterError
 from daskflow.formatting import format_bytes
 
 
@@ -32,12 +36,12 @@ def cluster() -> None:
 
 
 @cluster.command("up")
-@click.option("--workers", "-n", type=int, default=None, help="Worker processes [daskflow.cluster.workers].")
-@click.option("--threads", type=int, default=None, help="Threads per worker [daskflow.cluster.threads-per-worker].")
-@click.option("--memory-limit", default=None, help="Per worker: bytes, '4GB', a fraction, or 'auto'.")
+@click.option("--workers", "-n", type=params.LOCAL_WORKERS, default=None, help="Worker processes [daskflow.cluster.workers].")
+@click.option("--threads", type=params.THREADS, default=None, help="Threads per worker [daskflow.cluster.threads-per-worker].")
+@click.option("--memory-limit", type=params.MEMORY, default=None, help="Per worker: bytes, '4GB', a fraction, or 'auto'.")
 @click.option("--host", default=None, help="Interface to bind [daskflow.cluster.host, 127.0.0.1].")
-@click.option("--scheduler-port", type=int, default=None, help="Scheduler port (0: any free) [8786].")
-@click.option("--dashboard-port", type=int, default=None, help="Dashboard port (0: any free) [8787].")
+@click.option("--scheduler-port", type=params.PORT, default=None, help="Scheduler port (0: any free) [8786].")
+@click.option("--dashboard-port", type=params.PORT, default=None, help="Dashboard port (0: any free) [8787].")
 @_tls_options
 @click.option("--daemon", "daemon_pipelines", multiple=True, metavar="PIPELINE",
               help="Also run the timeline daemon for PIPELINE (repeatable); `cluster down` stops it.")
@@ -47,28 +51,24 @@ def up(workers, threads, memory_limit, host, scheduler_port, dashboard_port, tls
     """Start a scheduler (recorder, steering, dashboard pages preloaded) and workers in the background."""
     from daskflow.timeline import cluster_daemon
 
-    try:
-        if daemon_pipelines:
-            cluster_daemon.check_pipelines(list(daemon_pipelines))
-        spec = cluster_lib.ClusterSpec(
-            workers=workers,
-            threads_per_worker=threads,
-            memory_limit=memory_limit,
-            host=host,
-            scheduler_port=scheduler_port,
-            dashboard_port=dashboard_port,
-            tls=cluster_lib.TLSFiles.from_options(tls_ca_file, tls_cert, tls_key),
-        )
-        info = cluster_lib.start_cluster(spec)
-        if daemon_pipelines:
-            try:
-                info = cluster_daemon.start_cluster_daemon(info, list(daemon_pipelines))
-            except ClusterError:
-                cluster_lib.stop_cluster()
-                raise
-    except DaskflowError as exc:
-        message = str(exc) if isinstance(exc, ClusterError) else " ".join(str(exc).split())  # a pipeline's error: one line
-        raise click.ClickException(message) from exc
+    if daemon_pipelines:
+        cluster_daemon.check_pipelines(list(daemon_pipelines))  # a pipeline's mistake: one line, nothing started
+    spec = cluster_lib.ClusterSpec(
+        workers=workers,
+        threads_per_worker=threads,
+        memory_limit=memory_limit,
+        host=host,
+        scheduler_port=scheduler_port,
+        dashboard_port=dashboard_port,
+        tls=cluster_lib.TLSFiles.from_options(tls_ca_file, tls_cert, tls_key),
+    )
+    info = cluster_lib.start_cluster(spec)
+    if daemon_pipelines:
+        try:
+            info = cluster_daemon.start_cluster_daemon(info, list(daemon_pipelines))
+        except ClusterError:
+            cluster_lib.stop_cluster()
+            raise
     if as_json:
         click.echo(json.dumps(info))
         return
@@ -86,14 +86,11 @@ def up(workers, threads, memory_limit, host, scheduler_port, dashboard_port, tls
 
 
 @cluster.command("status")
-@click.option("--address", default=None, help="Scheduler address [the cluster file's].")
+@click.option("--address", type=params.ADDRESS, default=None, help="Scheduler address [the cluster file's].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def status(address, as_json):
     """Workers, threads, memory, model version and steering mode, fetched from the scheduler."""
-    try:
-        summary = cluster_lib.cluster_status(address)
-    except ClusterError as exc:
-        raise click.ClickException(str(exc)) from exc
+    summary = cluster_lib.cluster_status(address)
     if as_json:
         click.echo(json.dumps(summary, default=str))
         return
@@ -118,13 +115,10 @@ def status(address, as_json):
 
 
 @cluster.command("down")
-@click.option("--grace", type=float, default=None, help="Seconds between SIGTERM and SIGKILL [daskflow.cluster.stop-grace].")
+@click.option("--grace", type=click.FloatRange(min=0, max=3600), default=None, help="Seconds between SIGTERM and SIGKILL [daskflow.cluster.stop-grace].")
 def down(grace):
     """Stop exactly the processes `daskflow cluster up` started and remove the cluster file."""
-    try:
-        stopped = cluster_lib.stop_cluster(grace_s=grace)
-    except ClusterError as exc:
-        raise click.ClickException(str(exc)) from exc
+    stopped = cluster_lib.stop_cluster(grace_s=grace)
     click.echo(f"stopped {len(stopped)} processes: {' '.join(map(str, stopped)) or '-'}")
 
 
@@ -133,16 +127,13 @@ _PASSTHROUGH = {"ignore_unknown_options": True, "allow_extra_args": True}
 
 @cluster.command("scheduler", context_settings=_PASSTHROUGH)
 @click.option("--host", default=None, help="Interface to bind (default: all).")
-@click.option("--port", type=int, default=8786, show_default=True)
-@click.option("--dashboard-port", type=int, default=8787, show_default=True)
+@click.option("--port", type=params.PORT, default=8786, show_default=True)
+@click.option("--dashboard-port", type=params.PORT, default=8787, show_default=True)
 @_tls_options
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED)
 def scheduler(host, port, dashboard_port, tls_ca_file, tls_cert, tls_key, extra):
     """Run a scheduler with the daskflow preload in the foreground (`dask scheduler` options after --)."""
-    try:
-        tls = cluster_lib.TLSFiles.from_options(tls_ca_file, tls_cert, tls_key)
-    except ClusterError as exc:
-        raise click.ClickException(str(exc)) from exc
+    tls = cluster_lib.TLSFiles.from_options(tls_ca_file, tls_cert, tls_key)
     command = cluster_lib.python_cli("dask_scheduler") + ["--port", str(port), "--preload", cluster_lib.DEFAULT_PRELOAD]
     command += ["--dashboard-address", f"{host or ''}:{dashboard_port}"]
     if host:
@@ -153,19 +144,16 @@ def scheduler(host, port, dashboard_port, tls_ca_file, tls_cert, tls_key, extra)
 
 
 @cluster.command("worker", context_settings=_PASSTHROUGH)
-@click.argument("address")
-@click.option("--threads", type=int, default=None, help="Threads per worker [daskflow.cluster.threads-per-worker].")
-@click.option("--memory-limit", default=None, help="Bytes, '4GB', a fraction, or 'auto'.")
+@click.argument("address", type=params.ADDRESS)
+@click.option("--threads", type=params.THREADS, default=None, help="Threads per worker [daskflow.cluster.threads-per-worker].")
+@click.option("--memory-limit", type=params.MEMORY, default=None, help="Bytes, '4GB', a fraction, or 'auto'.")
 @click.option("--name", default=None, help="Worker name.")
 @_tls_options
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED)
 def worker(address, threads, memory_limit, name, tls_ca_file, tls_cert, tls_key, extra):
     """Run one worker for the scheduler at ADDRESS in the foreground (`dask worker` options after --)."""
-    try:
-        tls = cluster_lib.TLSFiles.from_options(tls_ca_file, tls_cert, tls_key)
-        spec = cluster_lib.ClusterSpec(workers=1, threads_per_worker=threads, memory_limit=memory_limit, host="", tls=tls)
-    except ClusterError as exc:
-        raise click.ClickException(str(exc)) from exc
+    tls = cluster_lib.TLSFiles.from_options(tls_ca_file, tls_cert, tls_key)
+    spec = cluster_lib.ClusterSpec(workers=1, threads_per_worker=threads, memory_limit=memory_limit, host="", tls=tls)
     command = cluster_lib.python_cli("dask_worker") + [address, "--nthreads", str(spec.threads_per_worker)]
     command += ["--memory-limit", str(spec.memory_limit)]
     if name:

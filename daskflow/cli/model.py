@@ -21,6 +21,8 @@ from typing import Any
 
 import click
 
+from daskflow.cli import params
+
 
 def _fmt(value: Any) -> str:
     if value is None:
@@ -63,8 +65,8 @@ def model_group() -> None:
 @model_group.command("train")
 @click.option("--history", "history_url", default=None, help="history dataset URL (default: daskflow.history.url)")
 @click.option("--out", "out_url", default=None, help="model directory URL (default: daskflow.models.url)")
-@click.option("--since", default=None, help="only rows recorded since: ISO date/time or a duration ago (7d, 12h)")
-@click.option("--rounds", default=200, show_default=True, help="boosting rounds per model")
+@click.option("--since", type=params.SINCE, default=None, help="only rows recorded since: ISO date/time or a duration ago (7d, 12h)")
+@click.option("--rounds", type=click.IntRange(1, 100_000), default=200, show_default=True, help="boosting rounds per model")
 @click.option("--json", "as_json", is_flag=True, help="print the manifest as JSON")
 def train_command(history_url: str | None, out_url: str | None, since: str | None, rounds: int, as_json: bool) -> None:
     """Train the duration and peak-memory models from the task history."""
@@ -163,7 +165,7 @@ def event_line(event: dict[str, Any]) -> str:
 @model_group.command("eval")
 @click.option("--history", "history_url", default=None, help="history dataset URL (default: daskflow.history.url)")
 @click.option("--model", "model_url", default=None, help="model directory URL (default: daskflow.models.url)")
-@click.option("--since", default=None, help="only rows recorded since: ISO date/time or a duration ago (7d, 12h)")
+@click.option("--since", type=params.SINCE, default=None, help="only rows recorded since: ISO date/time or a duration ago (7d, 12h)")
 @click.option("--json", "as_json", is_flag=True, help="print the metrics as JSON")
 def eval_command(history_url: str | None, model_url: str | None, since: str | None, as_json: bool) -> None:
     """Score a model on recorded history against the per-category mean baseline."""

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from daskflow.cli import params
 from daskflow.errors import DaskflowError
 from daskflow.formatting import format_bytes
 
@@ -51,8 +52,9 @@ def _load_graph(pipeline: str):
 @click.argument("pipeline")
 @click.option("--select", "-s", "selection", default=None, help="Assets to run, e.g. 'report', '+report', 'group:sales'.")
 @click.option("--partition", "-p", "partitions", default=None, help="Partition key, 'FIRST...LAST' range or 'a,b'.")
-@click.option("--address", default=None, help="Scheduler address (default: cluster file, else an embedded cluster).")
-@click.option("--workers", type=int, default=None, help="Workers of the embedded cluster (default: execution.workers).")
+@click.option("--address", type=params.ADDRESS, default=None, callback=params.check_cluster_file,
+              help="Scheduler address (default: cluster file, else an embedded cluster).")
+@click.option("--workers", type=params.LOCAL_WORKERS, default=None, help="Workers of the embedded cluster (default: execution.workers).")
 @click.option("--only-stale", is_flag=True, help="Skip assets whose code and inputs are unchanged.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run result as one JSON document.")
 @click.option("--resume", "resume", default=None, metavar="RUN_ID",
@@ -139,11 +141,9 @@ def asset_status(graph, catalog) -> list[dict[str, Any]]:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def assets_command(pipeline: str, as_json: bool) -> None:
     """List the assets of PIPELINE with their last materialization and staleness."""
-    from daskflow.catalog import Catalog
-
     try:
         graph = _load_graph(pipeline)
-        rows = asset_status(graph, Catalog())
+        rows = asset_status(graph, params.read_only_catalog_for_command())
     except DaskflowError as exc:
         _fail(exc)
     if as_json:
@@ -169,19 +169,17 @@ def _asset_status_text(row: dict[str, Any]) -> str:
 @click.command("lineage")
 @click.argument("asset")
 @click.option("--pipeline", default=None, help="Pipeline file/module: also show the declared upstream/downstream assets.")
-@click.option("--depth", type=int, default=None, help="Hops to follow (default: all).")
+@click.option("--depth", type=params.DEPTH, default=None, help="Hops to follow (default: all).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def lineage_command(asset: str, pipeline: str | None, depth: int | None, as_json: bool) -> None:
     """Upstream and downstream materializations of ASSET's latest materialization(s)."""
-    from daskflow.catalog import Catalog
-
     try:
         declared = None
         if pipeline is not None:
             graph = _load_graph(pipeline)
             asset = graph.resolve(asset)
             declared = {"upstream": list(graph.ancestors(asset)), "downstream": list(graph.descendants(asset))}
-        catalog = Catalog()
+        catalog = params.read_only_catalog_for_command()
         walks = {direction: catalog.lineage(asset, direction, depth) for direction in ("upstream", "downstream")}
     except DaskflowError as exc:
         _fail(exc)
@@ -210,13 +208,11 @@ def lineage_command(asset: str, pipeline: str | None, depth: int | None, as_json
 # -- runs ----------------------------------------------------------------------
 @click.command("runs")
 @click.argument("run_id", required=False)
-@click.option("--limit", type=int, default=20, show_default=True, help="How many runs to list.")
+@click.option("--limit", type=params.COUNT, default=20, show_default=True, help="How many runs to list.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def runs_command(run_id: str | None, limit: int, as_json: bool) -> None:
     """List recent runs, or show one run's events (RUN_ID may be a unique prefix)."""
-    from daskflow.catalog import Catalog
-
-    catalog = Catalog()
+    catalog = params.read_only_catalog_for_command()
     try:
         if run_id is None:
             runs = catalog.runs(limit=limit)

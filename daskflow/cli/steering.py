@@ -15,6 +15,7 @@ import sys
 
 import click
 
+from daskflow.cli import params
 from daskflow.errors import DaskflowError
 
 
@@ -48,7 +49,7 @@ def _maybe_client(address: str | None):
 @click.argument("key")
 @click.option("--run", "run_id", default=None, help="run id or the prefix `daskflow runs` shows (default: the last run of that asset)")
 @click.option("--partition", "-p", default=None, help="partition of a partitioned asset")
-@click.option("--address", default=None, help="scheduler address (default: the cluster file; none: the durable audit)")
+@click.option("--address", type=params.ADDRESS, default=None, help="scheduler address (default: the cluster file; none: the durable audit)")
 @click.option("--history", "history_url", default=None, help="history dataset URL for actual costs (default: daskflow.history.url)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def explain_command(key: str, run_id: str | None, partition: str | None, address: str | None,
@@ -74,7 +75,7 @@ def explain_command(key: str, run_id: str | None, partition: str | None, address
 
 @click.command("decisions")
 @click.option("--run", "run_id", default=None, help="only this run id (a prefix as `daskflow runs` prints it)")
-@click.option("--address", default=None, help="scheduler address (default: the cluster file; none: the durable audit)")
+@click.option("--address", type=params.ADDRESS, default=None, help="scheduler address (default: the cluster file; none: the durable audit)")
 @click.option("--history", "history_url", default=None, help="history dataset URL for actual costs (default: daskflow.history.url)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def decisions_command(run_id: str | None, address: str | None, history_url: str | None, as_json: bool) -> None:

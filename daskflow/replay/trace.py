@@ -37,6 +37,7 @@ __all__ = [
     "TraceTask",
     "load_trace",
     "memory_pressure_bag",
+    "parse_generated_spec",
     "sanitize_category",
     "scale_time",
     "scale_to_target",
@@ -122,6 +123,11 @@ def load_trace(path: str | pathlib.Path) -> Trace:
         ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise TraceFormatError(f"trace file {str(path)!r} is not readable JSON ({exc}); {_FIX_HINT}") from exc
+    except RecursionError:  # json nests recursively: [[[[...]]]] thousands deep
+        raise TraceFormatError(
+            f"trace file {str(path)!r} nests JSON arrays/objects too deeply to parse; a trace is an object "
+            f"with a flat 'tasks' list; {_FIX_HINT}"
+        ) from None
     return trace_from_dict(data, source=str(path))
 
 
@@ -150,6 +156,11 @@ def trace_from_dict(data: Any, source: str = "<dict>") -> Trace:
                 raise TraceFormatError(f"trace {source!r}: task {task.id!r} (#{position}): field 'parents' {problem}; {_FIX_HINT}")
         seen[task.id] = position
         tasks.append(task)
+    for text_field in ("name", "application"):
+        if data.get(text_field) is not None and not isinstance(data.get(text_field), str):
+            raise TraceFormatError(
+                f"trace {source!r}: field {text_field!r} must be a string, got {type(data[text_field]).__name__}; {_FIX_HINT}"
+            )
     name = data.get("name") or pathlib.Path(source).stem
     meta = {k: v for k, v in data.items() if k not in {"tasks", "name", "application"}}
     return Trace(
@@ -277,6 +288,39 @@ def sanitize_category(category: str) -> str:
 
 
 # --------------------------------------------------------------------------- generators
+
+#: generated traces by name (``NAME[:SEED[:N]]`` on the command line)
+GENERATED_TRACES = ("skewed-bag", "memory-pressure")
+#: a generated bag larger than this is a typo, not a benchmark
+MAX_GENERATED_TASKS = 1_000_000
+
+
+def parse_generated_spec(spec: str) -> tuple[str, dict[str, int]] | None:
+    """``("skewed-bag", {"seed": 3, "n": 100})`` for ``"skewed-bag:3:100"``; ``None`` if ``spec`` names no generator.
+
+    Raises :class:`TraceFormatError` (one line) for a malformed spec such as
+    ``"skewed-bag:x"`` or ``"memory-pressure:1:-5"``.
+
+    >>> parse_generated_spec("skewed-bag:3:100"), parse_generated_spec("trace.json")
+    (('skewed-bag', {'seed': 3, 'n': 100}), None)
+    """
+    for name in GENERATED_TRACES:
+        if spec == name or spec.startswith(name + ":"):
+            parts = spec.split(":")[1:]
+            usage = f"expected {name}[:SEED[:N]] with an integer SEED >= 0 and 1 <= N <= {MAX_GENERATED_TASKS}"
+            if len(parts) > 2 or not all(p.isdigit() for p in parts):
+                raise TraceFormatError(f"generated trace {spec[:60]!r}: {usage}")
+            numbers = [int(p) for p in parts]
+            kwargs: dict[str, int] = {}
+            if numbers:
+                kwargs["seed"] = numbers[0]
+            if len(numbers) > 1:
+                if not 1 <= numbers[1] <= MAX_GENERATED_TASKS:
+                    raise TraceFormatError(f"generated trace {spec[:60]!r}: {usage}")
+                kwargs["n"] = numbers[1]
+            return name, kwargs
+    return None
+
 
 _MB = 1_000_000
 

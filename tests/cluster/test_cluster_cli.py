@@ -130,9 +130,18 @@ def test_down_stops_every_process_it_started(cluster):
     assert again.returncode != 0 and "no cluster file" in again.stderr
 
 
-def test_a_worker_that_cannot_start_fails_up_with_its_log_and_leaves_nothing(tmp_path):
-    result = daskflow(tmp_path, "cluster", "up", "--workers", "1", "--memory-limit", "not-a-size", "--scheduler-port", "0", "--dashboard-port", "0", check=False)
+def test_a_worker_that_cannot_start_fails_up_with_its_log_and_leaves_nothing(tmp_path, monkeypatch):
+    # A bad --memory-limit is now refused by the CLI before anything starts (hostile-input rule), so the
+    # worker is broken another way: a worker preload that cannot be imported (the scheduler is unaffected).
+    monkeypatch.setenv("DASK_DISTRIBUTED__WORKER__PRELOAD", "['daskflow_no_such_preload_zz']")
+    result = daskflow(tmp_path, "cluster", "up", "--workers", "1", "--scheduler-port", "0", "--dashboard-port", "0", check=False)
     assert result.returncode != 0
     assert "worker process" in result.stderr and "worker-0.log" in result.stderr
     assert processes_mentioning(str(tmp_path)) == []
     assert not (tmp_path / "cluster.json").exists()
+
+
+def test_a_bad_memory_limit_is_refused_before_anything_starts(tmp_path):
+    result = daskflow(tmp_path, "cluster", "up", "--workers", "1", "--memory-limit", "not-a-size", check=False)
+    assert result.returncode == 2 and "--memory-limit" in result.stderr and "Traceback" not in result.stderr
+    assert processes_mentioning(str(tmp_path)) == [] and not (tmp_path / "cluster").exists()
