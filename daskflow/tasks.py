@@ -81,10 +81,10 @@ class ByValue:
     """
 
     def __init__(self, obj: Any = None, payload: bytes | None = None):
-        import cloudpickle
+        from daskflow.loading import dumps_by_value  # keeps co_filename: worker tracebacks name the pipeline file
 
         self._obj = obj
-        self.payload = payload if payload is not None else cloudpickle.dumps(obj)
+        self.payload = payload if payload is not None else dumps_by_value(obj)
 
     @property
     def obj(self) -> Any:
