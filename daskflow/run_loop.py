@@ -50,6 +50,7 @@ import traceback
 from daskflow import config
 from daskflow.contracts import MATERIALIZED_TOPIC, SCHEDULER_PRELOAD, MaterializedEvent
 from daskflow.daskgraph import TaskSpec, submit_graph
+from daskflow.errors import StorageError
 from daskflow.listeners import AssetStart, RunInfo, RunListener
 from daskflow.planning import Plan, PlanNode
 from daskflow.run_result import AssetRecord, CheckRecord, RunResult
@@ -337,7 +338,8 @@ class RunLoop:
                 else:
                     exc, tb = future.exception(), future.traceback()
                     rec.error = f"{type(exc).__name__}: {exc}"
-                    rec.traceback = "".join(traceback.format_exception(type(exc), exc, tb))
+                    if not isinstance(exc, StorageError):  # a storage fault is one clear line; no traceback
+                        rec.traceback = "".join(traceback.format_exception(type(exc), exc, tb))
         self.status[node.key] = rec.status
         self.ok = self.ok and rec.status == "success"
         self.records.append(rec)
