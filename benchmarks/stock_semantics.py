@@ -33,7 +33,27 @@ DEFAULT_MODULES = (
     "test_priorities", "test_resources", "test_reschedule", "test_steal", "test_scheduler", "test_worker_memory",
 )
 PRELOAD = '["scheduler_plugins.preload"]'
+SOURCE_ENV = "DASKFLOW_STOCK_SEMANTICS_SOURCE"
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config) -> None:
+    """As a pytest plugin (``-p benchmarks.stock_semantics``): TLS test certificates from ``--source``.
+
+    The installed distributed has no ``tests/`` folder, and ``utils_test.get_cert``
+    looks for its ``*.pem`` files there; point it at the source tree instead.
+    """
+    source = os.environ.get(SOURCE_ENV)
+    if not source:
+        return
+    import distributed.utils_test as utils_test
+
+    def get_cert(filename: str) -> str:
+        path = os.path.join(source, "distributed", "tests", filename)
+        assert os.path.exists(path), path
+        return path
+
+    utils_test.get_cert = get_cert
 
 
 def outcomes(junit: Path) -> dict[str, str]:
@@ -58,10 +78,11 @@ def run_pass(source: Path, module: str, out: Path, label: str, preload: bool, ti
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     env.pop("DASK_DISTRIBUTED__SCHEDULER__PRELOAD", None)
+    env[SOURCE_ENV] = str(source.resolve())
     if preload:
         env["DASK_DISTRIBUTED__SCHEDULER__PRELOAD"] = PRELOAD
     command = [
-        sys.executable, "-m", "pytest", f"distributed/tests/{module}.py", "-q", "-p", "no:cacheprovider",
+        sys.executable, "-m", "pytest", f"distributed/tests/{module}.py", "-q", "-p", "no:cacheprovider", "-p", "benchmarks.stock_semantics",
         f"--junitxml={junit}", f"--timeout={timeout_s}", "-o", "junit_family=xunit1", *extra,
     ]
     with open(out / f"{module}.{label}.log", "w") as log:
@@ -89,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modules", nargs="*", default=list(DEFAULT_MODULES))
     parser.add_argument("--out", type=Path, default=Path("stock-semantics"))
     parser.add_argument("--timeout", type=int, default=120, help="per-test timeout in seconds (pytest-timeout)")
-    parser.add_argument("--passes", choices=("both", "with", "without"), default="both")
+    parser.add_argument("--passes", choices=("both", "with", "without", "compare"), default="both",
+                        help="which passes to run (compare: only diff the junit files already in --out)")
     parser.add_argument("--pytest-args", default="", help="extra pytest arguments, one string")
     args = parser.parse_args(argv)
     tests_dir = args.source / "distributed" / "tests"
