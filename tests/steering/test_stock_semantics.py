@@ -82,3 +82,22 @@ async def test_unrestricted_tasks_of_the_same_graph_are_still_steered(c, s, a):
     placed = {str(e["key"]) for e in plugin.decisions if e["action"] in ("place", "release", "hold")}
     assert not any(k.startswith("r-") for k in placed)
     assert {"f-0", "f-1", "f-2"} <= placed
+
+
+def test_the_stock_semantics_runner_lists_tests_failing_only_with_the_plugins(tmp_path):
+    """``benchmarks/stock_semantics.py`` diffs two junit files (the runs themselves need distributed's sources)."""
+    from benchmarks.stock_semantics import compare, main, outcomes
+
+    def junit(name, cases):
+        body = "".join(f'<testcase classname="m" name="{n}">{inner}</testcase>' for n, inner in cases)
+        path = tmp_path / name
+        path.write_text(f"<testsuites><testsuite>{body}</testsuite></testsuites>")
+        return outcomes(path)
+
+    without = junit("without.xml", [("a", ""), ("b", ""), ("c", "<skipped/>"), ("d", "<failure/>")])
+    with_ = junit("with.xml", [("a", ""), ("b", "<failure/>"), ("c", "<skipped/>"), ("d", "")])
+    result = compare(without, with_)
+    assert result["fail_only_with_plugins"] == ["m::b"]
+    assert result["fail_only_without_plugins"] == ["m::d"]
+    assert (result["tests"], result["passed_without"], result["passed_with"]) == (4, 2, 2)
+    assert main(["--source", str(tmp_path / "nowhere")]) == 2
