@@ -46,7 +46,7 @@ def pytest_configure(config) -> None:
     source = os.environ.get(SOURCE_ENV)
     if not source:
         return
-    import distributed.utils_test as utils_test
+    from distributed import utils_test
 
     def get_cert(filename: str) -> str:
         path = os.path.join(source, "distributed", "tests", filename)

@@ -104,8 +104,8 @@ def test_a_corrupt_model_directory_predicts_the_baseline_with_one_warning(daskfl
 def test_an_unwritable_history_directory_gives_one_warning(daskflow_home, tmp_path, caplog):
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the history folder should be")
-    with daskflow_warnings(caplog) as found:
-        with cluster_with_plugins(**{"daskflow.history.url": str(blocker / "history")}) as (cluster, client):
-            _run_and_check(tmp_path, daskflow_home, client)
-            _run_and_check(tmp_path, daskflow_home, client)
+    settings = {"daskflow.history.url": str(blocker / "history")}
+    with daskflow_warnings(caplog) as found, cluster_with_plugins(**settings) as (_, client):
+        _run_and_check(tmp_path, daskflow_home, client)
+        _run_and_check(tmp_path, daskflow_home, client)
     assert len(found) == 1 and "history" in found[0], found

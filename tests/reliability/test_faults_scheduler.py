@@ -20,7 +20,12 @@ import pytest
 from daskflow.catalog import Catalog
 
 from .conftest import write_pipeline
-from .fault_checks import assert_catalog_matches_disk, assert_one_line_error, cli_env, until
+from .fault_checks import (
+    assert_catalog_matches_disk,
+    assert_one_line_error,
+    cli_env,
+    until,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 

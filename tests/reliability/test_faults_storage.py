@@ -18,7 +18,12 @@ import pytest
 from daskflow.catalog import Catalog
 
 from .conftest import write_pipeline
-from .fault_checks import assert_catalog_matches_disk, assert_one_line_error, cli, cli_env
+from .fault_checks import (
+    assert_catalog_matches_disk,
+    assert_one_line_error,
+    cli,
+    cli_env,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
