@@ -50,6 +50,7 @@ import traceback
 from daskflow import config
 from daskflow.contracts import MATERIALIZED_TOPIC, SCHEDULER_PRELOAD, MaterializedEvent
 from daskflow.daskgraph import TaskSpec, submit_graph
+from daskflow.errors import StorageError
 from daskflow.listeners import AssetStart, RunInfo, RunListener
 from daskflow.planning import Plan, PlanNode
 from daskflow.run_result import AssetRecord, CheckRecord, RunResult
@@ -179,13 +180,14 @@ def client_for(client=None, address: str | None = None, workers: int | None = No
 
     resolved = resolve_address(address)
     if resolved is not None:
-        connected = connect(resolved)
-        phase_logger.info("connected to %s, dashboard %s", resolved, _dashboard_link(connected))
-        try:
-            yield connected
-        finally:
-            _ROUTERS.pop(connected.id, None)
-            connected.close()
+        with _quiet_reconnect():  # a scheduler dying mid-run is reported by the loop in one line
+            connected = connect(resolved)
+            phase_logger.info("connected to %s, dashboard %s", resolved, _dashboard_link(connected))
+            try:
+                yield connected
+            finally:
+                _ROUTERS.pop(connected.id, None)
+                connected.close()
         return
     from distributed import Client, LocalCluster
 
@@ -221,6 +223,28 @@ def _dashboard_link(client) -> str:
 _METADATA_TIMEOUT_S = 30.0
 
 
+class _ReconnectLogFilter(logging.Filter):
+    """Drops distributed's reconnect errors (and the cancelled reconnect's traceback): the loop reports them once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        import asyncio
+
+        if record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError):
+            return False
+        return "Failed to reconnect to scheduler" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_reconnect():
+    quiet = _ReconnectLogFilter()
+    client_logger = logging.getLogger("distributed.client")
+    client_logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        client_logger.removeFilter(quiet)
+
+
 class RunLoop:
     """Client-side bookkeeping while one plan runs: statuses and records, emitted to ``listener``."""
 
@@ -234,6 +258,8 @@ class RunLoop:
         self.order.update({(r.asset, r.partition): -1 for r in plan.stale_skipped})
         self.by_key: dict[str, AssetRecord] = {}
         self.ok = True
+        self.cluster_lost: str | None = None  # set once the client lost its scheduler mid-run
+        self._client = None
 
     def skip_up_to_date(self) -> None:
         """Announce the asset-partitions planning found up to date."""
@@ -255,7 +281,10 @@ class RunLoop:
 
         router = router_for(client)
         router.open(self.plan.run_id)
+        self._client = client
         futures: dict = {}
+        quiet = _quiet_reconnect()
+        quiet.__enter__()
         try:
             futures = submit_graph(client, tasks)
             for key, waiting in self.waiting_on.items():
@@ -278,7 +307,13 @@ class RunLoop:
             client.cancel(list(futures.values()))
             raise
         finally:
+            quiet.__exit__(None, None, None)
             router.close(self.plan.run_id)
+
+    def _lost_cluster(self) -> bool:
+        """Whether the client lost its scheduler (killed or shut down): its futures were all cancelled."""
+        status = getattr(self._client, "status", "running")
+        return status not in ("running", "newly-created")
 
     def _replace_late_attempts(self, router: MetadataRouter) -> None:
         """Recorded keys that Dask executed again: point their records (and rows) at the newest attempt."""
@@ -330,12 +365,22 @@ class RunLoop:
                 rec.status, rec.reason, rec.data_version = "skipped", reason, None
             else:
                 rec.status, rec.data_version = "failed", None
-                if future.status == "cancelled":
+                if future.status == "cancelled" and self.cluster_lost is not None:
+                    # one line per run, not one per asset: the first lost record carries the error
+                    rec.status, rec.reason = "skipped", "not finished: the cluster went away"
+                elif future.status == "cancelled" and self._lost_cluster():
+                    address = getattr(getattr(self._client, "scheduler", None), "address", None) or "?"
+                    self.cluster_lost = rec.error = (
+                        f"run {self.plan.run_id}: the scheduler at {address} went away during the run "
+                        f"(killed or shut down); unfinished assets are not recorded; "
+                        f"rerun them with `daskflow run --resume {self.plan.run_id[:12]}`")
+                elif future.status == "cancelled":
                     rec.error = "cancelled: the cluster lost the task (scheduler or client shut down?)"
                 else:
                     exc, tb = future.exception(), future.traceback()
                     rec.error = f"{type(exc).__name__}: {exc}"
-                    rec.traceback = "".join(traceback.format_exception(type(exc), exc, tb))
+                    if not isinstance(exc, StorageError):  # a storage fault is one clear line; no traceback
+                        rec.traceback = "".join(traceback.format_exception(type(exc), exc, tb))
         self.status[node.key] = rec.status
         self.ok = self.ok and rec.status == "success"
         self.records.append(rec)

@@ -31,6 +31,8 @@ ordering live in :mod:`scheduler_plugins.graph_batch`. Clocks are injectable
   dispatch latency. The predictor's per-category running means are fed by the
   recorder (:mod:`scheduler_plugins.recorder`) when it is installed, and by
   this plugin only when it runs without one: exactly one ``observe`` per task.
+* Tasks with client-set worker, host or resource restrictions (or actors) are
+  never held: they keep stock placement and work stealing (dask/distributed#5565).
 * Safety: any exception in a hook gives stock behaviour for that batch (held
   tasks are released to stock placement), ONE warning and ``fallback_count``
   +1. A held task whose worker disappeared is re-held and placed again;
@@ -330,7 +332,9 @@ class SteeringPlugin(SchedulerPlugin):
                 state.pause_fraction,
             )
             for ts in new_tasks:
-                if compat.is_manageable(ts):
+                # Client-set resource restrictions stay with Dask: held tasks never reach a worker's queue,
+                # so work stealing could not move them to a worker with the resource that joins later.
+                if compat.is_manageable(ts) and compat.allowed_workers(scheduler, ts) is None:
                     prediction = state.predictions[compat.key_of(ts)]
                     if places_late(planned_duration_s(prediction, state.calibration), prediction.peak_memory_bytes, thresholds):
                         compat.hold(ts)
