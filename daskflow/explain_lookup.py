@@ -205,6 +205,10 @@ def why_no_decision(run_decisions: Iterable[Mapping[str, Any]], predicted_s: flo
             from daskflow.formatting import format_bytes
 
             memory = f", peak {format_bytes(predicted_peak_bytes)} < {format_bytes(floor)}"
+        if predicted_s >= float(threshold):
+            return (f"left to Dask although predicted {_secs(predicted_s)} s >= hold threshold "
+                    f"{_secs(float(threshold))} s: the plugin did not place it (e.g. restricted by a placement "
+                    f"rule, which Dask enforces) ({counts})")
         return (f"left to Dask: predicted {_secs(predicted_s)} s < hold threshold {_secs(float(threshold))} s{memory} "
                 f"(critical-path priority set; {counts})")
     return (f"left to Dask with a critical-path priority: too short or small to place late ({counts}; the "
