@@ -423,7 +423,12 @@ def story_for(text: str, run_id: str | None = None, partition: str | None = None
     """
     from daskflow.audit import AuditStore
     from daskflow.catalog import Catalog
-    from daskflow.explain_lookup import offline_prediction, resolve_target, unknown_target, why_no_decision
+    from daskflow.explain_lookup import (
+        offline_prediction,
+        resolve_target,
+        unknown_target,
+        why_no_decision,
+    )
 
     catalog = catalog if catalog is not None else Catalog()
     target = resolve_target(text, run=run_id, partition=partition, catalog=catalog)

@@ -9,7 +9,9 @@ that ``daskflow runs`` prints; or a full task key
 (``<asset>-<32-hex run id>[-<partition>]``, :func:`daskflow.planning.task_key`).
 :func:`resolve_target` turns any of those into one :class:`Target` using the
 catalog's runs and run events only; a name it cannot place is passed through
-as a raw Dask key (a graph submitted without daskflow's planner).
+as a raw Dask key (a graph submitted without daskflow's planner); when no
+record knows that key either, :func:`unknown_target` makes it one line with
+the closest asset name or run id.
 
 When no scheduler is reachable, the story is told from durable sources:
 decisions from the audit (:class:`daskflow.audit.AuditStore`), the actual

@@ -36,8 +36,8 @@ def test_unknown_asset_is_one_line_with_the_closest_name(catalog):
     result = CliRunner().invoke(main, ["explain", "daily_revenu"])
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [
-        f"error: no asset, task or run 'daily_revenu' is known in {catalog.path}; did you mean 'daily_revenue'? "
-        "list them with `daskflow runs`"]
+        (f"error: no asset, task or run 'daily_revenu' is known in {catalog.path}; did you mean 'daily_revenue'? "
+         "list them with `daskflow runs`")]
     with pytest.raises(DaskflowError, match=r"no asset 'daily_revenu' in run 2442602d92b7; did you mean "
                                             r"'daily_revenue'\?"):
         resolve_target(f"daily_revenu-{RUN[:12]}-2024-01-01", catalog=catalog)

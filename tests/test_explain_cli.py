@@ -83,12 +83,12 @@ def test_explain_and_decisions_tell_the_story_from_the_audit_after_an_embedded_r
     typo = _cli(["explain", "daily_revenu", "--partition", "2024-01-03"], env, timeout=60)
     assert typo.returncode == 2 and "Traceback" not in typo.stderr
     assert typo.stderr.strip().splitlines() == [
-        f"error: no asset, task or run 'daily_revenu' is known in {env['DASKFLOW_HOME']}/catalog.sqlite; "
-        "did you mean 'daily_revenue'? list them with `daskflow runs`"]
+        (f"error: no asset, task or run 'daily_revenu' is known in {env['DASKFLOW_HOME']}/catalog.sqlite; "
+         "did you mean 'daily_revenue'? list them with `daskflow runs`")]
     typo = _cli(["explain", f"daily_revenu-{run[:12]}-2024-01-03"], env, timeout=60)
     assert typo.returncode == 2 and typo.stderr.strip().splitlines() == [
-        f"error: no asset 'daily_revenu' in run {run[:12]}; did you mean 'daily_revenue'? "
-        f"see `daskflow runs {run[:12]}` for its assets"]
+        (f"error: no asset 'daily_revenu' in run {run[:12]}; did you mean 'daily_revenue'? "
+         f"see `daskflow runs {run[:12]}` for its assets")]
     unknown_run = _cli(["decisions", "--run", "ffffffffffff"], env, timeout=60)
     assert "Traceback" not in unknown_run.stderr
 
@@ -107,7 +107,7 @@ def test_explain_and_decisions_tell_the_story_from_the_audit_after_an_embedded_r
 
     check = _ok(["explain", f"daily_revenue.check.revenue_is_positive-{second[:12]}-2024-01-03"], env)
     assert re.search(r"^  no steering decision of its own: left to Dask: predicted [0-9.e-]+ s < hold threshold "
-                     r"[0-9.e-]+ s", check, re.M), check
+                     r"[0-9.e-]+ s", check, re.MULTILINE), check
     assert "source not recorded" not in check, "the recorder keeps the prediction's quality"
     steered = _ok(["decisions", "--run", second[:12]], env)
     assert "  model versions: " in steered and "steered tasks 0," not in steered
