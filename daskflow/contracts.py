@@ -179,3 +179,7 @@ class DecisionEvent(TypedDict, total=False):
     rank_s: float
     priority_index: int
     calibration: float
+    #: on a graph's ``priority`` decision: tasks predicted shorter than this (and peaking under
+    #: ``memory_floor_bytes``, None: no floor) were left to Dask's placement
+    hold_threshold_s: float
+    memory_floor_bytes: float | None

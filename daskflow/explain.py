@@ -423,7 +423,12 @@ def story_for(text: str, run_id: str | None = None, partition: str | None = None
     """
     from daskflow.audit import AuditStore
     from daskflow.catalog import Catalog
-    from daskflow.explain_lookup import offline_prediction, resolve_target, why_no_decision
+    from daskflow.explain_lookup import (
+        offline_prediction,
+        resolve_target,
+        unknown_target,
+        why_no_decision,
+    )
 
     catalog = catalog if catalog is not None else Catalog()
     target = resolve_target(text, run=run_id, partition=partition, catalog=catalog)
@@ -454,6 +459,8 @@ def story_for(text: str, run_id: str | None = None, partition: str | None = None
                 actual = {"duration_s": m.duration_s, "worker": m.worker, "outcome": "success", "run_id": m.run_id,
                           "category": m.asset_key}
     held = client.run_on_scheduler(_plugin_prediction, target.key) if client is not None else None
+    if target.run_id is None and target.asset is None and not decisions and actual is None and held is None:
+        raise unknown_target(text, catalog)
     story = task_story(target.key, decisions, actual, prediction=held, source=source)
     if story["predicted_duration_s"] is None:
         row = dict(actual or {})
@@ -478,6 +485,8 @@ def story_for(text: str, run_id: str | None = None, partition: str | None = None
     stock = [d for d in decisions if d.get("action") == "stock"]
     if stock:
         story["stock_worker"] = stock[-1].get("worker")
+        if not any(d.get("action") in ("priority", "fallback") for d in graph):  # the plugin never saw its graph
+            story["no_decision_reason"] = "placed by stock Dask (no steering decision for its run: steering off or not installed)"
     story.update(asset=target.asset, partition=target.partition, run_id=target.run_id or story.get("run_id"))
     return story
 

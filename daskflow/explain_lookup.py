@@ -9,7 +9,9 @@ that ``daskflow runs`` prints; or a full task key
 (``<asset>-<32-hex run id>[-<partition>]``, :func:`daskflow.planning.task_key`).
 :func:`resolve_target` turns any of those into one :class:`Target` using the
 catalog's runs and run events only; a name it cannot place is passed through
-as a raw Dask key (a graph submitted without daskflow's planner).
+as a raw Dask key (a graph submitted without daskflow's planner); when no
+record knows that key either, :func:`unknown_target` makes it one line with
+the closest asset name or run id.
 
 When no scheduler is reachable, the story is told from durable sources:
 decisions from the audit (:class:`daskflow.audit.AuditStore`), the actual
@@ -30,7 +32,7 @@ from typing import Any
 from daskflow.errors import DaskflowError
 from daskflow.planning import task_key
 
-__all__ = ["Target", "offline_prediction", "resolve_target", "why_no_decision"]
+__all__ = ["Target", "offline_prediction", "resolve_target", "unknown_target", "why_no_decision"]
 
 _FULL_RUN = re.compile(r"-(?P<run>[0-9a-f]{32})(?=-|$)")
 _RUN_PREFIX = re.compile(r"-(?P<run>[0-9a-f]{6,31})(?=-|$)")
@@ -93,6 +95,7 @@ asset='orders', partition='2024-01-01')
         candidates = [r for r in run_ids if r.startswith(match["run"])]
         if len(candidates) == 1:
             name, part = _split(text, match)
+            _check_asset_ran(catalog, _asset_of(name), candidates[0])
             return Target(task_key(name, part, candidates[0]), candidates[0], _asset_of(name), part)
     searched = [run_id] if run_id else run_ids[:_RECENT_RUNS]
     # without --run: the newest run that *ran* the asset (an --only-stale run that found it up to date did not)
@@ -103,6 +106,18 @@ asset='orders', partition='2024-01-01')
     if run_id is not None and not _FULL_RUN.search(text):
         raise DaskflowError(f"no asset {text!r} in run {run_id[:12]}; see `daskflow runs {run_id[:12]}` for its assets")
     return Target(text, run_id, None, partition)  # a raw Dask key (not planned by daskflow)
+
+
+def _check_asset_ran(catalog: Any, asset: str, run_id: str) -> None:
+    """Raise a one-line error (with the closest name) when ``asset`` is not an asset of run ``run_id``."""
+    import difflib
+
+    assets = {e.asset_key for e in catalog.events(run_id) if e.asset_key}
+    if not assets or asset in assets:
+        return
+    close = difflib.get_close_matches(asset, sorted(assets), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise DaskflowError(f"no asset {asset!r} in run {run_id[:12]}; {hint}see `daskflow runs {run_id[:12]}` for its assets")
 
 
 def _asset_in_runs(catalog: Any, text: str, searched: list[str], partition: str | None,
@@ -134,6 +149,29 @@ def _asset_in_runs(catalog: Any, text: str, searched: list[str], partition: str 
                                 f"(it ran: {shown}); check --partition")
         return Target(task_key(asset, partition, candidate), candidate, asset, partition)
     return None
+
+
+def unknown_target(text: str, catalog: Any) -> DaskflowError:
+    """The one-line error for a name no run, audit row or history row knows, with the closest asset or run id.
+
+    >>> str(unknown_target("daily_revenu", catalog=None))
+    "no asset, task or run 'daily_revenu' is known; list them with `daskflow runs`"
+    """
+    import difflib
+
+    known: set[str] = set()
+    runs = []
+    if catalog is not None and getattr(catalog, "path", None) is not None and catalog.path.exists():
+        runs = [r.run_id for r in catalog.runs(limit=_RECENT_RUNS)]
+        for run_id in runs[:10]:
+            known.update(e.asset_key for e in catalog.events(run_id) if e.asset_key)
+    names = sorted(known | {r[:12] for r in runs})
+    head = text.split("-", 1)[0] if text not in names else text
+    close = difflib.get_close_matches(text, names, n=1, cutoff=0.6) or difflib.get_close_matches(head, names, n=1,
+                                                                                                    cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    where = f" in {catalog.path}" if runs else ""
+    return DaskflowError(f"no asset, task or run {text!r} is known{where}; {hint}list them with `daskflow runs`")
 
 
 # -- no decision: why ------------------------------------------------------------
@@ -169,10 +207,19 @@ def why_no_decision(run_decisions: Iterable[Mapping[str, Any]], predicted_s: flo
             from daskflow.formatting import format_bytes
 
             memory = f", peak {format_bytes(predicted_peak_bytes)} < {format_bytes(floor)}"
-        return (f"left to Dask: predicted {predicted_s:.2f} s < hold threshold {float(threshold):.2f} s{memory} "
+        if predicted_s >= float(threshold):
+            return (f"left to Dask although predicted {_secs(predicted_s)} s >= hold threshold "
+                    f"{_secs(float(threshold))} s: the plugin did not place it (e.g. restricted by a placement "
+                    f"rule, which Dask enforces) ({counts})")
+        return (f"left to Dask: predicted {_secs(predicted_s)} s < hold threshold {_secs(float(threshold))} s{memory} "
                 f"(critical-path priority set; {counts})")
     return (f"left to Dask with a critical-path priority: too short or small to place late ({counts}; the "
             "threshold is not in the decision events)")
+
+
+def _secs(value: float) -> str:
+    """Seconds short but not rounded to zero: ``0.02``, ``0.0014``, ``1.23``."""
+    return f"{value:.2f}" if abs(value) >= 1 else f"{value:.2g}"
 
 
 # -- a prediction computed now ----------------------------------------------------

@@ -276,6 +276,7 @@ class RecorderPlugin(SchedulerPlugin):
             "predicted_duration_s": _field(prediction, "duration_s", "predicted_duration_s"),
             "predicted_peak_memory_bytes": _field(prediction, "peak_memory_bytes", "predicted_peak_memory_bytes"),
             "model_version": _field(prediction, "model_version") or getattr(steering, "model_version", None),
+            "quality": _field(prediction, "quality"),
         }
 
     # ------------------------------------------------------------------ flushing

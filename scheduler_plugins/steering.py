@@ -343,6 +343,8 @@ class SteeringPlugin(SchedulerPlugin):
             top = order[:10]
             self._log("priority", None, reason="critical-path" if held else "critical-path-only",
                       n_tasks=len(new_tasks), n_held=len(held), top=[str(k) for k in top],
+                      hold_threshold_s=float(thresholds.min_duration_s),
+                      memory_floor_bytes=float(thresholds.min_peak_bytes) if thresholds.min_peak_bytes != float("inf") else None,
                       run_id=self._run_id(top[0]) if top else None)
             self.dispatcher.request(scheduler)
         except Exception as exc:  # noqa: BLE001 - stock behaviour for this batch

@@ -66,6 +66,7 @@ HISTORY_SCHEMA = pa.schema(
         ("predicted_duration_s", pa.float64()),
         ("predicted_peak_memory_bytes", pa.float64()),
         ("model_version", pa.string()),
+        ("quality", pa.string()),  # the prediction's source: model | prefix-mean | default | oracle (null before it existed)
         # training-data hygiene (daskflow.learning.cleaning); null in rows recorded before they existed
         ("attempt", pa.int64()),  # 1 + earlier attempts of the key in this scheduler (erred, or lost with a worker)
         ("worker_paused", pa.bool_()),  # the worker was paused at the task's start or finish
