@@ -109,7 +109,10 @@ def dependencies_with_locations(ts: TaskState) -> list[tuple[int, frozenset[str]
 
 def dependency_nbytes(ts: TaskState) -> list[int]:
     """Output bytes of each dependency (0 while not known yet)."""
-    return [dts.nbytes if dts.nbytes and dts.nbytes > 0 else 0 for dts in ts.dependencies]
+    dependencies = ts.dependencies
+    if not dependencies:  # root tasks: most of a wide graph (per-task hot path)
+        return []
+    return [dts.nbytes if dts.nbytes > 0 else 0 for dts in dependencies]
 
 
 def annotations(ts: TaskState) -> dict:
@@ -239,7 +242,9 @@ def worker_pressure(scheduler: Scheduler, address: str | None) -> tuple[bool | N
     ws = scheduler.workers.get(address) if address else None
     if ws is None:
         return None, None
-    return str(getattr(ws.status, "name", ws.status)) == "paused", int(ws.memory.spilled)
+    # ws.memory builds a MemoryState; its ``spilled`` is this heartbeat metric (read directly: per-task hot path)
+    spilled = (ws.metrics.get("spilled_bytes") or {}).get("disk", 0)
+    return str(getattr(ws.status, "name", ws.status)) == "paused", int(spilled)
 
 
 def worker_managed_bytes(ws: WorkerState) -> int:

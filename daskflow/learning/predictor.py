@@ -329,7 +329,7 @@ class Predictor:
     def observe(self, category: str, duration_s: float | None, peak_memory_bytes: float | None = None) -> None:
         """Add one finished task to the per-category running means."""
         for table, value in ((self._duration_mean, duration_s), (self._memory_mean, peak_memory_bytes)):
-            if value is None or not np.isfinite(value):
+            if value is None or not math.isfinite(value):  # math, not numpy: per finished task
                 continue
             entry = table.setdefault(str(category), [0.0, 0.0])
             entry[1] += 1
