@@ -42,17 +42,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
-from daskflow.errors import DaskflowError
+from daskflow.errors import PolicyError  # re-exported (it was defined here)
 
 #: what a presence requirement asks of a worker resource (see the module note)
 PRESENCE_AMOUNT = 1e-6
 _RULE_KEYS = {"match", "allow"}
 _ALLOW_KEYS = {"resources", "hosts"}
 _EXAMPLE = '[{"match": {"classification": "pii"}, "allow": {"resources": ["secure"]}}]'
-
-
-class PolicyError(DaskflowError):
-    """Placement rules are malformed, or a classified asset has no allowed worker."""
 
 
 class WorkerInfo(TypedDict, total=False):
