@@ -1,4 +1,7 @@
-"""Placement rules: which workers may run (and hold the data of) classified assets. Pure.
+"""Placement rules: which workers may run (and hold the data of) classified assets.
+
+Pure functions over plain data, except :func:`rules_from_config` (and
+:func:`rules_for` called without ``rules=``), which read the config.
 
 Design note
 -----------
