@@ -185,15 +185,10 @@ class AuditStore:
                          event.get("worker"), _float(event.get("predicted_duration_s")),
                          _int(event.get("predicted_peak_memory_bytes")), event.get("quality"),
                          event.get("model_version"), float(event.get("time") or now), _json(event)))
-        if not rows:
-            return 0
-        with self._write() as conn:
-            self._register_run(conn, run_id, now)
-            conn.executemany(
-                "INSERT INTO audit_decisions (run_id, key, action, reason, worker, predicted_duration_s, "
-                "predicted_peak_memory_bytes, quality, model_version, time, event) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                rows)
-        return len(rows)
+        return self._insert_rows(
+            run_id, now, rows,
+            "INSERT INTO audit_decisions (run_id, key, action, reason, worker, predicted_duration_s, "
+            "predicted_peak_memory_bytes, quality, model_version, time, event) VALUES (?,?,?,?,?,?,?,?,?,?,?)")
 
     def record_policy_checks(self, run_id: str, checks: Iterable[PolicyCheck | Mapping[str, Any]]) -> int:
         """Store the policy check of each task of a run (one transaction); returns how many."""
@@ -203,13 +198,18 @@ class AuditStore:
                  None if c.get("allowed_workers") is None else _json(sorted(c["allowed_workers"])),
                  str(c.get("outcome") or ("constrained" if c.get("rules") else "unrestricted")),
                  str(c.get("message") or ""), float(c.get("time") or now)) for c in checks]
+        return self._insert_rows(
+            run_id, now, rows,
+            "INSERT INTO audit_policy (run_id, key, kind, asset, partition, tags, rules, constraints, "
+            "allowed_workers, outcome, message, time) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
+
+    def _insert_rows(self, run_id: str, now: float, rows: list[tuple], sql: str) -> int:
+        """Insert ``rows`` of one run with ``sql`` in one transaction (registering the run); returns how many."""
         if not rows:
             return 0
         with self._write() as conn:
             self._register_run(conn, run_id, now)
-            conn.executemany(
-                "INSERT INTO audit_policy (run_id, key, kind, asset, partition, tags, rules, constraints, "
-                "allowed_workers, outcome, message, time) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            conn.executemany(sql, rows)
         return len(rows)
 
     # -- reads ----------------------------------------------------------------

@@ -9,9 +9,10 @@ daskflow touches two kinds of internals, and each lives in exactly one module
   building a task from dask's private task spec (``dask._task_spec``: there is
   no public constructor for a task with keyword arguments and key references),
   and the few scheduler reads that daskflow's own ``run_on_scheduler`` probes
-  make (``daskflow.cluster``, ``daskflow.explain``, ``daskflow.replay.probes``):
-  plugin lookup by name, worker summaries, live keys, Dask's per-prefix
-  duration estimates;
+  make (``daskflow.cluster``, ``daskflow.explain_fetch``,
+  ``daskflow.run_governance``, ``daskflow.replay.probes``): plugin lookup by
+  name, worker summaries, live keys, keys waiting in ``no-worker``, Dask's
+  per-prefix duration estimates;
 * :mod:`scheduler_plugins.compat` — what the scheduler plugins need (task and
   worker state, holding and pinning tasks, periodic callbacks, worker-side
   task metadata). It re-exports the readers defined here that the plugins use

@@ -92,3 +92,23 @@ def import_optional(module: str, extra: str):
 
 class TrainingError(DaskflowError):
     """The task history cannot train a model (no usable rows)."""
+
+
+class PolicyError(DaskflowError):
+    """Placement rules are malformed, or a classified asset has no allowed worker."""
+
+
+class ListenerError(DaskflowError):
+    """A configured run listener cannot be imported or built."""
+
+
+class TimelineError(DaskflowError):
+    """Base class of timeline errors (schedules, sensors, the daemon)."""
+
+
+class TimelineDefinitionError(TimelineError, AssetDefinitionError):
+    """A schedule or sensor is malformed (bad cron, timezone, target, partitions)."""
+
+
+class DaemonLeaseError(TimelineError):
+    """Another daemon holds the catalog's lease (or this one lost it)."""

@@ -6,7 +6,9 @@ Design note
 module:
 
 1. read the catalog facts the plan needs (latest materializations and their
-   data locations) — the only catalog read before the run;
+   data locations; with ``resume=``, the earlier run's records too) — besides
+   the check that a given ``run_id`` is new, the only catalog reads before
+   the run;
 2. plan, purely, from the graph, the selection and those facts
    (:mod:`daskflow.planning`): nodes, data versions, what is up to date, and
    the Dask tasks with their annotations; a bad selection raises here, with

@@ -59,16 +59,12 @@ from typing import Any
 
 from daskflow import config
 from daskflow.contracts import MaterializedEvent
-from daskflow.errors import DaskflowError
+from daskflow.errors import ListenerError  # re-exported (it was defined here)
 from daskflow.run_result import AssetRecord, CheckRecord, RunResult
 
 __all__ = ["AssetStart", "ListenerError", "RunInfo", "RunListener", "RunListeners", "listeners_from_config"]
 
 AssetPartition = tuple[str, "str | None"]
-
-
-class ListenerError(DaskflowError):
-    """A configured run listener cannot be imported or built."""
 
 
 @dataclasses.dataclass(frozen=True)

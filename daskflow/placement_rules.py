@@ -1,4 +1,7 @@
-"""Placement rules: which workers may run (and hold the data of) classified assets. Pure.
+"""Placement rules: which workers may run (and hold the data of) classified assets.
+
+Pure functions over plain data, except :func:`rules_from_config` (and
+:func:`rules_for` called without ``rules=``), which read the config.
 
 Design note
 -----------
@@ -42,17 +45,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
-from daskflow.errors import DaskflowError
+from daskflow.errors import PolicyError  # re-exported (it was defined here)
 
 #: what a presence requirement asks of a worker resource (see the module note)
 PRESENCE_AMOUNT = 1e-6
 _RULE_KEYS = {"match", "allow"}
 _ALLOW_KEYS = {"resources", "hosts"}
 _EXAMPLE = '[{"match": {"classification": "pii"}, "allow": {"resources": ["secure"]}}]'
-
-
-class PolicyError(DaskflowError):
-    """Placement rules are malformed, or a classified asset has no allowed worker."""
 
 
 class WorkerInfo(TypedDict, total=False):
@@ -197,23 +196,34 @@ def task_constraints(rules: Iterable[Rule]) -> TaskConstraints:
     rules = list(rules)
     if not rules:
         return {}
-    resources: dict[str, float] = {}
-    hosts: list[str] | None = None
-    for rule in rules:
-        for name, amount in rule.resources:
-            resources[name] = max(amount, resources.get(name, 0.0))
-        if rule.hosts:
-            hosts = list(rule.hosts) if hosts is None else [h for h in hosts if h in rule.hosts]
-    if hosts is not None and not hosts:
+    out = _combine((rule.resources, rule.hosts) for rule in rules)
+    if out.get("workers") == []:
         with_hosts = [r for r in rules if r.hosts]
         raise PolicyError(f"{' and '.join(r.describe() for r in with_hosts)} allow no host in common, so no worker "
                           "can satisfy them all; fix: give those rules a shared host in daskflow.policy.rules")
+    out["allow_other_workers"] = False
+    return out
+
+
+def _combine(parts: Iterable[tuple[Iterable[tuple[str, float]], Iterable[str] | None]]) -> TaskConstraints:
+    """Resources and host lists of ``(resource items, hosts or None)`` parts: largest amount, intersected hosts.
+
+    ``workers`` is absent when no part names hosts and ``[]`` when their hosts do not meet (the callers'
+    error, each naming what it combined).
+    """
+    resources: dict[str, float] = {}
+    hosts: list[str] | None = None
+    for items, allowed in parts:
+        for name, amount in items:
+            resources[name] = max(float(amount), resources.get(name, 0.0))
+        if allowed:
+            allowed = list(allowed)
+            hosts = allowed if hosts is None else [h for h in hosts if h in allowed]
     out: TaskConstraints = {}
     if resources:
         out["resources"] = resources
     if hosts is not None:
         out["workers"] = hosts
-    out["allow_other_workers"] = False
     return out
 
 
@@ -307,22 +317,10 @@ def merge_constraints(*parts: Mapping[str, Any] | None) -> TaskConstraints:
     ...                                                  "allow_other_workers": False})
     {'resources': {'GPU': 1.0, 'secure': 1e-06}, 'workers': ['h'], 'allow_other_workers': False}
     """
-    resources: dict[str, float] = {}
-    hosts: list[str] | None = None
-    for part in parts:
-        for name, amount in ((part or {}).get("resources") or {}).items():
-            resources[name] = max(float(amount), resources.get(name, 0.0))
-        if (part or {}).get("workers"):
-            given = list(part["workers"])
-            hosts = given if hosts is None else [h for h in hosts if h in given]
-    if hosts is not None and not hosts:
+    out = _combine((((part or {}).get("resources") or {}).items(), (part or {}).get("workers")) for part in parts)
+    if out.get("workers") == []:
         raise PolicyError("the placement restrictions allow no host in common; fix: give the rules a shared host "
                           "in daskflow.policy.rules")
-    out: TaskConstraints = {}
-    if resources:
-        out["resources"] = resources
-    if hosts is not None:
-        out["workers"] = hosts
     if out:
         out["allow_other_workers"] = False
     return out

@@ -17,7 +17,7 @@ Attempts: every execution of an asset task writes its own file (a fresh
 attempt token in the name, :func:`daskflow.storage.new_attempt_token`) and
 names it in its event, so a re-execution by Dask never overwrites a file the
 catalog already recorded (see :mod:`daskflow.run_loop` for which attempt is
-recorded). With a :class:`~daskflow.definitions.RetryPolicy` a failed attempt
+recorded). With a :class:`~daskflow.asset_specs.RetryPolicy` a failed attempt
 is retried inside the same task after the policy's delay; while waiting the
 task *secedes* from the worker's thread pool (``distributed.secede``, the
 mechanism Dask documents for tasks that wait), so the worker runs other tasks

@@ -31,8 +31,7 @@ it to a real worker and recommends ``processing``. ``add_worker`` never picks
 it up (no new worker matches the restriction).
 
 Sections: tasks, workers, actions, task results (the one ``startstops``
-parser), plugins and callbacks, dashboard (HTTP), worker side; functions only
-the steering plugin needs are appended under ``# -- steering needs``.
+parser), plugins and callbacks, dashboard (HTTP), worker side.
 """
 
 from __future__ import annotations

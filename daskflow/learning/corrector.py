@@ -34,7 +34,7 @@ for a run; two things learn *within* the run:
   :func:`~daskflow.learning.online.simulate_online_quantiles`, which the
   accuracy benchmark measured: p90 coverage 0.90 / 0.93 on the traces).
 
-It replaces the steering plugin's ``_calibrate`` EWMA (which corrected only
+It replaced the steering plugin's former ``_calibrate`` EWMA (which corrected only
 ``quality == "model"`` rows; this corrects any source - a mean is off for a
 new instance just as a model is). No ``distributed`` import, no clock.
 """

@@ -28,9 +28,10 @@ for the not-yet-run tasks of the category is::
 * log ratios are clipped to ``+-log(max_ratio)`` so one pathological task
   (a straggler on a bad host) cannot multiply the plan by 1000.
 
-This generalises the steering plugin's EWMA calibration (``_calibrate`` in
-``scheduler_plugins/steering.py``: first observation counts fully, then EWMA
-with weight 0.3) with shrinkage by count and an explicit clock. It applies to
+This generalises the EWMA calibration the steering plugin once had (its
+former ``_calibrate``: first observation counts fully, then EWMA with weight
+0.3, now replaced by :class:`~daskflow.learning.corrector.OnlineCorrector`)
+with shrinkage by count and an explicit clock. It applies to
 any prediction source - a model, a scaling law or a mean - since it only
 looks at the ratio of what was predicted to what happened; for a category
 demoted by :mod:`~daskflow.learning.drift`, :meth:`OnlineState.correct` is

@@ -1,4 +1,9 @@
-"""What lineage export knows about assets and datasets: naming, schemas, column lineage, run ids. Pure.
+"""What lineage export knows about assets and datasets: naming, schemas, column lineage, run ids.
+
+Pure functions, with two exceptions: :func:`openlineage_enabled` reads the
+environment and looks for the client's ``openlineage.yml`` unless ``environ``
+and ``cwd`` are passed, and :func:`dataset_naming` makes a relative path
+absolute against the working directory.
 
 No OpenLineage client import here: these functions turn daskflow facts (storage
 URLs, Arrow schemas, asset metadata, run ids) into the plain values the

@@ -1,23 +1,11 @@
-"""Errors of the timeline (schedules, sensors, the daemon).
+"""Errors of the timeline (schedules, sensors, the daemon): re-exported from :mod:`daskflow.errors`.
 
-They extend the package hierarchy in :mod:`daskflow.errors`; kept here while
-the timeline is its own room, to be moved there when it settles.
+They live in the package hierarchy there; this module keeps the old import
+path (``from daskflow.timeline.errors import TimelineError``) working.
 """
 
 from __future__ import annotations
 
-from daskflow.errors import AssetDefinitionError, DaskflowError
+from daskflow.errors import DaemonLeaseError, TimelineDefinitionError, TimelineError
 
 __all__ = ["DaemonLeaseError", "TimelineDefinitionError", "TimelineError"]
-
-
-class TimelineError(DaskflowError):
-    """Base class of timeline errors."""
-
-
-class TimelineDefinitionError(TimelineError, AssetDefinitionError):
-    """A schedule or sensor is malformed (bad cron, timezone, target, partitions)."""
-
-
-class DaemonLeaseError(TimelineError):
-    """Another daemon holds the catalog's lease (or this one lost it)."""

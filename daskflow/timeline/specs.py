@@ -312,29 +312,24 @@ def _unique(specs: Sequence[Any], kind: str) -> tuple[Any, ...]:
     return tuple(by_name.values())
 
 
-def normalize_schedules(items: Iterable[object]) -> tuple[ScheduleSpec, ...]:
-    """``Definitions(schedules=...)``: ScheduleSpecs, unique by name."""
+def _normalize(items: Iterable[object], spec_of: Callable[[object], Any], kind: str, fix: str) -> tuple:
+    """The specs of ``items`` (each read with ``spec_of``), unique by name; a one-line error for anything else."""
     specs = []
     for item in items or ():
-        spec = schedule_spec_of(item)
+        spec = spec_of(item)
         if spec is None:
             raise TimelineDefinitionError(
-                f"Definitions(schedules=...) got {item!r}, which is not a schedule. "
-                f"Fix: build it with daskflow.schedule(cron=..., target=...)."
-            )
+                f"Definitions({kind}s=...) got {item!r}, which is not a {kind}. Fix: {fix}.")
         specs.append(spec)
-    return _unique(specs, "schedule")
+    return _unique(specs, kind)
+
+
+def normalize_schedules(items: Iterable[object]) -> tuple[ScheduleSpec, ...]:
+    """``Definitions(schedules=...)``: ScheduleSpecs, unique by name."""
+    return _normalize(items, schedule_spec_of, "schedule", "build it with daskflow.schedule(cron=..., target=...)")
 
 
 def normalize_sensors(items: Iterable[object]) -> tuple[SensorSpec, ...]:
     """``Definitions(sensors=...)``: @sensor functions or SensorSpecs, unique by name."""
-    specs = []
-    for item in items or ():
-        spec = sensor_spec_of(item)
-        if spec is None:
-            raise TimelineDefinitionError(
-                f"Definitions(sensors=...) got {item!r}, which is not a sensor. "
-                f"Fix: decorate it with @daskflow.sensor(target=...), or use daskflow.asset_sensor(...)."
-            )
-        specs.append(spec)
-    return _unique(specs, "sensor")
+    return _normalize(items, sensor_spec_of, "sensor",
+                      "decorate it with @daskflow.sensor(target=...), or use daskflow.asset_sensor(...)")

@@ -22,8 +22,9 @@ for ``timeout_s``) or held by a dead process on this host; every claim checks
 the caller's token in its transaction (fencing), so a daemon that lost its
 lease cannot claim.
 
-Connections follow the catalog: WAL, a busy timeout, short ``BEGIN
-IMMEDIATE`` transactions, one connection per process.
+Connections are the catalog's own (:class:`~daskflow.catalog_db.CatalogDB`):
+WAL, a busy timeout, short ``BEGIN IMMEDIATE`` transactions, one connection
+per process.
 """
 
 from __future__ import annotations
@@ -34,13 +35,11 @@ import json
 import os
 import pathlib
 import sqlite3
-import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
-from daskflow import config
-from daskflow.errors import CatalogError
+from daskflow.catalog_db import CatalogDB
 from daskflow.timeline.errors import DaemonLeaseError
 from daskflow.timeline.schema import migrate_timeline
 
@@ -86,12 +85,6 @@ class SensorState:
     last_message: str
 
 
-def _busy_timeout_s() -> float:
-    from dask.utils import parse_timedelta
-
-    return float(parse_timedelta(config.get("catalog.busy-timeout"), default="s"))
-
-
 def _to_launch(row: sqlite3.Row) -> Launch:
     values = dict(row)
     values["tags"] = json.loads(values["tags"] or "{}")
@@ -116,10 +109,8 @@ class TimelineStore:
         catalog.get_run("")
         catalog.close()
         self.path = catalog.path
-        self.busy_timeout_s = _busy_timeout_s()
-        self._lock = threading.RLock()
-        self._connection: sqlite3.Connection | None = None
-        self._pid: int | None = None
+        self._db = CatalogDB(self.path)  # the catalog's connection mechanics: WAL, busy timeout, per process
+        self.busy_timeout_s = self._db.busy_timeout_s
         with self.transaction() as conn:
             migrate_timeline(conn)
 
@@ -127,44 +118,14 @@ class TimelineStore:
         return f"TimelineStore({str(self.path)!r})"
 
     def close(self) -> None:
-        with self._lock:
-            if self._connection is not None and self._pid == os.getpid():
-                self._connection.close()
-            self._connection = None
+        self._db.close()
 
-    # -- connection ------------------------------------------------------
-    def _conn(self) -> sqlite3.Connection:
-        if self._connection is None or self._pid != os.getpid():
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None,
-                                   check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            self._connection, self._pid = conn, os.getpid()
-        return self._connection
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            conn = self._conn()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise CatalogError(f"the catalog {str(self.path)!r} stayed locked for more than "
-                                   f"{self.busy_timeout_s:g} s ({exc}); retry, or raise "
-                                   "daskflow.catalog.busy-timeout") from exc
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """A short ``BEGIN IMMEDIATE`` write transaction (:meth:`CatalogDB.transaction`)."""
+        return self._db.transaction()
 
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._conn().execute(sql, tuple(params)).fetchall()
+        return self._db.query(sql, params)
 
     # -- lease -----------------------------------------------------------
     def acquire_lease(self, token: str, pid: int, host: str, now_s: float, timeout_s: float) -> None:
