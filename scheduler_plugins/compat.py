@@ -199,6 +199,11 @@ def worker_facts(ws: WorkerState) -> dict:
     }
 
 
+def speed_declared(ws: WorkerState) -> bool:
+    """Whether an operator declared the worker's speed (the ``daskflow-speed`` resource): it overrides learning."""
+    return SPEED_RESOURCE in (ws.resources or {})
+
+
 def worker_memory(ws: WorkerState) -> tuple[int, int | None]:
     """``(managed bytes now, unmanaged_old bytes or None before the first memory report)``."""
     memory = ws.memory

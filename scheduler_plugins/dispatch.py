@@ -43,6 +43,7 @@ from scheduler_plugins.policy import (
     plan_dispatch,
     plan_timer,
     planned_duration_s,
+    speed_for,
     watchdog_action,
     worker_backlog_s,
 )
@@ -65,8 +66,10 @@ class Dispatcher:
         log: Callable[..., None],
         fallback: Callable[[str, BaseException, list], None],
         predictor: Callable[[], Any],
+        learn_speeds: bool = True,
     ) -> None:
         self.state = state
+        self.learn_speeds = learn_speeds  # use learned speed factors where no daskflow-speed is declared
         self.config = config
         self.steer = steer  # False in shadow mode: rounds never run, only the worker view is used
         self.clock = clock  # monotonic seconds
@@ -145,8 +148,15 @@ class Dispatcher:
         address = compat.worker_address(ws)
         facts = self.state.facts.get(address)
         if facts is None:
-            facts = self.state.facts[address] = compat.worker_facts(ws)
+            facts = self.state.facts[address] = {**compat.worker_facts(ws), "speed_declared": compat.speed_declared(ws)}
         return facts
+
+    def speed_of(self, address: str, facts: dict) -> tuple[float, str]:
+        """The speed placement uses for a worker, and its source: declared (daskflow-speed), learned or default."""
+        declared = facts["speed"] if facts.get("speed_declared") else None
+        if declared is None and not self.learn_speeds:
+            return 1.0, "default"
+        return speed_for(declared, self.state.speeds.speed(address, facts["host"]))
 
     def worker_infos(self, scheduler: Any, now: float, cache: dict) -> dict[str, WorkerInfo]:
         """The policy's view of every running worker (static facts and memory readings cached)."""
@@ -165,11 +175,13 @@ class Dispatcher:
                     floor = unmanaged_old if floor is None else min(floor, unmanaged_old)
                     state.unmanaged_floor[address] = floor
             entries, peaks = self._processing(ws, now, cache)
+            speed, speed_source = self.speed_of(address, facts)
             infos[address] = WorkerInfo(
                 address=address,
                 host=facts["host"],
                 nthreads=facts["nthreads"],
-                speed=facts["speed"],
+                speed=speed,
+                speed_source=speed_source,
                 memory_limit_bytes=facts["memory_limit_bytes"],
                 memory_bytes=compat.worker_managed_bytes(ws) + (floor or 0),
                 pause_fraction=state.pause_fraction,
@@ -262,6 +274,7 @@ class Dispatcher:
                 if placement.wait_s == 0.0 and len(state.probe_sent_wall) < 10_000:
                     state.probe_sent_wall[placement.key] = wall_now
                 held_since = state.held_since.pop(placement.key, None)
+                chosen = workers[placement.worker]
                 self.log(
                     "release" if held_since is not None else "place",
                     placement.key,
@@ -270,6 +283,8 @@ class Dispatcher:
                     alternatives=placement.alternatives,
                     predicted_finish_s=round(placement.finish_s or 0.0, 6),
                     held_s=None if held_since is None else round(now - held_since, 6),
+                    worker_speed=round(chosen.speed, 4),
+                    speed_source=chosen.speed_source,
                 )
             for placement in retry:
                 if placement.reason == "memory" and placement.key not in state.held_since:

@@ -34,6 +34,8 @@ from scheduler_plugins.policy.estimates import (
     plan_timer,
     planned_duration_s,
     remaining_s,
+    SpeedEstimates,
+    speed_for,
     watchdog_action,
     worker_backlog_s,
 )
@@ -68,6 +70,7 @@ __all__ = [
     "Placement",
     "PolicyConfig",
     "RoundContext",
+    "SpeedEstimates",
     "TaskInfo",
     "TaskPrediction",
     "WorkerInfo",
@@ -89,6 +92,7 @@ __all__ = [
     "plan_order",
     "planned_duration_s",
     "remaining_s",
+    "speed_for",
     "watchdog_action",
     "worker_backlog_s",
 ]

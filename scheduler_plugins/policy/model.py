@@ -67,6 +67,7 @@ class WorkerInfo:
     host: str = ""
     nthreads: int = 1
     speed: float = 1.0  # relative compute speed: 2.0 runs a task in half the time
+    speed_source: str = "default"  # "declared" (daskflow-speed), "learned" or "default"
     memory_limit_bytes: int = 0  # 0: no limit
     memory_bytes: int = 0  # memory held outside the tasks now processing
     pause_fraction: float = 0.8  # distributed.worker.memory.pause
