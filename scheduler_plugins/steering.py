@@ -491,6 +491,8 @@ class SteeringPlugin(SchedulerPlugin):
         if facts.get("speed_declared"):
             return float(facts.get("speed") or 1.0)
         before = state.speeds.speed(worker, host)
+        if prediction.quality == "default":  # a guess for a category never seen says nothing about the worker
+            return before
         planned = self.dispatcher.planned_s(prediction, {})
         if state.speeds.observe(worker, host, duration_s, planned):
             state.counts["speed_observed"] += 1

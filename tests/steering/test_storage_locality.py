@@ -56,5 +56,5 @@ async def test_a_task_reading_stored_data_goes_to_the_host_that_wrote_it(c, s, a
             reader = c.submit(timed_sleep, 0.3, key="reader-1")
         await wait(reader)
     placed = {m["key"]: m for _, m in await c.get_events(STEERING_TOPIC) if m["action"] == "place"}
-    assert placed["plain-1"]["worker"] == a.address
+    assert placed["plain-1"]["worker"] == a.address, placed["plain-1"]
     assert placed["reader-1"]["worker"] == b.address and placed["reader-1"]["reason"] == "locality"
