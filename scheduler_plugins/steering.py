@@ -145,6 +145,7 @@ class SteeringPlugin(SchedulerPlugin):
     learn_speeds: bool  # learn per-worker / per-host speed factors (daskflow.steering.learn-speeds)
     speed_window: int
     speed_shrinkage: float
+    speed_min_task_s: float  # shorter finished tasks teach nothing about speed
     persist_speeds: bool  # keep per-host factors in <model dir>/worker-speeds.json
     speeds_url: str | None  # that file (None: not persisted)
     clock: Callable[[], float]  # monotonic seconds
@@ -183,6 +184,7 @@ class SteeringPlugin(SchedulerPlugin):
         self.learn_speeds = bool(config.get("steering.learn-speeds"))
         self.speed_window = int(config.get("steering.speed-window"))
         self.speed_shrinkage = float(config.get("steering.speed-shrinkage"))
+        self.speed_min_task_s = float(parse_timedelta(config.get("steering.speed-min-task")))
         self.persist_speeds = bool(config.get("steering.persist-speeds"))
         self.speeds_url = speeds_url(config.models_url(self.model_url)) if self.persist_speeds and self.learn_speeds else None
         self.clock = clock
@@ -197,7 +199,7 @@ class SteeringPlugin(SchedulerPlugin):
             pause_fraction=compat.pause_fraction(),
             terminate_fraction=compat.terminate_fraction(),
             speeds=SpeedEstimates(window=self.speed_window, pseudo_n=self.speed_shrinkage,
-                                  min_planned_s=self.policy_config.min_task_duration_s),
+                                  min_planned_s=max(self.speed_min_task_s, self.policy_config.min_task_duration_s)),
         )
         self.dispatcher = Dispatcher(
             self.state, self.policy_config, steer=self.mode == "steer", clock=self.clock, wall_clock=self.wall_clock,
