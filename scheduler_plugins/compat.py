@@ -38,7 +38,7 @@ the steering plugin needs are appended under ``# -- steering needs``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import dask.config
@@ -197,6 +197,20 @@ def worker_facts(ws: WorkerState) -> dict:
         "speed": speed,
         "memory_limit_bytes": int(ws.memory_limit or 0),
     }
+
+
+def restart_processing(scheduler: Scheduler, key: Hashable, stimulus_id: str) -> bool:
+    """Take a processing task back from its worker so it is placed again (a straggler restart).
+
+    The worker is told to forget it; a running function cannot be stopped, so
+    it runs to its end there and its result is discarded. Use only for tasks
+    whose side effects may happen twice (never an asset materialization).
+    """
+    ts = scheduler.tasks.get(key)
+    if ts is None or ts.state != "processing":
+        return False
+    scheduler.transitions({key: "released"}, stimulus_id=stimulus_id)
+    return True
 
 
 def speed_declared(ws: WorkerState) -> bool:

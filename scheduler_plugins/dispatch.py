@@ -47,6 +47,7 @@ from scheduler_plugins.policy import (
     watchdog_action,
     worker_backlog_s,
 )
+from scheduler_plugins.policy.stragglers import RunningTask, find_stragglers, restart_decision
 from scheduler_plugins.steering_state import SteeringState
 
 __all__ = ["Dispatcher"]
@@ -67,8 +68,10 @@ class Dispatcher:
         fallback: Callable[[str, BaseException, list], None],
         predictor: Callable[[], Any],
         learn_speeds: bool = True,
+        straggler_factor: float = 0.0,
     ) -> None:
         self.state = state
+        self.straggler_factor = straggler_factor  # 0: no straggler rules
         self.learn_speeds = learn_speeds  # use learned speed factors where no daskflow-speed is declared
         self.config = config
         self.steer = steer  # False in shadow mode: rounds never run, only the worker view is used
@@ -91,11 +94,65 @@ class Dispatcher:
         state.ticks += 1
         if not self.steer:
             return
+        if self.straggler_factor and state.dispatched_at:
+            self.check_stragglers(scheduler)
         action = watchdog_action(state.ticks, len(state.ready), len(state.managed), self.config)
         if action == "dispatch":
             self.run_round(scheduler)
         elif action == "recover":
             self.recover_lost(scheduler)
+
+    def running_tasks(self, scheduler: Any, workers: dict[str, WorkerInfo], cache: dict) -> list[RunningTask]:
+        """Placed tasks that may be computing now: per worker its first ``nthreads`` by dispatch time."""
+        state = self.state
+        running = []
+        for ws in compat.running_workers(scheduler):
+            address = compat.worker_address(ws)
+            info = workers.get(address)
+            if info is None:
+                continue
+            mine = [(state.dispatched_at[k], k, pts) for pts in compat.worker_processing(ws)
+                    if (k := compat.key_of(pts)) in state.dispatched_at and k in state.predictions]
+            for sent_at, key, pts in sorted(mine, key=lambda item: item[0])[: info.nthreads]:
+                prediction = state.predictions[key]
+                annotation = annotations_of(compat.annotations(pts))
+                running.append(RunningTask(
+                    key=key, worker=address, host=info.host, category=prediction.category,
+                    kind=str(annotation.get("kind") or "asset"), planned_s=self.planned_s(prediction, cache),
+                    worker_speed=info.speed, could_start_at=max(sent_at, state.last_finish_at.get(address, 0.0)),
+                    input_bytes=int(annotation.get("input_bytes") or 0),
+                ))  # fmt: skip
+        return running
+
+    def check_stragglers(self, scheduler: Any) -> None:
+        """Flag stragglers (an event each, censored speed evidence) and restart those a faster idle worker beats."""
+        state = self.state
+        now = self.clock()
+        cache: dict = {}
+        workers = self.worker_infos(scheduler, now, cache)
+        found = find_stragglers(self.running_tasks(scheduler, workers, cache), now, state.spread,
+                                self.straggler_factor, self.config.min_task_duration_s)  # fmt: skip
+        idle = [w for w in workers.values() if w.n_processing < w.nthreads]
+        bandwidth = compat.bandwidth(scheduler)
+        for straggler in found:
+            task = straggler.task
+            if task.key not in state.stragglers:
+                state.stragglers.add(task.key)
+                state.speeds.observe(task.worker, task.host, straggler.elapsed_s, task.planned_s)  # censored: at least this slow
+            if task.key in state.restarted:
+                continue
+            decision = restart_decision(straggler, idle, bandwidth)
+            fields = {"worker": task.worker, "elapsed_s": round(straggler.elapsed_s, 6),
+                      "expected_s": round(straggler.expected_s, 6), "threshold_s": round(straggler.threshold_s, 6),
+                      "remaining_s": round(decision.remaining_here_s, 6),
+                      "restart_finish_s": None if decision.finish_there_s is None else round(decision.finish_there_s, 6)}
+            if decision.restart and compat.restart_processing(scheduler, task.key, f"{STEERING_PLUGIN}-restart-{self.wall_clock()}"):
+                state.restarted.add(task.key)
+                idle = [w for w in idle if w.address != decision.worker]
+                self.log("restart", task.key, reason="straggler-restart", target_worker=decision.worker, **fields)
+            elif task.key not in state.restarted and (task.key, decision.reason) not in state.straggler_logged:
+                state.straggler_logged.add((task.key, decision.reason))
+                self.log("straggler", task.key, reason=decision.reason, **fields)
 
     def recover_lost(self, scheduler: Any) -> None:
         """Safety net: a held task the heap does not know about is put back in it."""

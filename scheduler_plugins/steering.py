@@ -146,6 +146,7 @@ class SteeringPlugin(SchedulerPlugin):
     speed_window: int
     speed_shrinkage: float
     speed_min_task_s: float  # shorter finished tasks teach nothing about speed
+    straggler_factor: float  # past this x planned (and the category's p90) a running task is a straggler
     persist_speeds: bool  # keep per-host factors in <model dir>/worker-speeds.json
     speeds_url: str | None  # that file (None: not persisted)
     clock: Callable[[], float]  # monotonic seconds
@@ -185,6 +186,7 @@ class SteeringPlugin(SchedulerPlugin):
         self.speed_window = int(config.get("steering.speed-window"))
         self.speed_shrinkage = float(config.get("steering.speed-shrinkage"))
         self.speed_min_task_s = float(parse_timedelta(config.get("steering.speed-min-task")))
+        self.straggler_factor = float(config.get("steering.straggler-factor"))
         self.persist_speeds = bool(config.get("steering.persist-speeds"))
         self.speeds_url = speeds_url(config.models_url(self.model_url)) if self.persist_speeds and self.learn_speeds else None
         self.clock = clock
@@ -204,6 +206,7 @@ class SteeringPlugin(SchedulerPlugin):
         self.dispatcher = Dispatcher(
             self.state, self.policy_config, steer=self.mode == "steer", clock=self.clock, wall_clock=self.wall_clock,
             log=self._log, fallback=self._fallback, predictor=lambda: self.predictor, learn_speeds=self.learn_speeds,
+            straggler_factor=self.straggler_factor,
         )
 
     def __getstate__(self) -> dict:  # Client.register_plugin pickles us: ship config only
@@ -496,6 +499,7 @@ class SteeringPlugin(SchedulerPlugin):
         if prediction.quality == "default":  # a guess for a category never seen says nothing about the worker
             return before
         planned = self.dispatcher.planned_s(prediction, {})
+        state.spread.observe(prediction.category, duration_s * before, planned)
         if state.speeds.observe(worker, host, duration_s, planned):
             state.counts["speed_observed"] += 1
             self._save_speeds()

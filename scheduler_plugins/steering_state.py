@@ -22,6 +22,7 @@ from typing import Any
 
 from daskflow.contracts import DecisionEvent
 from scheduler_plugins.policy import CategoryCalibration, DispatchLatency, SpeedEstimates, TaskPrediction
+from scheduler_plugins.policy.stragglers import CategorySpread
 
 __all__ = ["ReadyEntry", "SteeringState"]
 
@@ -58,6 +59,10 @@ class SteeringState:
     last_finish_at: dict[str, float] = field(default_factory=dict)  # worker -> when its last task finished
     speeds: SpeedEstimates = field(default_factory=SpeedEstimates)  # learned per-worker / per-host speed factors
     speeds_saved_at_n: int = 0  # observations counted when the speed file was last written
+    spread: CategorySpread = field(default_factory=CategorySpread)  # per category recent actual / planned
+    stragglers: set[Hashable] = field(default_factory=set)  # keys flagged as stragglers (once each)
+    restarted: set[Hashable] = field(default_factory=set)  # keys restarted once (never twice)
+    straggler_logged: set[tuple[Hashable, str]] = field(default_factory=set)  # (key, reason) already logged
     # -- worker facts and memory readings
     facts: dict[str, dict] = field(default_factory=dict)  # worker -> compat.worker_facts, until it leaves or rejoins
     unmanaged_floor: dict[str, int] = field(default_factory=dict)  # worker -> lowest unmanaged_old memory seen
@@ -75,6 +80,9 @@ class SteeringState:
         self.predictions.pop(key, None)
         self.held_since.pop(key, None)
         self.dispatched_at.pop(key, None)
+        self.stragglers.discard(key)
+        self.restarted.discard(key)
+        self.straggler_logged.difference_update({(key, r) for r in ("straggler", "straggler-asset")})
 
     def forget_worker(self, address: str) -> None:
         """Drop a worker's cached facts and readings (it left, or rejoins with new ones)."""

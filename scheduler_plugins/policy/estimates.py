@@ -16,8 +16,9 @@ reads a clock, a config or the scheduler.
   robust speed factor learned from finished tasks: the median of
   ``log(actual / planned)`` over a recent window, shrunk toward the host's
   (and the host's toward a prior persisted from earlier runs) by a few
-  pseudo-observations. The window makes a host that slows mid-run show within
-  a few tasks. An operator's declared ``daskflow-speed`` overrides it
+  pseudo-observations. When the last few tasks of a worker all moved past
+  the dead band in the same direction the worker changed (a host slowed
+  mid-run): their median is used at once instead of waiting out the window. An operator's declared ``daskflow-speed`` overrides it
   (:func:`speed_for`).
 * **Dispatch latency** (:class:`DispatchLatency`) — EWMA of "sent to an idle
   thread" → "compute started". It sets the adaptive lookahead
@@ -156,6 +157,7 @@ class SpeedEstimates:
     pseudo_n: float = 3.0
     min_planned_s: float = 0.0  # shorter tasks are noise (dispatch overheads): not observed
     dead_band: float = math.log(1.2)  # |log slowness| below this is nominal speed (noise must not reorder ties)
+    change_n: int = 3  # this many recent tasks all beyond the band mean the worker changed speed
     by_worker: dict[str, deque[float]] = field(default_factory=dict)
     by_host: dict[str, deque[float]] = field(default_factory=dict)
     host_prior: dict[str, float] = field(default_factory=dict)  # host -> log slowness from earlier runs
@@ -174,7 +176,13 @@ class SpeedEstimates:
 
     def speed(self, worker: str, host: str) -> float:
         """The worker's learned speed factor (1.0 with nothing learned: 2.0 runs a task in half the time)."""
-        log_slowness = _shrunk(list(self.by_worker.get(worker, ())), self.host_log_slowness(host), self.pseudo_n)
+        samples = list(self.by_worker.get(worker, ()))
+        log_slowness = _shrunk(samples, self.host_log_slowness(host), self.pseudo_n)
+        recent = samples[-self.change_n:]
+        if len(recent) == self.change_n and len(samples) > self.change_n and (
+            min(recent) > log_slowness + self.dead_band or max(recent) < log_slowness - self.dead_band
+        ):  # the last few all moved the same way, past the band: the worker changed (a host slowed mid-run)
+            log_slowness = statistics.median(recent)
         if abs(log_slowness) < self.dead_band:
             return 1.0
         return math.exp(-max(-MAX_LOG_SPEED, min(MAX_LOG_SPEED, log_slowness)))
