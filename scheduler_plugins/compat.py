@@ -226,6 +226,12 @@ def worker_memory(ws: WorkerState) -> tuple[int, int | None]:
     return int(ws.nbytes), int(memory.unmanaged_old)
 
 
+def worker_process_bytes(ws: WorkerState) -> int | None:
+    """The worker process's whole memory at its last heartbeat (managed + unmanaged), None before the first."""
+    process = ws.memory.process
+    return int(process) if process else None
+
+
 def worker_clock_offset_s(scheduler: Scheduler, address: str) -> float:
     """Seconds to add to a worker's clock to get the scheduler's (0 when unknown)."""
     ws = scheduler.workers.get(address)

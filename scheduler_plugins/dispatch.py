@@ -30,6 +30,7 @@ from daskflow.daskgraph import annotations_of
 from scheduler_plugins import compat
 from scheduler_plugins.policy import (
     DependencyInfo,
+    admitted_memory_bytes,
     PolicyConfig,
     RoundContext,
     TaskInfo,
@@ -231,7 +232,7 @@ class Dispatcher:
                 if unmanaged_old is not None:
                     floor = unmanaged_old if floor is None else min(floor, unmanaged_old)
                     state.unmanaged_floor[address] = floor
-            entries, peaks = self._processing(ws, now, cache)
+            entries, peaks, max_peak = self._processing(ws, now, cache)
             speed, speed_source = self.speed_of(address, facts)
             infos[address] = WorkerInfo(
                 address=address,
@@ -240,30 +241,34 @@ class Dispatcher:
                 speed=speed,
                 speed_source=speed_source,
                 memory_limit_bytes=facts["memory_limit_bytes"],
-                memory_bytes=compat.worker_managed_bytes(ws) + (floor or 0),
+                memory_bytes=admitted_memory_bytes(compat.worker_managed_bytes(ws), floor,
+                                                   compat.worker_process_bytes(ws), peaks),
                 pause_fraction=state.pause_fraction,
                 terminate_fraction=state.terminate_fraction,
                 backlog_s=worker_backlog_s(entries, facts["nthreads"], state.last_finish_at.get(address, 0.0), now),
                 n_processing=len(entries),
                 running_peak_bytes=int(peaks),
+                max_running_peak_bytes=int(max_peak),
             )
         return infos
 
-    def _processing(self, ws: Any, now: float, cache: dict) -> tuple[list[tuple[float, float]], float]:
-        """``(sent_at, predicted_s)`` of each task processing on a worker, and the sum of their predicted peaks."""
+    def _processing(self, ws: Any, now: float, cache: dict) -> tuple[list[tuple[float, float]], float, float]:
+        """``(sent_at, predicted_s)`` of each task processing on a worker, the sum and the max of their predicted peaks."""
         state = self.state
         entries = []
         peaks = 0.0
+        max_peak = 0.0
         for pts in compat.worker_processing(ws):
             pkey = compat.key_of(pts)
             prediction = state.predictions.get(pkey)
             if prediction is not None:
                 predicted_s = self.planned_s(prediction, cache)
                 peaks += prediction.peak_memory_bytes
+                max_peak = max(max_peak, prediction.peak_memory_bytes)
             else:
                 predicted_s = compat.prefix_duration_s(pts)
             entries.append((state.dispatched_at.get(pkey, now), predicted_s))
-        return entries, peaks
+        return entries, peaks, max_peak
 
     def task_info(self, scheduler: Any, ts: Any, key: Hashable, cache: dict) -> TaskInfo:
         prediction = self.state.predictions.get(key)

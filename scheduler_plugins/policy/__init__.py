@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from scheduler_plugins.policy.estimates import (
     CategoryCalibration,
+    admitted_memory_bytes,
     DispatchLatency,
     HoldThresholds,
     hold_thresholds,
@@ -56,12 +57,14 @@ from scheduler_plugins.policy.placement import (
     estimate_finish,
     fits_memory,
     is_open,
+    pair_allowed,
     pin_is_loose,
     plan_dispatch,
 )
 
 __all__ = [
     "CategoryCalibration",
+    "admitted_memory_bytes",
     "DependencyInfo",
     "DispatchLatency",
     "Estimate",
@@ -82,6 +85,7 @@ __all__ = [
     "hold_thresholds",
     "is_baseline",
     "is_open",
+    "pair_allowed",
     "lookahead_s",
     "memory_refresh_due",
     "next_timed_round_at",

@@ -75,6 +75,7 @@ class WorkerInfo:
     backlog_s: float = 0.0  # predicted remaining work already there (speed-1 seconds)
     n_processing: int = 0
     running_peak_bytes: int = 0  # sum of predicted peaks of tasks processing there
+    max_running_peak_bytes: int = 0  # the largest predicted peak among them (the pair rule)
 
     @property
     def pause_bytes(self) -> float:

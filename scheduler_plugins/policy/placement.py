@@ -45,6 +45,7 @@ __all__ = [
     "estimate_finish",
     "fits_memory",
     "is_open",
+    "pair_allowed",
     "pin_is_loose",
     "plan_dispatch",
 ]
@@ -98,6 +99,22 @@ def fits_memory(task: TaskInfo, worker: WorkerInfo) -> bool:
     if not task.peak_memory_bytes:
         return True
     return task.peak_memory_bytes <= worker.headroom_bytes
+
+
+def pair_allowed(task: TaskInfo, worker: WorkerInfo) -> bool:
+    """The hard rule: never co-locate two tasks whose predicted peaks together pass the pause threshold.
+
+    It holds even when a task is too big for any worker's headroom (the
+    overcommit path): such a task runs alone.
+
+    >>> w = WorkerInfo("w", memory_limit_bytes=1000, pause_fraction=0.8, n_processing=1,
+    ...                running_peak_bytes=500, max_running_peak_bytes=500)
+    >>> pair_allowed(TaskInfo("a", 1.0, peak_memory_bytes=300), w), pair_allowed(TaskInfo("b", 1.0, peak_memory_bytes=301), w)
+    (True, False)
+    """
+    if not task.peak_memory_bytes or worker.n_processing == 0:
+        return True
+    return task.peak_memory_bytes + worker.max_running_peak_bytes <= worker.pause_bytes
 
 
 def estimate_finish(
@@ -171,7 +188,7 @@ def choose_worker(
         fitting = [
             e for e in openable
             if task.peak_memory_bytes <= by_address[e.worker].terminate_bytes - by_address[e.worker].memory_bytes
-            - by_address[e.worker].running_peak_bytes
+            - by_address[e.worker].running_peak_bytes and pair_allowed(task, by_address[e.worker])
         ]
     if not fitting:
         anything_running = any(w.n_processing > 0 for w in candidates)
@@ -179,6 +196,7 @@ def choose_worker(
             return Placement(task.key, "hold", None, "memory", alternatives=alternatives)
         # Nothing will free memory by waiting: take the most headroom, never stall.
         best = max(openable, key=lambda e: (by_address[e.worker].headroom_bytes, e.worker))
+        # (nothing runs anywhere here, so the pair rule holds trivially)
         return Placement(task.key, "place", best.worker, "memory-overcommit", best.finish_s, alternatives, best.wait_s)
     best = _argmin(fitting, lambda e: e.finish_s)
     reason: DecisionReason = "finish-time"
@@ -201,6 +219,7 @@ def assign(task: TaskInfo, worker: WorkerInfo) -> None:
     worker.n_processing += 1
     worker.backlog_s += max(task.duration_s, 0.0)
     worker.running_peak_bytes += max(task.peak_memory_bytes, 0)
+    worker.max_running_peak_bytes = max(worker.max_running_peak_bytes, task.peak_memory_bytes)
 
 
 def plan_dispatch(
