@@ -17,6 +17,10 @@ does), fed with predicted task costs:
   threshold while another worker fits. When no worker fits it is *held* (memory
   frees when running tasks finish); when nothing is running anywhere it goes to
   the worker with the most headroom, so a run never stalls.
+* **Wait for a faster worker** — when a busy worker that is clearly faster
+  (learned or declared speed) would still finish the task well before the
+  open slower one (:data:`FASTER_WORKER_MARGIN`), the task is held for it
+  (reason ``speed``); smaller tasks behind it may take the slow worker.
 * **Loose or strict** — a placement decided by memory pins the task strictly
   (the scheduler must not move it back); any other is a preference
   (:func:`pin_is_loose`).
@@ -199,6 +203,10 @@ def choose_worker(
         # (nothing runs anywhere here, so the pair rule holds trivially)
         return Placement(task.key, "place", best.worker, "memory-overcommit", best.finish_s, alternatives, best.wait_s)
     best = _argmin(fitting, lambda e: e.finish_s)
+    if open_only and not overcommit:
+        waiting = _faster_busy_worker(task, best, estimates, by_address)
+        if waiting is not None:  # a faster worker frees soon enough: wait for it (what HEFT does)
+            return Placement(task.key, "hold", None, "speed", alternatives=alternatives)
     reason: DecisionReason = "finish-time"
     if overcommit:
         reason = "memory-overcommit"
@@ -212,6 +220,19 @@ def choose_worker(
         elif _argmin(fitting, lambda e: e.wait_s + e.transfer_s + e.storage_s + task.duration_s).worker != best.worker:
             reason = "speed"
     return Placement(task.key, "place", best.worker, reason, best.finish_s, alternatives, best.wait_s)
+
+
+#: hold a task for a faster busy worker only when it finishes there by this factor earlier
+FASTER_WORKER_MARGIN = 0.7
+
+
+def _faster_busy_worker(task: TaskInfo, best: Estimate, estimates: list[Estimate],
+                        by_address: Mapping[str, WorkerInfo]) -> Estimate | None:  # fmt: skip
+    """A busy, faster worker on which the task would finish clearly earlier than on ``best`` (an open, slower one)."""
+    chosen_speed = by_address[best.worker].speed
+    better = [e for e in estimates if e.fits_memory and by_address[e.worker].speed > chosen_speed
+              and e.finish_s < FASTER_WORKER_MARGIN * best.finish_s]  # fmt: skip
+    return _argmin(better, lambda e: e.finish_s) if better else None
 
 
 def assign(task: TaskInfo, worker: WorkerInfo) -> None:

@@ -130,3 +130,14 @@ def test_explain_shows_the_speed_factor_used():
     story = task_story("k", decisions)
     assert story["placements"][0]["worker_speed"] == 0.52
     assert "worker speed 0.52 (learned)" in format_story(story)
+
+
+def test_a_long_task_waits_for_a_faster_busy_worker_rather_than_take_the_slow_idle_one():
+    """fast is busy for 0.5 s more; slow (learned 0.25) is idle: 4 s of work finishes at 4.5 s there, 16 s here."""
+    fast = WorkerInfo("fast", host="h0", speed=1.0, n_processing=1, backlog_s=0.5)
+    slow = WorkerInfo("slow", host="h1", speed=0.25)
+    config = PolicyConfig(lookahead_s=0.05)
+    held = choose_worker(TaskInfo("long", 4.0), [fast, slow], config)
+    assert held.action == "hold" and held.reason == "speed"
+    short = choose_worker(TaskInfo("short", 0.1), [fast, slow], config)  # 0.4 s on slow beats 0.6 s on fast
+    assert short.action == "place" and short.worker == "slow"
