@@ -30,12 +30,12 @@ from daskflow.daskgraph import annotations_of
 from scheduler_plugins import compat
 from scheduler_plugins.policy import (
     DependencyInfo,
-    admitted_memory_bytes,
     PolicyConfig,
     RoundContext,
     TaskInfo,
     TaskPrediction,
     WorkerInfo,
+    admitted_memory_bytes,
     choose_worker,
     is_baseline,
     lookahead_s,
@@ -48,7 +48,11 @@ from scheduler_plugins.policy import (
     watchdog_action,
     worker_backlog_s,
 )
-from scheduler_plugins.policy.stragglers import RunningTask, find_stragglers, restart_decision
+from scheduler_plugins.policy.stragglers import (
+    RunningTask,
+    find_stragglers,
+    restart_decision,
+)
 from scheduler_plugins.steering_state import SteeringState
 
 __all__ = ["Dispatcher"]

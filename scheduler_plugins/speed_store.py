@@ -15,14 +15,16 @@ unreadable file is an empty prior, never an error.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
 from collections.abc import Mapping
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["load_host_speeds", "save_host_speeds", "speeds_url"]
+__all__ = ["address_host", "load_host_speeds", "save_host_speeds", "save_in_background", "speeds_url"]
 
 FILE_NAME = "worker-speeds.json"
 
@@ -65,3 +67,34 @@ def save_host_speeds(url: str, hosts: Mapping[str, Mapping[str, float]]) -> None
     with fs.open(temp, "w") as f:
         json.dump({"version": 1, "hosts": merged}, f, sort_keys=True)
     fs.mv(temp, path)
+
+
+def save_in_background(url: str, hosts: Mapping[str, Mapping[str, float]]) -> Any:
+    """Run :func:`save_host_speeds` in the loop's executor (never on the event loop); the future, or None."""
+    if not hosts:
+        return None
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    future = loop.run_in_executor(None, save_host_speeds, url, dict(hosts))
+    future.add_done_callback(_log_save_failure)
+    return future
+
+
+def _log_save_failure(future: Any) -> None:
+    exc = future.exception() if not future.cancelled() else None
+    if exc is not None:
+        logger.warning("daskflow steering: could not write the worker speed file %s; speeds are still learned in this run", exc)
+
+
+def address_host(address: str) -> str:
+    """``tcp://198.18.0.10:4000`` → ``198.18.0.10`` (what the scheduler's ``WorkerState.host`` is).
+
+    >>> address_host("tcp://198.18.0.10:4000"), address_host("tcp://[::1]:4000")
+    ('198.18.0.10', '::1')
+    """
+    text = address.split("://", 1)[-1]
+    if text.startswith("["):
+        return text[1:].split("]", 1)[0]
+    return text.rsplit(":", 1)[0]

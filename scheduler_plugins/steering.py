@@ -78,7 +78,12 @@ from scheduler_plugins.policy import (
     places_late,
     planned_duration_s,
 )
-from scheduler_plugins.speed_store import load_host_speeds, save_host_speeds, speeds_url
+from scheduler_plugins.speed_store import (
+    address_host,
+    load_host_speeds,
+    save_in_background,
+    speeds_url,
+)
 from scheduler_plugins.steering_state import SteeringState
 
 logger = logging.getLogger(__name__)
@@ -86,20 +91,6 @@ logger = logging.getLogger(__name__)
 PLUGIN_NAME = STEERING_PLUGIN  # kept for existing imports
 EVENT_TOPIC = STEERING_TOPIC
 MODES: tuple[str, ...] = literal_values(SteeringMode)
-
-
-def _address_host(address: str) -> str:
-    """``tcp://198.18.0.10:4000`` → ``198.18.0.10`` (the scheduler's ``WorkerState.host``)."""
-    text = address.split("://", 1)[-1]
-    if text.startswith("["):
-        return text[1:].split("]", 1)[0]
-    return text.rsplit(":", 1)[0]
-
-
-def _log_save_failure(future: Any) -> None:
-    exc = future.exception() if not future.cancelled() else None
-    if exc is not None:
-        logger.warning("daskflow steering: could not write the worker speed file (%s); speeds are still learned in this run", exc)
 
 
 def _load_predictor(oracle: bool, url: str | None) -> Any:
@@ -257,7 +248,7 @@ class SteeringPlugin(SchedulerPlugin):
             try:
                 priors = await asyncio.get_running_loop().run_in_executor(None, load_host_speeds, self.speeds_url)
                 self.state.speeds.load_priors(priors)
-            except Exception:  # noqa: BLE001 - a prior is an optimisation, never a failure
+            except Exception:
                 logger.debug("daskflow steering: speed priors not loaded", exc_info=True)
 
     def _save_speeds(self, force: bool = False) -> Any:
@@ -267,16 +258,7 @@ class SteeringPlugin(SchedulerPlugin):
         if self.speeds_url is None or not observed or (not force and observed - state.speeds_saved_at_n < 64):
             return None
         state.speeds_saved_at_n = observed
-        hosts = state.speeds.host_speeds(min_n=self.speed_window)  # a few tasks say too little to carry over
-        if not hosts:
-            return None
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return None
-        future = loop.run_in_executor(None, save_host_speeds, self.speeds_url, hosts)
-        future.add_done_callback(_log_save_failure)
-        return future
+        return save_in_background(self.speeds_url, state.speeds.host_speeds(min_n=self.speed_window))
 
     def _watchdog(self) -> None:
         self.dispatcher.watchdog(self.scheduler)
@@ -492,7 +474,7 @@ class SteeringPlugin(SchedulerPlugin):
         """Learn the worker's speed from one finished task; return its speed before this task (for calibration)."""
         state = self.state
         facts = state.facts.get(worker) or {}
-        host = str(facts.get("host") or _address_host(worker))
+        host = str(facts.get("host") or address_host(worker))
         if facts.get("speed_declared"):
             return float(facts.get("speed") or 1.0)
         before = state.speeds.speed(worker, host)

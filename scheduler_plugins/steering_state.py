@@ -21,7 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from daskflow.contracts import DecisionEvent
-from scheduler_plugins.policy import CategoryCalibration, DispatchLatency, SpeedEstimates, TaskPrediction
+from scheduler_plugins.policy import (
+    CategoryCalibration,
+    DispatchLatency,
+    SpeedEstimates,
+    TaskPrediction,
+)
 from scheduler_plugins.policy.stragglers import CategorySpread
 
 __all__ = ["ReadyEntry", "SteeringState"]

@@ -302,7 +302,11 @@ class HostedRun:
         return {name: read_access_log(path) for name, path in self.bed.access_logs().items()}
 
     def _handle_transfers(self, client) -> int:
-        from daskflow.testbed.measure import bytes_between_hosts, flatten_worker_rows, incoming_transfers
+        from daskflow.testbed.measure import (
+            bytes_between_hosts,
+            flatten_worker_rows,
+            incoming_transfers,
+        )
 
         rows = flatten_worker_rows(client.run(incoming_transfers))
         return len([r for r in rows if bytes_between_hosts([r], dict(zip(self.host_ips, self.host_names)))])
@@ -356,7 +360,13 @@ def testbed_cluster(mode: str = "stock", hosts: int = 4, workers_per_host: int =
     with no preload at all. Everything is torn down on leaving the block.
     """
     from daskflow.replay import probes
-    from daskflow.replay.harness import PRELOAD, QUIET_CLUSTER, _warm_graph, _warm_worker, mode_config
+    from daskflow.replay.harness import (
+        PRELOAD,
+        QUIET_CLUSTER,
+        _warm_graph,
+        _warm_worker,
+        mode_config,
+    )
     from daskflow.testbed import TestBed
 
     config = {**QUIET_CLUSTER, **mode_config(mode, history_url, model_url), **dict(extra_config or {})}

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 from scheduler_plugins.policy.estimates import (
     CategoryCalibration,
-    admitted_memory_bytes,
     DispatchLatency,
     HoldThresholds,
+    SpeedEstimates,
+    admitted_memory_bytes,
     hold_thresholds,
     is_baseline,
     lookahead_s,
@@ -35,7 +36,6 @@ from scheduler_plugins.policy.estimates import (
     plan_timer,
     planned_duration_s,
     remaining_s,
-    SpeedEstimates,
     speed_for,
     watchdog_action,
     worker_backlog_s,
@@ -48,7 +48,12 @@ from scheduler_plugins.policy.model import (
     TaskPrediction,
     WorkerInfo,
 )
-from scheduler_plugins.policy.ordering import GraphCycleError, critical_path_ranks, order_keys, plan_order
+from scheduler_plugins.policy.ordering import (
+    GraphCycleError,
+    critical_path_ranks,
+    order_keys,
+    plan_order,
+)
 from scheduler_plugins.policy.placement import (
     Estimate,
     Placement,
@@ -64,7 +69,6 @@ from scheduler_plugins.policy.placement import (
 
 __all__ = [
     "CategoryCalibration",
-    "admitted_memory_bytes",
     "DependencyInfo",
     "DispatchLatency",
     "Estimate",
@@ -77,6 +81,7 @@ __all__ = [
     "TaskInfo",
     "TaskPrediction",
     "WorkerInfo",
+    "admitted_memory_bytes",
     "assign",
     "choose_worker",
     "critical_path_ranks",
@@ -85,11 +90,11 @@ __all__ = [
     "hold_thresholds",
     "is_baseline",
     "is_open",
-    "pair_allowed",
     "lookahead_s",
     "memory_refresh_due",
     "next_timed_round_at",
     "order_keys",
+    "pair_allowed",
     "pin_is_loose",
     "places_late",
     "plan_dispatch",

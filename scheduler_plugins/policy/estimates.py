@@ -46,10 +46,10 @@ from scheduler_plugins.policy.model import PolicyConfig, TaskPrediction, WorkerI
 
 __all__ = [
     "CategoryCalibration",
-    "admitted_memory_bytes",
-    "SpeedEstimates",
     "DispatchLatency",
     "HoldThresholds",
+    "SpeedEstimates",
+    "admitted_memory_bytes",
     "hold_thresholds",
     "is_baseline",
     "lookahead_s",

@@ -39,7 +39,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from daskflow.contracts import DecisionReason
-from scheduler_plugins.policy.model import PolicyConfig, RoundContext, TaskInfo, WorkerInfo
+from scheduler_plugins.policy.model import (
+    PolicyConfig,
+    RoundContext,
+    TaskInfo,
+    WorkerInfo,
+)
 
 __all__ = [
     "Estimate",

@@ -6,7 +6,14 @@ import math
 
 import pytest
 
-from scheduler_plugins.policy import PolicyConfig, SpeedEstimates, TaskInfo, WorkerInfo, choose_worker, speed_for
+from scheduler_plugins.policy import (
+    PolicyConfig,
+    SpeedEstimates,
+    TaskInfo,
+    WorkerInfo,
+    choose_worker,
+    speed_for,
+)
 from scheduler_plugins.speed_store import load_host_speeds, save_host_speeds, speeds_url
 
 pytestmark = pytest.mark.timeout(60)

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from scheduler_plugins.policy import SpeedEstimates, WorkerInfo
-from scheduler_plugins.policy.stragglers import CategorySpread, RunningTask, find_stragglers, restart_decision
+from scheduler_plugins.policy.stragglers import (
+    CategorySpread,
+    RunningTask,
+    find_stragglers,
+    restart_decision,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
