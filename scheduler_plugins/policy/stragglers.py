@@ -131,8 +131,9 @@ class RestartDecision:
 def restart_decision(straggler: Straggler, idle: Sequence[WorkerInfo], bandwidth_bytes_per_s: float) -> RestartDecision:
     """Restart on the idle worker that finishes it first, when that beats letting it run (see the module note).
 
-    ``idle`` are workers with a free thread (the straggler's own worker and
-    its host are skipped: the host is the suspect).
+    ``idle`` are workers with a free thread (the straggler's own worker is
+    skipped; others on its host count with their own learned speed, so a
+    host slowed as a whole does not attract the restart).
     """
     task = straggler.task
     remaining = max(straggler.elapsed_s - straggler.expected_s, straggler.expected_s)
@@ -140,7 +141,7 @@ def restart_decision(straggler: Straggler, idle: Sequence[WorkerInfo], bandwidth
         return RestartDecision(False, None, "straggler-asset", remaining, None)
     best: tuple[float, str] | None = None
     for worker in idle:
-        if worker.address == task.worker or worker.host == task.host or worker.n_processing >= worker.nthreads:
+        if worker.address == task.worker or worker.n_processing >= worker.nthreads:
             continue
         speed = worker.speed if worker.speed > 0 else 1.0
         finish = task.planned_s / speed + task.input_bytes / max(bandwidth_bytes_per_s, 1.0)

@@ -94,7 +94,7 @@ def sleep_on(duration_s: float, slow_address: str, *deps) -> str:
     from distributed import get_worker
 
     address = get_worker().address
-    time.sleep(duration_s * (3.0 if address == slow_address else 1.0))
+    time.sleep(duration_s * (4.0 if address == slow_address else 1.0))
     return address
 
 
