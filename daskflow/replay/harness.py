@@ -26,6 +26,12 @@ Scales: ``memory_scale`` defaults to 0.01 because holding memory is CPU work
 CPU-bound ones and swamps the scheduling effects being measured. Use
 ``memory_scale=1`` (and a ``memory_limit``) when memory pressure is the point.
 
+Multi-host test bed: with ``testbed=`` (CLI ``--hosts``) the trace runs on
+a :class:`~daskflow.testbed.TestBed` instead of a LocalCluster, with stored
+data on hosts, emulated host speeds and the speed- and transfer-aware
+clairvoyant simulation (:mod:`daskflow.replay.hosted`). A worker slow to come
+back between repeats is reported (``workers_slow_to_return``), not fatal.
+
 Quiet clusters: every replay cluster runs with :data:`QUIET_CLUSTER` (no
 statistical profiler, slow event-loop tick and system monitor) so that idle
 clusters kept for alternation do not load the machine under the measured one.

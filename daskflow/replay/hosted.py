@@ -22,8 +22,9 @@ replayed trace there behaves like a job on an HDFS-like cluster:
 * **speed** — the task then sleeps ``current_duration_s(work)``, the
   emulated duration on its host (known only to the test bed's workers).
 
-Bytes are scaled so that moving a task's inputs across one link costs on the
-order of its runtime (:func:`auto_data_scale`, or a fixed ``data_scale``).
+Bytes are scaled so that moving the tasks' inputs across one link costs, in
+total, about their runtime (:func:`auto_data_scale`, or a fixed ``data_scale``;
+each file is capped at :data:`FILE_CAP_BYTES`).
 Files are sparse (``truncate``): only the network pays for the bytes.
 :func:`hosted_plan` is pure; :func:`hosted_task` runs on workers.
 """
@@ -111,10 +112,11 @@ def place_inputs(external: Sequence[int], n_hosts: int, placement: str | int = "
 
 
 def auto_data_scale(trace: Trace, bandwidth_bytes_per_s: float, ratio: float = 1.0) -> float:
-    """Bytes scale at which moving a task's inputs over one link takes ``ratio`` × its runtime (median task).
+    """Bytes scale at which moving the tasks' inputs over one link takes ``ratio`` × their runtime, in total.
 
-    ``trace`` is already time-scaled. Tasks with no input bytes do not vote;
-    with none at all the scale is 0 (no data).
+    ``trace`` is already time-scaled. A task reads its external input and
+    its parents' outputs; only tasks that read something count. With no
+    bytes at all the scale is 0 (no data).
 
     >>> from daskflow.replay.trace import trace_from_dict
     >>> t = trace_from_dict({"name": "t", "tasks": [{"id": "a", "category": "c", "runtime_s": 2.0,
@@ -122,9 +124,12 @@ def auto_data_scale(trace: Trace, bandwidth_bytes_per_s: float, ratio: float = 1
     >>> auto_data_scale(t, bandwidth_bytes_per_s=50.0)
     1.0
     """
-    votes = [task.runtime_s * bandwidth_bytes_per_s / task.input_bytes
-             for task in trace.tasks if task.input_bytes > 0 and task.runtime_s > 0]
-    return ratio * statistics.median(votes) if votes else 0.0
+    external = external_input_bytes(trace)
+    output = {task.id: task.output_bytes for task in trace.tasks}
+    reads = [external[i] + sum(output[p] for p in task.parents) for i, task in enumerate(trace.tasks)]
+    read_bytes = sum(reads)
+    runtime = sum(task.runtime_s for task, nbytes in zip(trace.tasks, reads) if nbytes > 0)
+    return ratio * runtime * bandwidth_bytes_per_s / read_bytes if read_bytes > 0 else 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -282,7 +287,7 @@ class HostedRun:
     @classmethod
     def start(cls, bed, trace: Trace, worker_info: dict, data_scale: float | None,
               placement: str | int = "round-robin") -> HostedRun:  # fmt: skip
-        """Plan the data (automatic scale: inputs over one link cost about a task's runtime) and write the inputs."""
+        """Plan the data (automatic scale: inputs over one link cost about the tasks' runtime) and write the inputs."""
         link = bed.link_mbit * 1e6 / 8 if bed.link_mbit else None
         if data_scale is None:
             data_scale = auto_data_scale(trace, link) if link else 0.0

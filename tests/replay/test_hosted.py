@@ -42,11 +42,11 @@ def test_inputs_are_placed_round_robin_or_by_seed_reproducibly():
         parse_input_placement("random")
 
 
-def test_auto_scale_makes_moving_the_median_tasks_inputs_cost_its_runtime():
+def test_auto_scale_makes_moving_the_inputs_cost_the_runtime_in_total():
     scale = auto_data_scale(TRACE, bandwidth_bytes_per_s=100.0)
-    # votes: 2*100/1000 = 0.2, 1*100/200 = 0.5, 1*100/500 = 0.2 -> median 0.2
-    assert scale == pytest.approx(0.2)
-    plan = hosted_plan(TRACE, 2, scale)
+    # reads: a 1000, b 200, c 100 + a's 400 = 1700 bytes; runtime of readers 4 s at 100 B/s -> 400 / 1700
+    assert scale == pytest.approx(400 / 1700)
+    plan = hosted_plan(TRACE, 2, 0.2)
     assert plan.external_bytes == [200, 40, 20] and plan.output_bytes == [80, 0, 2]
     assert plan.external_hosts == [0, 1, 0]
     assert [f[:2] for f in plan.input_files()] == [(0, "inputs/task-0.bin"), (1, "inputs/task-1.bin"), (0, "inputs/task-2.bin")]
