@@ -88,7 +88,7 @@ def test_speed_file_round_trip_merges_and_survives_garbage(tmp_path):
 
 
 def sleep_on(duration_s: float, slow_address: str, *deps) -> str:
-    """Sleep; 3x longer on the worker at ``slow_address`` (the emulated slow node). Returns where it ran."""
+    """Sleep; 4x longer on the worker at ``slow_address`` (the emulated slow node). Returns where it ran."""
     import time
 
     from distributed import get_worker
@@ -118,7 +118,7 @@ def test_a_slower_worker_gets_the_long_task_without_being_told():
         futures = submit_graph(c, [spec(f"warm-{i}", 0.06) for i in range(12)])
         await wait(list(futures.values()))
         learned = plugin.state.speeds
-        assert learned.speed(a.address, "127.0.0.1") < 0.6  # a is 3x slower, and nobody said so
+        assert learned.speed(a.address, "127.0.0.1") < 0.6  # a is 4x slower, and nobody said so
         futures = submit_graph(c, [spec("long-1", 0.4)])
         assert await futures["long-1"] == b.address  # the tie-break alone would have picked a
         placed = {m["key"]: m for _, m in await c.get_events(STEERING_TOPIC) if m["action"] == "place"}
