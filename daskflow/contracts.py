@@ -51,7 +51,7 @@ PredictionQuality = Literal["model", "prefix-mean", "default", "oracle"]
 #: ``daskflow.steering.mode``
 SteeringMode = Literal["off", "shadow", "steer"]
 #: what the steering plugin did
-DecisionAction = Literal["priority", "place", "hold", "release", "shadow", "fallback", "stock"]
+DecisionAction = Literal["priority", "place", "hold", "release", "shadow", "fallback", "stock", "straggler", "restart"]
 #: why it did it
 DecisionReason = Literal[
     "critical-path",        # graph ranked by predicted critical path, long tasks placed late
@@ -68,6 +68,9 @@ DecisionReason = Literal[
     "short-task",           # predicted shorter than the hold threshold: left to Dask
     "no-valid-worker",      # no running worker satisfies the task's resource restrictions: wait
     "no-open-worker",       # every allowed worker is busy beyond the lookahead: wait
+    "straggler",            # a task running well past its plan (and its category's p90): its host gets no long work
+    "straggler-restart",    # ... restarted on an idle faster worker predicted to finish it earlier (replay tasks only)
+    "straggler-asset",      # ... an asset or check: never restarted (no double materialization)
 ]
 
 

@@ -78,7 +78,8 @@ def task_story(key: str, decisions: Iterable[DecisionEvent], actual: Mapping | N
         "rank_s": finite_float(last_place.get("rank_s", first.get("rank_s"))),
         "priority_index": last_place.get("priority_index", first.get("priority_index")),
         "placements": [
-            {k: p.get(k) for k in ("time", "action", "worker", "reason", "predicted_finish_s", "held_s", "alternatives")}
+            {k: p.get(k) for k in ("time", "action", "worker", "reason", "predicted_finish_s", "held_s", "alternatives",
+                                   "worker_speed", "speed_source")}
             for p in placements
         ],
         "holds": [{k: h.get(k) for k in ("time", "reason", "alternatives")} for h in holds],
@@ -182,6 +183,8 @@ def format_story(story: Mapping) -> str:
         lines.append(
             f"  why there: {verb} {place.get('worker')}{extra} because of {place.get('reason')}; predicted finish "
             f"{_seconds(place.get('predicted_finish_s'))}"
+            + (f"; worker speed {place['worker_speed']:g} ({place.get('speed_source') or '?'})"
+               if place.get("worker_speed") is not None else "")
         )
         for alt in place.get("alternatives") or []:
             marker = "*" if alt.get("worker") == place.get("worker") else " "

@@ -47,7 +47,6 @@ import hashlib
 import json
 import os
 import re
-import socket
 import time
 import uuid
 from typing import Any, Literal, Mapping
@@ -99,7 +98,9 @@ class StoredObject:
     rows: int
     bytes: int
     schema: str | None
-    host: str
+    #: where the bytes live, in the identity the scheduler uses for workers (the host part of a
+    #: worker address); None on a shared store (s3://, memory://, http://) or outside a worker
+    host: str | None
     worker: str | None
     #: the attempt token in the file name (None: written without one)
     attempt: str | None = None
@@ -132,6 +133,29 @@ def current_worker_address() -> str | None:
 
         return get_worker().address
     except (ImportError, ValueError, AttributeError):
+        return None
+
+
+def data_host(worker_address: str | None, local_storage: bool) -> str | None:
+    """Where a write's bytes live, as the scheduler names hosts (``WorkerInfo.host``).
+
+    A local disk lives on the writing worker's host: the host part of its
+    address (what the scheduler's ``WorkerState.host`` is). A shared object
+    store has no host, and neither has a write outside a worker (the client's
+    own address is not a worker identity).
+
+    >>> data_host("tcp://198.18.0.5:40123", True), data_host("tcp://198.18.0.5:40123", False)
+    ('198.18.0.5', None)
+    >>> data_host(None, True) is None
+    True
+    """
+    if not local_storage or not worker_address:
+        return None
+    from distributed.comm.addressing import get_address_host
+
+    try:
+        return get_address_host(worker_address) or None
+    except (ValueError, TypeError):
         return None
 
 
@@ -306,7 +330,7 @@ class AssetStore:
             rows=rows,
             bytes=size_bytes,
             schema=schema_text,
-            host=socket.gethostname(),
+            host=data_host(current_worker_address(), self._is_local()),
             worker=current_worker_address(),
             attempt=attempt,
         )

@@ -37,7 +37,7 @@ parser), plugins and callbacks, dashboard (HTTP), worker side.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import dask.config
@@ -214,12 +214,37 @@ def worker_facts(ws: WorkerState) -> dict:
     }
 
 
+def restart_processing(scheduler: Scheduler, key: Hashable, stimulus_id: str) -> bool:
+    """Take a processing task back from its worker so it is placed again (a straggler restart).
+
+    The worker is told to forget it; a running function cannot be stopped, so
+    it runs to its end there and its result is discarded. Use only for tasks
+    whose side effects may happen twice (never an asset materialization).
+    """
+    ts = scheduler.tasks.get(key)
+    if ts is None or ts.state != "processing":
+        return False
+    scheduler.transitions({key: "released"}, stimulus_id=stimulus_id)
+    return True
+
+
+def speed_declared(ws: WorkerState) -> bool:
+    """Whether an operator declared the worker's speed (the ``daskflow-speed`` resource): it overrides learning."""
+    return SPEED_RESOURCE in (ws.resources or {})
+
+
 def worker_memory(ws: WorkerState) -> tuple[int, int | None]:
     """``(managed bytes now, unmanaged_old bytes or None before the first memory report)``."""
     memory = ws.memory
     if not memory.process:
         return int(ws.nbytes), None
     return int(ws.nbytes), int(memory.unmanaged_old)
+
+
+def worker_process_bytes(ws: WorkerState) -> int | None:
+    """The worker process's whole memory at its last heartbeat (managed + unmanaged), None before the first."""
+    process = ws.memory.process
+    return int(process) if process else None
 
 
 def worker_clock_offset_s(scheduler: Scheduler, address: str) -> float:

@@ -35,6 +35,7 @@ from scheduler_plugins.policy import (
     TaskInfo,
     TaskPrediction,
     WorkerInfo,
+    admitted_memory_bytes,
     choose_worker,
     is_baseline,
     lookahead_s,
@@ -43,8 +44,14 @@ from scheduler_plugins.policy import (
     plan_dispatch,
     plan_timer,
     planned_duration_s,
+    speed_for,
     watchdog_action,
     worker_backlog_s,
+)
+from scheduler_plugins.policy.stragglers import (
+    RunningTask,
+    find_stragglers,
+    restart_decision,
 )
 from scheduler_plugins.steering_state import SteeringState
 
@@ -65,8 +72,12 @@ class Dispatcher:
         log: Callable[..., None],
         fallback: Callable[[str, BaseException, list], None],
         predictor: Callable[[], Any],
+        learn_speeds: bool = True,
+        straggler_factor: float = 0.0,
     ) -> None:
         self.state = state
+        self.straggler_factor = straggler_factor  # 0: no straggler rules
+        self.learn_speeds = learn_speeds  # use learned speed factors where no daskflow-speed is declared
         self.config = config
         self.steer = steer  # False in shadow mode: rounds never run, only the worker view is used
         self.clock = clock  # monotonic seconds
@@ -88,11 +99,65 @@ class Dispatcher:
         state.ticks += 1
         if not self.steer:
             return
+        if self.straggler_factor and state.dispatched_at:
+            self.check_stragglers(scheduler)
         action = watchdog_action(state.ticks, len(state.ready), len(state.managed), self.config)
         if action == "dispatch":
             self.run_round(scheduler)
         elif action == "recover":
             self.recover_lost(scheduler)
+
+    def running_tasks(self, scheduler: Any, workers: dict[str, WorkerInfo], cache: dict) -> list[RunningTask]:
+        """Placed tasks that may be computing now: per worker its first ``nthreads`` by dispatch time."""
+        state = self.state
+        running = []
+        for ws in compat.running_workers(scheduler):
+            address = compat.worker_address(ws)
+            info = workers.get(address)
+            if info is None:
+                continue
+            mine = [(state.dispatched_at[k], k, pts) for pts in compat.worker_processing(ws)
+                    if (k := compat.key_of(pts)) in state.dispatched_at and k in state.predictions]
+            for sent_at, key, pts in sorted(mine, key=lambda item: item[0])[: info.nthreads]:
+                prediction = state.predictions[key]
+                annotation = annotations_of(compat.annotations(pts))
+                running.append(RunningTask(
+                    key=key, worker=address, host=info.host, category=prediction.category,
+                    kind=str(annotation.get("kind") or "asset"), planned_s=self.planned_s(prediction, cache),
+                    worker_speed=info.speed, could_start_at=max(sent_at, state.last_finish_at.get(address, 0.0)),
+                    input_bytes=int(annotation.get("input_bytes") or 0),
+                ))  # fmt: skip
+        return running
+
+    def check_stragglers(self, scheduler: Any) -> None:
+        """Flag stragglers (an event each, censored speed evidence) and restart those a faster idle worker beats."""
+        state = self.state
+        now = self.clock()
+        cache: dict = {}
+        workers = self.worker_infos(scheduler, now, cache)
+        found = find_stragglers(self.running_tasks(scheduler, workers, cache), now, state.spread,
+                                self.straggler_factor, self.config.min_task_duration_s)  # fmt: skip
+        idle = [w for w in workers.values() if w.n_processing < w.nthreads]
+        bandwidth = compat.bandwidth(scheduler)
+        for straggler in found:
+            task = straggler.task
+            if task.key not in state.stragglers:
+                state.stragglers.add(task.key)
+                state.speeds.observe(task.worker, task.host, straggler.elapsed_s, task.planned_s)  # censored: at least this slow
+            if task.key in state.restarted:
+                continue
+            decision = restart_decision(straggler, idle, bandwidth)
+            fields = {"worker": task.worker, "elapsed_s": round(straggler.elapsed_s, 6),
+                      "expected_s": round(straggler.expected_s, 6), "threshold_s": round(straggler.threshold_s, 6),
+                      "remaining_s": round(decision.remaining_here_s, 6),
+                      "restart_finish_s": None if decision.finish_there_s is None else round(decision.finish_there_s, 6)}
+            if decision.restart and compat.restart_processing(scheduler, task.key, f"{STEERING_PLUGIN}-restart-{self.wall_clock()}"):
+                state.restarted.add(task.key)
+                idle = [w for w in idle if w.address != decision.worker]
+                self.log("restart", task.key, reason="straggler-restart", target_worker=decision.worker, **fields)
+            elif task.key not in state.restarted and (task.key, decision.reason) not in state.straggler_logged:
+                state.straggler_logged.add((task.key, decision.reason))
+                self.log("straggler", task.key, reason=decision.reason, **fields)
 
     def recover_lost(self, scheduler: Any) -> None:
         """Safety net: a held task the heap does not know about is put back in it."""
@@ -145,8 +210,15 @@ class Dispatcher:
         address = compat.worker_address(ws)
         facts = self.state.facts.get(address)
         if facts is None:
-            facts = self.state.facts[address] = compat.worker_facts(ws)
+            facts = self.state.facts[address] = {**compat.worker_facts(ws), "speed_declared": compat.speed_declared(ws)}
         return facts
+
+    def speed_of(self, address: str, facts: dict) -> tuple[float, str]:
+        """The speed placement uses for a worker, and its source: declared (daskflow-speed), learned or default."""
+        declared = facts["speed"] if facts.get("speed_declared") else None
+        if declared is None and not self.learn_speeds:
+            return 1.0, "default"
+        return speed_for(declared, self.state.speeds.speed(address, facts["host"]))
 
     def worker_infos(self, scheduler: Any, now: float, cache: dict) -> dict[str, WorkerInfo]:
         """The policy's view of every running worker (static facts and memory readings cached)."""
@@ -164,37 +236,43 @@ class Dispatcher:
                 if unmanaged_old is not None:
                     floor = unmanaged_old if floor is None else min(floor, unmanaged_old)
                     state.unmanaged_floor[address] = floor
-            entries, peaks = self._processing(ws, now, cache)
+            entries, peaks, max_peak = self._processing(ws, now, cache)
+            speed, speed_source = self.speed_of(address, facts)
             infos[address] = WorkerInfo(
                 address=address,
                 host=facts["host"],
                 nthreads=facts["nthreads"],
-                speed=facts["speed"],
+                speed=speed,
+                speed_source=speed_source,
                 memory_limit_bytes=facts["memory_limit_bytes"],
-                memory_bytes=compat.worker_managed_bytes(ws) + (floor or 0),
+                memory_bytes=admitted_memory_bytes(compat.worker_managed_bytes(ws), floor,
+                                                   compat.worker_process_bytes(ws), peaks),
                 pause_fraction=state.pause_fraction,
                 terminate_fraction=state.terminate_fraction,
                 backlog_s=worker_backlog_s(entries, facts["nthreads"], state.last_finish_at.get(address, 0.0), now),
                 n_processing=len(entries),
                 running_peak_bytes=int(peaks),
+                max_running_peak_bytes=int(max_peak),
             )
         return infos
 
-    def _processing(self, ws: Any, now: float, cache: dict) -> tuple[list[tuple[float, float]], float]:
-        """``(sent_at, predicted_s)`` of each task processing on a worker, and the sum of their predicted peaks."""
+    def _processing(self, ws: Any, now: float, cache: dict) -> tuple[list[tuple[float, float]], float, float]:
+        """``(sent_at, predicted_s)`` of each task processing on a worker, the sum and the max of their predicted peaks."""
         state = self.state
         entries = []
         peaks = 0.0
+        max_peak = 0.0
         for pts in compat.worker_processing(ws):
             pkey = compat.key_of(pts)
             prediction = state.predictions.get(pkey)
             if prediction is not None:
                 predicted_s = self.planned_s(prediction, cache)
                 peaks += prediction.peak_memory_bytes
+                max_peak = max(max_peak, prediction.peak_memory_bytes)
             else:
                 predicted_s = compat.prefix_duration_s(pts)
             entries.append((state.dispatched_at.get(pkey, now), predicted_s))
-        return entries, peaks
+        return entries, peaks, max_peak
 
     def task_info(self, scheduler: Any, ts: Any, key: Hashable, cache: dict) -> TaskInfo:
         prediction = self.state.predictions.get(key)
@@ -262,6 +340,7 @@ class Dispatcher:
                 if placement.wait_s == 0.0 and len(state.probe_sent_wall) < 10_000:
                     state.probe_sent_wall[placement.key] = wall_now
                 held_since = state.held_since.pop(placement.key, None)
+                chosen = workers[placement.worker]
                 self.log(
                     "release" if held_since is not None else "place",
                     placement.key,
@@ -270,11 +349,13 @@ class Dispatcher:
                     alternatives=placement.alternatives,
                     predicted_finish_s=round(placement.finish_s or 0.0, 6),
                     held_s=None if held_since is None else round(now - held_since, 6),
+                    worker_speed=round(chosen.speed, 4),
+                    speed_source=chosen.speed_source,
                 )
             for placement in retry:
-                if placement.reason == "memory" and placement.key not in state.held_since:
+                if placement.reason in ("memory", "speed") and placement.key not in state.held_since:
                     state.held_since[placement.key] = now
-                    self.log("hold", placement.key, reason="memory", alternatives=placement.alternatives)
+                    self.log("hold", placement.key, reason=placement.reason, alternatives=placement.alternatives)
             compat.dispatch(scheduler, [p.key for p in placed], f"{STEERING_PLUGIN}-dispatch-{wall_now}")
             if state.ready:
                 self._schedule_timer(scheduler, workers, context)

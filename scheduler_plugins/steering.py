@@ -50,6 +50,8 @@ Worker speed: a worker started with the resource ``daskflow-speed=2``
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import heapq
 import logging
 import time
@@ -72,10 +74,17 @@ from scheduler_plugins.dispatch import Dispatcher
 from scheduler_plugins.graph_batch import order_batch, predict_batch
 from scheduler_plugins.policy import (
     PolicyConfig,
+    SpeedEstimates,
     TaskPrediction,
     hold_thresholds,
     places_late,
     planned_duration_s,
+)
+from scheduler_plugins.speed_store import (
+    address_host,
+    load_host_speeds,
+    save_in_background,
+    speeds_url,
 )
 from scheduler_plugins.steering_state import SteeringState
 
@@ -126,6 +135,13 @@ class SteeringPlugin(SchedulerPlugin):
     watchdog_interval_s: float
     max_decisions: int
     max_predictions: int
+    learn_speeds: bool  # learn per-worker / per-host speed factors (daskflow.steering.learn-speeds)
+    speed_window: int
+    speed_shrinkage: float
+    speed_min_task_s: float  # shorter finished tasks teach nothing about speed
+    straggler_factor: float  # past this x planned (and the category's p90) a running task is a straggler
+    persist_speeds: bool  # keep per-host factors in <model dir>/worker-speeds.json
+    speeds_url: str | None  # that file (None: not persisted)
     clock: Callable[[], float]  # monotonic seconds
     wall_clock: Callable[[], float]  # wall seconds (event times, latency probes against worker startstops)
     # attached on the scheduler
@@ -159,6 +175,13 @@ class SteeringPlugin(SchedulerPlugin):
         self.watchdog_interval_s = float(parse_timedelta(config.get("steering.watchdog-interval")))
         self.max_decisions = int(config.get("steering.max-decisions"))
         self.max_predictions = int(config.get("steering.max-predictions"))
+        self.learn_speeds = bool(config.get("steering.learn-speeds"))
+        self.speed_window = int(config.get("steering.speed-window"))
+        self.speed_shrinkage = float(config.get("steering.speed-shrinkage"))
+        self.speed_min_task_s = float(parse_timedelta(config.get("steering.speed-min-task")))
+        self.straggler_factor = float(config.get("steering.straggler-factor"))
+        self.persist_speeds = bool(config.get("steering.persist-speeds"))
+        self.speeds_url = speeds_url(config.models_url(self.model_url)) if self.persist_speeds and self.learn_speeds else None
         self.clock = clock
         self.wall_clock = wall_clock
         self.predictor = predictor
@@ -170,10 +193,13 @@ class SteeringPlugin(SchedulerPlugin):
             max_decisions=self.max_decisions,
             pause_fraction=compat.pause_fraction(),
             terminate_fraction=compat.terminate_fraction(),
+            speeds=SpeedEstimates(window=self.speed_window, pseudo_n=self.speed_shrinkage,
+                                  min_planned_s=max(self.speed_min_task_s, self.policy_config.min_task_duration_s)),
         )
         self.dispatcher = Dispatcher(
             self.state, self.policy_config, steer=self.mode == "steer", clock=self.clock, wall_clock=self.wall_clock,
-            log=self._log, fallback=self._fallback, predictor=lambda: self.predictor,
+            log=self._log, fallback=self._fallback, predictor=lambda: self.predictor, learn_speeds=self.learn_speeds,
+            straggler_factor=self.straggler_factor,
         )
 
     def __getstate__(self) -> dict:  # Client.register_plugin pickles us: ship config only
@@ -220,6 +246,21 @@ class SteeringPlugin(SchedulerPlugin):
         self.scheduler = scheduler
         self._ensure_predictor()
         compat.add_periodic_callback(scheduler, STEERING_PLUGIN, self._watchdog, self.watchdog_interval_s * 1000)
+        if self.speeds_url is not None and self.mode != "off":
+            try:
+                priors = await asyncio.get_running_loop().run_in_executor(None, load_host_speeds, self.speeds_url)
+                self.state.speeds.load_priors(priors)
+            except Exception:
+                logger.debug("daskflow steering: speed priors not loaded", exc_info=True)
+
+    def _save_speeds(self, force: bool = False) -> Any:
+        """Write per-host factors off the event loop (every 64 observations, and at close); returns the future."""
+        state = self.state
+        observed = state.counts.get("speed_observed", 0)
+        if self.speeds_url is None or not observed or (not force and observed - state.speeds_saved_at_n < 64):
+            return None
+        state.speeds_saved_at_n = observed
+        return save_in_background(self.speeds_url, state.speeds.host_speeds(min_n=self.speed_window))
 
     def _watchdog(self) -> None:
         self.dispatcher.watchdog(self.scheduler)
@@ -234,6 +275,10 @@ class SteeringPlugin(SchedulerPlugin):
             return
         compat.remove_periodic_callback(scheduler, STEERING_PLUGIN)
         self.dispatcher.cancel_timer(scheduler)
+        saving = self._save_speeds(force=True)
+        if saving is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(saving, timeout=5)
         held = list(self.state.managed)
         self.state.ready.clear()
         self.state.managed.clear()
@@ -419,13 +464,34 @@ class SteeringPlugin(SchedulerPlugin):
         duration_s = compat.startstops_compute_s(info.get("startstops"))
         if duration_s is None:
             return
+        worker = info.get("worker")
+        speed = 1.0
+        if worker is not None and self.learn_speeds:
+            speed = self._observe_speed(str(worker), prediction, duration_s)
         self._observe_means(prediction.category, duration_s, info.get("metadata"))
-        if prediction.quality == "model":
-            state.calibration.observe(prediction.category, duration_s, prediction.duration_s,
+        if prediction.quality == "model":  # calibrated on speed-1 seconds: the worker's own speed taken out
+            state.calibration.observe(prediction.category, duration_s * speed, prediction.duration_s,
                                       self.policy_config.calibration_weight)
         counts = state.counts
         counts["observed"] += 1
         counts["abs_error_ms"] += int(abs(duration_s - prediction.duration_s) * 1000)
+
+    def _observe_speed(self, worker: str, prediction: TaskPrediction, duration_s: float) -> float:
+        """Learn the worker's speed from one finished task; return its speed before this task (for calibration)."""
+        state = self.state
+        facts = state.facts.get(worker) or {}
+        host = str(facts.get("host") or address_host(worker))
+        if facts.get("speed_declared"):
+            return float(facts.get("speed") or 1.0)
+        before = state.speeds.speed(worker, host)
+        if prediction.quality == "default":  # a guess for a category never seen says nothing about the worker
+            return before
+        planned = self.dispatcher.planned_s(prediction, {})
+        state.spread.observe(prediction.category, duration_s * before, planned)
+        if state.speeds.observe(worker, host, duration_s, planned):
+            state.counts["speed_observed"] += 1
+            self._save_speeds()
+        return before
 
     def _observe_means(self, category: str, duration_s: float, metadata: dict | None) -> None:
         """Feed the predictor's per-category running means (the recorder does not: one observe per task)."""

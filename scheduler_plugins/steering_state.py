@@ -21,7 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from daskflow.contracts import DecisionEvent
-from scheduler_plugins.policy import CategoryCalibration, DispatchLatency, TaskPrediction
+from scheduler_plugins.policy import (
+    CategoryCalibration,
+    DispatchLatency,
+    SpeedEstimates,
+    TaskPrediction,
+)
+from scheduler_plugins.policy.stragglers import CategorySpread
 
 __all__ = ["ReadyEntry", "SteeringState"]
 
@@ -56,6 +62,12 @@ class SteeringState:
     latency: DispatchLatency = field(default_factory=DispatchLatency)  # sent to an idle thread -> compute started
     probe_sent_wall: dict[Hashable, float] = field(default_factory=dict)  # key -> wall time sent to an idle thread
     last_finish_at: dict[str, float] = field(default_factory=dict)  # worker -> when its last task finished
+    speeds: SpeedEstimates = field(default_factory=SpeedEstimates)  # learned per-worker / per-host speed factors
+    speeds_saved_at_n: int = 0  # observations counted when the speed file was last written
+    spread: CategorySpread = field(default_factory=CategorySpread)  # per category recent actual / planned
+    stragglers: set[Hashable] = field(default_factory=set)  # keys flagged as stragglers (once each)
+    restarted: set[Hashable] = field(default_factory=set)  # keys restarted once (never twice)
+    straggler_logged: set[tuple[Hashable, str]] = field(default_factory=set)  # (key, reason) already logged
     # -- worker facts and memory readings
     facts: dict[str, dict] = field(default_factory=dict)  # worker -> compat.worker_facts, until it leaves or rejoins
     unmanaged_floor: dict[str, int] = field(default_factory=dict)  # worker -> lowest unmanaged_old memory seen
@@ -73,9 +85,13 @@ class SteeringState:
         self.predictions.pop(key, None)
         self.held_since.pop(key, None)
         self.dispatched_at.pop(key, None)
+        self.stragglers.discard(key)
+        self.restarted.discard(key)
+        self.straggler_logged.difference_update({(key, r) for r in ("straggler", "straggler-asset")})
 
     def forget_worker(self, address: str) -> None:
         """Drop a worker's cached facts and readings (it left, or rejoins with new ones)."""
         self.last_finish_at.pop(address, None)
+        self.speeds.forget_worker(address)
         self.unmanaged_floor.pop(address, None)
         self.facts.pop(address, None)

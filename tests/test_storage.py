@@ -82,7 +82,7 @@ def test_parquet_round_trip_of_arrow_table(store):
     assert stored.format == "parquet"
     assert stored.rows == 3
     assert stored.schema == "id: int64\nname: string"
-    assert stored.host == socket.gethostname()
+    assert stored.host is None  # written outside a worker: no worker identity to name
     assert stored.worker is None
     fs, fs_path = store._resolve(stored.path)
     assert stored.bytes == fs.size(fs_path) > 0
@@ -169,7 +169,19 @@ def test_worker_address_is_recorded_inside_a_dask_worker():
     async def run(c, s, a):
         stored = await c.submit(AssetStore(base).write, "x", pa.table({"v": [1]}), run_id="r")
         assert stored.worker == a.address
-        assert stored.host == socket.gethostname()
+        assert stored.host is None  # a shared object store has no host
+
+    run()
+
+
+def test_local_write_inside_a_worker_records_the_workers_host_as_the_scheduler_names_it(tmp_path):
+    from distributed.utils_test import gen_cluster
+
+    @gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+    async def run(c, s, a):
+        stored = await c.submit(AssetStore(str(tmp_path)).write, "x", pa.table({"v": [1]}), run_id="r")
+        assert stored.worker == a.address
+        assert stored.host == s.workers[a.address].host == "127.0.0.1"
 
     run()
 

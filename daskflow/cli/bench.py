@@ -15,6 +15,7 @@ import click
 
 from daskflow.cli import params
 from daskflow.errors import TraceFormatError
+from daskflow.testbed.errors import TestBedError
 
 
 def _memory_limit(value: str) -> str | int:
@@ -46,8 +47,24 @@ def bench() -> None:
 @click.option("--repeat", type=click.IntRange(1, 1000), default=1, show_default=True, help="Runs on the same cluster; makespan_s is the median.")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=600.0, show_default=True, help="Give up on a run after this many seconds.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object on the last line.")
+# -- the multi-host test bed (needs root; see daskflow.testbed) --
+@click.option("--hosts", type=click.IntRange(min=1), default=None,
+              help="Replay on a multi-host test bed of this many emulated hosts (needs root); --workers is then ignored.")
+@click.option("--workers-per-host", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--link-mbit", type=click.FloatRange(min=0, min_open=True), default=200.0, show_default=True,
+              help="Bandwidth of each host's link.")
+@click.option("--link-latency-ms", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Latency added by the file servers (the kernel may lack netem).")
+@click.option("--host-speeds", default=None, help="Speed factor per host, e.g. 1,1,0.5,0.5 (known only to the test bed).")
+@click.option("--slowdown", default=None, help="HOST@SECONDS:FACTOR: host index HOST becomes FACTOR x slower SECONDS into the run.")
+@click.option("--data-scale", default="auto", show_default=True,
+              help="Stored bytes = trace bytes x this; auto: a task's inputs over one link cost about its runtime.")
+@click.option("--input-placement", default="round-robin", show_default=True,
+              help="Hosts of the external input files: round-robin or seed:N.")
 def replay_command(trace, mode, workers, threads_per_worker, memory_limit, target_seconds, time_scale, memory_scale,
-                   bytes_scale, history_url, model_url, repeat, timeout_s, as_json) -> None:
+                   bytes_scale, history_url, model_url, repeat, timeout_s, as_json, hosts=None, workers_per_host=2,
+                   link_mbit=200.0, link_latency_ms=1.0, host_speeds=None, slowdown=None, data_scale="auto",
+                   input_placement="round-robin") -> None:
     """Replay TRACE (a trace JSON file) on a fresh LocalCluster and report its makespan.
 
     \b
@@ -56,20 +73,66 @@ def replay_command(trace, mode, workers, threads_per_worker, memory_limit, targe
     """
     from daskflow.replay.harness import replay
 
+    testbed_kwargs = _testbed_options(hosts, workers_per_host, link_mbit, link_latency_ms, host_speeds, slowdown,
+                                      data_scale, input_placement)
     try:
         result = replay(
             trace, mode=mode, workers=workers, threads_per_worker=threads_per_worker,
             memory_limit=_memory_limit(memory_limit), target_seconds=target_seconds, memory_scale=memory_scale,
             bytes_scale=bytes_scale, history_url=history_url, model_url=model_url, time_scale=time_scale,
-            repeat=repeat, timeout_s=timeout_s,
+            repeat=repeat, timeout_s=timeout_s, **testbed_kwargs,
         )
     except TraceFormatError as exc:
         raise click.ClickException(str(exc)) from exc
     except TimeoutError as exc:
         raise click.ClickException(f"{exc}; raise --timeout or lower --target-seconds") from exc
+    except TestBedError as exc:
+        raise click.ClickException(f"test bed: {exc}") from exc
     click.echo(_summary(result))
     if as_json:
         click.echo(json.dumps(result, sort_keys=True, default=str))
+
+
+def _testbed_options(hosts, workers_per_host, link_mbit, link_latency_ms, host_speeds, slowdown, data_scale,
+                     input_placement) -> dict:  # fmt: skip
+    """The test-bed keyword arguments of ``replay`` (none without --hosts); bad values are one-line errors."""
+    if hosts is None:
+        return {}
+    from daskflow.replay.hosted import parse_input_placement
+    from daskflow.testbed.hostconfig import parse_slowdown
+
+    speeds = None
+    if host_speeds:
+        try:
+            speeds = [float(part) for part in host_speeds.split(",")]
+        except ValueError:
+            raise click.BadParameter(f"{host_speeds!r}: expected comma-separated numbers, e.g. 1,1,0.5,0.5",
+                                     param_hint="--host-speeds") from None
+        if len(speeds) != hosts or any(not s > 0 for s in speeds):
+            raise click.BadParameter(f"{host_speeds!r}: expected {hosts} positive factors, one per host",
+                                     param_hint="--host-speeds")
+    try:
+        parsed_slowdown = parse_slowdown(slowdown) if slowdown else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--slowdown") from None
+    if parsed_slowdown is not None and parsed_slowdown.host >= hosts:
+        raise click.BadParameter(f"{slowdown!r}: host {parsed_slowdown.host} does not exist (0..{hosts - 1})",
+                                 param_hint="--slowdown")
+    scale: float | None = None
+    if data_scale != "auto":
+        try:
+            scale = float(data_scale)
+        except ValueError:
+            scale = -1.0
+        if not scale >= 0:
+            raise click.BadParameter(f"{data_scale!r}: expected 'auto' or a number >= 0", param_hint="--data-scale")
+    try:
+        placement = parse_input_placement(input_placement)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--input-placement") from None
+    testbed = {"hosts": hosts, "workers_per_host": workers_per_host, "link_mbit": link_mbit,
+               "link_latency_ms": link_latency_ms, "host_speeds": speeds, "slowdown": slowdown}  # fmt: skip
+    return {"testbed": testbed, "data_scale": scale, "input_placement": placement}
 
 
 def _summary(result: dict) -> str:
@@ -84,6 +147,12 @@ def _summary(result: dict) -> str:
         f"  list schedule     {fmt(result['simulated_list_makespan_s'])} s   ({fmt(result['simulated_over_lower_bound'])} x lower bound, simulated)",
         f"  workers lost {result['workers_lost']}, pauses {result['worker_pauses']}, failed tasks {result['failed_tasks']}",
     ]
+    if result.get("hosts"):
+        lines.append(
+            f"  test bed {len(result['hosts']['hosts'])} hosts, HEFT simulation {fmt(result['simulated_heft_makespan_s'])} s, "
+            f"bytes between hosts {result['bytes_between_hosts']}, from other hosts' storage "
+            f"{result['storage_bytes_read_from_other_hosts']}"
+        )
     if result.get("duration_median_ape") is not None:
         lines.append(
             f"  duration median APE {fmt(result['duration_median_ape'])} (baseline {fmt(result['baseline_duration_median_ape'])}), "

@@ -26,6 +26,12 @@ Scales: ``memory_scale`` defaults to 0.01 because holding memory is CPU work
 CPU-bound ones and swamps the scheduling effects being measured. Use
 ``memory_scale=1`` (and a ``memory_limit``) when memory pressure is the point.
 
+Multi-host test bed: with ``testbed=`` (CLI ``--hosts``) the trace runs on
+a :class:`~daskflow.testbed.TestBed` instead of a LocalCluster, with stored
+data on hosts, emulated host speeds and the speed- and transfer-aware
+clairvoyant simulation (:mod:`daskflow.replay.hosted`). A worker slow to come
+back between repeats is reported (``workers_slow_to_return``), not fatal.
+
 Quiet clusters: every replay cluster runs with :data:`QUIET_CLUSTER` (no
 statistical profiler, slow event-loop tick and system monitor) so that idle
 clusters kept for alternation do not load the machine under the measured one.
@@ -55,7 +61,7 @@ from typing import Any
 import dask.config
 
 from daskflow.contracts import SCHEDULER_PRELOAD, task_annotation
-from daskflow.replay import metrics, probes
+from daskflow.replay import hosted, metrics, probes
 from daskflow.replay.metrics import median_ape
 from daskflow.replay.probes import ReplayWatch
 from daskflow.replay.simulate import list_schedule_makespan_s, lower_bound_s
@@ -290,15 +296,17 @@ def _wait_until(condition, timeout_s: float, what: str) -> None:
         delay = min(delay * 2, 0.25)
 
 
-def _wait_for_full_cluster(client, timeout_s: float = 120.0) -> dict[str, dict[str, Any]]:
+def _wait_for_full_cluster(client, timeout_s: float = 120.0, expected: int | None = None) -> dict[str, dict[str, Any]]:
     """Wait until every worker (restarted ones too) is connected; return the workers' info.
 
-    The expected count is the cluster's worker spec when the client knows its
-    cluster (LocalCluster), else at least one worker. Rechecked after waiting:
-    on an overloaded machine a worker can drop out between the two calls.
+    The expected count is ``expected`` (a test bed's ``n_workers``), else the
+    cluster's worker spec when the client knows its cluster (LocalCluster),
+    else at least one worker. Rechecked after waiting: on an overloaded
+    machine a worker can drop out between the two calls.
     """
     spec = getattr(getattr(client, "cluster", None), "worker_spec", None)
-    expected = len(spec) if spec else 1
+    if expected is None:
+        expected = len(spec) if spec else 1
     deadline = time.monotonic() + timeout_s
     while True:
         client.wait_for_workers(expected, timeout=max(1.0, deadline - time.monotonic()))
@@ -323,8 +331,17 @@ def replay_on_client(
     baseline_history_url: str | None = None,
     repeat: int = 1,
     timeout_s: float = 600.0,
+    bed: Any = None,
+    data_scale: float | None = None,
+    input_placement: str | int = "round-robin",
 ) -> dict[str, Any]:
-    """Replay ``trace`` ``repeat`` times on an existing cluster (set up for ``mode``); return the result dict."""
+    """Replay ``trace`` ``repeat`` times on an existing cluster (set up for ``mode``); return the result dict.
+
+    With ``bed`` (a started :class:`~daskflow.testbed.TestBed` whose scheduler
+    ``client`` is connected to) the trace is replayed with stored data on
+    hosts (:mod:`daskflow.replay.hosted`): ``data_scale`` (None: automatic)
+    scales its bytes, ``input_placement`` places its external inputs.
+    """
     from distributed import wait
 
     if mode not in MODES:
@@ -332,13 +349,15 @@ def replay_on_client(
     if repeat < 1:
         raise ValueError(f"repeat must be >= 1, got {repeat}")
     raw = resolve_trace(trace)
-    worker_info = _wait_for_full_cluster(client)
+    expected = bed.n_workers if bed is not None else None
+    worker_info = _wait_for_full_cluster(client, expected=expected)
     workers = len(worker_info)
     threads = [w.get("nthreads", 1) for w in worker_info.values()]
     slots = int(sum(threads)) or 1
     scaled = scale_time(raw, time_scale) if time_scale else scale_to_target(raw, target_seconds, slots)
     bound = lower_bound_s(scaled, slots)
     simulated = list_schedule_makespan_s(scaled, slots)
+    hosted_run = hosted.HostedRun.start(bed, scaled, worker_info, data_scale, input_placement) if bed is not None else None
 
     makespans: list[float] = []
     run_ids: list[str] = []
@@ -346,19 +365,31 @@ def replay_on_client(
     errors: dict[str, Any] = {}
     per_run_errors: list[dict[str, Any]] = []
     state: dict[str, Any] = {}
+    slow_workers = 0
     for round_index in range(repeat):
         if round_index:
-            _wait_for_full_cluster(client)
+            try:
+                _wait_for_full_cluster(client, expected=expected)
+            except TimeoutError as exc:  # a worker slow to come back: report it, keep going
+                logger.warning("%s; replaying on the workers that are there", exc)
+                slow_workers += 1
         run_id = uuid.uuid4().hex
-        specs, keys, categories = _build_specs(scaled, run_id, memory_scale, bytes_scale)
+        if hosted_run is not None:
+            specs, keys, categories = hosted_run.specs(run_id, memory_scale)
+        else:
+            specs, keys, categories = _build_specs(scaled, run_id, memory_scale, bytes_scale)
         client.run_on_scheduler(probes.reset_prefix_estimates, sorted(set(categories)))
         before = client.run_on_scheduler(probes.watch_counts)
         from daskflow.daskgraph import submit_graph
 
+        if hosted_run is not None:
+            hosted_run.before_submit(client)
         start = time.perf_counter()
         futures = submit_graph(client, specs)
         done, not_done = wait(list(futures.values()), timeout=timeout_s)
         makespans.append(time.perf_counter() - start)
+        if hosted_run is not None:
+            hosted_run.after_run(client)
         after = client.run_on_scheduler(probes.watch_counts)
         workers_lost += after["workers_removed"] - before["workers_removed"]
         pauses += after["worker_pauses"] - before["worker_pauses"]
@@ -420,6 +451,9 @@ def replay_on_client(
         "baseline_memory_median_ape": None,
     }
     result.update(errors)
+    result["workers_slow_to_return"] = slow_workers
+    if hosted_run is not None:
+        result.update(hosted_run.result(simulated, makespan))
     return result
 
 
@@ -440,8 +474,19 @@ def replay(
     baseline_history_url: str | None = None,
     repeat: int = 1,
     timeout_s: float = 600.0,
+    testbed: Mapping[str, Any] | None = None,
+    data_scale: float | None = None,
+    input_placement: str | int = "round-robin",
 ) -> dict[str, Any]:
     """Replay a trace (path, :class:`Trace`, or ``skewed-bag[:SEED[:N]]``) and return the result dict.
+
+    With ``testbed`` (keyword arguments of
+    :func:`daskflow.replay.hosted.testbed_cluster`: ``hosts``,
+    ``workers_per_host``, ``link_mbit``, ``link_latency_ms``, ``host_speeds``,
+    ``slowdown``) it runs on a fresh multi-host test bed instead, with stored
+    data on hosts; the result then also holds ``hosts``,
+    ``bytes_between_hosts``, ``storage_bytes_read_from_other_hosts`` and
+    ``simulated_heft_makespan_s``.
 
     Starts a process LocalCluster set up for ``mode`` unless ``client`` is
     given (then the caller set the cluster up: see :func:`replay_cluster`).
@@ -462,7 +507,12 @@ def replay(
         "timeout_s": timeout_s,
     }
     trace = resolve_trace(trace_path)  # fail on a bad trace before starting a cluster
-    if client is not None:
+    if testbed is not None:
+        with hosted.testbed_cluster(mode, threads_per_worker=threads_per_worker, memory_limit=memory_limit or "auto",
+                                    history_url=history_url, model_url=model_url, **dict(testbed)) as (bed, bed_client):
+            result = replay_on_client(bed_client, trace, mode, bed=bed, data_scale=data_scale,
+                                      input_placement=input_placement, **kwargs)
+    elif client is not None:
         result = replay_on_client(client, trace, mode, **kwargs)
     else:
         with replay_cluster(mode, workers, threads_per_worker, memory_limit, history_url, model_url) as own_client:

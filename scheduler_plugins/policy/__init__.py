@@ -25,6 +25,8 @@ from scheduler_plugins.policy.estimates import (
     CategoryCalibration,
     DispatchLatency,
     HoldThresholds,
+    SpeedEstimates,
+    admitted_memory_bytes,
     hold_thresholds,
     is_baseline,
     lookahead_s,
@@ -34,6 +36,7 @@ from scheduler_plugins.policy.estimates import (
     plan_timer,
     planned_duration_s,
     remaining_s,
+    speed_for,
     watchdog_action,
     worker_backlog_s,
 )
@@ -45,7 +48,12 @@ from scheduler_plugins.policy.model import (
     TaskPrediction,
     WorkerInfo,
 )
-from scheduler_plugins.policy.ordering import GraphCycleError, critical_path_ranks, order_keys, plan_order
+from scheduler_plugins.policy.ordering import (
+    GraphCycleError,
+    critical_path_ranks,
+    order_keys,
+    plan_order,
+)
 from scheduler_plugins.policy.placement import (
     Estimate,
     Placement,
@@ -54,6 +62,7 @@ from scheduler_plugins.policy.placement import (
     estimate_finish,
     fits_memory,
     is_open,
+    pair_allowed,
     pin_is_loose,
     plan_dispatch,
 )
@@ -68,9 +77,11 @@ __all__ = [
     "Placement",
     "PolicyConfig",
     "RoundContext",
+    "SpeedEstimates",
     "TaskInfo",
     "TaskPrediction",
     "WorkerInfo",
+    "admitted_memory_bytes",
     "assign",
     "choose_worker",
     "critical_path_ranks",
@@ -83,12 +94,14 @@ __all__ = [
     "memory_refresh_due",
     "next_timed_round_at",
     "order_keys",
+    "pair_allowed",
     "pin_is_loose",
     "places_late",
     "plan_dispatch",
     "plan_order",
     "planned_duration_s",
     "remaining_s",
+    "speed_for",
     "watchdog_action",
     "worker_backlog_s",
 ]

@@ -12,6 +12,14 @@ reads a clock, a config or the scheduler.
   multiplies model predictions by the EWMA (log scale) of actual / predicted
   of finished tasks (:func:`planned_duration_s`). Baselines follow the
   predictor's running means instead, and the oracle is the truth.
+* **Worker speeds** (:class:`SpeedEstimates`) — per worker and per host, a
+  robust speed factor learned from finished tasks: the median of
+  ``log(actual / planned)`` over a recent window, shrunk toward the host's
+  (and the host's toward a prior persisted from earlier runs) by a few
+  pseudo-observations. When the last few tasks of a worker all moved past
+  the dead band in the same direction the worker changed (a host slowed
+  mid-run): their median is used at once instead of waiting out the window. An operator's declared ``daskflow-speed`` overrides it
+  (:func:`speed_for`).
 * **Dispatch latency** (:class:`DispatchLatency`) — EWMA of "sent to an idle
   thread" → "compute started". It sets the adaptive lookahead
   (:func:`lookahead_s`: keep a worker fed for about two round trips) and the
@@ -28,7 +36,9 @@ reads a clock, a config or the scheduler.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+import statistics
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -38,6 +48,8 @@ __all__ = [
     "CategoryCalibration",
     "DispatchLatency",
     "HoldThresholds",
+    "SpeedEstimates",
+    "admitted_memory_bytes",
     "hold_thresholds",
     "is_baseline",
     "lookahead_s",
@@ -47,6 +59,7 @@ __all__ = [
     "plan_timer",
     "planned_duration_s",
     "remaining_s",
+    "speed_for",
     "watchdog_action",
     "worker_backlog_s",
 ]
@@ -111,6 +124,101 @@ def planned_duration_s(prediction: TaskPrediction, calibration: CategoryCalibrat
         if log_ratio is not None:
             return prediction.duration_s * math.exp(log_ratio)
     return prediction.duration_s
+
+
+# ------------------------------------------------------------ worker speeds
+
+#: learned speed factors are clamped to [1/20, 20]
+MAX_LOG_SPEED = math.log(20.0)
+
+
+def _shrunk(samples: Sequence[float], prior: float, pseudo_n: float) -> float:
+    """Median of ``samples`` shrunk toward ``prior`` as if ``pseudo_n`` samples said ``prior``."""
+    if not samples:
+        return prior
+    n = len(samples)
+    return (n * statistics.median(samples) + pseudo_n * prior) / (n + pseudo_n)
+
+
+@dataclass(slots=True)
+class SpeedEstimates:
+    """Per worker and per host: recent ``log(actual / planned)`` of finished tasks; speed = exp(-shrunk median).
+
+    ``planned`` is the duration the plan used on a speed-1 worker. A worker's
+    estimate shrinks toward its host's, the host's toward ``host_prior``
+    (log slowness persisted from earlier runs; 0 = nominal).
+
+    >>> speeds = SpeedEstimates(window=8, pseudo_n=2.0)
+    >>> used = [speeds.observe("w1", "h1", actual_s=2.0, planned_s=1.0) for _ in range(6)]
+    >>> round(speeds.speed("w1", "h1"), 2), speeds.speed("w0", "h0")  # half speed, shrunk a little toward 1
+    (0.52, 1.0)
+    """
+
+    window: int = 16
+    pseudo_n: float = 3.0
+    min_planned_s: float = 0.0  # shorter tasks are noise (dispatch overheads): not observed
+    dead_band: float = math.log(1.2)  # |log slowness| below this is nominal speed (noise must not reorder ties)
+    change_n: int = 3  # this many recent tasks all beyond the band mean the worker changed speed
+    by_worker: dict[str, deque[float]] = field(default_factory=dict)
+    by_host: dict[str, deque[float]] = field(default_factory=dict)
+    host_prior: dict[str, float] = field(default_factory=dict)  # host -> log slowness from earlier runs
+
+    def observe(self, worker: str, host: str, actual_s: float, planned_s: float) -> bool:
+        """Add one finished task; False when it was not used (no duration, or too short to say anything)."""
+        if not (actual_s > 0 and planned_s > 0) or planned_s < self.min_planned_s:
+            return False
+        ratio = max(-MAX_LOG_SPEED, min(MAX_LOG_SPEED, math.log(actual_s / planned_s)))
+        self.by_worker.setdefault(worker, deque(maxlen=self.window)).append(ratio)
+        self.by_host.setdefault(host, deque(maxlen=self.window * 4)).append(ratio)
+        return True
+
+    def host_log_slowness(self, host: str) -> float:
+        return _shrunk(list(self.by_host.get(host, ())), self.host_prior.get(host, 0.0), self.pseudo_n)
+
+    def speed(self, worker: str, host: str) -> float:
+        """The worker's learned speed factor (1.0 with nothing learned: 2.0 runs a task in half the time)."""
+        samples = list(self.by_worker.get(worker, ()))
+        log_slowness = _shrunk(samples, self.host_log_slowness(host), self.pseudo_n)
+        recent = samples[-self.change_n:]
+        if len(recent) == self.change_n and len(samples) > self.change_n and (
+            min(recent) > log_slowness + self.dead_band or max(recent) < log_slowness - self.dead_band
+        ):  # the last few all moved the same way, past the band: the worker changed (a host slowed mid-run)
+            log_slowness = statistics.median(recent)
+        if abs(log_slowness) < self.dead_band:
+            return 1.0
+        return math.exp(-max(-MAX_LOG_SPEED, min(MAX_LOG_SPEED, log_slowness)))
+
+    def n_observed(self, worker: str) -> int:
+        return len(self.by_worker.get(worker, ()))
+
+    def host_speeds(self, min_n: int = 1) -> dict[str, dict[str, float]]:
+        """Per host with at least ``min_n`` samples: its learned log slowness and sample count (persisted across runs)."""
+        return {host: {"log_slowness": round(self.host_log_slowness(host), 6), "n": len(samples)}
+                for host, samples in self.by_host.items() if len(samples) >= max(min_n, 1)}
+
+    def load_priors(self, persisted: Mapping[str, Mapping[str, float]]) -> None:
+        """Use persisted per-host log slowness as priors (bad entries are ignored)."""
+        for host, entry in persisted.items():
+            try:
+                value = float(entry["log_slowness"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if math.isfinite(value):
+                self.host_prior[str(host)] = max(-MAX_LOG_SPEED, min(MAX_LOG_SPEED, value))
+
+    def forget_worker(self, worker: str) -> None:
+        self.by_worker.pop(worker, None)
+
+
+def speed_for(declared: float | None, learned: float) -> tuple[float, str]:
+    """The speed placement uses and where it came from: an operator's declared one wins.
+
+    >>> speed_for(3.0, 0.5), speed_for(None, 0.5)
+    ((3.0, 'declared'), (0.5, 'learned'))
+    """
+    if declared is not None and declared > 0:
+        return float(declared), "declared"
+    return float(learned), "learned"
 
 
 # ------------------------------------------------------------ dispatch latency
@@ -291,6 +399,25 @@ def watchdog_action(tick: int, n_ready: int, n_managed: int, config: PolicyConfi
     if n_managed and tick % max(config.recover_every_ticks, 1) == 0:
         return "recover"
     return "idle"
+
+
+def admitted_memory_bytes(managed_bytes: int, unmanaged_floor: int | None, process_bytes: int | None,
+                          running_peaks_bytes: float) -> int:  # fmt: skip
+    """Memory a worker holds outside the predicted peaks of its running tasks, for admission.
+
+    The larger of (managed + the lowest unmanaged memory seen: what it never
+    gives back) and (the whole process now − the predicted peaks of what runs
+    there): memory that a prediction did not account for — an underpredicted
+    task, memory not yet released — counts, so the next big task is not
+    admitted on top of it.
+
+    >>> admitted_memory_bytes(100, 50, None, 0), admitted_memory_bytes(100, 50, 1_000, 300)
+    (150, 700)
+    """
+    base = int(managed_bytes) + int(unmanaged_floor or 0)
+    if process_bytes is None:
+        return base
+    return max(base, int(process_bytes - running_peaks_bytes))
 
 
 def memory_refresh_due(last_read_at: float, now: float, config: PolicyConfig) -> bool:

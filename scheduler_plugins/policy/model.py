@@ -67,6 +67,7 @@ class WorkerInfo:
     host: str = ""
     nthreads: int = 1
     speed: float = 1.0  # relative compute speed: 2.0 runs a task in half the time
+    speed_source: str = "default"  # "declared" (daskflow-speed), "learned" or "default"
     memory_limit_bytes: int = 0  # 0: no limit
     memory_bytes: int = 0  # memory held outside the tasks now processing
     pause_fraction: float = 0.8  # distributed.worker.memory.pause
@@ -74,6 +75,7 @@ class WorkerInfo:
     backlog_s: float = 0.0  # predicted remaining work already there (speed-1 seconds)
     n_processing: int = 0
     running_peak_bytes: int = 0  # sum of predicted peaks of tasks processing there
+    max_running_peak_bytes: int = 0  # the largest predicted peak among them (the pair rule)
 
     @property
     def pause_bytes(self) -> float:

@@ -17,6 +17,10 @@ does), fed with predicted task costs:
   threshold while another worker fits. When no worker fits it is *held* (memory
   frees when running tasks finish); when nothing is running anywhere it goes to
   the worker with the most headroom, so a run never stalls.
+* **Wait for a faster worker** — when a busy worker that is clearly faster
+  (learned or declared speed) would still finish the task well before the
+  open slower one (:data:`FASTER_WORKER_MARGIN`), the task is held for it
+  (reason ``speed``); smaller tasks behind it may take the slow worker.
 * **Loose or strict** — a placement decided by memory pins the task strictly
   (the scheduler must not move it back); any other is a preference
   (:func:`pin_is_loose`).
@@ -35,7 +39,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from daskflow.contracts import DecisionReason
-from scheduler_plugins.policy.model import PolicyConfig, RoundContext, TaskInfo, WorkerInfo
+from scheduler_plugins.policy.model import (
+    PolicyConfig,
+    RoundContext,
+    TaskInfo,
+    WorkerInfo,
+)
 
 __all__ = [
     "Estimate",
@@ -45,6 +54,7 @@ __all__ = [
     "estimate_finish",
     "fits_memory",
     "is_open",
+    "pair_allowed",
     "pin_is_loose",
     "plan_dispatch",
 ]
@@ -98,6 +108,22 @@ def fits_memory(task: TaskInfo, worker: WorkerInfo) -> bool:
     if not task.peak_memory_bytes:
         return True
     return task.peak_memory_bytes <= worker.headroom_bytes
+
+
+def pair_allowed(task: TaskInfo, worker: WorkerInfo) -> bool:
+    """The hard rule: never co-locate two tasks whose predicted peaks together pass the pause threshold.
+
+    It holds even when a task is too big for any worker's headroom (the
+    overcommit path): such a task runs alone.
+
+    >>> w = WorkerInfo("w", memory_limit_bytes=1000, pause_fraction=0.8, n_processing=1,
+    ...                running_peak_bytes=500, max_running_peak_bytes=500)
+    >>> pair_allowed(TaskInfo("a", 1.0, peak_memory_bytes=300), w), pair_allowed(TaskInfo("b", 1.0, peak_memory_bytes=301), w)
+    (True, False)
+    """
+    if not task.peak_memory_bytes or worker.n_processing == 0:
+        return True
+    return task.peak_memory_bytes + worker.max_running_peak_bytes <= worker.pause_bytes
 
 
 def estimate_finish(
@@ -171,7 +197,7 @@ def choose_worker(
         fitting = [
             e for e in openable
             if task.peak_memory_bytes <= by_address[e.worker].terminate_bytes - by_address[e.worker].memory_bytes
-            - by_address[e.worker].running_peak_bytes
+            - by_address[e.worker].running_peak_bytes and pair_allowed(task, by_address[e.worker])
         ]
     if not fitting:
         anything_running = any(w.n_processing > 0 for w in candidates)
@@ -179,8 +205,13 @@ def choose_worker(
             return Placement(task.key, "hold", None, "memory", alternatives=alternatives)
         # Nothing will free memory by waiting: take the most headroom, never stall.
         best = max(openable, key=lambda e: (by_address[e.worker].headroom_bytes, e.worker))
+        # (nothing runs anywhere here, so the pair rule holds trivially)
         return Placement(task.key, "place", best.worker, "memory-overcommit", best.finish_s, alternatives, best.wait_s)
     best = _argmin(fitting, lambda e: e.finish_s)
+    if open_only and not overcommit:
+        waiting = _faster_busy_worker(task, best, estimates, by_address)
+        if waiting is not None:  # a faster worker frees soon enough: wait for it (what HEFT does)
+            return Placement(task.key, "hold", None, "speed", alternatives=alternatives)
     reason: DecisionReason = "finish-time"
     if overcommit:
         reason = "memory-overcommit"
@@ -196,11 +227,25 @@ def choose_worker(
     return Placement(task.key, "place", best.worker, reason, best.finish_s, alternatives, best.wait_s)
 
 
+#: hold a task for a faster busy worker only when it finishes there by this factor earlier
+FASTER_WORKER_MARGIN = 0.7
+
+
+def _faster_busy_worker(task: TaskInfo, best: Estimate, estimates: list[Estimate],
+                        by_address: Mapping[str, WorkerInfo]) -> Estimate | None:  # fmt: skip
+    """A busy, faster worker on which the task would finish clearly earlier than on ``best`` (an open, slower one)."""
+    chosen_speed = by_address[best.worker].speed
+    better = [e for e in estimates if e.fits_memory and by_address[e.worker].speed > chosen_speed
+              and e.finish_s < FASTER_WORKER_MARGIN * best.finish_s]  # fmt: skip
+    return _argmin(better, lambda e: e.finish_s) if better else None
+
+
 def assign(task: TaskInfo, worker: WorkerInfo) -> None:
     """Account for ``task`` now processing on ``worker`` (updates it in place)."""
     worker.n_processing += 1
     worker.backlog_s += max(task.duration_s, 0.0)
     worker.running_peak_bytes += max(task.peak_memory_bytes, 0)
+    worker.max_running_peak_bytes = max(worker.max_running_peak_bytes, task.peak_memory_bytes)
 
 
 def plan_dispatch(

@@ -1,0 +1,150 @@
+"""Worker speeds learned, not declared: pure estimates, the store, and one in-process cluster."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from scheduler_plugins.policy import (
+    PolicyConfig,
+    SpeedEstimates,
+    TaskInfo,
+    WorkerInfo,
+    choose_worker,
+    speed_for,
+)
+from scheduler_plugins.speed_store import load_host_speeds, save_host_speeds, speeds_url
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_a_worker_twice_as_slow_is_learned_as_half_speed():
+    speeds = SpeedEstimates(window=16, pseudo_n=3.0)
+    for _ in range(16):
+        speeds.observe("slow", "h1", actual_s=2.0, planned_s=1.0)
+        speeds.observe("fast", "h0", actual_s=1.0, planned_s=1.0)
+    assert speeds.speed("slow", "h1") == pytest.approx(0.5, rel=0.1)
+    assert speeds.speed("fast", "h0") == 1.0
+
+
+def test_the_median_ignores_an_outlier_and_noise_stays_nominal():
+    speeds = SpeedEstimates(window=16, pseudo_n=3.0)
+    for actual in [1.05, 0.95, 1.1, 0.9, 30.0, 1.0, 1.02]:
+        speeds.observe("w", "h", actual_s=actual, planned_s=1.0)
+    assert speeds.speed("w", "h") == 1.0
+
+
+def test_few_observations_are_shrunk_toward_the_host_then_the_prior():
+    speeds = SpeedEstimates(window=16, pseudo_n=3.0)
+    speeds.observe("w1", "h", actual_s=4.0, planned_s=1.0)  # one task: shrunk 1/4 of the way
+    assert 0.5 < speeds.speed("w1", "h") < 1.0
+    prior = SpeedEstimates(pseudo_n=3.0)
+    prior.load_priors({"h": {"log_slowness": math.log(2.0)}, "bad": {"log_slowness": "x"}})
+    assert prior.speed("new-worker", "h") == pytest.approx(0.5)  # a new worker on a known slow host
+    assert prior.speed("other", "bad") == 1.0
+
+
+def test_a_host_that_slows_mid_run_shows_within_a_window():
+    speeds = SpeedEstimates(window=8, pseudo_n=2.0)
+    for _ in range(20):
+        speeds.observe("w", "h", actual_s=1.0, planned_s=1.0)
+    assert speeds.speed("w", "h") == 1.0
+    for _ in range(8):
+        speeds.observe("w", "h", actual_s=4.0, planned_s=1.0)
+    assert speeds.speed("w", "h") < 0.5
+
+
+def test_short_or_empty_tasks_are_not_observed():
+    speeds = SpeedEstimates(min_planned_s=0.05)
+    assert not speeds.observe("w", "h", actual_s=0.2, planned_s=0.01)
+    assert not speeds.observe("w", "h", actual_s=0.0, planned_s=1.0)
+    assert speeds.n_observed("w") == 0
+
+
+def test_a_declared_speed_overrides_the_learned_one():
+    assert speed_for(3.0, 0.5) == (3.0, "declared")
+    assert speed_for(None, 0.5) == (0.5, "learned")
+
+
+def test_placement_sends_long_work_away_from_the_learned_slow_worker():
+    speeds = SpeedEstimates()
+    for _ in range(16):
+        speeds.observe("tcp://slow:1", "slow", actual_s=2.0, planned_s=1.0)
+    workers = [WorkerInfo(a, host=h, speed=speeds.speed(a, h)) for a, h in (("tcp://fast:1", "fast"), ("tcp://slow:1", "slow"))]
+    placement = choose_worker(TaskInfo("long", 10.0), workers, PolicyConfig())
+    assert placement.worker == "tcp://fast:1"
+
+
+def test_speed_file_round_trip_merges_and_survives_garbage(tmp_path):
+    url = speeds_url(str(tmp_path / "models"))
+    assert load_host_speeds(url) == {}
+    save_host_speeds(url, {"10.0.0.1": {"log_slowness": 0.7, "n": 20}})
+    save_host_speeds(url, {"10.0.0.2": {"log_slowness": 0.0, "n": 20}})
+    assert set(load_host_speeds(url)) == {"10.0.0.1", "10.0.0.2"}
+    (tmp_path / "models" / "worker-speeds.json").write_text("{not json")
+    assert load_host_speeds(url) == {}
+    assert not list((tmp_path / "models").glob(".*tmp*"))
+
+
+def sleep_on(duration_s: float, slow_address: str, *deps) -> str:
+    """Sleep; 4x longer on the worker at ``slow_address`` (the emulated slow node). Returns where it ran."""
+    import time
+
+    from distributed import get_worker
+
+    address = get_worker().address
+    time.sleep(duration_s * (4.0 if address == slow_address else 1.0))
+    return address
+
+
+def test_a_slower_worker_gets_the_long_task_without_being_told():
+    from distributed import wait
+    from distributed.utils_test import gen_cluster
+
+    from daskflow.contracts import STEERING_TOPIC
+    from daskflow.daskgraph import TaskSpec, submit_graph
+    from tests.steering.test_plugin import NO_SPILL, steer
+
+    @gen_cluster(client=True, nthreads=[("127.0.0.1", 1)] * 2, config=NO_SPILL)
+    async def run(c, s, a, b):
+        plugin = await steer(s)
+
+        def spec(key, duration_s):
+            annotations = {"run_id": "r", "kind": "replay", "category": key.split("-")[0], "true_duration_s": duration_s,
+                           "true_peak_memory_bytes": 0}
+            return TaskSpec(key, sleep_on, (duration_s, a.address), annotations=annotations)
+
+        futures = submit_graph(c, [spec(f"warm-{i}", 0.06) for i in range(12)])
+        await wait(list(futures.values()))
+        learned = plugin.state.speeds
+        assert learned.speed(a.address, "127.0.0.1") < 0.6  # a is 4x slower, and nobody said so
+        futures = submit_graph(c, [spec("long-1", 0.4)])
+        assert await futures["long-1"] == b.address  # the tie-break alone would have picked a
+        placed = {m["key"]: m for _, m in await c.get_events(STEERING_TOPIC) if m["action"] == "place"}
+        assert placed["long-1"]["worker"] == b.address and placed["long-1"]["speed_source"] == "learned"
+        slow_placements = [m for k, m in placed.items() if k.startswith("warm") and m["worker"] == a.address]
+        assert any(m["worker_speed"] < 1.0 for m in slow_placements)
+
+    run()
+
+
+def test_explain_shows_the_speed_factor_used():
+    from daskflow.explain import format_story, task_story
+
+    decisions = [{"key": "k", "action": "place", "reason": "speed", "worker": "tcp://w1", "predicted_finish_s": 1.0,
+                  "alternatives": [], "worker_speed": 0.52, "speed_source": "learned"}]
+    story = task_story("k", decisions)
+    assert story["placements"][0]["worker_speed"] == 0.52
+    assert "worker speed 0.52 (learned)" in format_story(story)
+
+
+def test_a_long_task_waits_for_a_faster_busy_worker_rather_than_take_the_slow_idle_one():
+    """fast is busy for 0.5 s more; slow (learned 0.25) is idle: 4 s of work finishes at 4.5 s there, 16 s here."""
+    fast = WorkerInfo("fast", host="h0", speed=1.0, n_processing=1, backlog_s=0.5)
+    slow = WorkerInfo("slow", host="h1", speed=0.25)
+    config = PolicyConfig(lookahead_s=0.05)
+    held = choose_worker(TaskInfo("long", 4.0), [fast, slow], config)
+    assert held.action == "hold" and held.reason == "speed"
+    short = choose_worker(TaskInfo("short", 0.1), [fast, slow], config)  # 0.4 s on slow beats 0.6 s on fast
+    assert short.action == "place" and short.worker == "slow"
