@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import random
 import signal
 import socket
@@ -192,7 +193,7 @@ def test_random_worker_kills_during_ten_runs_all_complete(daskflow_home, tmp_pat
         mine = catalog.materializations(run_id=run.run_id)
         assert sorted(m.asset_key for m in mine) == ASSETS, (seed, run.run_id, mine)  # none lost, none doubled
         [h] = [m for m in mine if m.asset_key == "h"]
-        assert json.loads(open(h.path).read()) == expected, (seed, h)
+        assert json.loads(pathlib.Path(h.path).read_text()) == expected, (seed, h)
     assert len(rows) == RUNS * len(ASSETS), seed
     replaced = sum(e.kind == "asset-attempt-replaced" for r in runs for e in catalog.events(r.run_id))
     print(f"seed {seed}: {replaced} recorded attempts replaced by a recomputation")
