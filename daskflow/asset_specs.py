@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from daskflow.errors import AssetDefinitionError
+from daskflow.limits import MAX_RETRIES
 from daskflow.partitions import PartitionsDefinition
 
 __all__ = [
@@ -64,8 +65,7 @@ def _check_name(value: object, what: str, owner: str) -> str:
     return value
 
 
-#: bounds on retries, so a typo (retries=10**12) is an error, not a run that never ends
-MAX_RETRIES = 1000
+#: bounds on retries (MAX_RETRIES, from daskflow.limits), so a typo (retries=10**12) is an error, not a run that never ends
 MAX_RETRY_DELAY_S = 86400.0
 
 

@@ -21,7 +21,6 @@ from daskflow.asset_specs import (
     CONTEXT_PARAMETER,
     DEFAULT_GROUP,
     IO_FORMATS,
-    MAX_RETRIES,
     AssetCheckSpec,
     AssetSpec,
     RetryPolicy,
@@ -30,6 +29,7 @@ from daskflow.asset_specs import (
     spec_of,
 )
 from daskflow.errors import AssetDefinitionError
+from daskflow.limits import check_retries
 from daskflow.partitions import PartitionsDefinition, as_partitions
 
 __all__ = ["asset", "asset_check"]
@@ -235,9 +235,7 @@ def _record_asset(fn: Callable, *, name, key, key_prefix, group, ins, deps, desc
                 f"{owner}: tags must map str to str, got {tag_key!r}: {tag_value!r}. "
                 f"Fix: tags={{'team': 'sales'}}."
             )
-    if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= MAX_RETRIES:
-        raise AssetDefinitionError(
-            f"{owner}: retries must be an int >= 0 and <= {MAX_RETRIES}, got {retries!r}. Fix: retries=2.")
+    check_retries(retries, owner)
     if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
         raise AssetDefinitionError(
             f"{owner}: retry_policy must be a daskflow.RetryPolicy, got {type(retry_policy).__name__}. "

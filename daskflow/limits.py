@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from daskflow.errors import AssetDefinitionError
 
-#: an asset retried more often than this is a bug, not resilience
-MAX_RETRIES = 100
+#: an asset retried more often than this is a bug, not resilience (``retries=`` and ``RetryPolicy.max_retries``)
+MAX_RETRIES = 1000
 
 
 def check_retries(retries: object, owner: str) -> int:
@@ -24,6 +24,6 @@ def check_retries(retries: object, owner: str) -> int:
     if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES:
         shown = retries if not isinstance(retries, int) or abs(retries) < 10**9 else f"{type(retries).__name__} of {len(str(retries))} digits"
         raise AssetDefinitionError(
-            f"{owner}: retries must be an int in 0..{MAX_RETRIES}, got {shown!r}. Fix: e.g. retries=2."
+            f"{owner}: retries must be an int >= 0 and <= {MAX_RETRIES}, got {shown!r}. Fix: e.g. retries=2."
         )
     return retries
