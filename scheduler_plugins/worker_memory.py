@@ -64,31 +64,44 @@ WORKER_PLUGIN_NAME = PEAK_MEMORY_PLUGIN
 # METADATA_KEY: the task's metadata["daskflow"] = {"peak_memory_bytes": ..., ...}
 
 _CLEAR_REFS = "/proc/self/clear_refs"
+#: a high-water mark this close to the current RSS is not reset before a task (a peak error below the noise floor)
+HWM_RESET_SLACK_BYTES = 64 * 1024
 TRIM_AFTER_PEAK_BYTES = 2**20
 _STATUS = "/proc/self/status"
 
 
 def read_proc_status_bytes(*fields: str) -> dict[str, int]:
-    """Values of ``/proc/self/status`` fields such as ``VmHWM`` in bytes (missing fields omitted)."""
-    wanted = {f + ":" for f in fields}
+    """Values of ``/proc/self/status`` fields such as ``VmHWM`` in bytes (missing fields omitted).
+
+    Called twice per task on the worker: one ``os.read`` and a byte search (~8 us)
+    instead of a line-by-line file object (~30 us).
+    """
+    fd = os.open(_STATUS, os.O_RDONLY)
+    try:
+        data = os.read(fd, 16384)
+    finally:
+        os.close(fd)
     found: dict[str, int] = {}
-    with open(_STATUS, "rb") as f:
-        for raw in f:
-            line = raw.decode("ascii", "replace")
-            name, _, rest = line.partition("\t")
-            if name in wanted:
-                parts = rest.split()
-                found[name[:-1]] = int(parts[0]) * 1024  # reported in kB
-                if len(found) == len(wanted):
-                    break
+    for field in fields:
+        tag = b"\n" + field.encode("ascii") + b":"
+        at = data.find(tag)
+        if at < 0:
+            continue
+        end = data.find(b"\n", at + len(tag))
+        parts = data[at + len(tag): end if end >= 0 else None].split()
+        if parts:
+            found[field] = int(parts[0]) * 1024  # reported in kB
     return found
 
 
 def reset_high_water_mark() -> bool:
     """Reset the process's VmHWM; ``False`` where this is impossible."""
     try:
-        with open(_CLEAR_REFS, "w") as f:
-            f.write("5")
+        fd = os.open(_CLEAR_REFS, os.O_WRONLY)
+        try:
+            os.write(fd, b"5")
+        finally:
+            os.close(fd)
         return True
     except OSError:
         return False
@@ -212,9 +225,11 @@ class PeakMemoryPlugin(WorkerPlugin):
         if not self._start_rss:
             self._maybe_trim()
         if self.method == "vmhwm":
-            rss = read_proc_status_bytes("VmRSS")["VmRSS"]
-            # Only reset when no other task runs: a reset would hide their peaks so far.
-            if not self._start_rss:
+            status = read_proc_status_bytes("VmRSS", "VmHWM")
+            rss = status["VmRSS"]
+            # Only reset when no other task runs: a reset would hide their peaks so far. A mark
+            # already within the noise floor of the current RSS needs no reset (tiny tasks skip it).
+            if not self._start_rss and status.get("VmHWM", rss + HWM_RESET_SLACK_BYTES + 1) - rss > HWM_RESET_SLACK_BYTES:
                 reset_high_water_mark()
         else:
             rss = _rss_bytes()
