@@ -122,6 +122,10 @@ def read_only_catalog() -> Iterator[Any]:
 
     catalog = Catalog()
     if catalog.path.exists():
+        try:  # a run whose client died shows as failed (abandoned) on the next command, read-only ones too
+            catalog.mark_abandoned_runs()
+        except Exception:  # noqa: BLE001 - best effort: a read-only or locked catalog is still readable
+            pass
         yield catalog
         return
     configured_path = catalog.path
