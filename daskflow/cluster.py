@@ -25,7 +25,6 @@ import json
 import math
 import os
 import pathlib
-import signal
 import subprocess
 import sys
 import tempfile
@@ -375,6 +374,8 @@ def stop_processes(pids: list[int], grace_s: float = 10.0) -> list[int]:
     """
     import psutil
 
+    from daskflow.process_control import terminate_then_kill
+
     processes: list[psutil.Process] = []
     for pid in pids:
         try:
@@ -384,18 +385,7 @@ def stop_processes(pids: list[int], grace_s: float = 10.0) -> list[int]:
             continue
         processes.append(process)
         processes.extend(descendants)
-    for process in processes:
-        try:
-            process.send_signal(signal.SIGTERM)
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(processes, timeout=grace_s)
-    for process in alive:
-        try:
-            process.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(alive, timeout=5)
+    terminate_then_kill(processes, grace_s)
     for process in processes:  # reap our own children, if any
         try:
             os.waitpid(process.pid, os.WNOHANG)

@@ -19,6 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import psutil
 
+from daskflow.process_control import terminate_then_kill
+
 
 def spawn(command: Sequence[str], log_path: pathlib.Path, env: Mapping[str, str], netns: str | None = None) -> subprocess.Popen:
     """Start ``command`` (inside ``netns`` when given) in a new session, output appended to ``log_path``."""
@@ -67,20 +69,7 @@ def kill_pids(pids: Iterable[int], grace_s: float = 2.0) -> list[int]:
             found.append(psutil.Process(pid))
         except psutil.Error:
             continue
-    alive = found
-    if grace_s > 0:
-        for process in found:
-            try:
-                process.terminate()
-            except psutil.Error:
-                pass
-        _, alive = psutil.wait_procs(found, timeout=grace_s)
-    for process in alive:
-        try:
-            process.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(alive, timeout=5)
+    terminate_then_kill(found, grace_s)
     return [p.pid for p in found]
 
 
