@@ -30,30 +30,19 @@ PORT = click.IntRange(min=0, max=65535)
 DEPTH = click.IntRange(min=0, max=1_000_000)
 
 
-class AddressType(click.ParamType):
-    """A scheduler address, checked by :func:`daskflow.connection.parse_address`."""
+class CheckedType(click.ParamType):
+    """A click type whose value is converted by a daskflow parser; its ``DaskflowError`` is click's usage line."""
 
-    name = "address"
-
-    def convert(self, value, param, ctx):
-        from daskflow.connection import parse_address
-
-        try:
-            return parse_address(value)
-        except DaskflowError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-class MemoryLimitType(click.ParamType):
-    """``auto``, a byte count, a fraction of the machine (``0.5``) or a size like ``4GB``."""
-
-    name = "memory"
+    def __init__(self, name: str, parser: str):
+        self.name = name
+        self._parser = parser  # "module:function", imported lazily (the CLI starts fast)
 
     def convert(self, value, param, ctx):
-        from daskflow.cluster import parse_memory_limit
+        import importlib
 
+        module, function = self._parser.split(":")
         try:
-            return parse_memory_limit(value)
+            return getattr(importlib.import_module(module), function)(value)
         except DaskflowError as exc:
             self.fail(str(exc), param, ctx)
 
@@ -100,10 +89,12 @@ class SinceType(click.ParamType):
         return text
 
 
-ADDRESS = AddressType()
+#: a scheduler address (:func:`daskflow.connection.parse_address`)
+ADDRESS = CheckedType("address", "daskflow.connection:parse_address")
 TRACE = TraceSpecType()
 SINCE = SinceType()
-MEMORY = MemoryLimitType()
+#: ``auto``, a byte count, a fraction of the machine (``0.5``) or a size like ``4GB``
+MEMORY = CheckedType("memory", "daskflow.cluster:parse_memory_limit")
 
 
 @contextlib.contextmanager

@@ -25,7 +25,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 
 import dask.config
@@ -39,6 +38,7 @@ from daskflow.execution import materialize
 from daskflow.planning import task_key
 
 from .conftest import write_pipeline
+from .fault_checks import until as _until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -88,14 +88,6 @@ def after(slow):
 '''
 
 
-def _until(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 def _holders(key: str, dask_scheduler=None) -> list[str]:
