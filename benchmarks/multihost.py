@@ -52,8 +52,8 @@ from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
-from benchmarks import multihost_summary as summary_mod  # noqa: E402
-from benchmarks.multihost_modes import attach_steering, detach_steering  # noqa: E402
+from benchmarks import multihost_summary as summary_mod
+from benchmarks.multihost_modes import attach_steering, detach_steering
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 WORKLOADS = next((p for p in (pathlib.Path(os.environ.get("DASKFLOW_WORKLOADS", "/nonexistent")),
@@ -194,8 +194,13 @@ def _expected_stock_s(out: pathlib.Path, stem: str, target_seconds: float) -> tu
 @contextlib.contextmanager
 def _cluster(scenario: str, args):
     """``(bed or None, client)``: stock Dask with no preload, kept for the whole matrix."""
-    from daskflow.replay.harness import QUIET_CLUSTER, _warm_graph, _warm_worker, replay_cluster
     from daskflow.replay import probes
+    from daskflow.replay.harness import (
+        QUIET_CLUSTER,
+        _warm_graph,
+        _warm_worker,
+        replay_cluster,
+    )
 
     if scenario == "single":
         with replay_cluster("stock", workers=8, threads_per_worker=1) as client:

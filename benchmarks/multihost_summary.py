@@ -14,6 +14,10 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from benchmarks.replay_all import (
+    geometric_mean,  # one definition, shared with the single-host benchmark
+)
+
 #: The issue's targets per scenario (BENCHMARKS.md "Multi-host steering (issue #11)").
 TARGETS: dict[str, dict[str, float]] = {
     "hetero": {"steer_over_stock_geomean": 0.80, "steer_over_stock_max": 1.02, "steer_over_sim_geomean": 1.10,
@@ -21,16 +25,6 @@ TARGETS: dict[str, dict[str, float]] = {
     "slowdown": {"steer_over_stock_geomean": 0.75},
     "single": {"steer_over_stock_geomean": 0.97, "steer_over_stock_max": 1.03},
 }
-
-
-def geometric_mean(values: Iterable[float | None]) -> float | None:
-    """Geometric mean of the positive finite values (None when there are none).
-
-    >>> round(geometric_mean([0.5, 2.0, None]), 6)
-    1.0
-    """
-    kept = [float(v) for v in values if v is not None and math.isfinite(v) and v > 0]
-    return math.exp(sum(math.log(v) for v in kept) / len(kept)) if kept else None
 
 
 def excess_removed(stock_s: float | None, steer_s: float | None, sim_s: float | None) -> float | None:
@@ -170,8 +164,8 @@ def markdown_table(summary: Mapping[str, Any]) -> str:
     def f(value: Any, spec: str = ".3f") -> str:
         return "–" if value is None else format(value, spec)
 
-    lines = ["| trace | stock s | steer s | oracle s | sim s | steer/stock | oracle/stock | sim/stock | steer/sim "
-             "| excess removed | lost (stock/steer/oracle) | load |",
+    lines = [("| trace | stock s | steer s | oracle s | sim s | steer/stock | oracle/stock | sim/stock | steer/sim "
+              "| excess removed | lost (stock/steer/oracle) | load |"),
              "|---|" + "---:|" * 11]
     for row in summary["rows"]:
         med, lost = row["median_s"], row["workers_lost"]
