@@ -311,7 +311,8 @@ def run_memory(args, out: pathlib.Path) -> dict[str, Any]:
         per_seed[str(seed)]["load_after"] = os.getloadavg()[0]
         _write_json(out / "memory.json", {"meta": meta, "summary": summary_mod.memory_summary(per_seed), "seeds": per_seed})
     summary = summary_mod.memory_summary(per_seed)
-    print(json.dumps(summary, indent=1, default=str))
+    (out / "memory.md").write_text(summary_mod.memory_markdown(summary) + "\n")
+    print(summary_mod.memory_markdown(summary))
     return summary
 
 

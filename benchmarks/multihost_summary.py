@@ -180,3 +180,21 @@ def markdown_table(summary: Mapping[str, Any]) -> str:
                  f"| **{f(geo['sim_over_stock'])}** | **{f(geo['steer_over_sim'])}** "
                  f"| pooled {f(summary['excess_removed_pooled'], '.2f')} | | {f(summary['load_median'], '.1f')} |")
     return "\n".join(lines)
+
+
+def memory_markdown(rows: Mapping[str, Mapping[str, Any]]) -> str:
+    """The memory scenario's table: per seed and mode, clean runs, workers lost, failed tasks, median makespan."""
+
+    def f(value: Any, spec: str = ".2f") -> str:
+        return "–" if value is None else format(value, spec)
+
+    lines = ["| seed | mode | runs with 0 lost, 0 failed | workers lost | failed tasks | median makespan s | × LB | steer/stock |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for seed, row in rows.items():
+        for mode, cell in row.items():
+            if mode == "steer_over_stock":
+                continue
+            ratio = f(row.get("steer_over_stock"), ".3f") if mode == "steer" else ""
+            lines.append(f"| {seed} | {mode} | {cell['clean_runs']}/{cell['runs']} | {cell['workers_lost']} "
+                         f"| {cell['failed_tasks']} | {f(cell['median_s'])} | {f(cell['median_over_lb'])} | {ratio} |")  # fmt: skip
+    return "\n".join(lines)

@@ -78,3 +78,10 @@ def test_markdown_table_has_a_row_per_trace_and_a_geomean_row():
     lines = text.splitlines()
     assert len(lines) == 2 + 2 + 1 and lines[-1].startswith("| **geometric mean**")
     assert "| a | 11.00 | 8.00 | 7.00 | 6.00 | 0.727 |" in text
+
+
+def test_memory_markdown_one_line_per_seed_and_mode():
+    rows = ms.memory_summary({"0": {"runs": [{"mode": "stock", "makespan_s": 20.0, "workers_lost": 3, "failed_tasks": 1},
+                                             {"mode": "steer", "makespan_s": 10.0}]}})  # fmt: skip
+    text = ms.memory_markdown(rows)
+    assert "| 0 | steer | 1/1 | 0 | 0 | 10.00 | – | 0.500 |" in text and "| 0 | stock | 0/1 | 3 | 1 |" in text
