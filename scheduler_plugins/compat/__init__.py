@@ -42,82 +42,82 @@ The scheduler-side types (``Scheduler``, ``TaskState``, ``WorkerState``) are
 imported for type checkers only.
 """
 
-from scheduler_plugins.compat.tasks import (
-    task_state,
-    state_of,
-    restricted_by_client,
-    is_manageable,
-    dependency_keys,
-    dependencies_with_locations,
-    dependency_nbytes,
-    annotations,
-    priority,
-    set_priority,
-    prefix_name,
-    prefix_duration_s,
-    hold,
-    is_held,
-    pin,
-    unpin,
-    pinned_to,
-    processing_on,
-    allowed_workers,
-    unrunnable_tasks,
-    key_of,
-)
-from scheduler_plugins.compat.workers import (
-    running_workers,
-    worker_address,
-    worker_facts,
-    speed_declared,
-    worker_memory,
-    worker_process_bytes,
-    worker_clock_offset_s,
-    worker_threads_and_memory_limit,
-    worker_pressure,
-    worker_managed_bytes,
-    worker_processing,
-    pause_fraction,
-    terminate_fraction,
-    bandwidth,
-)
 from scheduler_plugins.compat.actions import (
     dispatch,
     release_to_stock,
     restart_processing,
 )
+from scheduler_plugins.compat.dashboard import (
+    add_bokeh_application,
+    add_dashboard_navigation,
+    add_http_handlers,
+    has_bokeh_dashboard,
+    http_application,
+    http_prefix,
+)
 from scheduler_plugins.compat.event_loop import (
     add_periodic_callback,
-    call_soon,
     call_later,
+    call_soon,
     cancel_timer,
     remove_periodic_callback,
 )
-from scheduler_plugins.compat.results import (
-    startstops_compute,
-    startstops_compute_start,
-    startstops_compute_s,
-)
 from scheduler_plugins.compat.plugins import (
+    add_plugin,
+    extension,
+    has_plugin,
+    is_running,
     plugin,
     plugin_names,
-    is_running,
-    add_plugin,
     register_worker_plugin,
-    extension,
     set_extension,
-    has_plugin,
 )
-from scheduler_plugins.compat.dashboard import (
-    http_application,
-    http_prefix,
-    add_http_handlers,
-    has_bokeh_dashboard,
-    add_bokeh_application,
-    add_dashboard_navigation,
+from scheduler_plugins.compat.results import (
+    startstops_compute,
+    startstops_compute_s,
+    startstops_compute_start,
+)
+from scheduler_plugins.compat.tasks import (
+    allowed_workers,
+    annotations,
+    dependencies_with_locations,
+    dependency_keys,
+    dependency_nbytes,
+    hold,
+    is_held,
+    is_manageable,
+    key_of,
+    pin,
+    pinned_to,
+    prefix_duration_s,
+    prefix_name,
+    priority,
+    processing_on,
+    restricted_by_client,
+    set_priority,
+    state_of,
+    task_state,
+    unpin,
+    unrunnable_tasks,
 )
 from scheduler_plugins.compat.worker_side import (
     set_task_metadata,
+)
+from scheduler_plugins.compat.workers import (
+    bandwidth,
+    pause_fraction,
+    running_workers,
+    speed_declared,
+    terminate_fraction,
+    worker_address,
+    worker_clock_offset_s,
+    worker_facts,
+    worker_managed_bytes,
+    worker_memory,
+    worker_pressure,
+    worker_process_bytes,
+    worker_processing,
+    worker_threads_and_memory_limit,
 )
 
 __all__ = [
