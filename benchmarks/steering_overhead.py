@@ -186,6 +186,10 @@ def report(args, results: dict[str, list[float]], summaries: list, plugins: list
         "stock_median_tasks_per_s": stock,
         "steer_median_tasks_per_s": steer,
         "ratio_steer_over_stock": steer / stock,
+        # rounds are paired (one stock and one steer run back to back): the per-pair ratios and their
+        # geometric mean are less sensitive to the machine's load drifting between rounds than the medians
+        "paired_ratios": [round(b / a, 4) for a, b in zip(results["stock"], results["steer"])],
+        "paired_ratio_geomean": statistics.geometric_mean(b / a for a, b in zip(results["stock"], results["steer"])),
         "plugin_summaries": summaries,
     }))
     return 0
