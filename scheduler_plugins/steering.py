@@ -488,6 +488,7 @@ class SteeringPlugin(SchedulerPlugin):
             return before
         planned = self.dispatcher.planned_s(prediction, {})
         state.spread.observe(prediction.category, duration_s * before, planned)
+        self.dispatcher.observe_finished(host, prediction.category, duration_s, planned, before)  # a slow host?
         if state.speeds.observe(worker, host, duration_s, planned):
             state.counts["speed_observed"] += 1
             self._save_speeds()
