@@ -38,6 +38,7 @@ from scheduler_plugins.policy import (
     admitted_memory_bytes,
     choose_worker,
     is_baseline,
+    is_memory_heavy,
     lookahead_s,
     memory_refresh_due,
     pin_is_loose,
@@ -299,12 +300,6 @@ class Dispatcher:
         for ws in compat.running_workers(scheduler):
             address = compat.worker_address(ws)
             facts = self.facts_of(ws)
-            floor = state.unmanaged_floor.get(address)
-            if floor is None or refresh_memory:
-                _, unmanaged_old = compat.worker_memory(ws)
-                if unmanaged_old is not None:
-                    floor = unmanaged_old if floor is None else min(floor, unmanaged_old)
-                    state.unmanaged_floor[address] = floor
             entries, peaks, max_peak = self._processing(ws, now, cache)
             speed, speed_source = self.speed_of(address, facts)
             # a restarted task still running there holds a thread and its memory until it ends
@@ -312,6 +307,10 @@ class Dispatcher:
             orphan_backlog_s = sum(max(o.ends_at - now, 0.0) for o in orphans) * speed  # speed-1 seconds
             peaks += sum(o.peak_memory_bytes for o in orphans)
             max_peak = max([max_peak] + [o.peak_memory_bytes for o in orphans])
+            process_bytes = compat.worker_process_bytes(ws)
+            if address not in state.unmanaged_floor or refresh_memory:
+                self._read_memory(ws, address, process_bytes, bool(entries or orphans), now)
+            baseline = state.memory_baseline.bytes_for(address, state.unmanaged_floor.get(address))
             infos[address] = WorkerInfo(
                 address=address,
                 host=facts["host"],
@@ -319,8 +318,7 @@ class Dispatcher:
                 speed=speed,
                 speed_source=speed_source,
                 memory_limit_bytes=facts["memory_limit_bytes"],
-                memory_bytes=admitted_memory_bytes(compat.worker_managed_bytes(ws), floor,
-                                                   compat.worker_process_bytes(ws), peaks),
+                memory_bytes=admitted_memory_bytes(compat.worker_managed_bytes(ws), baseline, process_bytes, peaks),
                 pause_fraction=state.pause_fraction,
                 terminate_fraction=state.terminate_fraction,
                 backlog_s=worker_backlog_s(entries, facts["nthreads"], state.last_finish_at.get(address, 0.0), now)
@@ -330,6 +328,23 @@ class Dispatcher:
                 max_running_peak_bytes=int(max_peak),
             )
         return infos
+
+    def _read_memory(self, ws: Any, address: str, process_bytes: int | None, busy_now: bool, now: float) -> None:
+        """Take a worker's heartbeat memory reading: distributed's ``unmanaged_old``, and an idle one for the baseline.
+
+        A reading is idle when nothing ran there at the heartbeat: nothing
+        processing now and no task finished there since the heartbeat.
+        """
+        state = self.state
+        managed, unmanaged_old = compat.worker_memory(ws)
+        if unmanaged_old is not None:
+            state.unmanaged_floor[address] = unmanaged_old
+        seen_wall = compat.worker_heartbeat_at(ws)
+        if seen_wall is None:
+            return
+        seen_at = now - max(self.wall_clock() - seen_wall, 0.0)  # on the monotonic clock
+        busy = busy_now or state.last_finish_at.get(address, float("-inf")) >= seen_at
+        state.memory_baseline.observe(address, seen_wall, process_bytes, managed, busy)
 
     def _processing(self, ws: Any, now: float, cache: dict) -> tuple[list[tuple[float, float]], float, float]:
         """``(sent_at, predicted_s)`` of each task processing on a worker, the sum and the max of their predicted peaks."""
@@ -388,6 +403,7 @@ class Dispatcher:
                 return
             context = self.round_context(scheduler, now)
             tasks_by_key: dict = {}
+            infos_by_key: dict[Hashable, TaskInfo] = {}
 
             def ready_tasks():
                 while state.ready:
@@ -398,7 +414,8 @@ class Dispatcher:
                         continue  # stale entry: cancelled, forgotten or already placed
                     popped.append(entry)
                     tasks_by_key[key] = ts
-                    yield self.task_info(scheduler, ts, key, cache)
+                    infos_by_key[key] = info = self.task_info(scheduler, ts, key, cache)
+                    yield info
 
             placed = []
             retry = []
@@ -410,7 +427,8 @@ class Dispatcher:
                     heapq.heappush(state.ready, entry)
             popped = []
             for placement in placed:
-                compat.pin(tasks_by_key[placement.key], placement.worker, loose=pin_is_loose(placement))
+                heavy = is_memory_heavy(infos_by_key[placement.key], workers[placement.worker], self.config)
+                compat.pin(tasks_by_key[placement.key], placement.worker, loose=pin_is_loose(placement, heavy))
                 state.dispatched_at[placement.key] = now
                 state.planned_speed[placement.key] = workers[placement.worker].speed
                 if placement.wait_s == 0.0 and len(state.probe_sent_wall) < 10_000:

@@ -24,6 +24,7 @@ from daskflow.contracts import DecisionEvent
 from scheduler_plugins.policy import (
     CategoryCalibration,
     DispatchLatency,
+    MemoryBaseline,
     SpeedEstimates,
     TaskPrediction,
 )
@@ -73,7 +74,8 @@ class SteeringState:
     orphans: dict[str, list[Orphan]] = field(default_factory=dict)  # worker -> restarted tasks still running there
     # -- worker facts and memory readings
     facts: dict[str, dict] = field(default_factory=dict)  # worker -> compat.worker_facts, until it leaves or rejoins
-    unmanaged_floor: dict[str, int] = field(default_factory=dict)  # worker -> lowest unmanaged_old memory seen
+    unmanaged_floor: dict[str, int] = field(default_factory=dict)  # worker -> unmanaged_old at its last reading
+    memory_baseline: MemoryBaseline = field(default_factory=MemoryBaseline)  # worker -> unmanaged memory kept when idle
     memory_read_at: float = 0.0  # when worker memory readings were last refreshed
     pause_fraction: float = 0.0  # distributed.worker.memory.pause where the state was built (the scheduler)
     terminate_fraction: float = 0.0  # distributed.worker.memory.terminate, likewise
@@ -98,5 +100,6 @@ class SteeringState:
         self.last_finish_at.pop(address, None)
         self.speeds.forget_worker(address)
         self.unmanaged_floor.pop(address, None)
+        self.memory_baseline.forget_worker(address)
         self.facts.pop(address, None)
         self.orphans.pop(address, None)

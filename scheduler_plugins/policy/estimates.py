@@ -49,6 +49,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from scheduler_plugins.policy.memory import admitted_memory_bytes  # re-exported: memory admission lives in .memory
 from scheduler_plugins.policy.model import PolicyConfig, TaskPrediction, WorkerInfo
 
 __all__ = [
@@ -451,25 +452,6 @@ def watchdog_action(tick: int, n_ready: int, n_managed: int, config: PolicyConfi
     if n_managed and tick % max(config.recover_every_ticks, 1) == 0:
         return "recover"
     return "idle"
-
-
-def admitted_memory_bytes(managed_bytes: int, unmanaged_floor: int | None, process_bytes: int | None,
-                          running_peaks_bytes: float) -> int:  # fmt: skip
-    """Memory a worker holds outside the predicted peaks of its running tasks, for admission.
-
-    The larger of (managed + the lowest unmanaged memory seen: what it never
-    gives back) and (the whole process now − the predicted peaks of what runs
-    there): memory that a prediction did not account for — an underpredicted
-    task, memory not yet released — counts, so the next big task is not
-    admitted on top of it.
-
-    >>> admitted_memory_bytes(100, 50, None, 0), admitted_memory_bytes(100, 50, 1_000, 300)
-    (150, 700)
-    """
-    base = int(managed_bytes) + int(unmanaged_floor or 0)
-    if process_bytes is None:
-        return base
-    return max(base, int(process_bytes - running_peaks_bytes))
 
 
 def memory_refresh_due(last_read_at: float, now: float, config: PolicyConfig) -> bool:
