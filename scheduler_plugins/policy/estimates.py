@@ -49,7 +49,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from scheduler_plugins.policy.memory import admitted_memory_bytes  # re-exported: memory admission lives in .memory
+from scheduler_plugins.policy.memory import (
+    admitted_memory_bytes,  # re-exported: memory admission lives in .memory
+)
 from scheduler_plugins.policy.model import PolicyConfig, TaskPrediction, WorkerInfo
 
 __all__ = [
