@@ -177,7 +177,9 @@ class Dispatcher:
         bandwidth = compat.bandwidth(scheduler)
         for straggler in found:
             task = straggler.task
-            slow_host = self.learn_speeds and reads_as_slow_host(straggler, state.host_activity)
+            prediction = state.predictions.get(task.key)
+            informed = prediction is not None and prediction.quality != "default"  # a guess says nothing of the host
+            slow_host = self.learn_speeds and informed and reads_as_slow_host(straggler, state.host_activity)
             speed_here = None
             if slow_host:
                 state.speeds.observe_slow_host(task.host, straggler.elapsed_s, task.planned_s)
@@ -197,7 +199,6 @@ class Dispatcher:
                       "restart_finish_s": None if decision.finish_there_s is None else round(decision.finish_there_s, 6)}
             if decision.restart and compat.restart_processing(scheduler, task.key, f"{STEERING_PLUGIN}-restart-{self.wall_clock()}"):
                 state.restarted.add(task.key)
-                prediction = state.predictions.get(task.key)
                 peak = int(prediction.peak_memory_bytes) if prediction is not None else 0
                 state.orphans.setdefault(task.worker, []).append(
                     Orphan(task.key, task.worker, now, now + decision.remaining_here_s, peak))

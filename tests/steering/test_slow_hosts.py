@@ -262,3 +262,14 @@ def test_a_finished_straggler_placed_by_stock_dask_also_reads_as_a_slow_host():
     assert plugin.state.speeds.speed("tcp://h1:1", "h1") == pytest.approx(0.125)
     plugin.dispatcher.observe_finished("h0", "probe", duration_s=0.15, planned_s=0.15, speed=1.0)
     assert plugin.state.speeds.slow_regime("h0") is None
+
+
+def test_a_straggler_planned_from_a_default_guess_says_nothing_about_its_host():
+    clock = FakeClock(10.5)
+    plugin, scheduler = bed(clock)
+    for key in ("probe-1", "probe-2"):
+        plugin.state.predictions[key] = TaskPrediction(0.15, 0, "default", None, category="probe")
+    plugin.dispatcher.predictor = lambda: SimpleNamespace(baseline_for=lambda category: (0.15, "default", 0.0, "default"))
+    plugin.dispatcher.check_stragglers(scheduler)
+    assert plugin.state.speeds.slow_regime("h1") is None
+    assert [e["slow_host"] for e in plugin.state.decisions if e["action"] in ("straggler", "restart")] == [False]
