@@ -213,7 +213,8 @@ class Dispatcher:
     def observe_finished(self, host: str, category: str, duration_s: float, planned_s: float, speed: float) -> None:
         """A task finished on ``host`` in ``duration_s`` (planned ``planned_s`` at speed 1, ``speed`` expected there).
 
-        Call it before the speed estimates observe the task: a *finished*
+        Call it before the speed estimates and the category spread observe
+        the task (its own ratio must not widen the spread it is judged by): a *finished*
         straggler on a host where nothing finished on time meanwhile reads
         as the host slowed (as a running one does), so one slow task that no
         plugin placed (stock placement) moves the host's speed at once.

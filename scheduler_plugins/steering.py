@@ -487,8 +487,8 @@ class SteeringPlugin(SchedulerPlugin):
         if prediction.quality == "default":  # a guess for a category never seen says nothing about the worker
             return before
         planned = self.dispatcher.planned_s(prediction, {})
-        state.spread.observe(prediction.category, duration_s * before, planned)
         self.dispatcher.observe_finished(host, prediction.category, duration_s, planned, before)  # a slow host?
+        state.spread.observe(prediction.category, duration_s * before, planned)
         if state.speeds.observe(worker, host, duration_s, planned):
             state.counts["speed_observed"] += 1
             self._save_speeds()

@@ -273,3 +273,16 @@ def test_a_straggler_planned_from_a_default_guess_says_nothing_about_its_host():
     plugin.dispatcher.check_stragglers(scheduler)
     assert plugin.state.speeds.slow_regime("h1") is None
     assert [e["slow_host"] for e in plugin.state.decisions if e["action"] in ("straggler", "restart")] == [False]
+
+
+def test_stock_placed_probes_teach_a_slowed_host_at_its_first_slow_finish():
+    """Probes left to stock placement (no straggler checks): five finish on time on h0, then one 8x on h1. Its own
+    8x ratio must not widen the category's spread it is judged by: h1 reads as slowed at once."""
+    clock = FakeClock(20.0)
+    plugin, _ = bed(clock)
+    prediction = TaskPrediction(0.15, 0, "oracle", "oracle", category="probe")
+    for _ in range(5):
+        plugin._observe_speed("tcp://10.0.0.1:1", prediction, 0.15)
+    plugin._observe_speed("tcp://10.0.0.2:1", prediction, 1.2)
+    assert plugin.state.speeds.speed("tcp://10.0.0.2:1", "10.0.0.2") == pytest.approx(0.125)
+    assert plugin.state.speeds.speed("tcp://10.0.0.1:1", "10.0.0.1") == 1.0
