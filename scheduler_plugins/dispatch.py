@@ -220,9 +220,11 @@ class Dispatcher:
         plugin placed (stock placement) moves the host's speed at once.
         """
         state = self.state
+        if planned_s < max(state.speeds.min_planned_s, self.config.min_task_duration_s):
+            return  # dispatch overhead, not speed: neither evidence of a slow host nor against one
         now = self.clock()
         expected_s = planned_s / (speed if speed > 0 else 1.0)
-        if self.straggler_factor and self.learn_speeds and expected_s > 0 and planned_s >= self.config.min_task_duration_s:
+        if self.straggler_factor and self.learn_speeds and expected_s > 0:
             task = RunningTask(None, "", host, category, "", planned_s, speed, now - duration_s)
             factor = max(self.straggler_factor, state.spread.p90(category) or 0.0)
             if duration_s > expected_s * factor:

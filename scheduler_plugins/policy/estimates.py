@@ -194,7 +194,8 @@ class SpeedEstimates:
         """A straggler read as its host slowed: the host is at least ``elapsed / planned`` slow now (censored).
 
         Call it on every check while the straggler runs (the bound only
-        rises). False when that is not slower than nominal (nothing changed).
+        rises). False when that is not slower than nominal, or the task is
+        shorter than ``min_planned_s`` (nothing changed).
 
         >>> speeds = SpeedEstimates()
         >>> speeds.observe_slow_host("h", elapsed_s=4.0, planned_s=1.0), round(speeds.speed("w", "h"), 3)
@@ -204,8 +205,8 @@ class SpeedEstimates:
         >>> speeds.observe("w", "h", actual_s=1.0, planned_s=1.0), speeds.slow_regime("h")  # on time again: over
         (True, None)
         """
-        if not (elapsed_s > 0 and planned_s > 0):
-            return False
+        if not (elapsed_s > 0 and planned_s > 0) or planned_s < self.min_planned_s:
+            return False  # (short tasks are dispatch overhead: they say nothing about a host)
         ratio = max(-MAX_LOG_SPEED, min(MAX_LOG_SPEED, math.log(elapsed_s / planned_s)))
         if ratio < self.dead_band:
             return False

@@ -286,3 +286,14 @@ def test_stock_placed_probes_teach_a_slowed_host_at_its_first_slow_finish():
     plugin._observe_speed("tcp://10.0.0.2:1", prediction, 1.2)
     assert plugin.state.speeds.speed("tcp://10.0.0.2:1", "10.0.0.2") == pytest.approx(0.125)
     assert plugin.state.speeds.speed("tcp://10.0.0.1:1", "10.0.0.1") == 1.0
+
+
+def test_tasks_shorter_than_the_speed_threshold_never_read_as_a_slow_host():
+    """A 10 ms warm-up task that took 50 ms on a loaded machine is overhead, not a slow host."""
+    speeds = SpeedEstimates(min_planned_s=0.05)
+    assert not speeds.observe_slow_host("h1", elapsed_s=0.05, planned_s=0.01)
+    clock = FakeClock(5.0)
+    plugin, _ = bed(clock)
+    plugin.state.speeds.min_planned_s = 0.05
+    plugin.dispatcher.observe_finished("h1", "warmup", duration_s=0.05, planned_s=0.01, speed=1.0)
+    assert plugin.state.speeds.slow_regime("h1") is None and plugin.state.host_activity.since("h1", 0.0) == []
