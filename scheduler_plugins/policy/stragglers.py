@@ -14,8 +14,10 @@ monotonic clock), so every rule is tested with a fake clock.
   task finished if that is later (the scheduler is not told when compute
   starts).
 * **Evidence** — while it runs, a straggler is a *censored* observation of its
-  worker's speed (at least ``elapsed / planned`` slower): the plugin feeds it
-  to :class:`~scheduler_plugins.policy.estimates.SpeedEstimates` once, so a
+  worker's speed (at least ``elapsed / planned`` slower). A lone straggler
+  (see *Slow host*) is fed to
+  :class:`~scheduler_plugins.policy.estimates.SpeedEstimates` once, as one
+  sample; one read as a slowed host moves the host's speed at once, so a
   host that slows mid-run stops getting long work before its slow tasks end.
 * **Restart** (:func:`restart_decision`) — restart a straggler on an idle
   worker when its whole planned duration there (plus moving its inputs)
