@@ -29,8 +29,9 @@ monotonic clock), so every rule is tested with a fake clock.
   running (its result is discarded).
 * **Slow host** (:func:`reads_as_slow_host`) — a straggler on a host whose
   recent tasks *all* overran (every task that finished there since the
-  straggler could start; none is no evidence against) is read as the host having
-  slowed, not the task: the plugin updates that host's speed estimate first
+  straggler could start; none is no evidence against) while another host
+  finished a task on time (not the whole machine slowed) is read as the host
+  having slowed, not the task: the plugin updates that host's speed estimate first
   (:meth:`~scheduler_plugins.policy.estimates.SpeedEstimates.observe_slow_host`),
   then :func:`restart_decision` compares a restart with the time the task
   still needs *at the host's new speed*. A task on a host that finished
@@ -242,17 +243,26 @@ class HostActivity:
         """Ratios of the host's tasks that finished after ``after`` (oldest first)."""
         return [ratio for finished_at, ratio in self.finished.get(host, ()) if finished_at > after]
 
+    def elsewhere_since(self, host: str, after: float) -> list[float]:
+        """Ratios of tasks that finished on the *other* hosts after ``after``."""
+        return [ratio for other in self.finished if other != host for ratio in self.since(other, after)]
+
 
 def reads_as_slow_host(straggler: Straggler, activity: HostActivity, overrun_ratio: float = OVERRUN_RATIO) -> bool:
     """Whether a straggler says its *host* slowed: all the host's recent tasks overran (see the module note).
 
-    Recent: finished on the straggler's host since the straggler could
-    start. A task that finished there on time in that span says the host is
-    fine (a lone straggler); none at all is no evidence against.
+    Recent: finished since the straggler could start. Every task that
+    finished on its host in that span overran (none at all is no evidence
+    against), and some task finished on time on *another* host meanwhile —
+    the slowness is the host's, not the whole cluster's (a loaded machine
+    slows every host: that is no reason to move work).
 
     >>> task = RunningTask("k", "w", "h", "c", "replay", 1.0, 1.0, could_start_at=0.0)
     >>> s = Straggler(task, elapsed_s=4.0, expected_s=1.0, threshold_s=3.0)
     >>> activity = HostActivity()
+    >>> reads_as_slow_host(s, activity)  # nothing on time anywhere: maybe the whole machine is loaded
+    False
+    >>> activity.observe("other", finished_at=1.0, actual_s=1.0, expected_s=1.0)
     >>> reads_as_slow_host(s, activity)
     True
     >>> activity.observe("h", finished_at=2.0, actual_s=1.0, expected_s=1.0)  # another task there was on time
@@ -260,7 +270,9 @@ def reads_as_slow_host(straggler: Straggler, activity: HostActivity, overrun_rat
     False
     """
     task = straggler.task
-    return all(ratio >= overrun_ratio for ratio in activity.since(task.host, task.could_start_at))
+    if any(ratio < overrun_ratio for ratio in activity.since(task.host, task.could_start_at)):
+        return False
+    return any(ratio < overrun_ratio for ratio in activity.elsewhere_since(task.host, task.could_start_at))
 
 
 # --------------------------------------------------------------------- orphans

@@ -46,7 +46,15 @@ def straggler_at(now: float, task: RunningTask | None = None) -> Straggler:
 def test_a_straggler_where_nothing_finished_since_it_started_reads_as_a_slow_host():
     activity = HostActivity()
     activity.observe("h1", finished_at=9.0, actual_s=0.15, expected_s=0.15)  # on time, but before it could start
+    activity.observe("h0", finished_at=10.2, actual_s=0.15, expected_s=0.15)  # meanwhile h0 is on time
     assert reads_as_slow_host(straggler_at(10.5), activity)
+
+
+def test_a_straggler_while_every_host_overruns_is_a_loaded_machine_not_a_slow_host():
+    activity = HostActivity()
+    activity.observe("h0", finished_at=10.2, actual_s=0.6, expected_s=0.15)
+    assert not reads_as_slow_host(straggler_at(10.5), activity)
+    assert not reads_as_slow_host(straggler_at(10.5), HostActivity())  # nothing finished anywhere: no evidence
 
 
 def test_a_straggler_beside_tasks_that_finished_on_time_is_a_lone_straggler():
@@ -58,7 +66,7 @@ def test_a_straggler_beside_tasks_that_finished_on_time_is_a_lone_straggler():
 def test_a_straggler_whose_host_neighbours_all_overran_reads_as_a_slow_host():
     activity = HostActivity()
     activity.observe("h1", finished_at=10.3, actual_s=1.2, expected_s=0.15)
-    activity.observe("h0", finished_at=10.4, actual_s=0.15, expected_s=0.15)  # another host says nothing about h1
+    activity.observe("h0", finished_at=10.4, actual_s=0.15, expected_s=0.15)  # another host on time meanwhile
     assert reads_as_slow_host(straggler_at(10.5), activity)
 
 
@@ -220,6 +228,7 @@ def bed(clock: FakeClock):
         plugin.state.dispatched_at[key] = 10.0
         plugin.state.planned_speed[key] = 1.0
     plugin.state.last_finish_at["tcp://h1:1"] = 9.9
+    plugin.state.host_activity.observe("h0", finished_at=10.2, actual_s=0.15, expected_s=0.15)  # h0 is on time
     return plugin, scheduler
 
 
@@ -256,7 +265,7 @@ def test_the_dispatcher_reads_h1_slowed_restarts_once_and_keeps_the_orphan_on_it
 
 
 def test_a_finished_straggler_placed_by_stock_dask_also_reads_as_a_slow_host():
-    clock = FakeClock(12.0)
+    clock = FakeClock(11.0)  # it ran from 9.8 s; h0 finished one on time at 10.2 s
     plugin, _ = bed(clock)
     plugin.dispatcher.observe_finished("h1", "probe", duration_s=1.2, planned_s=0.15, speed=1.0)
     assert plugin.state.speeds.speed("tcp://h1:1", "h1") == pytest.approx(0.125)
@@ -277,7 +286,8 @@ def test_a_straggler_planned_from_a_default_guess_says_nothing_about_its_host():
 
 def test_stock_placed_probes_teach_a_slowed_host_at_its_first_slow_finish():
     """Probes left to stock placement (no straggler checks): five finish on time on h0, then one 8x on h1. Its own
-    8x ratio must not widen the category's spread it is judged by: h1 reads as slowed at once."""
+    8x ratio must not widen the category's spread it is judged by: h1 reads as slowed at once. The same on an
+    in-process cluster where the one other host finished nothing meanwhile is no slow host (a loaded machine)."""
     clock = FakeClock(20.0)
     plugin, _ = bed(clock)
     prediction = TaskPrediction(0.15, 0, "oracle", "oracle", category="probe")
@@ -286,6 +296,9 @@ def test_stock_placed_probes_teach_a_slowed_host_at_its_first_slow_finish():
     plugin._observe_speed("tcp://10.0.0.2:1", prediction, 1.2)
     assert plugin.state.speeds.speed("tcp://10.0.0.2:1", "10.0.0.2") == pytest.approx(0.125)
     assert plugin.state.speeds.speed("tcp://10.0.0.1:1", "10.0.0.1") == 1.0
+    clock.now = 100.0  # later: nothing finished anywhere in the last 1.2 s
+    plugin._observe_speed("tcp://10.0.0.3:1", prediction, 1.2)
+    assert plugin.state.speeds.slow_regime("10.0.0.3") is None
 
 
 def test_tasks_shorter_than_the_speed_threshold_never_read_as_a_slow_host():
