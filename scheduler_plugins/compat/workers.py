@@ -57,6 +57,12 @@ def worker_process_bytes(ws: WorkerState) -> int | None:
     return int(process) if process else None
 
 
+def worker_heartbeat_at(ws: WorkerState) -> float | None:
+    """Scheduler wall time of the worker's last heartbeat (when its ``memory.process`` was measured), None if unknown."""
+    seen = getattr(ws, "last_seen", None)
+    return float(seen) if seen else None
+
+
 def worker_clock_offset_s(scheduler: Scheduler, address: str) -> float:
     """Seconds to add to a worker's clock to get the scheduler's (0 when unknown)."""
     ws = scheduler.workers.get(address)
