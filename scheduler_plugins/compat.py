@@ -111,7 +111,7 @@ def dependency_nbytes(ts: TaskState) -> list[int]:
     dependencies = ts.dependencies
     if not dependencies:  # root tasks: most of a wide graph (per-task hot path)
         return []
-    return [dts.nbytes if dts.nbytes > 0 else 0 for dts in dependencies]
+    return [max(0, dts.nbytes) for dts in dependencies]
 
 
 def annotations(ts: TaskState) -> dict:

@@ -68,6 +68,18 @@ class DriftConfig:
     window: int = 50  # standardised ratios kept per category (for display)
 
 
+def drift_config_from_settings() -> DriftConfig:
+    """:class:`DriftConfig` from ``daskflow.models.drift.*`` (defaults in ``daskflow.yaml``)."""
+    from daskflow import config
+
+    return DriftConfig(
+        kappa=float(config.get("models.drift.kappa")), threshold=float(config.get("models.drift.threshold")),
+        clip=float(config.get("models.drift.clip")), settle=int(config.get("models.drift.settle")),
+        min_sigma=float(config.get("models.drift.min-sigma")), default_sigma=float(config.get("models.drift.default-sigma")),
+        window=int(config.get("models.drift.window")),
+    )
+
+
 @dataclass(frozen=True)
 class Baseline:
     """The model's normal error for a category: mean and spread of log(actual / predicted)."""

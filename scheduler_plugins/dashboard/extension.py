@@ -38,7 +38,10 @@ from daskflow import config
 from daskflow.contracts import DASHBOARD_EXTENSION, RECORDER_PLUGIN, DecisionEvent
 from scheduler_plugins import compat
 from scheduler_plugins.dashboard.assets import AssetLineageReader
-from scheduler_plugins.dashboard.catalog_views import CatalogViews, running_asset_partitions
+from scheduler_plugins.dashboard.catalog_views import (
+    CatalogViews,
+    running_asset_partitions,
+)
 from scheduler_plugins.dashboard.run_timeline import run_ids_of, run_timeline
 from scheduler_plugins.dashboard.state import (
     DashboardState,
@@ -122,7 +125,7 @@ class DashboardExtension:
         """(asset, partition) of the asset tasks processing on workers now (live status)."""
         try:
             return running_asset_partitions(self.scheduler)
-        except Exception:  # noqa: BLE001 - live status is best effort
+        except Exception:
             logger.debug("daskflow dashboard: reading processing tasks failed", exc_info=True)
             return set()
 

@@ -421,6 +421,6 @@ def timeline_page(scheduler, extra, doc) -> None:
 PAGES.update({"catalog": "Asset catalog", "asset": "Asset detail", "timeline": "Run timeline"})
 APPLICATIONS.update({"/catalog": catalog_page, "/asset": asset_page, "/timeline": timeline_page})
 
-from scheduler_plugins.dashboard.runs_page import runs_page  # noqa: E402 - last: it uses the helpers above
+from scheduler_plugins.dashboard.runs_page import runs_page
 
 APPLICATIONS["/runs"] = runs_page

@@ -14,6 +14,9 @@ applies the decisions and logs them.
   :mod:`daskflow.critical_path`) → dispatch order.
 * :mod:`.placement` — list scheduling by predicted finish time: transfer,
   storage locality, worker speed, memory headroom; holds; loose vs strict pins.
+* :mod:`.correction` — the in-run correction of durations and peak memory
+  (p50 for the plan, p90 memory for admission), a snapshot of the plugin's
+  online learner.
 * :mod:`.estimates` — calibration of model predictions by finished tasks, the
   dispatch-latency EWMA and the adaptive lookahead, the hold rule, worker
   backlogs, when the next timed round is due, the watchdog.
@@ -21,6 +24,12 @@ applies the decisions and logs them.
 
 from __future__ import annotations
 
+from scheduler_plugins.policy.correction import (
+    CategoryCorrection,
+    admission_peak_memory_bytes,
+    is_corrected,
+    planned_peak_memory_bytes,
+)
 from scheduler_plugins.policy.estimates import (
     CategoryCalibration,
     DispatchLatency,
@@ -69,6 +78,7 @@ from scheduler_plugins.policy.placement import (
 
 __all__ = [
     "CategoryCalibration",
+    "CategoryCorrection",
     "DependencyInfo",
     "DispatchLatency",
     "Estimate",
@@ -81,6 +91,7 @@ __all__ = [
     "TaskInfo",
     "TaskPrediction",
     "WorkerInfo",
+    "admission_peak_memory_bytes",
     "admitted_memory_bytes",
     "assign",
     "choose_worker",
@@ -89,6 +100,7 @@ __all__ = [
     "fits_memory",
     "hold_thresholds",
     "is_baseline",
+    "is_corrected",
     "is_open",
     "lookahead_s",
     "memory_refresh_due",
@@ -100,6 +112,7 @@ __all__ = [
     "plan_dispatch",
     "plan_order",
     "planned_duration_s",
+    "planned_peak_memory_bytes",
     "remaining_s",
     "speed_for",
     "watchdog_action",
