@@ -35,7 +35,7 @@ from typing import Any
 from tornado import web
 
 from daskflow import config
-from daskflow.contracts import DASHBOARD_EXTENSION, RECORDER_PLUGIN, DecisionEvent
+from daskflow.contracts import DASHBOARD_EXTENSION, RECORDER_PLUGIN, STEERING_PLUGIN, DecisionEvent
 from scheduler_plugins import compat
 from scheduler_plugins.dashboard.assets import AssetLineageReader
 from scheduler_plugins.dashboard.catalog_views import (
@@ -160,7 +160,13 @@ class DashboardExtension:
                 "no trained model loaded: predictions are per-category means or defaults "
                 f"(train one with `daskflow model train`). {drift['message']}"
             )
-        return {"steering": steering, "quality": quality}
+        return {"steering": steering, "quality": quality, "model_events": self.model_events()}
+
+    def model_events(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The steering plugin's newest drift alarms and model loads, newest first (also in <models>/events.jsonl)."""
+        steering = compat.plugin(self.scheduler, STEERING_PLUGIN)
+        events = list(getattr(steering, "model_events", ()) or ())
+        return [dict(e) for e in reversed(events[-limit:])]
 
     def predictions(self, limit: int | None = None) -> dict[str, Any]:
         self.refresh()
