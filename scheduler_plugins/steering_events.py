@@ -59,6 +59,8 @@ def decision_event(state: SteeringState, action: str, key: Hashable | None, fiel
                 event["calibration"] = round(factor, 4)  # the in-run correction of the served p50 duration
         if prediction.category in correction.drifted:
             event["drifted"] = True
+        if prediction.category in correction.memory_drifted:
+            event["memory_drifted"] = True
     event.update(fields)  # type: ignore[typeddict-item]
     return event
 
@@ -77,4 +79,5 @@ def summary_of(state: SteeringState, mode: str, model_version: str | None) -> di
         "held_now": len(state.held_since),
         "ready_now": len(state.ready),
         "drifted": sorted(state.correction.drifted),
+        "memory_drifted": sorted(state.correction.memory_drifted),
     }

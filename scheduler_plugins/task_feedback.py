@@ -16,7 +16,9 @@ metadata) it feeds, exactly once per task:
   served for the task against what it cost (duration on speed-1 seconds: the
   worker's own speed taken out; peak memory as measured), for predictions
   from a model or a mean (a default for a category never seen says nothing
-  about the model). After each observation the category's factors and p90
+  about the model); values below the training data's noise floors
+  (:class:`~daskflow.learning.cleaning.CleaningConfig`: 1 ms, 64 KiB) count
+  as the floor, so allocator noise on tiny tasks is never "drift". After each observation the category's factors and p90
   spread are copied into :attr:`SteeringState.correction`, the plain
   :class:`~scheduler_plugins.policy.CategoryCorrection` the policy plans
   with (not-yet-run tasks of the category are planned with the new factor at
@@ -42,6 +44,7 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from daskflow.contracts import METADATA_KEY
+from daskflow.learning.cleaning import CleaningConfig
 from daskflow.learning.corrector import CorrectorConfig, OnlineCorrector
 from scheduler_plugins import compat
 from scheduler_plugins.policy import PolicyConfig, TaskPrediction
@@ -95,7 +98,10 @@ class TaskFeedback:
         self.wall_clock = wall_clock
         self.learn_speeds = learn_speeds
         self.save_speeds = save_speeds
-        self._registry_lock = threading.Lock()  # one events.jsonl rewrite at a time (executor threads)
+        self.floors = CleaningConfig()  # the training data's noise floors (allocator / timer noise is not drift)
+        self._registry_lock = threading.Lock()
+        self._median = 1.0  # median learned worker speed, and the speed_observed count it was computed at
+        self._median_at: int | None = None  # one events.jsonl rewrite at a time (executor threads)
         state.corrector = OnlineCorrector(corrector_config)
         state.correction.spread_prior_rows = corrector_config.spread_prior_rows
 
@@ -137,7 +143,7 @@ class TaskFeedback:
         self.state.latency.observe(sent_wall, started + compat.worker_clock_offset_s(scheduler, worker), self.config)
 
     def _observe_speed(self, worker: str, prediction: TaskPrediction, duration_s: float) -> float:
-        """Learn the worker's speed from one finished task; return its speed before this task (for the corrector)."""
+        """Learn the worker's speed from one finished task; its speed before it, relative to the median (for the corrector)."""
         state = self.state
         facts = state.facts.get(worker) or {}
         host = str(facts.get("host") or address_host(worker))
@@ -145,13 +151,30 @@ class TaskFeedback:
             return float(facts.get("speed") or 1.0)
         before = state.speeds.speed(worker, host)
         if prediction.quality == "default":  # a guess for a category never seen says nothing about the worker
-            return before
+            return before / self._median_speed()
         planned = self.planned_s(prediction)
         state.spread.observe(prediction.category, duration_s * before, planned)
         if state.speeds.observe(worker, host, duration_s, planned):
             state.counts["speed_observed"] += 1
             self.save_speeds()
-        return before
+        return before / self._median_speed()
+
+    def _median_speed(self) -> float:
+        """The median learned speed of the known workers (recomputed every 16 speed observations).
+
+        The in-run learner sees durations relative to it: a category whose cost doubles on *every*
+        worker first looks like slower workers to the speed learner, and would otherwise be hidden
+        from drift detection by the speed taken out of each duration.
+        """
+        state = self.state
+        observed = state.counts.get("speed_observed", 0)
+        if self._median_at is not None and observed - self._median_at < 16:
+            return self._median
+        speeds = sorted(state.speeds.speed(address, str(facts.get("host") or address_host(address)))
+                        for address, facts in state.facts.items() if not facts.get("speed_declared"))
+        self._median = speeds[len(speeds) // 2] if speeds else 1.0
+        self._median_at = observed
+        return self._median
 
     def _observe_means(self, category: str, duration_s: float, peak: float | None) -> None:
         """Feed the predictor's per-category running means (the recorder does not: one observe per task)."""
@@ -166,11 +189,14 @@ class TaskFeedback:
         corrector = state.corrector
         now = self.wall_clock()
         events = []
-        if prediction.quality in LEARNED_QUALITIES:
-            events.append(corrector.observe(category, prediction.duration_s, duration_s, now, "duration"))
+        floors = self.floors
+        if prediction.quality in LEARNED_QUALITIES:  # timer noise below the floor: "tiny" both, not a ratio of noise
+            events.append(corrector.observe(category, max(prediction.duration_s, floors.duration_floor_s),
+                                            max(duration_s, floors.duration_floor_s), now, "duration"))
         memory_quality = prediction.memory_quality or prediction.quality
         if peak is not None and peak > 0 and prediction.peak_memory_bytes > 0 and memory_quality in LEARNED_QUALITIES:
-            events.append(corrector.observe(category, prediction.peak_memory_bytes, peak, now, "peak_memory"))
+            events.append(corrector.observe(category, max(prediction.peak_memory_bytes, floors.memory_floor_bytes),
+                                            max(peak, floors.memory_floor_bytes), now, "peak_memory"))
         if not events:
             return
         correction = state.correction
@@ -185,13 +211,14 @@ class TaskFeedback:
         """A drift alarm: demote the category, log a decision event, keep it for the model page, append it to the registry."""
         state = self.state
         category = str(event.get("category") or prediction.category)
-        state.correction.drifted.add(category)
+        target = str(event.get("target", "duration"))
+        (state.correction.drifted if target == "duration" else state.correction.memory_drifted).add(category)
         state.counts["drift_detected"] += 1
         event = {**event, "run_id": prediction.run_id, "key": str(key), "served_by": "online"}
         state.model_events.append(event)
         self.log("drift", key, reason="drift", category=category, target=event.get("target"),
                  direction=event.get("direction"), shift=event.get("shift"), changed_at=event.get("changed_at"),
-                 observed=event.get("observed"), planned_factor=round(float(state.correction.factor(category, str(event.get("target", "duration"))) or 1.0), 4))
+                 observed=event.get("observed"), planned_factor=round(float(state.correction.factor(category, target) or 1.0), 4))
         logger.info("daskflow steering: %s of category %r drifted (x%s, %s); planned from this run's tasks from now on",
                     event.get("target"), category, event.get("shift"), event.get("direction"))
         self._append_to_registry(event)

@@ -18,9 +18,10 @@ reads without knowing about the learner:
   p50)`` of the model (its calibrated spread) and ``k =
   spread_prior_rows`` - the rule of
   :meth:`~daskflow.learning.corrector.OnlineCorrector.upper`;
-* ``drifted``: categories whose cost changed during the run (a drift alarm):
-  from then on they are planned with the correction whatever the source of
-  their prediction (a model, a mean, a default).
+* ``drifted`` / ``memory_drifted``: categories whose duration / peak memory
+  changed during the run (a drift alarm): from then on that target is planned
+  with the correction whatever the source of its prediction (a model, a mean,
+  a default).
 
 Which predictions are corrected (:func:`is_corrected`): model predictions
 always; baselines (running means, defaults) only once their category drifted
@@ -53,7 +54,8 @@ class CategoryCorrection:
     duration: dict[str, float] = field(default_factory=dict)  # category -> factor of the served p50 duration
     peak_memory: dict[str, float] = field(default_factory=dict)  # category -> factor of the served p50 peak memory
     memory_upper: dict[str, tuple[int, float]] = field(default_factory=dict)  # category -> (n residuals, log p90 of them)
-    drifted: set[str] = field(default_factory=set)  # categories demoted by a drift alarm in this run
+    drifted: set[str] = field(default_factory=set)  # categories whose duration drifted in this run (demoted)
+    memory_drifted: set[str] = field(default_factory=set)  # categories whose peak memory drifted in this run
     spread_prior_rows: float = 10.0  # pseudo-rows of the model's own spread in the p90
 
     def factor(self, category: str, target: str = "duration") -> float | None:
@@ -67,13 +69,15 @@ class CategoryCorrection:
         self.peak_memory.clear()
         self.memory_upper.clear()
         self.drifted.clear()
+        self.memory_drifted.clear()
 
 
-def is_corrected(quality: str, category: str, correction: object) -> bool:
-    """Whether the plan multiplies a prediction of this quality by its category's correction."""
+def is_corrected(quality: str, category: str, correction: object, target: str = "duration") -> bool:
+    """Whether the plan multiplies a prediction of this quality by its category's ``target`` correction."""
     if quality == "model":
         return True
-    return quality != "oracle" and category in getattr(correction, "drifted", ())
+    drifted = getattr(correction, "drifted" if target == "duration" else "memory_drifted", ())
+    return quality != "oracle" and category in drifted
 
 
 def planned_peak_memory_bytes(prediction: TaskPrediction, correction: CategoryCorrection) -> float:
@@ -85,7 +89,7 @@ def planned_peak_memory_bytes(prediction: TaskPrediction, correction: CategoryCo
     """
     peak = float(prediction.peak_memory_bytes or 0.0)
     quality = prediction.memory_quality or prediction.quality
-    if peak > 0 and is_corrected(quality, prediction.category, correction):
+    if peak > 0 and is_corrected(quality, prediction.category, correction, "peak_memory"):
         factor = correction.factor(prediction.category, "peak_memory")
         if factor is not None:
             return peak * factor

@@ -168,7 +168,7 @@ def test_admission_p90_rule_is_pure():
     mean = TaskPrediction(1.0, 100.0, "prefix-mean", None, category="c")
     scaled = CategoryCorrection(peak_memory={"c": 3.0})
     assert planned_peak_memory_bytes(mean, scaled) == 100.0
-    scaled.drifted.add("c")
+    scaled.memory_drifted.add("c")
     assert planned_peak_memory_bytes(mean, scaled) == 300.0
     assert admission_peak_memory_bytes(TaskPrediction(1.0, 0.0, "model", "v1", category="c"), scaled) == 0.0
 
