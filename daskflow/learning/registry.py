@@ -294,13 +294,19 @@ def evaluate_candidate(candidate: Any, current: Any | None, rows: pd.DataFrame,
                        config: PromotionConfig | None = None) -> Verdict:
     """Promote or reject ``candidate`` (a predictor) against ``current`` on recent held-out ``rows``.
 
-    Both are anything with ``predict(rows) -> Predictions``. The reason names the numbers.
+    Both are anything with ``predict(rows) -> Predictions``. The reason names the numbers. Memory is
+    judged only on rows whose peak is above the noise floor (``CleaningConfig.memory_floor_bytes``):
+    a few KiB of allocator noise must not reject a model that fixed a doubled duration.
     """
     from daskflow.learning.training import median_ape
+
+    from daskflow.learning.cleaning import CleaningConfig
 
     config = config or PromotionConfig()
     duration = _column(rows, "duration_s")
     memory = _column(rows, "peak_memory_bytes")
+    with np.errstate(invalid="ignore"):  # peaks at or below the noise floor measure allocator noise, not a model
+        memory = np.where(memory > CleaningConfig().memory_floor_bytes, memory, np.nan)
     n = int((np.isfinite(duration) & (duration > 0)).sum())
     new = candidate.predict(rows)
     metrics: dict[str, Any] = {
