@@ -174,8 +174,11 @@ def maybe_retrain(models_url: str | None = None, history_url: str | None = None,
     baselines = current.composite.drift_baselines if current is not None and current.composite is not None else None
     drift_events = detect_drift(fresh, baselines, model_version=current.model_version if manifest else None,
                                 config=drift_config_from_settings()) if manifest else []
-    for event in drift_events:
-        registry.append_event(event)
+    logged = {_drift_identity(e) for e in registry.read_events() if e.get("event") == "drift"}
+    for event in drift_events:  # the steering plugin already logged the alarms it raised in the run
+        if _drift_identity(event) not in logged:
+            registry.append_event(event)
+            logged.add(_drift_identity(event))
     trigger = retrain_trigger(fresh, manifest is not None, drift_events, config)
     if trigger is None:
         return {"decision": "skip", "reason": f"no trigger: {len(fresh)} new rows, no drift", "version": None, "trigger": None,
@@ -187,6 +190,11 @@ def maybe_retrain(models_url: str | None = None, history_url: str | None = None,
         outcome = _train_in_subprocess(models_url, history_url, trigger, now, config, changes)
     outcome["drift"] = drift_events
     return outcome
+
+
+def _drift_identity(event: Mapping[str, Any]) -> tuple:
+    """One drift of one model: the same category and target in the same run (whoever detected it)."""
+    return (event.get("model_version"), event.get("run_id"), event.get("category"), event.get("target", "duration"))
 
 
 def _train_in_subprocess(models_url: str, history_url: str, trigger: str, now: float | None, config: RetrainConfig,
