@@ -128,9 +128,9 @@ def markdown(report: list[dict[str, Any]]) -> str:
     def f(v: Any) -> str:
         return "-" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))
 
-    lines = ["| run | transform cost | served model | transform APE served (p50) | planned (in-run corrected) | other assets served | "
-             "drift alarm (transform task #, shift) | demoted | retrain after the run |",
-             "|---:|---:|---|---:|---:|---:|---|---|---|"]
+    header = ("| run | transform cost | served model | transform APE served (p50) | planned (in-run corrected) | other assets served | "
+              "drift alarm (transform task #, shift) | demoted | retrain after the run |")
+    lines = [header, "|---:|---:|---|---:|---:|---:|---|---|---|"]
     for r in report:
         alarm = f"task {r['drift_at_task']} of {r['transform_tasks']}, x{r['drift_shift']}" if r["drift_detected"] else "none"
         retrain = r.get("retrain") or {}

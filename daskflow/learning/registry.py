@@ -298,9 +298,8 @@ def evaluate_candidate(candidate: Any, current: Any | None, rows: pd.DataFrame,
     judged only on rows whose peak is above the noise floor (``CleaningConfig.memory_floor_bytes``):
     a few KiB of allocator noise must not reject a model that fixed a doubled duration.
     """
-    from daskflow.learning.training import median_ape
-
     from daskflow.learning.cleaning import CleaningConfig
+    from daskflow.learning.training import median_ape
 
     config = config or PromotionConfig()
     duration = _column(rows, "duration_s")

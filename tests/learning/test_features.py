@@ -121,7 +121,13 @@ def test_planner_annotates_graph_positions():
     """first -> second -> [second_ok, blocking] -> third"""
     from daskflow.definitions import Definitions, asset, asset_check
     from daskflow.graph import build_asset_graph
-    from daskflow.planning import CatalogFacts, build_task_specs, plan_run, select_run, task_key
+    from daskflow.planning import (
+        CatalogFacts,
+        build_task_specs,
+        plan_run,
+        select_run,
+        task_key,
+    )
     from daskflow.storage import AssetStore
 
     @asset(io="json")

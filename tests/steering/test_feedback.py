@@ -16,7 +16,12 @@ from types import SimpleNamespace
 import pytest
 
 from daskflow.contracts import METADATA_KEY
-from scheduler_plugins.policy import CategoryCorrection, TaskPrediction, admission_peak_memory_bytes, planned_peak_memory_bytes
+from scheduler_plugins.policy import (
+    CategoryCorrection,
+    TaskPrediction,
+    admission_peak_memory_bytes,
+    planned_peak_memory_bytes,
+)
 from scheduler_plugins.steering import SteeringPlugin
 
 pytestmark = pytest.mark.timeout(30)
@@ -213,3 +218,16 @@ def test_drift_events_are_appended_to_the_models_event_log_off_the_loop(tmp_path
     assert [r["event"] for r in rows] == ["drift"]
     assert rows[0]["category"] == "load" and rows[0]["target"] == "duration"
     json.dumps(rows)
+
+
+def test_model_page_lists_drift_alarms_and_model_loads():
+    pytest.importorskip("bokeh")
+    from scheduler_plugins.dashboard.pages import format_model_events
+
+    html = format_model_events([
+        {"event": "drift", "category": "load", "target": "duration", "direction": "slower", "shift": 2.0, "observed": 4,
+         "model_version": "v1"},
+        {"event": "model-loaded", "model_version": "v1"},
+    ])
+    assert "drift: duration of load slower x2.0 after 4 task(s)" in html and "model-loaded: model v1" in html
+    assert "none in this scheduler" in format_model_events([])
