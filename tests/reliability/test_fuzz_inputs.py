@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import keyword
 import string
 
 import pytest
@@ -44,7 +45,7 @@ def assert_one_line(exc: BaseException) -> None:
 
 
 # -- pipeline definitions ------------------------------------------------------------
-IDENT = st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True)
+IDENT = st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True).filter(lambda name: not keyword.iskeyword(name))
 ANY_NAME = st.one_of(IDENT, st.text(max_size=12))
 
 
