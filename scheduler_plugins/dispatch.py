@@ -35,6 +35,7 @@ from scheduler_plugins.policy import (
     TaskInfo,
     TaskPrediction,
     WorkerInfo,
+    admission_peak_memory_bytes,
     admitted_memory_bytes,
     choose_worker,
     is_baseline,
@@ -269,9 +270,13 @@ class Dispatcher:
 
     # ------------------------------------------------------------------- views
     def planned_s(self, prediction: TaskPrediction, cache: dict) -> float:
-        """The planned duration: a model's calibrated prediction, or the running per-category mean for a baseline guess."""
-        if not is_baseline(prediction.quality):
-            return planned_duration_s(prediction, self.state.calibration)
+        """The planned duration: a model's corrected prediction, or the running per-category mean for a baseline guess.
+
+        A baseline of a category that drifted in this run is corrected too (the running mean lags a change).
+        """
+        correction = self.state.correction
+        if not is_baseline(prediction.quality) or prediction.category in correction.drifted:
+            return planned_duration_s(prediction, correction)
         value = cache.get(prediction.category)
         if value is None:
             baseline_for = getattr(self.predictor(), "baseline_for", None)
@@ -351,7 +356,7 @@ class Dispatcher:
         state.memory_baseline.observe(address, seen_wall, process_bytes, managed, busy)
 
     def _processing(self, ws: Any, now: float, cache: dict) -> tuple[list[tuple[float, float]], float, float]:
-        """``(sent_at, predicted_s)`` of each task processing on a worker, the sum and the max of their predicted peaks."""
+        """``(sent_at, predicted_s)`` of each task processing on a worker, the sum and the max of their p90 peaks."""
         state = self.state
         entries = []
         peaks = 0.0
@@ -361,8 +366,9 @@ class Dispatcher:
             prediction = state.predictions.get(pkey)
             if prediction is not None:
                 predicted_s = self.planned_s(prediction, cache)
-                peaks += prediction.peak_memory_bytes
-                max_peak = max(max_peak, prediction.peak_memory_bytes)
+                reserved = admission_peak_memory_bytes(prediction, state.correction)  # admitted with its p90: reserved so
+                peaks += reserved
+                max_peak = max(max_peak, reserved)
             else:
                 predicted_s = compat.prefix_duration_s(pts)
             entries.append((state.dispatched_at.get(pkey, now), predicted_s))
@@ -378,7 +384,8 @@ class Dispatcher:
         return TaskInfo(
             key=key,
             duration_s=self.planned_s(prediction, cache) if prediction is not None else compat.prefix_duration_s(ts),
-            peak_memory_bytes=int(prediction.peak_memory_bytes) if prediction is not None else 0,
+            # admission uses the p90 (corrected in-run); the p50 is for display and explain
+            peak_memory_bytes=int(admission_peak_memory_bytes(prediction, self.state.correction)) if prediction is not None else 0,
             dependencies=deps,
             input_locations=locations,
             allowed_workers=compat.allowed_workers(scheduler, ts),

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from daskflow.contracts import DecisionEvent
+from daskflow.learning.corrector import OnlineCorrector
 from scheduler_plugins.policy import (
-    CategoryCalibration,
+    CategoryCorrection,
     DispatchLatency,
     MemoryBaseline,
     SpeedEstimates,
@@ -59,7 +60,9 @@ class SteeringState:
     timer_at: float = math.inf  # when that timed round is due
     ticks: int = 0  # watchdog ticks so far
     # -- what it learned about this cluster
-    calibration: CategoryCalibration = field(default_factory=CategoryCalibration)  # model actual / predicted
+    corrector: OnlineCorrector = field(default_factory=OnlineCorrector)  # in-run learner: online correction + drift (reset per model)
+    correction: CategoryCorrection = field(default_factory=CategoryCorrection)  # the corrector's factors, as the policy reads them
+    model_events: deque[dict[str, Any]] = field(init=False)  # drift alarms and model loads (newest last), for the model page
     latency: DispatchLatency = field(default_factory=DispatchLatency)  # sent to an idle thread -> compute started
     probe_sent_wall: dict[Hashable, float] = field(default_factory=dict)  # key -> wall time sent to an idle thread
     last_finish_at: dict[str, float] = field(default_factory=dict)  # worker -> when its last task finished
@@ -82,6 +85,7 @@ class SteeringState:
 
     def __post_init__(self) -> None:
         self.decisions = deque(maxlen=self.max_decisions)
+        self.model_events = deque(maxlen=self.max_decisions)
 
     def clear_task(self, key: Hashable) -> None:
         """Forget everything about a task the scheduler forgot."""

@@ -60,11 +60,13 @@ def warm_worker() -> int:
 def build_specs(trace: Trace, run_id: str, memory_scale: float, bytes_scale: float):
     """The task specs of one run of ``trace``, their keys and their (sanitized) categories."""
     from daskflow.daskgraph import TaskSpec
+    from daskflow.learning.features import graph_positions
 
     run8 = run_id[:8]
     categories = [sanitize_category(task.category) for task in trace.tasks]
     keys = [f"{category}-{run8}-{i}" for i, category in enumerate(categories)]
     key_of = {task.id: key for task, key in zip(trace.tasks, keys)}
+    positions = graph_positions({key_of[task.id]: [key_of[p] for p in task.parents] for task in trace.tasks})
     specs = []
     for task, key, category in zip(trace.tasks, keys, categories):
         memory = int((task.memory_bytes or 0) * memory_scale)
@@ -78,6 +80,7 @@ def build_specs(trace: Trace, run_id: str, memory_scale: float, bytes_scale: flo
             n_inputs=len(task.parents),
             true_duration_s=float(task.runtime_s),
             true_peak_memory_bytes=memory,
+            **positions[key],
         )
         specs.append(
             TaskSpec(

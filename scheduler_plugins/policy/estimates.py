@@ -7,11 +7,15 @@ pure functions and two small running statistics. Time is always an argument
 (``now``, ``sent_at``: seconds on the caller's monotonic clock); nothing here
 reads a clock, a config or the scheduler.
 
-* **Calibration** (:class:`CategoryCalibration`) — a model trained on other
-  instances can be off by a constant factor for this one; per category the plan
-  multiplies model predictions by the EWMA (log scale) of actual / predicted
-  of finished tasks (:func:`planned_duration_s`). Baselines follow the
-  predictor's running means instead, and the oracle is the truth.
+* **Calibration** — a model trained on other instances can be off by a
+  constant factor for this one; per category the plan multiplies model
+  predictions by the in-run correction of finished tasks
+  (:func:`planned_duration_s`; the plugin's factors come from
+  :class:`~daskflow.learning.corrector.OnlineCorrector` through
+  :class:`~scheduler_plugins.policy.correction.CategoryCorrection`;
+  :class:`CategoryCalibration` is the former EWMA rule, same shape).
+  Baselines follow the predictor's running means until their category
+  drifts, and the oracle is the truth.
 * **Worker speeds** (:class:`SpeedEstimates`) — per worker and per host, a
   robust speed factor learned from finished tasks: the median of
   ``log(actual / planned)`` over a recent window, shrunk toward the host's
@@ -47,12 +51,15 @@ import statistics
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from scheduler_plugins.policy.memory import (
     admitted_memory_bytes,  # re-exported: memory admission lives in .memory
 )
 from scheduler_plugins.policy.model import PolicyConfig, TaskPrediction, WorkerInfo
+
+if TYPE_CHECKING:
+    from scheduler_plugins.policy.correction import CategoryCorrection
 
 __all__ = [
     "CategoryCalibration",
@@ -120,8 +127,12 @@ class CategoryCalibration:
         return None if log_ratio is None else math.exp(log_ratio)
 
 
-def planned_duration_s(prediction: TaskPrediction, calibration: CategoryCalibration) -> float:
-    """The duration the plan uses for a prediction: a model's, times its category's calibration.
+def planned_duration_s(prediction: TaskPrediction, calibration: CategoryCalibration | CategoryCorrection) -> float:
+    """The duration the plan uses for a prediction: a model's (or a drifted category's), times its category's correction.
+
+    ``calibration``: the plugin's :class:`~scheduler_plugins.policy.correction.CategoryCorrection`
+    (the in-run :class:`~daskflow.learning.corrector.OnlineCorrector`'s factors), or the former
+    EWMA :class:`CategoryCalibration` (same ``factor(category)`` shape).
 
     >>> calibration = CategoryCalibration({"fit": math.log(0.5)}, {"fit": 1})
     >>> planned_duration_s(TaskPrediction(4.0, 0.0, "model", "v1", category="fit"), calibration)
@@ -129,10 +140,12 @@ def planned_duration_s(prediction: TaskPrediction, calibration: CategoryCalibrat
     >>> planned_duration_s(TaskPrediction(4.0, 0.0, "oracle", "oracle", category="fit"), calibration)
     4.0
     """
-    if prediction.quality == "model":
-        log_ratio = calibration.log_ratio.get(prediction.category)
-        if log_ratio is not None:
-            return prediction.duration_s * math.exp(log_ratio)
+    from scheduler_plugins.policy.correction import is_corrected
+
+    if is_corrected(prediction.quality, prediction.category, calibration):
+        factor = calibration.factor(prediction.category)
+        if factor is not None:
+            return prediction.duration_s * factor
     return prediction.duration_s
 
 

@@ -292,12 +292,12 @@ def test_stock_placed_probes_teach_a_slowed_host_at_its_first_slow_finish():
     plugin, _ = bed(clock)
     prediction = TaskPrediction(0.15, 0, "oracle", "oracle", category="probe")
     for _ in range(5):
-        plugin._observe_speed("tcp://10.0.0.1:1", prediction, 0.15)
-    plugin._observe_speed("tcp://10.0.0.2:1", prediction, 1.2)
+        plugin.feedback._observe_speed("tcp://10.0.0.1:1", prediction, 0.15)
+    plugin.feedback._observe_speed("tcp://10.0.0.2:1", prediction, 1.2)
     assert plugin.state.speeds.speed("tcp://10.0.0.2:1", "10.0.0.2") == pytest.approx(0.125)
     assert plugin.state.speeds.speed("tcp://10.0.0.1:1", "10.0.0.1") == 1.0
     clock.now = 100.0  # later: nothing finished anywhere in the last 1.2 s
-    plugin._observe_speed("tcp://10.0.0.3:1", prediction, 1.2)
+    plugin.feedback._observe_speed("tcp://10.0.0.3:1", prediction, 1.2)
     assert plugin.state.speeds.slow_regime("10.0.0.3") is None
 
 
