@@ -44,7 +44,11 @@ from daskflow.catalog import Catalog
 from daskflow.errors import CatalogError
 from daskflow.timeline.errors import DaemonLeaseError
 from daskflow.timeline.launch import LauncherPool
-from daskflow.timeline.logs import PRUNE_INTERVAL_S, prune_launcher_logs, retention_from_config
+from daskflow.timeline.logs import (
+    PRUNE_INTERVAL_S,
+    prune_launcher_logs,
+    retention_from_config,
+)
 from daskflow.timeline.queue import QueueRunner, RunQueue, entry_from_launch
 from daskflow.timeline.sensors import evaluate_sensor
 from daskflow.timeline.specs import SensorContext
@@ -138,6 +142,9 @@ class Daemon:
                 time.sleep(min(0.2, self.tick_interval_s))
             self.store.mark_started()
         finally:
+            close = getattr(self.pool, "close", None)
+            if close is not None:  # warm launchers exit after their runs
+                close()
             self.store.release_lease(self.state.token)
 
     def step(self) -> None:

@@ -5,7 +5,12 @@ import os
 
 import dask.config
 
-from daskflow.timeline.logs import PRUNE_INTERVAL_S, LogFile, logs_to_prune, prune_launcher_logs
+from daskflow.timeline.logs import (
+    PRUNE_INTERVAL_S,
+    LogFile,
+    logs_to_prune,
+    prune_launcher_logs,
+)
 from tests.timeline.test_daemon import Clock, make_daemon
 
 DAY_S = 86400.0
