@@ -181,6 +181,11 @@ def dagster_daemon(workdir: pathlib.Path, defs_body: str, max_runs: int, backfil
     defs_path.write_text(_DEFS_HEADER.format(out=str(out), quiet=QUIET_DAGSTER_LOGGERS) + defs_body)
     workspace = workdir / "workspace.yaml"
     workspace.write_text(f"load_from:\n  - python_file: {json.dumps(str(defs_path))}\n")
+    # Create the SQLite storages here, before the daemon and its code server open them: two processes
+    # creating them at once can leave two alembic heads ("has more than one head present").
+    instance = dagster.DagsterInstance.from_config(str(home))
+    instance.get_runs(limit=1)
+    instance.all_instigator_state()
     executable = shutil.which("dagster-daemon", path=os.path.dirname(sys.executable)) or "dagster-daemon"
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     log = open(workdir / "daemon.log", "ab")  # noqa: SIM115 - closed in finally
@@ -188,7 +193,6 @@ def dagster_daemon(workdir: pathlib.Path, defs_body: str, max_runs: int, backfil
                                cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        instance = dagster.DagsterInstance.from_config(str(home))
         spec = importlib.util.spec_from_file_location(f"bench_defs_{workdir.name}", defs_path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
@@ -227,7 +231,11 @@ def dagster_backfill(workdir: pathlib.Path, partitions: int, chunk: int, limit: 
                  timeout_s, f"Dagster backfill of {partitions} partitions", poll_s=0.2)
         wall_s = time.perf_counter() - started
         wait_for(lambda: _backfill_over(instance, backfill.backfill_id), timeout_s, "Dagster backfill status")
-        status = instance.get_backfill(backfill.backfill_id).status
+        final = instance.get_backfill(backfill.backfill_id)
+        status = final.status
+        if status != BulkActionStatus.COMPLETED_SUCCESS:
+            message = " ".join(str(final.error.message if final.error else "").split())[:300]
+            raise RuntimeError(f"the Dagster backfill ended {status.value}: {message} (see {workdir / 'daemon.log'})")
         runs = instance.get_run_records()
         lines = {path.stem: len(path.read_text().splitlines()) for path in out.glob("*.jsonl")}
         return {"partitions": partitions, "chunk": chunk, "max_concurrent_runs": limit, "runs": len(runs),

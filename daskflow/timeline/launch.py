@@ -300,12 +300,12 @@ def serve(result_fd: int) -> int:
             code = _launch_guarded(request["spec"])
             sys.stdout.flush()
             sys.stderr.flush()
+            if code == EXIT_CANCELED:  # reported by the exit code, as a one-run launcher does: a canceled
+                return code            # run may leave a half-closed client, so the next run starts afresh
             try:
                 results.write(json.dumps({"run_id": request["spec"]["run_id"], "code": code}) + "\n")
             except OSError:  # the pool is gone: nobody to report to
                 return 0
-            if code == EXIT_CANCELED:  # a canceled run may leave a half-closed client: start afresh
-                return code
     except RunCanceled:  # a cancel that missed its run (it had just ended): stop serving
         return EXIT_CANCELED
     return 0
