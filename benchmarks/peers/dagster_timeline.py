@@ -264,12 +264,14 @@ def dagster_launches(workdir: pathlib.Path, n_runs: int, max_runs: int, timeout_
             instance, _):
         wait_for(lambda: len(_finished_runs(instance)) >= n_runs, timeout_s, f"Dagster: {n_runs} sensor runs")
         records = instance.get_run_records()
+        started = [r for r in records if r.start_time is not None]  # a run can fail before it starts
         first_created = min(r.create_timestamp.timestamp() for r in records)
-        last_start = max(r.start_time for r in records)
-        return {"runs": len(records), "max_concurrent_runs": max_runs,
+        last_start = max(r.start_time for r in started)
+        return {"runs": len(records), "runs_started": len(started), "max_concurrent_runs": max_runs,
                 "create_to_last_start_s": last_start - first_created,
-                "runs_started_per_s": len(records) / (last_start - first_created),
-                "all_succeeded": all(r.dagster_run.status == DagsterRunStatus.SUCCESS for r in records)}
+                "runs_started_per_s": len(started) / (last_start - first_created),
+                "all_succeeded": all(r.dagster_run.status == DagsterRunStatus.SUCCESS for r in records),
+                "statuses": sorted({r.dagster_run.status.value for r in records})}
 
 
 def dagster_latency(workdir: pathlib.Path, ticks: int, max_runs: int, timeout_s: float) -> dict:
