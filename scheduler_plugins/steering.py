@@ -487,6 +487,7 @@ class SteeringPlugin(SchedulerPlugin):
         if prediction.quality == "default":  # a guess for a category never seen says nothing about the worker
             return before
         planned = self.dispatcher.planned_s(prediction, {})
+        self.dispatcher.observe_finished(host, prediction.category, duration_s, planned, before)  # a slow host?
         state.spread.observe(prediction.category, duration_s * before, planned)
         if state.speeds.observe(worker, host, duration_s, planned):
             state.counts["speed_observed"] += 1

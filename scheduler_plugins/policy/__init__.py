@@ -14,6 +14,9 @@ applies the decisions and logs them.
   :mod:`daskflow.critical_path`) → dispatch order.
 * :mod:`.placement` — list scheduling by predicted finish time: transfer,
   storage locality, worker speed, memory headroom; holds; loose vs strict pins.
+* :mod:`.memory` — memory admission: what a worker really holds, a learned
+  baseline of memory it does not give back.
+* :mod:`.stragglers` — stragglers, slowed hosts, restarts and their orphans.
 * :mod:`.estimates` — calibration of model predictions by finished tasks, the
   dispatch-latency EWMA and the adaptive lookahead, the hold rule, worker
   backlogs, when the next timed round is due, the watchdog.
@@ -40,6 +43,7 @@ from scheduler_plugins.policy.estimates import (
     watchdog_action,
     worker_backlog_s,
 )
+from scheduler_plugins.policy.memory import MemoryBaseline
 from scheduler_plugins.policy.model import (
     DependencyInfo,
     PolicyConfig,
@@ -61,6 +65,7 @@ from scheduler_plugins.policy.placement import (
     choose_worker,
     estimate_finish,
     fits_memory,
+    is_memory_heavy,
     is_open,
     pair_allowed,
     pin_is_loose,
@@ -74,6 +79,7 @@ __all__ = [
     "Estimate",
     "GraphCycleError",
     "HoldThresholds",
+    "MemoryBaseline",
     "Placement",
     "PolicyConfig",
     "RoundContext",
@@ -89,6 +95,7 @@ __all__ = [
     "fits_memory",
     "hold_thresholds",
     "is_baseline",
+    "is_memory_heavy",
     "is_open",
     "lookahead_s",
     "memory_refresh_due",
