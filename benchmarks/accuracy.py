@@ -90,22 +90,18 @@ def application_time_scale(traces: list, slots: int, target_seconds: float) -> f
 
 def trace_rows(trace, run_id: str, time_scale: float, memory_scale: float, bytes_scale: float) -> list[dict[str, Any]]:
     """History rows straight from a trace, built with the serving record path (``--source trace``)."""
+    from daskflow.learning.features import graph_positions
     from daskflow.replay.trace import sanitize_category
 
     by_id = {task.id: task for task in trace.tasks}
-    depth: dict[str, int] = {}
-    dependents: dict[str, int] = defaultdict(int)
-    for task in trace.tasks:  # topological order (validated at load): parents first
-        depth[task.id] = 1 + max((depth[p] for p in task.parents), default=-1)
-        for parent in task.parents:
-            dependents[parent] += 1
+    positions = graph_positions({task.id: task.parents for task in trace.tasks})  # what the harness annotates
     rows = []
     for index, task in enumerate(trace.tasks):
         category = sanitize_category(task.category)
         annotations = {
             "run_id": run_id, "kind": "replay", "category": category, "asset": None, "partition": None,
             "input_bytes": int(task.input_bytes * bytes_scale), "input_rows": 0, "n_inputs": len(task.parents),
-            "depth": depth[task.id], "n_dependents": dependents[task.id],
+            **positions[task.id],
         }
         dependency_bytes = sum(min(int(by_id[p].output_bytes * bytes_scale), OUTPUT_CAP_BYTES) for p in task.parents)
         row = record_from_annotations(

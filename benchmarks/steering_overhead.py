@@ -95,8 +95,9 @@ def run_preloaded(args) -> tuple[dict[str, list[float]], list, list[str]]:
     with tempfile.TemporaryDirectory() as home:
         settings = {"daskflow.home": home, "daskflow.history.url": f"{home}/history", "daskflow.models.url": f"{home}/models",
                     "daskflow.steering.model": f"{home}/models", "daskflow.steering.oracle": False,
-                    "daskflow.steering.mode": "steer", "daskflow.recorder.enabled": True,
-                    "daskflow.dashboard.enabled": True}
+                    "daskflow.steering.mode": "steer" if "steering" in args.parts else "off",
+                    "daskflow.recorder.enabled": "recorder" in args.parts,
+                    "daskflow.dashboard.enabled": "dashboard" in args.parts}
         with dask.config.set(settings):
             for round_index in range(args.rounds):
                 steer_first = args.steer_first ^ (round_index % 2 == 1)
@@ -123,7 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steer-first", action="store_true", help="start with steer (the order flips every round: ABBA)")
     parser.add_argument("--preload", action="store_true",
                         help="steer side: a cluster preloading scheduler_plugins.preload (recorder + steering + dashboard)")
+    parser.add_argument("--parts", default="recorder,steering,dashboard",
+                        help="with --preload: the preloaded parts that are enabled (comma-separated; to measure each part's cost)")
     args = parser.parse_args(argv)
+    args.parts = {part.strip() for part in args.parts.split(",") if part.strip()}
+    unknown = args.parts - {"recorder", "steering", "dashboard"}
+    if unknown:
+        parser.error(f"--parts: unknown part(s) {sorted(unknown)}; choose from recorder, steering, dashboard")
     if args.preload:
         results, summaries, plugins = run_preloaded(args)
         return report(args, results, summaries, plugins)
@@ -173,11 +180,16 @@ def report(args, results: dict[str, list[float]], summaries: list, plugins: list
         "threads_per_worker": args.threads_per_worker,
         "preload": bool(args.preload),
         "steer_side_plugins": plugins,
+        "enabled_parts": sorted(args.parts) if args.preload else ["steering"],
         "load_average": list(os.getloadavg()),
         "tasks_per_s": results,
         "stock_median_tasks_per_s": stock,
         "steer_median_tasks_per_s": steer,
         "ratio_steer_over_stock": steer / stock,
+        # rounds are paired (one stock and one steer run back to back): the per-pair ratios and their
+        # geometric mean are less sensitive to the machine's load drifting between rounds than the medians
+        "paired_ratios": [round(b / a, 4) for a, b in zip(results["stock"], results["steer"])],
+        "paired_ratio_geomean": statistics.geometric_mean(b / a for a, b in zip(results["stock"], results["steer"])),
         "plugin_summaries": summaries,
     }))
     return 0

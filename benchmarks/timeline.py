@@ -154,11 +154,13 @@ def _daemon(home, address, pipeline_text: str, **settings):
     return stop, thread
 
 
-def _wait(condition, timeout_s: float):
+def _wait(condition, timeout_s: float, thread: threading.Thread | None = None):
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
             raise TimeoutError("benchmark condition not reached")
+        if thread is not None and not thread.is_alive():
+            raise RuntimeError("the daemon thread stopped before the benchmark condition was reached")
         time.sleep(0.1)
 
 
@@ -181,12 +183,13 @@ def bench_launches(root, address, n_runs: int) -> dict:
         stop, thread = _daemon(home, address, text)
         try:
             catalog = Catalog(home / "catalog.sqlite")
-            _wait(lambda: (home / "catalog.sqlite").exists() and len(catalog.runs(limit=None)) >= n_runs, 600)
+            _wait(lambda: (home / "catalog.sqlite").exists() and len(catalog.runs(limit=None)) >= n_runs, 600,
+                  thread)
             claims = TimelineStore(home / "catalog.sqlite").launches(trigger="sensor")
             runs = catalog.runs(limit=None)
             first_claim = min(c.claimed_at for c in claims)
             last_start = max(r.started_at for r in runs)
-            _wait(lambda: all(r.finished_at for r in catalog.runs(limit=None)), 600)
+            _wait(lambda: all(r.finished_at for r in catalog.runs(limit=None)), 600, thread)
         finally:
             stop.set()
             thread.join(60)
@@ -215,7 +218,7 @@ def bench_latency(root, address, ticks: int) -> dict:
         try:
             catalog = Catalog(home / "catalog.sqlite")
             _wait(lambda: (home / "catalog.sqlite").exists() and len(
-                [r for r in catalog.runs(limit=None) if r.finished_at]) >= ticks, 600)
+                [r for r in catalog.runs(limit=None) if r.finished_at]) >= ticks, 600, thread)
         finally:
             stop.set()
             thread.join(60)

@@ -51,7 +51,7 @@ PredictionQuality = Literal["model", "prefix-mean", "default", "oracle"]
 #: ``daskflow.steering.mode``
 SteeringMode = Literal["off", "shadow", "steer"]
 #: what the steering plugin did
-DecisionAction = Literal["priority", "place", "hold", "release", "shadow", "fallback", "stock", "straggler", "restart"]
+DecisionAction = Literal["priority", "place", "hold", "release", "shadow", "fallback", "stock", "straggler", "restart", "drift", "model"]
 #: why it did it
 DecisionReason = Literal[
     "critical-path",        # graph ranked by predicted critical path, long tasks placed late
@@ -71,6 +71,8 @@ DecisionReason = Literal[
     "straggler",            # a task running well past its plan (and its category's p90): its host gets no long work
     "straggler-restart",    # ... restarted on an idle faster worker predicted to finish it earlier (replay tasks only)
     "straggler-asset",      # ... an asset or check: never restarted (no double materialization)
+    "drift",                # a category's cost changed in this run: planned from this run's tasks from now on
+    "model-loaded",         # a new model is served (promotion / rollback): the in-run learner starts over
 ]
 
 

@@ -271,9 +271,12 @@ def _gated_input(asset: str, param: str, up: str, up_part: str | None, gated: Ma
 
 def build_task_specs(plan: Plan, store: AssetStore, tags: Mapping[str, str]) -> list[TaskSpec]:
     """The Dask tasks of a plan, in topological order (pickles the user functions, see ByValue)."""
+    from daskflow.learning.features import graph_positions
+
     tasks = []
+    positions = graph_positions({key: node.upstream_keys for key, node in plan.nodes.items()})
     for node in plan.nodes.values():
-        annotations: dict[str, Any] = dict(plan.annotation(node, tags))
+        annotations: dict[str, Any] = {**plan.annotation(node, tags), **positions[node.key]}
         if node.kind == "check":
             tasks.append(TaskSpec(node.key, run_check_task, args=(ByValue(node.check), node.partition, plan.run_id),
                                   dependencies=(node.upstream_keys[0],), annotations=annotations))

@@ -35,9 +35,11 @@ from scheduler_plugins.policy import (
     TaskInfo,
     TaskPrediction,
     WorkerInfo,
+    admission_peak_memory_bytes,
     admitted_memory_bytes,
     choose_worker,
     is_baseline,
+    is_memory_heavy,
     lookahead_s,
     memory_refresh_due,
     pin_is_loose,
@@ -49,9 +51,14 @@ from scheduler_plugins.policy import (
     worker_backlog_s,
 )
 from scheduler_plugins.policy.stragglers import (
+    Orphan,
     RunningTask,
+    Straggler,
     find_stragglers,
+    live_orphans,
+    reads_as_slow_host,
     restart_decision,
+    thread_start_times,
 )
 from scheduler_plugins.steering_state import SteeringState
 
@@ -107,8 +114,13 @@ class Dispatcher:
         elif action == "recover":
             self.recover_lost(scheduler)
 
-    def running_tasks(self, scheduler: Any, workers: dict[str, WorkerInfo], cache: dict) -> list[RunningTask]:
-        """Placed tasks that may be computing now: per worker its first ``nthreads`` by dispatch time."""
+    def running_tasks(self, scheduler: Any, workers: dict[str, WorkerInfo], cache: dict, now: float) -> list[RunningTask]:
+        """Placed tasks that may be computing now: per worker its first ``nthreads`` by dispatch time.
+
+        Each could start when a thread was free (:func:`thread_start_times`):
+        after the worker's last finished task, or after an orphan of a
+        restart that still holds the thread.
+        """
         state = self.state
         running = []
         for ws in compat.running_workers(scheduler):
@@ -116,48 +128,111 @@ class Dispatcher:
             info = workers.get(address)
             if info is None:
                 continue
-            mine = [(state.dispatched_at[k], k, pts) for pts in compat.worker_processing(ws)
-                    if (k := compat.key_of(pts)) in state.dispatched_at and k in state.predictions]
-            for sent_at, key, pts in sorted(mine, key=lambda item: item[0])[: info.nthreads]:
+            mine = sorted(((state.dispatched_at[k], k, pts) for pts in compat.worker_processing(ws)
+                           if (k := compat.key_of(pts)) in state.dispatched_at and k in state.predictions),
+                          key=lambda item: item[0])  # fmt: skip
+            orphan_ends = [o.ends_at for o in self.live_orphans_of(address, info.nthreads, now)]
+            starts = thread_start_times([sent_at for sent_at, _, _ in mine], info.nthreads,
+                                        state.last_finish_at.get(address, 0.0), orphan_ends)  # fmt: skip
+            for (_, key, pts), could_start_at in zip(mine, starts):
                 prediction = state.predictions[key]
                 annotation = annotations_of(compat.annotations(pts))
                 running.append(RunningTask(
                     key=key, worker=address, host=info.host, category=prediction.category,
                     kind=str(annotation.get("kind") or "asset"), planned_s=self.planned_s(prediction, cache),
-                    worker_speed=info.speed, could_start_at=max(sent_at, state.last_finish_at.get(address, 0.0)),
+                    worker_speed=state.planned_speed.get(key, info.speed), could_start_at=could_start_at,
                     input_bytes=int(annotation.get("input_bytes") or 0),
                 ))  # fmt: skip
         return running
 
+    def live_orphans_of(self, address: str, nthreads: int, now: float) -> list[Orphan]:
+        """The restarted tasks still predicted to hold a thread of this worker (ended ones are dropped)."""
+        orphans = self.state.orphans.get(address)
+        if not orphans:
+            return []
+        last_finish_at = self.state.last_finish_at.get(address, float("-inf"))
+        live = live_orphans(orphans, now, last_finish_at, nthreads)
+        ended = [o.ends_at for o in orphans if o not in live and o.ends_at <= now]
+        if ended:  # its thread is predicted free since then: what queued behind it started then, not when sent
+            self.state.last_finish_at[address] = max([last_finish_at, *ended])
+        if live:
+            self.state.orphans[address] = live
+        else:
+            del self.state.orphans[address]
+        return live
+
     def check_stragglers(self, scheduler: Any) -> None:
-        """Flag stragglers (an event each, censored speed evidence) and restart those a faster idle worker beats."""
+        """Flag stragglers (an event each), read slowed hosts, restart those a faster idle worker beats.
+
+        A straggler on a host whose recent tasks all overran updates that
+        host's speed first (on every check while it runs); the restart is
+        then weighed against the time it still needs at that new speed. A
+        lone straggler is censored evidence once. A key restarts at most once.
+        """
         state = self.state
         now = self.clock()
         cache: dict = {}
         workers = self.worker_infos(scheduler, now, cache)
-        found = find_stragglers(self.running_tasks(scheduler, workers, cache), now, state.spread,
+        found = find_stragglers(self.running_tasks(scheduler, workers, cache, now), now, state.spread,
                                 self.straggler_factor, self.config.min_task_duration_s)  # fmt: skip
-        idle = [w for w in workers.values() if w.n_processing < w.nthreads]
         bandwidth = compat.bandwidth(scheduler)
         for straggler in found:
             task = straggler.task
+            prediction = state.predictions.get(task.key)
+            informed = prediction is not None and prediction.quality != "default"  # a guess says nothing of the host
+            slow_host = self.learn_speeds and informed and reads_as_slow_host(straggler, state.host_activity)
+            speed_here = None
+            if slow_host:
+                state.speeds.observe_slow_host(task.host, straggler.elapsed_s, task.planned_s)
+                facts = state.facts.get(task.worker)
+                if facts is not None:
+                    speed_here = self.speed_of(task.worker, facts)[0]
             if task.key not in state.stragglers:
                 state.stragglers.add(task.key)
-                state.speeds.observe(task.worker, task.host, straggler.elapsed_s, task.planned_s)  # censored: at least this slow
-            if task.key in state.restarted:
-                continue
-            decision = restart_decision(straggler, idle, bandwidth)
+                if not slow_host:  # censored: at least this slow
+                    state.speeds.observe(task.worker, task.host, straggler.elapsed_s, task.planned_s)
+            idle = [w for w in workers.values() if w.n_processing < w.nthreads]
+            decision = restart_decision(straggler, idle, bandwidth, speed_here, already_restarted=task.key in state.restarted)
             fields = {"worker": task.worker, "elapsed_s": round(straggler.elapsed_s, 6),
                       "expected_s": round(straggler.expected_s, 6), "threshold_s": round(straggler.threshold_s, 6),
-                      "remaining_s": round(decision.remaining_here_s, 6),
+                      "remaining_s": round(decision.remaining_here_s, 6), "slow_host": slow_host,
+                      "speed_here": None if speed_here is None else round(speed_here, 4),
                       "restart_finish_s": None if decision.finish_there_s is None else round(decision.finish_there_s, 6)}
             if decision.restart and compat.restart_processing(scheduler, task.key, f"{STEERING_PLUGIN}-restart-{self.wall_clock()}"):
                 state.restarted.add(task.key)
-                idle = [w for w in idle if w.address != decision.worker]
+                peak = int(prediction.peak_memory_bytes) if prediction is not None else 0
+                state.orphans.setdefault(task.worker, []).append(
+                    Orphan(task.key, task.worker, now, now + decision.remaining_here_s, peak))
+                for address in (task.worker, decision.worker):  # the thread stays taken; the target's is about to be
+                    if address in workers:
+                        workers[address].n_processing += 1
                 self.log("restart", task.key, reason="straggler-restart", target_worker=decision.worker, **fields)
-            elif task.key not in state.restarted and (task.key, decision.reason) not in state.straggler_logged:
+            elif (task.key, decision.reason) not in state.straggler_logged:
                 state.straggler_logged.add((task.key, decision.reason))
                 self.log("straggler", task.key, reason=decision.reason, **fields)
+
+    def observe_finished(self, host: str, category: str, duration_s: float, planned_s: float, speed: float) -> None:
+        """A task finished on ``host`` in ``duration_s`` (planned ``planned_s`` at speed 1, ``speed`` expected there).
+
+        Call it before the speed estimates and the category spread observe
+        the task (its own ratio must not widen the spread it is judged by): a *finished*
+        straggler on a host where nothing finished on time meanwhile reads
+        as the host slowed (as a running one does), so one slow task that no
+        plugin placed (stock placement) moves the host's speed at once.
+        """
+        state = self.state
+        if planned_s < max(state.speeds.min_planned_s, self.config.min_task_duration_s):
+            return  # dispatch overhead, not speed: neither evidence of a slow host nor against one
+        now = self.clock()
+        expected_s = planned_s / (speed if speed > 0 else 1.0)
+        if self.straggler_factor and self.learn_speeds and expected_s > 0:
+            task = RunningTask(None, "", host, category, "", planned_s, speed, now - duration_s)
+            factor = max(self.straggler_factor, state.spread.p90(category) or 0.0)
+            if duration_s > expected_s * factor:
+                straggler = Straggler(task, duration_s, expected_s, expected_s * factor)
+                if reads_as_slow_host(straggler, state.host_activity):
+                    state.speeds.observe_slow_host(host, duration_s, planned_s)
+        state.host_activity.observe(host, now, duration_s, expected_s)
 
     def recover_lost(self, scheduler: Any) -> None:
         """Safety net: a held task the heap does not know about is put back in it."""
@@ -195,9 +270,13 @@ class Dispatcher:
 
     # ------------------------------------------------------------------- views
     def planned_s(self, prediction: TaskPrediction, cache: dict) -> float:
-        """The planned duration: a model's calibrated prediction, or the running per-category mean for a baseline guess."""
-        if not is_baseline(prediction.quality):
-            return planned_duration_s(prediction, self.state.calibration)
+        """The planned duration: a model's corrected prediction, or the running per-category mean for a baseline guess.
+
+        A baseline of a category that drifted in this run is corrected too (the running mean lags a change).
+        """
+        correction = self.state.correction
+        if not is_baseline(prediction.quality) or prediction.category in correction.drifted:
+            return planned_duration_s(prediction, correction)
         value = cache.get(prediction.category)
         if value is None:
             baseline_for = getattr(self.predictor(), "baseline_for", None)
@@ -230,14 +309,17 @@ class Dispatcher:
         for ws in compat.running_workers(scheduler):
             address = compat.worker_address(ws)
             facts = self.facts_of(ws)
-            floor = state.unmanaged_floor.get(address)
-            if floor is None or refresh_memory:
-                _, unmanaged_old = compat.worker_memory(ws)
-                if unmanaged_old is not None:
-                    floor = unmanaged_old if floor is None else min(floor, unmanaged_old)
-                    state.unmanaged_floor[address] = floor
             entries, peaks, max_peak = self._processing(ws, now, cache)
             speed, speed_source = self.speed_of(address, facts)
+            # a restarted task still running there holds a thread and its memory until it ends
+            orphans = self.live_orphans_of(address, facts["nthreads"], now)
+            orphan_backlog_s = sum(max(o.ends_at - now, 0.0) for o in orphans) * speed  # speed-1 seconds
+            peaks += sum(o.peak_memory_bytes for o in orphans)
+            max_peak = max([max_peak] + [o.peak_memory_bytes for o in orphans])
+            process_bytes = compat.worker_process_bytes(ws)
+            if address not in state.unmanaged_floor or refresh_memory:
+                self._read_memory(ws, address, process_bytes, bool(entries or orphans), now)
+            baseline = state.memory_baseline.bytes_for(address, state.unmanaged_floor.get(address))
             infos[address] = WorkerInfo(
                 address=address,
                 host=facts["host"],
@@ -245,19 +327,36 @@ class Dispatcher:
                 speed=speed,
                 speed_source=speed_source,
                 memory_limit_bytes=facts["memory_limit_bytes"],
-                memory_bytes=admitted_memory_bytes(compat.worker_managed_bytes(ws), floor,
-                                                   compat.worker_process_bytes(ws), peaks),
+                memory_bytes=admitted_memory_bytes(compat.worker_managed_bytes(ws), baseline, process_bytes, peaks),
                 pause_fraction=state.pause_fraction,
                 terminate_fraction=state.terminate_fraction,
-                backlog_s=worker_backlog_s(entries, facts["nthreads"], state.last_finish_at.get(address, 0.0), now),
-                n_processing=len(entries),
+                backlog_s=worker_backlog_s(entries, facts["nthreads"], state.last_finish_at.get(address, 0.0), now)
+                + orphan_backlog_s,
+                n_processing=len(entries) + len(orphans),
                 running_peak_bytes=int(peaks),
                 max_running_peak_bytes=int(max_peak),
             )
         return infos
 
+    def _read_memory(self, ws: Any, address: str, process_bytes: int | None, busy_now: bool, now: float) -> None:
+        """Take a worker's heartbeat memory reading: distributed's ``unmanaged_old``, and an idle one for the baseline.
+
+        A reading is idle when nothing ran there at the heartbeat: nothing
+        processing now and no task finished there since the heartbeat.
+        """
+        state = self.state
+        managed, unmanaged_old = compat.worker_memory(ws)
+        if unmanaged_old is not None:
+            state.unmanaged_floor[address] = unmanaged_old
+        seen_wall = compat.worker_heartbeat_at(ws)
+        if seen_wall is None:
+            return
+        seen_at = now - max(self.wall_clock() - seen_wall, 0.0)  # on the monotonic clock
+        busy = busy_now or state.last_finish_at.get(address, float("-inf")) >= seen_at
+        state.memory_baseline.observe(address, seen_wall, process_bytes, managed, busy)
+
     def _processing(self, ws: Any, now: float, cache: dict) -> tuple[list[tuple[float, float]], float, float]:
-        """``(sent_at, predicted_s)`` of each task processing on a worker, the sum and the max of their predicted peaks."""
+        """``(sent_at, predicted_s)`` of each task processing on a worker, the sum and the max of their p90 peaks."""
         state = self.state
         entries = []
         peaks = 0.0
@@ -267,8 +366,9 @@ class Dispatcher:
             prediction = state.predictions.get(pkey)
             if prediction is not None:
                 predicted_s = self.planned_s(prediction, cache)
-                peaks += prediction.peak_memory_bytes
-                max_peak = max(max_peak, prediction.peak_memory_bytes)
+                reserved = admission_peak_memory_bytes(prediction, state.correction)  # admitted with its p90: reserved so
+                peaks += reserved
+                max_peak = max(max_peak, reserved)
             else:
                 predicted_s = compat.prefix_duration_s(pts)
             entries.append((state.dispatched_at.get(pkey, now), predicted_s))
@@ -284,7 +384,8 @@ class Dispatcher:
         return TaskInfo(
             key=key,
             duration_s=self.planned_s(prediction, cache) if prediction is not None else compat.prefix_duration_s(ts),
-            peak_memory_bytes=int(prediction.peak_memory_bytes) if prediction is not None else 0,
+            # admission uses the p90 (corrected in-run); the p50 is for display and explain
+            peak_memory_bytes=int(admission_peak_memory_bytes(prediction, self.state.correction)) if prediction is not None else 0,
             dependencies=deps,
             input_locations=locations,
             allowed_workers=compat.allowed_workers(scheduler, ts),
@@ -313,6 +414,7 @@ class Dispatcher:
                 return
             context = self.round_context(scheduler, now)
             tasks_by_key: dict = {}
+            infos_by_key: dict[Hashable, TaskInfo] = {}
 
             def ready_tasks():
                 while state.ready:
@@ -323,7 +425,8 @@ class Dispatcher:
                         continue  # stale entry: cancelled, forgotten or already placed
                     popped.append(entry)
                     tasks_by_key[key] = ts
-                    yield self.task_info(scheduler, ts, key, cache)
+                    infos_by_key[key] = info = self.task_info(scheduler, ts, key, cache)
+                    yield info
 
             placed = []
             retry = []
@@ -335,8 +438,10 @@ class Dispatcher:
                     heapq.heappush(state.ready, entry)
             popped = []
             for placement in placed:
-                compat.pin(tasks_by_key[placement.key], placement.worker, loose=pin_is_loose(placement))
+                heavy = is_memory_heavy(infos_by_key[placement.key], workers[placement.worker], self.config)
+                compat.pin(tasks_by_key[placement.key], placement.worker, loose=pin_is_loose(placement, heavy))
                 state.dispatched_at[placement.key] = now
+                state.planned_speed[placement.key] = workers[placement.worker].speed
                 if placement.wait_s == 0.0 and len(state.probe_sent_wall) < 10_000:
                     state.probe_sent_wall[placement.key] = wall_now
                 held_since = state.held_since.pop(placement.key, None)

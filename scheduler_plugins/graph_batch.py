@@ -17,7 +17,12 @@ from typing import Any
 
 from daskflow.daskgraph import annotations_of
 from scheduler_plugins import compat
-from scheduler_plugins.policy import CategoryCalibration, TaskPrediction, plan_order, planned_duration_s
+from scheduler_plugins.policy import (
+    CategoryCorrection,
+    TaskPrediction,
+    plan_order,
+    planned_duration_s,
+)
 
 __all__ = ["order_batch", "predict_batch"]
 
@@ -57,20 +62,27 @@ def predict_batch(
     durations = predicted.duration_s
     peaks = predicted.peak_memory_bytes
     qualities = predicted.quality
+    p90_durations = getattr(predicted, "p90_duration_s", None)
+    p90_peaks = getattr(predicted, "p90_peak_memory_bytes", None)
+    memory_qualities = getattr(predicted, "memory_quality", None)
     informed = False
     for i, ts in enumerate(new_tasks):
         quality = str(qualities[i])
         informed = informed or quality != "default"
         peak = peaks[i]
+        p90_peak = p90_peaks[i] if p90_peaks is not None else 0.0
         predictions[compat.key_of(ts)] = TaskPrediction(
             float(durations[i]), float(peak if peak == peak else 0.0), quality, model_version,  # type: ignore[arg-type]
             run_id=records[i].get("run_id"), category=str(records[i].get("category") or ""),
+            p90_duration_s=float(p90_durations[i]) if p90_durations is not None else 0.0,
+            p90_peak_memory_bytes=float(p90_peak if p90_peak == p90_peak else 0.0),
+            memory_quality=str(memory_qualities[i]) if memory_qualities is not None else "",
         )
     return informed
 
 
 def order_batch(
-    new_tasks: list, predictions: dict[Hashable, TaskPrediction], calibration: CategoryCalibration, informed: bool
+    new_tasks: list, predictions: dict[Hashable, TaskPrediction], correction: CategoryCorrection, informed: bool
 ) -> list:
     """Dispatch order of ``new_tasks``; records each prediction's rank and index."""
     durations = {}
@@ -79,7 +91,7 @@ def order_batch(
     tie = {}
     for ts in new_tasks:
         key = compat.key_of(ts)
-        durations[key] = planned_duration_s(predictions[key], calibration)
+        durations[key] = planned_duration_s(predictions[key], correction)
         parents[key] = compat.dependency_keys(ts)
         priority = compat.priority(ts) or (0,)
         user[key] = -priority[0]

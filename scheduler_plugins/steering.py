@@ -27,10 +27,18 @@ ordering live in :mod:`scheduler_plugins.graph_batch`. Clocks are injectable
   asks the policy for placements and pins each placed task to its worker.
   While tasks wait, a timed round runs when the next busy worker is predicted
   to open, so its next task is queued there before the running one ends.
-* Finished tasks calibrate model predictions per category and measure the
-  dispatch latency. The predictor's per-category running means are fed by the
-  recorder (:mod:`scheduler_plugins.recorder`) when it is installed, and by
-  this plugin only when it runs without one: exactly one ``observe`` per task.
+* Finished tasks (:mod:`scheduler_plugins.task_feedback`) feed the in-run
+  learner (:class:`~daskflow.learning.corrector.OnlineCorrector`: per
+  category online correction of the served p50 and the run's own p90 spread,
+  and drift detection), the predictor's running means (exactly one
+  ``observe`` per task; the recorder never observes), worker speeds and the
+  dispatch latency. Tasks not yet run are planned with the corrected p50
+  (durations: ordering, backlogs, the hold rule) and admitted with the
+  corrected p90 peak memory (placement's ``TaskInfo.peak_memory_bytes``);
+  events and explain show the served p50 and p90. A category whose cost
+  drifts is logged as a ``drift`` event (and appended to the models
+  directory's event log) and planned from this run's own tasks from then on.
+  A new model (reload after a promotion or rollback) resets the learner.
 * Tasks with client-set worker, host or resource restrictions (or actors) are
   never held: they keep stock placement and work stealing (dask/distributed#5565).
 * Safety: any exception in a hook gives stock behaviour for that batch (held
@@ -62,10 +70,8 @@ from typing import Any
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from daskflow.contracts import (
-    METADATA_KEY,
     STEERING_PLUGIN,
     STEERING_TOPIC,
-    DecisionEvent,
     SteeringMode,
     literal_values,
 )
@@ -76,17 +82,19 @@ from scheduler_plugins.policy import (
     PolicyConfig,
     SpeedEstimates,
     TaskPrediction,
+    admission_peak_memory_bytes,
     hold_thresholds,
     places_late,
     planned_duration_s,
 )
 from scheduler_plugins.speed_store import (
-    address_host,
     load_host_speeds,
     save_in_background,
     speeds_url,
 )
+from scheduler_plugins.steering_events import decision_event, summary_of
 from scheduler_plugins.steering_state import SteeringState
+from scheduler_plugins.task_feedback import TaskFeedback
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +158,7 @@ class SteeringPlugin(SchedulerPlugin):
     # everything that changes while it runs
     state: SteeringState
     dispatcher: Dispatcher
+    feedback: TaskFeedback
 
     def __init__(
         self,
@@ -187,6 +196,8 @@ class SteeringPlugin(SchedulerPlugin):
         self.predictor = predictor
         self.scheduler = scheduler
         self._build_state()
+        if predictor is not None:
+            self.feedback.model_loaded(predictor)
 
     def _build_state(self) -> None:
         self.state = SteeringState(
@@ -201,10 +212,18 @@ class SteeringPlugin(SchedulerPlugin):
             log=self._log, fallback=self._fallback, predictor=lambda: self.predictor, learn_speeds=self.learn_speeds,
             straggler_factor=self.straggler_factor,
         )
+        from daskflow.learning.corrector import corrector_config_from_settings
+
+        self.feedback = TaskFeedback(
+            self.state, self.policy_config, corrector_config=corrector_config_from_settings(),
+            predictor=lambda: self.predictor, planned_s=lambda prediction: self.dispatcher.planned_s(prediction, {}),
+            log=self._log, wall_clock=self.wall_clock, learn_speeds=self.learn_speeds, save_speeds=self._save_speeds,
+            observe_host=self.dispatcher.observe_finished,
+        )
 
     def __getstate__(self) -> dict:  # Client.register_plugin pickles us: ship config only
         state = dict(self.__dict__)
-        for name in ("state", "dispatcher"):
+        for name in ("state", "dispatcher", "feedback"):
             state.pop(name, None)
         state["scheduler"] = None
         state["predictor"] = None  # loaded on the scheduler in start()
@@ -268,6 +287,14 @@ class SteeringPlugin(SchedulerPlugin):
     def _ensure_predictor(self) -> None:
         if self.predictor is None:
             self.predictor = _load_predictor(self.oracle, self.model_url)
+            self.feedback.model_loaded(self.predictor)
+
+    def _maybe_reload(self) -> None:
+        """A promoted (or rolled back) model is picked up here; the in-run learner starts over with it."""
+        reload = getattr(self.predictor, "maybe_reload", None)
+        if reload is not None and reload():
+            self.feedback.model_loaded(self.predictor)
+            self._log("model", None, reason="model-loaded")
 
     async def close(self) -> None:
         scheduler = self.scheduler
@@ -286,32 +313,9 @@ class SteeringPlugin(SchedulerPlugin):
 
     # ----------------------------------------------------------------- events
     def _log(self, action: str, key: Hashable | None, **fields: Any) -> None:
-        state = self.state
-        prediction = state.predictions.get(key) if key is not None else None
-        run_id = fields.pop("run_id", None)
-        event: DecisionEvent = {
-            "key": None if key is None else str(key),
-            "run_id": run_id if run_id is not None or prediction is None else prediction.run_id,
-            "action": action,  # type: ignore[typeddict-item]
-            "worker": fields.pop("worker", None),
-            "predicted_duration_s": None if prediction is None else round(float(prediction.duration_s), 6),
-            "predicted_peak_memory_bytes": None if prediction is None else int(prediction.peak_memory_bytes),
-            "quality": None if prediction is None else prediction.quality,
-            "model_version": self.model_version,
-            "alternatives": fields.pop("alternatives", []),
-            "reason": fields.pop("reason", None),
-            "time": self.wall_clock(),
-        }
-        if prediction is not None:
-            event["rank_s"] = round(float(prediction.rank_s), 6)
-            event["priority_index"] = prediction.priority_index
-            if prediction.quality == "model":
-                factor = state.calibration.factor(prediction.category)
-                if factor is not None:
-                    event["calibration"] = round(factor, 4)
-        event.update(fields)  # type: ignore[typeddict-item]
-        state.decisions.append(event)
-        state.counts[action] += 1
+        event = decision_event(self.state, action, key, fields, self.model_version, self.wall_clock())
+        self.state.decisions.append(event)
+        self.state.counts[action] += 1
         if self.scheduler is not None:
             self.scheduler.log_event(STEERING_TOPIC, event)
 
@@ -354,8 +358,7 @@ class SteeringPlugin(SchedulerPlugin):
             if not new_tasks:
                 return
             self._ensure_predictor()
-            if hasattr(self.predictor, "maybe_reload"):
-                self.predictor.maybe_reload()
+            self._maybe_reload()
             informed = self._predict(new_tasks)
             if self.mode == "shadow":
                 order = self._order(new_tasks, informed)
@@ -381,7 +384,8 @@ class SteeringPlugin(SchedulerPlugin):
                 # so work stealing could not move them to a worker with the resource that joins later.
                 if compat.is_manageable(ts) and compat.allowed_workers(scheduler, ts) is None:
                     prediction = state.predictions[compat.key_of(ts)]
-                    if places_late(planned_duration_s(prediction, state.calibration), prediction.peak_memory_bytes, thresholds):
+                    if places_late(planned_duration_s(prediction, state.correction),
+                                   admission_peak_memory_bytes(prediction, state.correction), thresholds):
                         compat.hold(ts)
                         held.append(compat.key_of(ts))
             state.managed.update(held)
@@ -403,7 +407,7 @@ class SteeringPlugin(SchedulerPlugin):
         return predict_batch(self.predictor, new_tasks, self.state.predictions, self.max_predictions, self.model_version)
 
     def _order(self, new_tasks: list, informed: bool) -> list:
-        return order_batch(new_tasks, self.state.predictions, self.state.calibration, informed)
+        return order_batch(new_tasks, self.state.predictions, self.state.correction, informed)
 
     def _run_id(self, key: Hashable) -> str | None:
         prediction = self.state.predictions.get(key)
@@ -429,9 +433,9 @@ class SteeringPlugin(SchedulerPlugin):
                     state.last_finish_at[worker] = self.clock()
                 sent_wall = state.probe_sent_wall.pop(key, None)
                 if finish == "memory":
-                    self._observe(key, kwargs)
+                    self.feedback.finished(self.scheduler, key, kwargs)
                     if sent_wall is not None:
-                        self._measure_latency(sent_wall, kwargs)
+                        self.feedback.measure_latency(self.scheduler, sent_wall, kwargs)
                 if state.ready:
                     self.dispatcher.request(self.scheduler)
                 if finish in ("released", "waiting") and key in state.managed:
@@ -446,63 +450,6 @@ class SteeringPlugin(SchedulerPlugin):
         except Exception as exc:  # noqa: BLE001
             self._fallback("transition", exc, list(state.managed))
             state.ready.clear()
-
-    def _measure_latency(self, sent_wall: float, info: dict) -> None:
-        started = compat.startstops_compute_start(info.get("startstops"))
-        worker = info.get("worker")
-        if started is None or worker is None:
-            return
-        self.state.latency.observe(sent_wall, started + compat.worker_clock_offset_s(self.scheduler, worker),
-                                   self.policy_config)
-
-    def _observe(self, key: Hashable, info: dict) -> None:
-        """A finished task: feed the predictor's running means (the one ``observe`` per task), calibrate, count the error."""
-        state = self.state
-        prediction = state.predictions.get(key)
-        if prediction is None:
-            return
-        duration_s = compat.startstops_compute_s(info.get("startstops"))
-        if duration_s is None:
-            return
-        worker = info.get("worker")
-        speed = 1.0
-        if worker is not None and self.learn_speeds:
-            speed = self._observe_speed(str(worker), prediction, duration_s)
-        self._observe_means(prediction.category, duration_s, info.get("metadata"))
-        if prediction.quality == "model":  # calibrated on speed-1 seconds: the worker's own speed taken out
-            state.calibration.observe(prediction.category, duration_s * speed, prediction.duration_s,
-                                      self.policy_config.calibration_weight)
-        counts = state.counts
-        counts["observed"] += 1
-        counts["abs_error_ms"] += int(abs(duration_s - prediction.duration_s) * 1000)
-
-    def _observe_speed(self, worker: str, prediction: TaskPrediction, duration_s: float) -> float:
-        """Learn the worker's speed from one finished task; return its speed before this task (for calibration)."""
-        state = self.state
-        facts = state.facts.get(worker) or {}
-        host = str(facts.get("host") or address_host(worker))
-        if facts.get("speed_declared"):
-            return float(facts.get("speed") or 1.0)
-        before = state.speeds.speed(worker, host)
-        if prediction.quality == "default":  # a guess for a category never seen says nothing about the worker
-            return before
-        planned = self.dispatcher.planned_s(prediction, {})
-        state.spread.observe(prediction.category, duration_s * before, planned)
-        if state.speeds.observe(worker, host, duration_s, planned):
-            state.counts["speed_observed"] += 1
-            self._save_speeds()
-        return before
-
-    def _observe_means(self, category: str, duration_s: float, metadata: dict | None) -> None:
-        """Feed the predictor's per-category running means (the recorder does not: one observe per task)."""
-        observe = getattr(self.predictor, "observe", None)
-        if observe is None:
-            return
-        peak = None
-        if metadata:  # the recorder's worker plugin puts it under metadata[METADATA_KEY]
-            nested = metadata.get(METADATA_KEY)
-            peak = nested.get("peak_memory_bytes") if isinstance(nested, dict) else metadata.get("peak_memory_bytes")
-        observe(category, duration_s, peak)
 
     # ---------------------------------------------------------------- workers
     def add_worker(self, scheduler: Any, worker: str) -> None:
@@ -533,20 +480,13 @@ class SteeringPlugin(SchedulerPlugin):
 
     # -------------------------------------------------------------- reporting
     def summary(self) -> dict[str, Any]:
-        """Counts of decisions, fallbacks and prediction error so far."""
-        state = self.state
-        observed = state.counts.get("observed", 0)
-        return {
-            "mode": self.mode,
-            "model_version": self.model_version,
-            "fallback_count": state.fallback_count,
-            "counts": {k: v for k, v in state.counts.items() if k not in ("observed", "abs_error_ms")},
-            "observed": observed,
-            "mean_abs_error_s": (state.counts.get("abs_error_ms", 0) / 1000 / observed) if observed else None,
-            "dispatch_latency_s": state.latency.estimate_s,
-            "held_now": len(state.held_since),
-            "ready_now": len(state.ready),
-        }
+        """Counts of decisions, fallbacks, prediction error and drifted categories so far."""
+        return summary_of(self.state, self.mode, self.model_version)
+
+    @property
+    def model_events(self) -> list[dict[str, Any]]:
+        """Drift alarms and model loads of this plugin, oldest first (the model page)."""
+        return list(self.state.model_events)
 
 
 def install(scheduler: Any) -> None:

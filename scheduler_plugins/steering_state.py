@@ -21,13 +21,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from daskflow.contracts import DecisionEvent
+from daskflow.learning.corrector import OnlineCorrector
 from scheduler_plugins.policy import (
-    CategoryCalibration,
+    CategoryCorrection,
     DispatchLatency,
+    MemoryBaseline,
     SpeedEstimates,
     TaskPrediction,
 )
-from scheduler_plugins.policy.stragglers import CategorySpread
+from scheduler_plugins.policy.stragglers import CategorySpread, HostActivity, Orphan
 
 __all__ = ["ReadyEntry", "SteeringState"]
 
@@ -58,7 +60,9 @@ class SteeringState:
     timer_at: float = math.inf  # when that timed round is due
     ticks: int = 0  # watchdog ticks so far
     # -- what it learned about this cluster
-    calibration: CategoryCalibration = field(default_factory=CategoryCalibration)  # model actual / predicted
+    corrector: OnlineCorrector = field(default_factory=OnlineCorrector)  # in-run learner: online correction + drift (reset per model)
+    correction: CategoryCorrection = field(default_factory=CategoryCorrection)  # the corrector's factors, as the policy reads them
+    model_events: deque[dict[str, Any]] = field(init=False)  # drift alarms and model loads (newest last), for the model page
     latency: DispatchLatency = field(default_factory=DispatchLatency)  # sent to an idle thread -> compute started
     probe_sent_wall: dict[Hashable, float] = field(default_factory=dict)  # key -> wall time sent to an idle thread
     last_finish_at: dict[str, float] = field(default_factory=dict)  # worker -> when its last task finished
@@ -68,15 +72,20 @@ class SteeringState:
     stragglers: set[Hashable] = field(default_factory=set)  # keys flagged as stragglers (once each)
     restarted: set[Hashable] = field(default_factory=set)  # keys restarted once (never twice)
     straggler_logged: set[tuple[Hashable, str]] = field(default_factory=set)  # (key, reason) already logged
+    planned_speed: dict[Hashable, float] = field(default_factory=dict)  # key -> its worker's speed when it was placed
+    host_activity: HostActivity = field(default_factory=HostActivity)  # host -> recent finished (at, actual / expected)
+    orphans: dict[str, list[Orphan]] = field(default_factory=dict)  # worker -> restarted tasks still running there
     # -- worker facts and memory readings
     facts: dict[str, dict] = field(default_factory=dict)  # worker -> compat.worker_facts, until it leaves or rejoins
-    unmanaged_floor: dict[str, int] = field(default_factory=dict)  # worker -> lowest unmanaged_old memory seen
+    unmanaged_floor: dict[str, int] = field(default_factory=dict)  # worker -> unmanaged_old at its last reading
+    memory_baseline: MemoryBaseline = field(default_factory=MemoryBaseline)  # worker -> unmanaged memory kept when idle
     memory_read_at: float = 0.0  # when worker memory readings were last refreshed
     pause_fraction: float = 0.0  # distributed.worker.memory.pause where the state was built (the scheduler)
     terminate_fraction: float = 0.0  # distributed.worker.memory.terminate, likewise
 
     def __post_init__(self) -> None:
         self.decisions = deque(maxlen=self.max_decisions)
+        self.model_events = deque(maxlen=self.max_decisions)
 
     def clear_task(self, key: Hashable) -> None:
         """Forget everything about a task the scheduler forgot."""
@@ -87,6 +96,7 @@ class SteeringState:
         self.dispatched_at.pop(key, None)
         self.stragglers.discard(key)
         self.restarted.discard(key)
+        self.planned_speed.pop(key, None)
         self.straggler_logged.difference_update({(key, r) for r in ("straggler", "straggler-asset")})
 
     def forget_worker(self, address: str) -> None:
@@ -94,4 +104,6 @@ class SteeringState:
         self.last_finish_at.pop(address, None)
         self.speeds.forget_worker(address)
         self.unmanaged_floor.pop(address, None)
+        self.memory_baseline.forget_worker(address)
         self.facts.pop(address, None)
+        self.orphans.pop(address, None)

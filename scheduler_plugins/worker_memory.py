@@ -32,7 +32,10 @@ Freed-but-resident memory: after a task frees a large buffer, glibc often
 keeps those pages (heap, raised mmap threshold) and the next task reuses them
 without the RSS growing, so its delta would read ~0. The plugin therefore calls
 ``malloc_trim(0)`` (glibc) before taking the start baseline, so the baseline is
-the memory really in use. Policy ``daskflow.recorder.malloc-trim``: ``auto``
+the memory really in use. It trims again when such a task finishes and no
+other runs, so the heartbeats of an idle worker show the memory the process
+really keeps (the steering plugin learns a per-worker baseline from them:
+:class:`~scheduler_plugins.policy.memory.MemoryBaseline`). Policy ``daskflow.recorder.malloc-trim``: ``auto``
 (trim only after tasks that peaked above 1 MiB since the last trim: ~0.1-0.7 ms
 per trim, and tiny tasks - where throughput matters - never pay it), ``always``
 or ``never``. Unless ``never``, the plugin also fixes glibc's trim threshold
@@ -249,6 +252,8 @@ class PeakMemoryPlugin(WorkerPlugin):
             peak = _rss_bytes()
         peak_memory_bytes = max(0, int(peak) - int(start_rss))
         self._peak_since_trim = max(self._peak_since_trim, peak_memory_bytes)
+        if not self._start_rss:  # idle now: give freed pages back, so heartbeats show what the process really keeps
+            self._maybe_trim()
         compat.set_task_metadata(self.worker, key, METADATA_KEY, {
             "peak_memory_bytes": peak_memory_bytes,
             "peak_memory_method": self.method,

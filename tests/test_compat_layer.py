@@ -9,6 +9,8 @@ summary and ``explain`` need (``daskflow.compat`` and the rest of
 from __future__ import annotations
 
 import doctest
+import importlib
+import pkgutil
 
 import pytest
 from distributed import wait
@@ -24,7 +26,8 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def test_docstring_examples_run():
-    for module in (daskflow.compat, compat):
+    package_modules = [importlib.import_module(f"{compat.__name__}.{info.name}") for info in pkgutil.iter_modules(compat.__path__)]
+    for module in (daskflow.compat, compat, *package_modules):
         result = doctest.testmod(module)
         assert result.failed == 0, module.__name__
 

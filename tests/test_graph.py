@@ -421,7 +421,10 @@ def test_asset_partitions_lists_work_items_in_topological_order():
     assert len(graph.asset_partitions()) == 3 + 1 + 3 + 1
 
 
-@pytest.mark.parametrize("module_name", ["definitions", "asset_specs", "decorators", "code_versions", "partitions", "graph", "loading"])
+@pytest.mark.parametrize("module_name", [
+    "definitions", "asset_specs", "decorators", "code_versions", "partitions", "partitions.definitions",
+    "partitions.time_windows", "partitions.selection", "partitions.mapping", "graph", "loading",
+])
 def test_docstring_examples_run(module_name):
     """The runnable examples in the public docstrings stay true."""
     import doctest

@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 
-from daskflow import partitions as partitions_module
+from daskflow.partitions import time_windows as time_windows_module
 from daskflow.errors import PartitionError
 from daskflow.partitions import (
     DailyPartitions,
@@ -78,18 +78,18 @@ def test_hourly_accepts_hh_mm_inputs_and_truncates_to_the_hour():
 
 
 def test_open_ended_daily_ends_at_last_complete_utc_day(monkeypatch):
-    monkeypatch.setattr(partitions_module, "_utcnow", lambda: dt.datetime(2024, 3, 10, 23, 59))
+    monkeypatch.setattr(time_windows_module, "_utcnow", lambda: dt.datetime(2024, 3, 10, 23, 59))
     keys = DailyPartitions("2024-03-07").keys()
     assert keys == ("2024-03-07", "2024-03-08", "2024-03-09")
 
 
 def test_open_ended_hourly_ends_at_last_complete_utc_hour(monkeypatch):
-    monkeypatch.setattr(partitions_module, "_utcnow", lambda: dt.datetime(2024, 3, 10, 2, 15))
+    monkeypatch.setattr(time_windows_module, "_utcnow", lambda: dt.datetime(2024, 3, 10, 2, 15))
     assert HourlyPartitions("2024-03-10").keys() == ("2024-03-10T00", "2024-03-10T01")
 
 
 def test_open_ended_window_starting_today_explains_there_is_no_complete_window(monkeypatch):
-    monkeypatch.setattr(partitions_module, "_utcnow", lambda: dt.datetime(2024, 3, 10, 12))
+    monkeypatch.setattr(time_windows_module, "_utcnow", lambda: dt.datetime(2024, 3, 10, 12))
     with pytest.raises(PartitionError, match="no complete window.*Fix: pass an explicit end"):
         DailyPartitions("2024-03-10").keys()
 

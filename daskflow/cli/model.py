@@ -254,7 +254,7 @@ def drift_command(history_url: str | None, model_url: str | None, as_json: bool)
     """List the categories whose cost drifted from the served model's predictions since it was trained."""
     import warnings
 
-    from daskflow.learning.drift import detect_drift
+    from daskflow.learning.drift import detect_drift, drift_config_from_settings
     from daskflow.learning.history import read_history
     from daskflow.learning.predictor import Predictor
     from daskflow.learning.retrain import new_history
@@ -268,7 +268,7 @@ def drift_command(history_url: str | None, model_url: str | None, as_json: bool)
         raise click.ClickException(f"no usable model at {model_url!r} ({predictor.load_error or 'missing'}); train one with `daskflow model train`")
     rows = new_history(read_history(history_url), predictor.manifest)
     baselines = predictor.composite.drift_baselines if predictor.composite is not None else None
-    events = detect_drift(rows, baselines, predictor.model_version)
+    events = detect_drift(rows, baselines, predictor.model_version, config=drift_config_from_settings())
     if as_json:
         click.echo(json.dumps({"model_url": model_url, "model_version": predictor.model_version, "rows": len(rows), "drift": events}, default=str))
         return
@@ -280,13 +280,13 @@ def drift_command(history_url: str | None, model_url: str | None, as_json: bool)
 @model_group.command("retrain")
 @click.option("--history", "history_url", default=None, help="history dataset URL (default: daskflow.history.url)")
 @click.option("--model", "model_url", default=None, help="model directory URL (default: daskflow.models.url)")
-@click.option("--min-new-rows", default=200, show_default=True, help="retrain when at least this many rows were recorded since training")
+@click.option("--min-new-rows", type=int, default=None, help="retrain when at least this many rows were recorded since training (default: daskflow.models.retrain.min-new-rows)")
 @click.option("--json", "as_json", is_flag=True, help="print the outcome as JSON")
-def retrain_command(history_url: str | None, model_url: str | None, min_new_rows: int, as_json: bool) -> None:
+def retrain_command(history_url: str | None, model_url: str | None, min_new_rows: int | None, as_json: bool) -> None:
     """Retrain (in a subprocess) if enough new history or drift exists; promote or reject the candidate."""
-    from daskflow.learning.retrain import RetrainConfig, maybe_retrain
+    from daskflow.learning.retrain import maybe_retrain, retrain_config_from_settings
 
-    outcome = maybe_retrain(_model_url(model_url), _history_url(history_url), config=RetrainConfig(min_new_rows=min_new_rows))
+    outcome = maybe_retrain(_model_url(model_url), _history_url(history_url), config=retrain_config_from_settings(min_new_rows=min_new_rows))
     if as_json:
         click.echo(json.dumps(outcome, default=str))
     else:

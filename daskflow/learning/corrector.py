@@ -57,7 +57,7 @@ _NOT_DRIFTED = object()
 
 @dataclass(frozen=True)
 class CorrectorConfig:
-    """Tunables (to be read from ``daskflow.steering.online.*`` by the adapter)."""
+    """Tunables (:func:`corrector_config_from_settings` reads them from ``daskflow.steering.online.*``)."""
 
     online: OnlineConfig = field(default_factory=OnlineConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
@@ -66,6 +66,32 @@ class CorrectorConfig:
     spread_prior_rows: float = 10.0  # pseudo-rows of the model's spread in the run's adaptive p90
     upper: float = 0.9  # the quantile served as p90
     max_residuals: int = 256  # per category, the most recent residuals of corrected predictions
+
+
+def corrector_config_from_settings() -> CorrectorConfig:
+    """:class:`CorrectorConfig` from ``daskflow.steering.online.*`` and ``daskflow.models.drift.*`` (defaults in ``daskflow.yaml``)."""
+    import math
+
+    from dask.utils import parse_timedelta
+
+    from daskflow import config
+    from daskflow.learning.drift import drift_config_from_settings
+
+    def online(name: str) -> Any:
+        return config.get(f"steering.online.{name}")
+
+    half_life = online("half-life")
+    return CorrectorConfig(
+        online=OnlineConfig(
+            prior_observations=float(online("prior-observations")),
+            half_life_s=math.inf if half_life is None else float(parse_timedelta(half_life)),
+            max_ratio=float(online("max-ratio")), max_observations=int(online("max-observations")),
+        ),
+        drift=drift_config_from_settings(),
+        drifted_prior_observations=float(online("drifted-prior-observations")),
+        max_events=int(online("max-events")), spread_prior_rows=float(online("spread-prior-rows")),
+        upper=float(online("upper")), max_residuals=int(online("max-residuals")),
+    )
 
 
 @dataclass
@@ -87,6 +113,8 @@ class OnlineCorrector:
     residuals: dict[str, dict[str, deque[float]]] = field(default_factory=dict)  # target -> category -> log(actual/corrected)
     # (target, category) -> factor; valid until the category's next observation (only when weights do not decay with time)
     cached: dict[tuple[str, str], float] = field(default_factory=dict)
+    # (target, category) -> (residuals, their conformal upper quantile); valid until the category's next observation
+    cached_upper: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for target in TARGETS:
@@ -112,6 +140,7 @@ class OnlineCorrector:
             self.drift[target] = DriftMonitor(self.config.drift, baselines)
             self.residuals[target] = {}
         self.cached.clear()
+        self.cached_upper.clear()
 
     # ---------------------------------------------------------------- per finished task
     def observe(self, category: str, predicted: float, actual: float, now: float, target: str = "duration") -> dict[str, Any] | None:
@@ -127,6 +156,7 @@ class OnlineCorrector:
         own.append(float(np.log(actual / corrected)))
         self.online[target].observe(category, predicted, actual, now)
         self.cached.pop((target, category), None)
+        self.cached_upper.pop((target, category), None)
         event = self.drift[target].observe(category, predicted, actual, now, self.model_version)
         if event is not None:
             event = {**event, "target": target}
@@ -178,22 +208,36 @@ class OnlineCorrector:
 
     def upper(self, categories: Sequence[str], corrected: np.ndarray, prior_ratio: np.ndarray, target: str = "duration") -> np.ndarray:
         """Adaptive p90 of corrected p50s: the run's residual quantile shrunk toward the model's ``p90 / p50`` (``prior_ratio``)."""
-        from daskflow.learning.quantiles import conformal_quantile
-
         corrected = np.asarray(corrected, dtype="float64")
         with np.errstate(divide="ignore", invalid="ignore"):
             prior = np.where(np.asarray(prior_ratio, dtype="float64") > 0, np.log(prior_ratio), 0.0)
         prior = np.where(np.isfinite(prior), prior, 0.0)
         k = self.config.spread_prior_rows
-        own_q: dict[str, tuple[int, float]] = {}
-        table = self.residuals.get(target, {})
-        for category in set(categories):
-            own = table.get(category)
-            own_q[category] = (len(own), conformal_quantile(np.asarray(own), self.config.upper)) if own else (0, 0.0)
+        own_q = {category: self.upper_stats(category, target) for category in set(categories)}
         n = np.fromiter((own_q[c][0] for c in categories), dtype="float64", count=len(categories))
         q = np.fromiter((own_q[c][1] for c in categories), dtype="float64", count=len(categories))
         log_upper = (n * q + k * prior) / (n + k)
         return corrected * np.exp(np.maximum(log_upper, 0.0))
+
+    def upper_stats(self, category: str, target: str = "duration") -> tuple[int, float]:
+        """``(n, q)``: how many residuals of corrected predictions the run has for a category, and their upper quantile."""
+        from daskflow.learning.quantiles import conformal_quantile
+
+        cached = self.cached_upper.get((target, category))
+        if cached is None:
+            own = self.residuals.get(target, {}).get(category)
+            cached = (len(own), conformal_quantile(np.asarray(own), self.config.upper)) if own else (0, 0.0)
+            self.cached_upper[(target, category)] = cached
+        return cached
+
+    def upper_one(self, category: str, corrected: float, prior_ratio: float, target: str = "duration") -> float:
+        """Scalar :meth:`upper` for one task (``prior_ratio``: the model's ``p90 / p50`` for it): cached per category."""
+        import math
+
+        prior = math.log(prior_ratio) if prior_ratio > 0 and math.isfinite(prior_ratio) else 0.0
+        n, q = self.upper_stats(category, target)
+        k = self.config.spread_prior_rows
+        return float(corrected) * math.exp(max((n * q + k * prior) / (n + k), 0.0))
 
     def drifted(self, target: str = "duration") -> dict[str, float | None]:
         """Demoted categories of ``target`` -> their change point."""

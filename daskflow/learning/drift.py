@@ -68,6 +68,18 @@ class DriftConfig:
     window: int = 50  # standardised ratios kept per category (for display)
 
 
+def drift_config_from_settings() -> DriftConfig:
+    """:class:`DriftConfig` from ``daskflow.models.drift.*`` (defaults in ``daskflow.yaml``)."""
+    from daskflow import config
+
+    return DriftConfig(
+        kappa=float(config.get("models.drift.kappa")), threshold=float(config.get("models.drift.threshold")),
+        clip=float(config.get("models.drift.clip")), settle=int(config.get("models.drift.settle")),
+        min_sigma=float(config.get("models.drift.min-sigma")), default_sigma=float(config.get("models.drift.default-sigma")),
+        window=int(config.get("models.drift.window")),
+    )
+
+
 @dataclass(frozen=True)
 class Baseline:
     """The model's normal error for a category: mean and spread of log(actual / predicted)."""
@@ -218,11 +230,16 @@ def detect_drift(history: Any, baselines: Mapping[str, Mapping[str, Baseline]] |
     per target (``baselines``: target -> category -> :class:`Baseline`, a format-2 manifest's
     ``composite.drift_baselines``). Only successful rows with a prediction count; with
     ``model_version`` only rows that version predicted (drift is a property of one model).
+    Values below the training data's noise floors (:class:`~daskflow.learning.cleaning.CleaningConfig`)
+    count as the floor, as the steering plugin does: allocator noise on tiny peaks is not drift.
     Each event carries ``target`` and the ``run_id`` it was detected in. Pure.
     """
     import pandas as pd
 
+    from daskflow.learning.cleaning import CleaningConfig
+
     config = config or DriftConfig()
+    floors = CleaningConfig()
     frame = history
     if not len(frame):
         return []
@@ -241,6 +258,10 @@ def detect_drift(history: Any, baselines: Mapping[str, Mapping[str, Baseline]] |
         monitor = DriftMonitor(config, dict((baselines or {}).get(target) or {}))
         actual = pd.to_numeric(frame[actual_column], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
         predicted = pd.to_numeric(frame[predicted_column], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        floor = floors.duration_floor_s if target == "duration" else floors.memory_floor_bytes
+        with np.errstate(invalid="ignore"):  # below the noise floor a value is "tiny", not a ratio (as in training)
+            actual = np.where(actual > 0, np.maximum(actual, floor), actual)
+            predicted = np.where(predicted > 0, np.maximum(predicted, floor), predicted)
         categories = frame["category"].astype(str).to_numpy() if "category" in frame else np.full(len(frame), "")
         runs = frame["run_id"].astype(object).to_numpy() if "run_id" in frame else np.full(len(frame), None)
         for i, at in enumerate(frame["_at"].to_numpy(dtype="float64")):

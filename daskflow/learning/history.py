@@ -79,15 +79,40 @@ HISTORY_COLUMNS: tuple[str, ...] = tuple(HISTORY_SCHEMA.names)
 
 
 def history_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
-    """Rows (dicts) as an Arrow table with :data:`HISTORY_SCHEMA`; dict/list fields become JSON."""
-    columns: dict[str, list] = {name: [] for name in HISTORY_COLUMNS}
-    for row in rows:
-        for name in HISTORY_COLUMNS:
-            value = row.get(name)
-            if name in ("tags", "input_locations") and value is not None and not isinstance(value, str):
-                value = json.dumps(value, sort_keys=True, default=str)
-            columns[name].append(_coerce(value, HISTORY_SCHEMA.field(name).type))
-    return pa.table(columns, schema=HISTORY_SCHEMA)
+    """Rows (dicts) as an Arrow table with :data:`HISTORY_SCHEMA`; dict/list fields become JSON.
+
+    Column by column: pyarrow converts a whole column at once when its values
+    already have the column's type (the recorder's rows do), and only a column
+    that it rejects is coerced value by value (:func:`_coerce`: ``"3"`` in an
+    integer column, NaN in an integer column, a number in a string column). The
+    recorder flushes in a thread of the scheduler process, so this is GIL time
+    taken from the event loop: ~80 us per row value by value, a few us per row
+    column-wise.
+
+    >>> history_table([{"key": "a-1", "duration_s": 1, "attempt": "2", "tags": {"x": 1}}]).to_pylist()[0]["attempt"]
+    2
+    """
+    arrays = []
+    for name in HISTORY_COLUMNS:
+        arrow_type = HISTORY_SCHEMA.field(name).type
+        values = [row.get(name) for row in rows]
+        if name in _JSON_COLUMNS:
+            values = [v if v is None or isinstance(v, str) else json.dumps(v, sort_keys=True, default=str) for v in values]
+        arrays.append(_column(values, arrow_type))
+    return pa.Table.from_arrays(arrays, schema=HISTORY_SCHEMA)
+
+
+_JSON_COLUMNS = frozenset({"tags", "input_locations"})
+
+
+def _column(values: list[Any], arrow_type: pa.DataType) -> pa.Array:
+    """One column as an Arrow array of ``arrow_type``; values pyarrow rejects go through :func:`_coerce`."""
+    if not (pa.types.is_integer(arrow_type) and any(isinstance(v, float) for v in values)):
+        try:  # (floats in an integer column always take the slow path: NaN -> null, 2.7 -> 2 as int() does)
+            return pa.array(values, type=arrow_type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+            pass
+    return pa.array([_coerce(v, arrow_type) for v in values], type=arrow_type)
 
 
 def _coerce(value: Any, arrow_type: pa.DataType) -> Any:
@@ -142,8 +167,15 @@ def append_history(
         return []
     fs, root = _filesystem(url, storage_options)
     by_date: dict[str, list[Mapping[str, Any]]] = {}
+    dates: dict[int, str] = {}  # UTC day number -> "YYYY-MM-DD": one strftime per day, not per row
     for row in rows:
-        by_date.setdefault(row_date(row), []).append(row)
+        stamp = row.get("recorded_at") or row.get("stop_s")
+        try:
+            day = int(float(stamp) // 86400) if stamp else None
+        except (TypeError, ValueError):
+            day = None
+        date = (dates.get(day) or dates.setdefault(day, row_date(row))) if day is not None else row_date(row)
+        by_date.setdefault(date, []).append(row)
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
     written = []
     for date, date_rows in sorted(by_date.items()):

@@ -155,7 +155,9 @@ def _composite(check: _Checker, raw: Any) -> CompositeParts:
         for category, name in check.mapping(_opt(data, "choice"), f"{path}.choice").items():
             choice[str(category)] = check.candidate(name, f"{path}.choice.{category}")
         parts.selection[str(target)] = Selection(str(target), choice, check.candidate(data.get("fallback", MEAN), f"{path}.fallback"),
-                                                 dict(check.mapping(_opt(data, "table"), f"{path}.table")))
+                                                 dict(check.mapping(_opt(data, "table"), f"{path}.table")),
+                                                 check.strings(data.get("small") or [], f"{path}.small"),
+                                                 check.candidate(data.get("small_choice", MEAN), f"{path}.small_choice"))
     for target, data in check.mapping(_opt(section, "spread"), "composite.spread").items():
         path = f"composite.spread.{target}"
         data = check.mapping(data, path)

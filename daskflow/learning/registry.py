@@ -57,7 +57,7 @@ VersionStatus = Literal["candidate", "promoted", "rejected", "retired"]
 
 @dataclass(frozen=True)
 class PromotionConfig:
-    """Tunables (to be read from ``daskflow.models.promotion.*`` by the retrainer)."""
+    """Tunables (:func:`promotion_config_from_settings` reads them from ``daskflow.models.promotion.*``)."""
 
     min_rows: int = 20  # held-out rows needed to judge a candidate
     min_gain: float = 0.0  # the candidate's duration median APE must be below current * (1 - min_gain)
@@ -65,6 +65,18 @@ class PromotionConfig:
     memory_slack: float = 0.02  # absolute APE points: 0.041 vs 0.033 is noise, not a worse model
     max_events: int = 2000  # events kept in events.jsonl
     max_history: int = 500  # promotion/rejection entries kept in registry.json
+
+
+def promotion_config_from_settings() -> PromotionConfig:
+    """:class:`PromotionConfig` from ``daskflow.models.promotion.*`` (defaults in ``daskflow.yaml``)."""
+    from daskflow import config
+
+    def get(name: str) -> Any:
+        return config.get(f"models.promotion.{name}")
+
+    return PromotionConfig(min_rows=int(get("min-rows")), min_gain=float(get("min-gain")),
+                           memory_tolerance=float(get("memory-tolerance")), memory_slack=float(get("memory-slack")),
+                           max_events=int(get("max-events")), max_history=int(get("max-history")))
 
 
 @dataclass(frozen=True)
@@ -86,7 +98,7 @@ class ModelRegistry:
 
             url = daskflow_config.models_url()
         self.url = str(url)
-        self.config = config or PromotionConfig()
+        self.config = config or promotion_config_from_settings()
         self.fs, self.root = fsspec.core.url_to_fs(self.url, **dict(storage_options or {}))
 
     # ---------------------------------------------------------------- reading
@@ -282,13 +294,18 @@ def evaluate_candidate(candidate: Any, current: Any | None, rows: pd.DataFrame,
                        config: PromotionConfig | None = None) -> Verdict:
     """Promote or reject ``candidate`` (a predictor) against ``current`` on recent held-out ``rows``.
 
-    Both are anything with ``predict(rows) -> Predictions``. The reason names the numbers.
+    Both are anything with ``predict(rows) -> Predictions``. The reason names the numbers. Memory is
+    judged only on rows whose peak is above the noise floor (``CleaningConfig.memory_floor_bytes``):
+    a few KiB of allocator noise must not reject a model that fixed a doubled duration.
     """
+    from daskflow.learning.cleaning import CleaningConfig
     from daskflow.learning.training import median_ape
 
     config = config or PromotionConfig()
     duration = _column(rows, "duration_s")
     memory = _column(rows, "peak_memory_bytes")
+    with np.errstate(invalid="ignore"):  # peaks at or below the noise floor measure allocator noise, not a model
+        memory = np.where(memory > CleaningConfig().memory_floor_bytes, memory, np.nan)
     n = int((np.isfinite(duration) & (duration > 0)).sum())
     new = candidate.predict(rows)
     metrics: dict[str, Any] = {

@@ -43,12 +43,28 @@ import pandas as pd
 
 @dataclass(frozen=True)
 class RetrainConfig:
-    """Tunables (to be read from ``daskflow.models.retrain.*`` by the daemon)."""
+    """Tunables (:func:`retrain_config_from_settings` reads them from ``daskflow.models.retrain.*``)."""
 
     min_new_rows: int = 200  # new history rows since the served model's training window ...
     min_new_runs: int = 1  # ... from at least this many new runs
     timeout_s: float = 1800.0  # the training subprocess is killed after this
     rounds: int = 200
+
+
+def retrain_config_from_settings(**overrides: Any) -> RetrainConfig:
+    """:class:`RetrainConfig` from ``daskflow.models.retrain.*`` (defaults in ``daskflow.yaml``); ``overrides`` win (CLI options)."""
+    from dask.utils import parse_timedelta
+
+    from daskflow import config
+
+    values = {
+        "min_new_rows": int(config.get("models.retrain.min-new-rows")),
+        "min_new_runs": int(config.get("models.retrain.min-new-runs")),
+        "timeout_s": float(parse_timedelta(config.get("models.retrain.timeout"))),
+        "rounds": int(config.get("models.retrain.rounds")),
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return RetrainConfig(**values)
 
 
 def retrain_trigger(new_rows: pd.DataFrame, has_model: bool, drift_events: Sequence[Mapping[str, Any]],
@@ -128,7 +144,7 @@ def train_and_register(history: pd.DataFrame, models_url: str, reason: str, now:
         verdict_decision, verdict_reason = ("promote", "no current model") if current is None else ("reject", "not enough evidence: no held-out rows")
         metrics: dict[str, Any] = {}
     else:
-        verdict = evaluate_candidate(judged, current, candidate.held_rows)
+        verdict = evaluate_candidate(judged, current, candidate.held_rows, registry.config)
         verdict_decision, verdict_reason, metrics = verdict.decision, verdict.reason, verdict.metrics
     if verdict_decision == "promote":
         registry.promote(version, f"{reason}; {verdict_reason}", now=now)
@@ -142,12 +158,12 @@ def maybe_retrain(models_url: str | None = None, history_url: str | None = None,
                   config: RetrainConfig | None = None, subprocess_training: bool = True) -> dict[str, Any]:
     """Check the trigger; when it fires, train in a subprocess and promote or reject (see the module note)."""
     from daskflow import config as daskflow_config
-    from daskflow.learning.drift import detect_drift
+    from daskflow.learning.drift import detect_drift, drift_config_from_settings
     from daskflow.learning.history import read_history
     from daskflow.learning.predictor import Predictor
     from daskflow.learning.registry import ModelRegistry
 
-    config = config or RetrainConfig()
+    config = config or retrain_config_from_settings()
     models_url = daskflow_config.models_url(models_url)
     history_url = daskflow_config.history_url(history_url)
     history = read_history(history_url)
@@ -156,9 +172,13 @@ def maybe_retrain(models_url: str | None = None, history_url: str | None = None,
     manifest = current.manifest if current is not None and current.has_model else None
     fresh = new_history(history, manifest)
     baselines = current.composite.drift_baselines if current is not None and current.composite is not None else None
-    drift_events = detect_drift(fresh, baselines, model_version=current.model_version if manifest else None) if manifest else []
-    for event in drift_events:
-        registry.append_event(event)
+    drift_events = detect_drift(fresh, baselines, model_version=current.model_version if manifest else None,
+                                config=drift_config_from_settings()) if manifest else []
+    logged = {_drift_identity(e) for e in registry.read_events() if e.get("event") == "drift"}
+    for event in drift_events:  # the steering plugin already logged the alarms it raised in the run
+        if _drift_identity(event) not in logged:
+            registry.append_event(event)
+            logged.add(_drift_identity(event))
     trigger = retrain_trigger(fresh, manifest is not None, drift_events, config)
     if trigger is None:
         return {"decision": "skip", "reason": f"no trigger: {len(fresh)} new rows, no drift", "version": None, "trigger": None,
@@ -170,6 +190,11 @@ def maybe_retrain(models_url: str | None = None, history_url: str | None = None,
         outcome = _train_in_subprocess(models_url, history_url, trigger, now, config, changes)
     outcome["drift"] = drift_events
     return outcome
+
+
+def _drift_identity(event: Mapping[str, Any]) -> tuple:
+    """One drift of one model: the same category and target in the same run (whoever detected it)."""
+    return (event.get("model_version"), event.get("run_id"), event.get("category"), event.get("target", "duration"))
 
 
 def _train_in_subprocess(models_url: str, history_url: str, trigger: str, now: float | None, config: RetrainConfig,

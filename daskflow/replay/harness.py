@@ -1,24 +1,11 @@
 """Replay a workload trace on a real Dask cluster and measure its makespan.
 
-Each trace task becomes ONE Dask task (keys ``"<category>-<runid8>-<index>"``,
-so Dask's per-prefix statistics are per category) with the trace's
-dependencies, sent as one graph through :func:`daskflow.daskgraph.submit_graph`
-with daskflow annotations built by :func:`daskflow.contracts.task_annotation`
-(``kind="replay"``, category, declared input bytes, number of inputs, run id
-and — for the oracle — the true scaled costs). A
-replayed task sleeps its scaled runtime while holding its scaled peak memory
-(allocated and touched page by page), then returns its scaled output.
-
-Modes (how the cluster's scheduler is set up):
-
-``stock``   plain Dask: no preload at all.
-``record``  ``scheduler_plugins.preload`` with steering off: history is recorded.
-``steer``   preload with ``daskflow.steering.mode=steer`` and the model at ``model_url``.
-``oracle``  ``steer`` with ``daskflow.steering.oracle=true``: true costs as predictions.
-
-The config is set with ``dask.config.set`` for the whole life of the cluster:
-the LocalCluster scheduler runs in this process and the nannies copy the
-config into the worker processes when they start them.
+A trace becomes one graph (:mod:`daskflow.replay.specs`: one Dask task per
+trace task, a task body that sleeps its scaled runtime holding its scaled
+peak memory), sent through :func:`daskflow.daskgraph.submit_graph` to a
+cluster set up for a mode (:mod:`daskflow.replay.cluster`: ``stock``,
+``record``, ``steer``, ``oracle``), ``repeat`` times; this module measures
+the runs and assembles the result.
 
 Scales: ``memory_scale`` defaults to 0.01 because holding memory is CPU work
 (every page is faulted in and zeroed): at 0.1 the blast traces alone touch
@@ -29,12 +16,14 @@ CPU-bound ones and swamps the scheduling effects being measured. Use
 Multi-host test bed: with ``testbed=`` (CLI ``--hosts``) the trace runs on
 a :class:`~daskflow.testbed.TestBed` instead of a LocalCluster, with stored
 data on hosts, emulated host speeds and the speed- and transfer-aware
-clairvoyant simulation (:mod:`daskflow.replay.hosted`). A worker slow to come
-back between repeats is reported (``workers_slow_to_return``), not fatal.
+clairvoyant simulation (:mod:`daskflow.replay.hosted`).
 
-Quiet clusters: every replay cluster runs with :data:`QUIET_CLUSTER` (no
-statistical profiler, slow event-loop tick and system monitor) so that idle
-clusters kept for alternation do not load the machine under the measured one.
+Keep going: a worker slow to come back (before the first run or between
+repeats) is reported (``workers_slow_to_return``), not fatal — the run goes
+on with the workers that are there; a run that passes ``timeout_s`` counts
+its unfinished tasks as failed (``runs_timed_out``), and a run whose keys are
+slow to be released is reported (``runs_not_released``). Only a cluster
+with no worker at all stops the sequence.
 
 Measurement: ``makespan_s`` runs from graph submission to the moment the
 client sees the last task finished, on a warmed-up cluster whose workers are
@@ -49,27 +38,37 @@ errors come from :mod:`daskflow.replay.metrics`.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import statistics
 import time
 import uuid
-import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-import dask.config
-
-from daskflow.contracts import SCHEDULER_PRELOAD, task_annotation
 from daskflow.replay import hosted, metrics, probes
+from daskflow.replay.cluster import (
+    MODES,
+    PRELOAD,
+    QUIET_CLUSTER,
+    mode_config,
+    replay_cluster,
+    wait_for_workers,
+    wait_until,
+    warm_graph,
+)
 from daskflow.replay.metrics import median_ape
 from daskflow.replay.probes import ReplayWatch
 from daskflow.replay.simulate import list_schedule_makespan_s, lower_bound_s
+from daskflow.replay.specs import (
+    OUTPUT_CAP_BYTES,
+    build_specs,
+    replay_task,
+    warm_worker,
+)
 from daskflow.replay.trace import (
     Trace,
     load_trace,
     memory_pressure_bag,
-    sanitize_category,
     scale_time,
     scale_to_target,
     skewed_bag,
@@ -80,8 +79,11 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "MODES",
     "OUTPUT_CAP_BYTES",
+    "PRELOAD",
+    "QUIET_CLUSTER",
     "ReplayWatch",
     "median_ape",
+    "mode_config",
     "replay",
     "replay_cluster",
     "replay_on_client",
@@ -89,60 +91,12 @@ __all__ = [
     "resolve_trace",
 ]
 
-MODES = ("stock", "record", "steer", "oracle")
+# names kept for existing imports (the concepts moved to .specs and .cluster)
+_build_specs = build_specs
+_warm_graph = warm_graph
+_warm_worker = warm_worker
 
-#: Background work of every replay cluster, turned down for all modes alike. An idle
-#: 8-worker LocalCluster with distributed's defaults (statistical profiler every 10 ms,
-#: event-loop tick every 20 ms, system monitor every 0.5 s) used ~60 % of one core on
-#: a 2-core machine; with these ~16 %. Benchmarks keep several clusters alive (one per
-#: mode, alternated), so the defaults loaded every measured run with the others' idling.
-QUIET_CLUSTER = {
-    "distributed.worker.profile.enabled": False,
-    "distributed.admin.tick.interval": "500ms",
-    "distributed.admin.system-monitor.interval": "2s",
-}
-PRELOAD = SCHEDULER_PRELOAD
-
-#: A replayed task returns at most this many bytes (outputs are
-#: ``output_bytes × bytes_scale``; WfCommons outputs reach 4 GB per task).
-OUTPUT_CAP_BYTES = 64 * 2**20
-
-_PAGE_BYTES = 4096
-
-
-# --------------------------------------------------------------------------- the task
-
-
-def replay_task(duration_s: float, memory_bytes: int, output_bytes: int, *upstream: Any) -> bytes:
-    """What a replayed task does (runs on a worker).
-
-    Allocates ``memory_bytes`` and writes one byte per page so the memory is
-    really resident (the peak shows in VmHWM), holds it until ``duration_s``
-    has passed since the start (allocation time included), frees it and
-    returns ``output_bytes`` zero bytes. ``upstream`` values are ignored.
-    """
-    start = time.perf_counter()
-    buffer = None
-    if memory_bytes > 0:
-        import numpy as np
-
-        buffer = np.empty(int(memory_bytes), dtype=np.uint8)
-        buffer[::_PAGE_BYTES] = 1  # touch every page: resident, not just reserved
-    remaining = duration_s - (time.perf_counter() - start)
-    if remaining > 0:
-        time.sleep(remaining)
-    del buffer
-    return bytes(int(output_bytes))
-
-
-def _warm_worker() -> int:
-    """Import what tasks need before the clock starts."""
-    import numpy as np
-
-    return int(np.ones(1024, dtype=np.uint8).sum())
-
-
-# --------------------------------------------------------------------------- traces and clusters
+# --------------------------------------------------------------------------- traces
 
 
 def resolve_trace(spec: str | Trace) -> Trace:
@@ -166,156 +120,12 @@ def resolve_trace(spec: str | Trace) -> Trace:
     return load_trace(spec)
 
 
-def mode_config(mode: str, history_url: str | None = None, model_url: str | None = None) -> dict[str, Any]:
-    """The dask config a mode's cluster is created under."""
-    if mode not in MODES:
-        raise ValueError(f"replay mode {mode!r} is unknown; choose one of {', '.join(MODES)}")
-    if mode == "stock":
-        return {"distributed.scheduler.preload": []}
-    config: dict[str, Any] = {
-        "daskflow.recorder.enabled": True,
-        "daskflow.steering.mode": "off" if mode == "record" else "steer",
-        "daskflow.steering.oracle": mode == "oracle",
-        "daskflow.dashboard.enabled": False,
-    }
-    if history_url:
-        config["daskflow.history.url"] = str(history_url)
-    if model_url:
-        config["daskflow.steering.model"] = str(model_url)
-        config["daskflow.models.url"] = str(model_url)
-    return config
-
-
-@contextlib.contextmanager
-def replay_cluster(
-    mode: str = "stock",
-    workers: int = 8,
-    threads_per_worker: int = 1,
-    memory_limit: str | int | None = "auto",
-    history_url: str | None = None,
-    model_url: str | None = None,
-    extra_config: Mapping[str, Any] | None = None,
-) -> Iterator[Any]:
-    """A warmed-up process LocalCluster set up for ``mode``; yields a connected Client.
-
-    >>> with replay_cluster("stock", workers=2) as client:   # doctest: +SKIP
-    ...     result = replay_on_client(client, "trace.json", mode="stock")
-    """
-    from distributed import Client, LocalCluster
-
-    config = {**QUIET_CLUSTER, **mode_config(mode, history_url, model_url), **dict(extra_config or {})}
-    scheduler_kwargs = {"preload": [PRELOAD]} if mode != "stock" else {}
-    with dask.config.set(config), warnings.catch_warnings():
-        # The scheduler's HTTP server (health, metrics) falls back to a free port when
-        # 8787 is taken; the dashboard is off, so that warning is noise here.
-        warnings.filterwarnings("ignore", message="Port 8787 is already in use", category=UserWarning)
-        with LocalCluster(
-            n_workers=workers,
-            threads_per_worker=threads_per_worker,
-            processes=True,
-            memory_limit=memory_limit if memory_limit is not None else "auto",
-            dashboard_address=None,
-            scheduler_kwargs=scheduler_kwargs,
-        ) as cluster, Client(cluster) as client:
-            client.wait_for_workers(workers, timeout=120)
-            client.run(_warm_worker)
-            client.register_plugin(probes.ReplayWatch(), name=probes.WATCH_NAME)
-            if mode != "record":  # recorded history holds the trace's tasks only
-                _warm_graph(client, 4 * workers)
-            yield client
-
-
-def _warm_graph(client, n_tasks: int) -> None:
-    """Run one small replay graph before any measured run (same for every mode).
-
-    The first graph a scheduler sees pays one-off costs that are not
-    scheduling: the plugins' first batched prediction (XGBoost initialises its
-    thread pool), first placement, imports on the workers. A measured run
-    should not carry them; a user's long-lived cluster pays them once.
-    """
-    from distributed import wait
-
-    from daskflow.daskgraph import TaskSpec, submit_graph
-
-    run_id = uuid.uuid4().hex
-    specs = []
-    for i in range(n_tasks):
-        annotations = task_annotation(run_id=run_id, kind="replay", category="warmup", n_inputs=min(i, 1),
-                                      true_duration_s=0.01, true_peak_memory_bytes=0)
-        dependencies = (specs[0].key,) if i else ()
-        specs.append(TaskSpec(key=f"warmup-{run_id[:8]}-{i}", func=replay_task, args=(0.01, 0, 0),
-                              dependencies=dependencies, annotations=annotations))
-    futures = submit_graph(client, specs)
-    wait(list(futures.values()), timeout=120)
-    client.cancel(list(futures.values()))
-
-
 # --------------------------------------------------------------------------- replay
 
 
-def _build_specs(trace: Trace, run_id: str, memory_scale: float, bytes_scale: float):
-    from daskflow.daskgraph import TaskSpec
-
-    run8 = run_id[:8]
-    categories = [sanitize_category(task.category) for task in trace.tasks]
-    keys = [f"{category}-{run8}-{i}" for i, category in enumerate(categories)]
-    key_of = {task.id: key for task, key in zip(trace.tasks, keys)}
-    specs = []
-    for task, key, category in zip(trace.tasks, keys, categories):
-        memory = int((task.memory_bytes or 0) * memory_scale)
-        output = min(int(task.output_bytes * bytes_scale), OUTPUT_CAP_BYTES)
-        annotations = task_annotation(
-            run_id=run_id,
-            kind="replay",
-            category=category,
-            tags={"trace": trace.name, "trace_category": task.category, "trace_task": task.id},
-            input_bytes=int(task.input_bytes * bytes_scale),
-            n_inputs=len(task.parents),
-            true_duration_s=float(task.runtime_s),
-            true_peak_memory_bytes=memory,
-        )
-        specs.append(
-            TaskSpec(
-                key=key,
-                func=replay_task,
-                args=(float(task.runtime_s), memory, output),
-                dependencies=tuple(key_of[p] for p in task.parents),
-                annotations=annotations,
-            )
-        )
-    return specs, keys, categories
-
-
-def _wait_until(condition, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    delay = 0.01
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"replay: timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.25)
-
-
-def _wait_for_full_cluster(client, timeout_s: float = 120.0, expected: int | None = None) -> dict[str, dict[str, Any]]:
-    """Wait until every worker (restarted ones too) is connected; return the workers' info.
-
-    The expected count is ``expected`` (a test bed's ``n_workers``), else the
-    cluster's worker spec when the client knows its cluster (LocalCluster),
-    else at least one worker. Rechecked after waiting: on an overloaded
-    machine a worker can drop out between the two calls.
-    """
-    spec = getattr(getattr(client, "cluster", None), "worker_spec", None)
-    if expected is None:
-        expected = len(spec) if spec else 1
-    deadline = time.monotonic() + timeout_s
-    while True:
-        client.wait_for_workers(expected, timeout=max(1.0, deadline - time.monotonic()))
-        workers = client.scheduler_info(n_workers=-1)["workers"]
-        if len(workers) >= expected:
-            return workers
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"replay: only {len(workers)} of {expected} workers connected after {timeout_s:.0f} s")
-        time.sleep(0.1)
+def _report_slow_workers(connected: int, expected: int, timeout_s: float) -> None:
+    logger.warning("replay: only %d of %d workers connected after %.0f s (one slow to come back?); "
+                   "replaying on the workers that are there", connected, expected, timeout_s)
 
 
 def replay_on_client(
@@ -334,8 +144,14 @@ def replay_on_client(
     bed: Any = None,
     data_scale: float | None = None,
     input_placement: str | int = "round-robin",
+    expected_workers: int | None = None,
+    worker_timeout_s: float = 120.0,
 ) -> dict[str, Any]:
     """Replay ``trace`` ``repeat`` times on an existing cluster (set up for ``mode``); return the result dict.
+
+    Before each run it waits up to ``worker_timeout_s`` for ``expected_workers``
+    (None: the test bed's, or the cluster's spec); fewer is reported
+    (``workers_slow_to_return``) and the run goes on with those there.
 
     With ``bed`` (a started :class:`~daskflow.testbed.TestBed` whose scheduler
     ``client`` is connected to) the trace is replayed with stored data on
@@ -349,8 +165,15 @@ def replay_on_client(
     if repeat < 1:
         raise ValueError(f"repeat must be >= 1, got {repeat}")
     raw = resolve_trace(trace)
-    expected = bed.n_workers if bed is not None else None
-    worker_info = _wait_for_full_cluster(client, expected=expected)
+    expected = expected_workers if expected_workers is not None else (bed.n_workers if bed is not None else None)
+    worker_info, expected = wait_for_workers(client, worker_timeout_s, expected)
+    slow_workers = 0
+    if len(worker_info) < expected:
+        if not worker_info:
+            raise TimeoutError(f"replay: no worker connected to the scheduler within {worker_timeout_s:.0f} s; "
+                               "start workers (or check the cluster) and replay again")
+        _report_slow_workers(len(worker_info), expected, worker_timeout_s)
+        slow_workers += 1
     workers = len(worker_info)
     threads = [w.get("nthreads", 1) for w in worker_info.values()]
     slots = int(sum(threads)) or 1
@@ -365,19 +188,18 @@ def replay_on_client(
     errors: dict[str, Any] = {}
     per_run_errors: list[dict[str, Any]] = []
     state: dict[str, Any] = {}
-    slow_workers = 0
+    runs_timed_out = runs_not_released = 0
     for round_index in range(repeat):
         if round_index:
-            try:
-                _wait_for_full_cluster(client, expected=expected)
-            except TimeoutError as exc:  # a worker slow to come back: report it, keep going
-                logger.warning("%s; replaying on the workers that are there", exc)
+            connected, _ = wait_for_workers(client, worker_timeout_s, expected)
+            if len(connected) < expected:  # a worker slow to come back: report it, keep going
+                _report_slow_workers(len(connected), expected, worker_timeout_s)
                 slow_workers += 1
         run_id = uuid.uuid4().hex
         if hosted_run is not None:
             specs, keys, categories = hosted_run.specs(run_id, memory_scale)
         else:
-            specs, keys, categories = _build_specs(scaled, run_id, memory_scale, bytes_scale)
+            specs, keys, categories = build_specs(scaled, run_id, memory_scale, bytes_scale)
         client.run_on_scheduler(probes.reset_prefix_estimates, sorted(set(categories)))
         before = client.run_on_scheduler(probes.watch_counts)
         from daskflow.daskgraph import submit_graph
@@ -386,7 +208,14 @@ def replay_on_client(
             hosted_run.before_submit(client)
         start = time.perf_counter()
         futures = submit_graph(client, specs)
-        done, not_done = wait(list(futures.values()), timeout=timeout_s)
+        try:
+            done, not_done = wait(list(futures.values()), timeout=timeout_s)
+        except TimeoutError:  # report it as failed tasks and keep going
+            logger.warning("replay: run %s passed its timeout (%.0f s); counting its unfinished tasks as failed",
+                           run_id[:8], timeout_s)
+            runs_timed_out += 1
+            done = {f for f in futures.values() if f.done()}
+            not_done = {f for f in futures.values() if not f.done()}
         makespans.append(time.perf_counter() - start)
         if hosted_run is not None:
             hosted_run.after_run(client)
@@ -407,8 +236,12 @@ def replay_on_client(
         run_ids.append(run_id)
         client.cancel(list(futures.values()))
         del futures, done, not_done
-        _wait_until(lambda run_keys=keys: client.run_on_scheduler(probes.count_live_keys, run_keys) == 0, 60,
-                    f"run {run_id[:8]} to be released")
+        try:
+            wait_until(lambda run_keys=keys: client.run_on_scheduler(probes.count_live_keys, run_keys) == 0, 60,
+                       f"run {run_id[:8]} to be released")
+        except TimeoutError as exc:  # its keys may still be released later: report it, keep going
+            logger.warning("%s; going on with the next run", exc)
+            runs_not_released += 1
 
     for name in metrics.ERROR_FIELDS:  # median over the repeats
         values = [e[name] for e in per_run_errors if e.get(name) is not None]
@@ -452,6 +285,8 @@ def replay_on_client(
     }
     result.update(errors)
     result["workers_slow_to_return"] = slow_workers
+    result["runs_timed_out"] = runs_timed_out
+    result["runs_not_released"] = runs_not_released
     if hosted_run is not None:
         result.update(hosted_run.result(simulated, makespan))
     return result

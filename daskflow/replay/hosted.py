@@ -365,13 +365,8 @@ def testbed_cluster(mode: str = "stock", hosts: int = 4, workers_per_host: int =
     with no preload at all. Everything is torn down on leaving the block.
     """
     from daskflow.replay import probes
-    from daskflow.replay.harness import (
-        PRELOAD,
-        QUIET_CLUSTER,
-        _warm_graph,
-        _warm_worker,
-        mode_config,
-    )
+    from daskflow.replay.cluster import PRELOAD, QUIET_CLUSTER, mode_config, warm_graph
+    from daskflow.replay.specs import warm_worker
     from daskflow.testbed import TestBed
 
     config = {**QUIET_CLUSTER, **mode_config(mode, history_url, model_url), **dict(extra_config or {})}
@@ -380,8 +375,8 @@ def testbed_cluster(mode: str = "stock", hosts: int = 4, workers_per_host: int =
                  memory_limit=memory_limit, preload=PRELOAD if mode != "stock" else None, config=config) as bed:  # fmt: skip
         client = bed.client(timeout=60, set_as_default=True)  # the harness waits with distributed.wait
         client.wait_for_workers(bed.n_workers, timeout=120)
-        client.run(_warm_worker)
+        client.run(warm_worker)
         client.register_plugin(probes.ReplayWatch(), name=probes.WATCH_NAME)
         if mode != "record":
-            _warm_graph(client, 4 * bed.n_workers)
+            warm_graph(client, 4 * bed.n_workers)
         yield bed, client

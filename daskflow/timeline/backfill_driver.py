@@ -120,5 +120,8 @@ def drive_backfill(backfill_id: str, catalog_path: str | None = None, address: s
                 return {**status, "interrupted": True, "in_flight": sorted(pool.in_flight)}
             stop.wait(tick_s)
     finally:
+        close = getattr(pool, "close", None)
+        if close is not None:  # warm launchers exit after their runs
+            close()
         for signum, handler in previous.items():
             signal.signal(signum, handler)

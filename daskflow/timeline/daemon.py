@@ -16,7 +16,8 @@ One loop, one process, never on a scheduler's event loop. Each iteration
    queue (:mod:`~daskflow.timeline.queue`: global and per-pool limits, and
    the queued chunks of running backfills) and starts what the queue admits
    in launcher processes, at most ``daskflow.timeline.max-launchers`` at once
-   (:class:`~daskflow.timeline.launch.LauncherPool`).
+   (:class:`~daskflow.timeline.launch.LauncherPool`);
+5. every few minutes, prunes old launcher logs (:mod:`~daskflow.timeline.logs`).
 
 Everything that matters is in SQLite before it is acted upon (see
 :mod:`daskflow.timeline.store`), so SIGKILL at any point followed by a restart
@@ -30,6 +31,7 @@ import dataclasses
 import datetime as _dt
 import logging
 import os
+import pathlib
 import signal
 import socket
 import threading
@@ -42,6 +44,11 @@ from daskflow.catalog import Catalog
 from daskflow.errors import CatalogError
 from daskflow.timeline.errors import DaemonLeaseError
 from daskflow.timeline.launch import LauncherPool
+from daskflow.timeline.logs import (
+    PRUNE_INTERVAL_S,
+    prune_launcher_logs,
+    retention_from_config,
+)
 from daskflow.timeline.queue import QueueRunner, RunQueue, entry_from_launch
 from daskflow.timeline.sensors import evaluate_sensor
 from daskflow.timeline.specs import SensorContext
@@ -83,6 +90,8 @@ class DaemonState:
     token: str                         # this daemon's lease token
     iterations: int = 0
     launches_started: int = 0
+    logs_pruned_at_s: float = float("-inf")  # wall-clock time of the last log pruning
+    logs_pruned: int = 0                      # launcher logs removed by this daemon
 
 
 class Daemon:
@@ -98,9 +107,10 @@ class Daemon:
         self.tick_interval_s = _seconds("timeline.tick-interval")
         self.lease_timeout_s = _seconds("timeline.lease-timeout")
         self.catchup_grace_s = _seconds("timeline.catchup-grace")
-        log_dir = config.get("timeline.log-dir") or (self.store.path.parent / "timeline-logs")
+        self.log_dir = pathlib.Path(config.get("timeline.log-dir") or (self.store.path.parent / "timeline-logs"))
+        self.log_max_age_s, self.log_max_files = retention_from_config()
         self.pool = LauncherPool(int(config.get("timeline.max-launchers")), str(self.store.path), address,
-                                 log_dir)
+                                 self.log_dir)
         self.state = DaemonState(token=uuid.uuid4().hex)
         self.queue = RunQueue(self.store)
         self.runner = QueueRunner(self.store, self.pool, runner=self.state.token)
@@ -132,6 +142,9 @@ class Daemon:
                 time.sleep(min(0.2, self.tick_interval_s))
             self.store.mark_started()
         finally:
+            close = getattr(self.pool, "close", None)
+            if close is not None:  # warm launchers exit after their runs
+                close()
             self.store.release_lease(self.state.token)
 
     def step(self) -> None:
@@ -144,7 +157,20 @@ class Daemon:
         for sensor in self.timeline.sensors:
             self.tick_sensor(sensor, now)
         self.launch_pending()
+        self.prune_logs(now.timestamp())
         self.state.iterations += 1
+
+    def prune_logs(self, now_s: float) -> list[str]:
+        """Remove launcher logs past their retention, at most every :data:`PRUNE_INTERVAL_S`."""
+        if now_s - self.state.logs_pruned_at_s < PRUNE_INTERVAL_S:
+            return []
+        self.state.logs_pruned_at_s = now_s
+        removed = prune_launcher_logs(self.log_dir, now_s, self.log_max_age_s, self.log_max_files,
+                                      active=set(self.pool.in_flight))
+        self.state.logs_pruned += len(removed)
+        if removed:
+            logger.info("pruned %d launcher log(s) in %s", len(removed), self.log_dir)
+        return removed
 
     # -- schedules -------------------------------------------------------
     def tick_schedule(self, resolved: ResolvedSchedule, now: _dt.datetime) -> list[LaunchClaim]:

@@ -35,10 +35,13 @@ from typing import Any
 from tornado import web
 
 from daskflow import config
-from daskflow.contracts import DASHBOARD_EXTENSION, RECORDER_PLUGIN, DecisionEvent
+from daskflow.contracts import DASHBOARD_EXTENSION, RECORDER_PLUGIN, STEERING_PLUGIN, DecisionEvent
 from scheduler_plugins import compat
 from scheduler_plugins.dashboard.assets import AssetLineageReader
-from scheduler_plugins.dashboard.catalog_views import CatalogViews, running_asset_partitions
+from scheduler_plugins.dashboard.catalog_views import (
+    CatalogViews,
+    running_asset_partitions,
+)
 from scheduler_plugins.dashboard.run_timeline import run_ids_of, run_timeline
 from scheduler_plugins.dashboard.state import (
     DashboardState,
@@ -122,7 +125,7 @@ class DashboardExtension:
         """(asset, partition) of the asset tasks processing on workers now (live status)."""
         try:
             return running_asset_partitions(self.scheduler)
-        except Exception:  # noqa: BLE001 - live status is best effort
+        except Exception:
             logger.debug("daskflow dashboard: reading processing tasks failed", exc_info=True)
             return set()
 
@@ -157,7 +160,13 @@ class DashboardExtension:
                 "no trained model loaded: predictions are per-category means or defaults "
                 f"(train one with `daskflow model train`). {drift['message']}"
             )
-        return {"steering": steering, "quality": quality}
+        return {"steering": steering, "quality": quality, "model_events": self.model_events()}
+
+    def model_events(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The steering plugin's newest drift alarms and model loads, newest first (also in <models>/events.jsonl)."""
+        steering = compat.plugin(self.scheduler, STEERING_PLUGIN)
+        events = list(getattr(steering, "model_events", ()) or ())
+        return [dict(e) for e in reversed(events[-limit:])]
 
     def predictions(self, limit: int | None = None) -> dict[str, Any]:
         self.refresh()

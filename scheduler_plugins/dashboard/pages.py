@@ -359,6 +359,7 @@ def model_page(scheduler, extra, doc) -> None:
     memory_chart.legend.location = "top_left"
     summary = Div(text="", name="daskflow-model-summary", styles={"font-size": "15px"})
     drift = Div(text="", name="daskflow-drift", styles={"font-size": "15px"})
+    model_events = Div(text="", name="daskflow-model-events", styles={"font-size": "14px"})
     note = _note("daskflow-model-note")
     last = {"signature": None}
 
@@ -366,7 +367,8 @@ def model_page(scheduler, extra, doc) -> None:
         extension.refresh()
         payload = extension.model()
         quality = payload["quality"]
-        signature = (len(quality["series"]), quality["series"][-1]["time"] if quality["series"] else None, str(payload["steering"]))
+        signature = (len(quality["series"]), quality["series"][-1]["time"] if quality["series"] else None, str(payload["steering"]),
+                     len(payload.get("model_events") or ()))
         if signature == last["signature"]:
             return
         last["signature"] = signature
@@ -385,9 +387,26 @@ def model_page(scheduler, extra, doc) -> None:
         verdict = quality["drift"]
         colour = "#d62728" if verdict["warning"] else "#2ca02c"
         drift.text = f'<span style="color:{colour}">{"&#9888; " if verdict["warning"] else ""}{html.escape(verdict["message"])}</span>'
+        model_events.text = format_model_events(payload.get("model_events") or [])
         note.text = html.escape(_notes(extension, ("recorder", "steering")))
 
-    _finish(doc, scheduler, extra, PAGES["model"], column(summary, drift, note, chart, memory_chart), update)
+    _finish(doc, scheduler, extra, PAGES["model"], column(summary, drift, model_events, note, chart, memory_chart), update)
+
+
+def format_model_events(events: list[dict]) -> str:
+    """HTML list of drift alarms and model loads (newest first) for the model page."""
+    if not events:
+        return "<b>model events:</b> none in this scheduler (drift alarms and model loads show here)"
+    items = []
+    for event in events:
+        if event.get("event") == "drift":
+            text = (f"drift: {event.get('target', 'duration')} of {event.get('category')!s} {event.get('direction')} "
+                    f"x{event.get('shift')} after {event.get('observed')} task(s); planned from this run's tasks since "
+                    f"(model {event.get('model_version')})")
+        else:
+            text = f"{event.get('event')}: model {event.get('model_version')}"
+        items.append(f"<li>{html.escape(text)}</li>")
+    return "<b>model events</b> (also in &lt;models&gt;/events.jsonl):<ul>" + "".join(items) + "</ul>"
 
 
 APPLICATIONS: dict[str, Callable] = {
@@ -421,6 +440,6 @@ def timeline_page(scheduler, extra, doc) -> None:
 PAGES.update({"catalog": "Asset catalog", "asset": "Asset detail", "timeline": "Run timeline"})
 APPLICATIONS.update({"/catalog": catalog_page, "/asset": asset_page, "/timeline": timeline_page})
 
-from scheduler_plugins.dashboard.runs_page import runs_page  # noqa: E402 - last: it uses the helpers above
+from scheduler_plugins.dashboard.runs_page import runs_page
 
 APPLICATIONS["/runs"] = runs_page

@@ -14,6 +14,12 @@ applies the decisions and logs them.
   :mod:`daskflow.critical_path`) → dispatch order.
 * :mod:`.placement` — list scheduling by predicted finish time: transfer,
   storage locality, worker speed, memory headroom; holds; loose vs strict pins.
+* :mod:`.memory` — memory admission: what a worker really holds, a learned
+  baseline of memory it does not give back.
+* :mod:`.stragglers` — stragglers, slowed hosts, restarts and their orphans.
+* :mod:`.correction` — the in-run correction of durations and peak memory
+  (p50 for the plan, p90 memory for admission), a snapshot of the plugin's
+  online learner.
 * :mod:`.estimates` — calibration of model predictions by finished tasks, the
   dispatch-latency EWMA and the adaptive lookahead, the hold rule, worker
   backlogs, when the next timed round is due, the watchdog.
@@ -21,6 +27,12 @@ applies the decisions and logs them.
 
 from __future__ import annotations
 
+from scheduler_plugins.policy.correction import (
+    CategoryCorrection,
+    admission_peak_memory_bytes,
+    is_corrected,
+    planned_peak_memory_bytes,
+)
 from scheduler_plugins.policy.estimates import (
     CategoryCalibration,
     DispatchLatency,
@@ -40,6 +52,7 @@ from scheduler_plugins.policy.estimates import (
     watchdog_action,
     worker_backlog_s,
 )
+from scheduler_plugins.policy.memory import MemoryBaseline
 from scheduler_plugins.policy.model import (
     DependencyInfo,
     PolicyConfig,
@@ -61,6 +74,7 @@ from scheduler_plugins.policy.placement import (
     choose_worker,
     estimate_finish,
     fits_memory,
+    is_memory_heavy,
     is_open,
     pair_allowed,
     pin_is_loose,
@@ -69,11 +83,13 @@ from scheduler_plugins.policy.placement import (
 
 __all__ = [
     "CategoryCalibration",
+    "CategoryCorrection",
     "DependencyInfo",
     "DispatchLatency",
     "Estimate",
     "GraphCycleError",
     "HoldThresholds",
+    "MemoryBaseline",
     "Placement",
     "PolicyConfig",
     "RoundContext",
@@ -81,6 +97,7 @@ __all__ = [
     "TaskInfo",
     "TaskPrediction",
     "WorkerInfo",
+    "admission_peak_memory_bytes",
     "admitted_memory_bytes",
     "assign",
     "choose_worker",
@@ -89,6 +106,8 @@ __all__ = [
     "fits_memory",
     "hold_thresholds",
     "is_baseline",
+    "is_memory_heavy",
+    "is_corrected",
     "is_open",
     "lookahead_s",
     "memory_refresh_due",
@@ -100,6 +119,7 @@ __all__ = [
     "plan_dispatch",
     "plan_order",
     "planned_duration_s",
+    "planned_peak_memory_bytes",
     "remaining_s",
     "speed_for",
     "watchdog_action",

@@ -7,18 +7,29 @@ pure functions and two small running statistics. Time is always an argument
 (``now``, ``sent_at``: seconds on the caller's monotonic clock); nothing here
 reads a clock, a config or the scheduler.
 
-* **Calibration** (:class:`CategoryCalibration`) — a model trained on other
-  instances can be off by a constant factor for this one; per category the plan
-  multiplies model predictions by the EWMA (log scale) of actual / predicted
-  of finished tasks (:func:`planned_duration_s`). Baselines follow the
-  predictor's running means instead, and the oracle is the truth.
+* **Calibration** — a model trained on other instances can be off by a
+  constant factor for this one; per category the plan multiplies model
+  predictions by the in-run correction of finished tasks
+  (:func:`planned_duration_s`; the plugin's factors come from
+  :class:`~daskflow.learning.corrector.OnlineCorrector` through
+  :class:`~scheduler_plugins.policy.correction.CategoryCorrection`;
+  :class:`CategoryCalibration` is the former EWMA rule, same shape).
+  Baselines follow the predictor's running means until their category
+  drifts, and the oracle is the truth.
 * **Worker speeds** (:class:`SpeedEstimates`) — per worker and per host, a
   robust speed factor learned from finished tasks: the median of
   ``log(actual / planned)`` over a recent window, shrunk toward the host's
   (and the host's toward a prior persisted from earlier runs) by a few
   pseudo-observations. When the last few tasks of a worker all moved past
   the dead band in the same direction the worker changed (a host slowed
-  mid-run): their median is used at once instead of waiting out the window. An operator's declared ``daskflow-speed`` overrides it
+  mid-run): their median is used at once instead of waiting out the window.
+  A straggler read as a *slowed host* (:meth:`SpeedEstimates.observe_slow_host`,
+  see :mod:`.stragglers`) puts the host in a slow regime at once, before any
+  of its slow tasks finished: at least as slow as the straggler has run so
+  far (a censored bound, raised while it runs), then as slow as the median
+  of the tasks that finished there since; a finished task closer to the old
+  speed than to the new ends the regime (the host recovered, or it was one
+  slow task). An operator's declared ``daskflow-speed`` overrides it
   (:func:`speed_for`).
 * **Dispatch latency** (:class:`DispatchLatency`) — EWMA of "sent to an idle
   thread" → "compute started". It sets the adaptive lookahead
@@ -40,9 +51,15 @@ import statistics
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
+from scheduler_plugins.policy.memory import (
+    admitted_memory_bytes,  # re-exported: memory admission lives in .memory
+)
 from scheduler_plugins.policy.model import PolicyConfig, TaskPrediction, WorkerInfo
+
+if TYPE_CHECKING:
+    from scheduler_plugins.policy.correction import CategoryCorrection
 
 __all__ = [
     "CategoryCalibration",
@@ -110,8 +127,12 @@ class CategoryCalibration:
         return None if log_ratio is None else math.exp(log_ratio)
 
 
-def planned_duration_s(prediction: TaskPrediction, calibration: CategoryCalibration) -> float:
-    """The duration the plan uses for a prediction: a model's, times its category's calibration.
+def planned_duration_s(prediction: TaskPrediction, calibration: CategoryCalibration | CategoryCorrection) -> float:
+    """The duration the plan uses for a prediction: a model's (or a drifted category's), times its category's correction.
+
+    ``calibration``: the plugin's :class:`~scheduler_plugins.policy.correction.CategoryCorrection`
+    (the in-run :class:`~daskflow.learning.corrector.OnlineCorrector`'s factors), or the former
+    EWMA :class:`CategoryCalibration` (same ``factor(category)`` shape).
 
     >>> calibration = CategoryCalibration({"fit": math.log(0.5)}, {"fit": 1})
     >>> planned_duration_s(TaskPrediction(4.0, 0.0, "model", "v1", category="fit"), calibration)
@@ -119,10 +140,12 @@ def planned_duration_s(prediction: TaskPrediction, calibration: CategoryCalibrat
     >>> planned_duration_s(TaskPrediction(4.0, 0.0, "oracle", "oracle", category="fit"), calibration)
     4.0
     """
-    if prediction.quality == "model":
-        log_ratio = calibration.log_ratio.get(prediction.category)
-        if log_ratio is not None:
-            return prediction.duration_s * math.exp(log_ratio)
+    from scheduler_plugins.policy.correction import is_corrected
+
+    if is_corrected(prediction.quality, prediction.category, calibration):
+        factor = calibration.factor(prediction.category)
+        if factor is not None:
+            return prediction.duration_s * factor
     return prediction.duration_s
 
 
@@ -162,15 +185,58 @@ class SpeedEstimates:
     by_worker: dict[str, deque[float]] = field(default_factory=dict)
     by_host: dict[str, deque[float]] = field(default_factory=dict)
     host_prior: dict[str, float] = field(default_factory=dict)  # host -> log slowness from earlier runs
+    slow_bound: dict[str, float] = field(default_factory=dict)  # host in a slow regime -> censored log slowness bound
+    slow_finished: dict[str, deque[float]] = field(default_factory=dict)  # ... -> log ratios finished there since
 
     def observe(self, worker: str, host: str, actual_s: float, planned_s: float) -> bool:
         """Add one finished task; False when it was not used (no duration, or too short to say anything)."""
         if not (actual_s > 0 and planned_s > 0) or planned_s < self.min_planned_s:
             return False
         ratio = max(-MAX_LOG_SPEED, min(MAX_LOG_SPEED, math.log(actual_s / planned_s)))
+        regime = self.slow_regime(host)
+        if regime is not None:
+            if ratio < (regime + self.host_log_slowness(host)) / 2:  # nearer the old speed: the regime is over
+                self.end_slow_regime(host)
+            else:
+                self.slow_finished.setdefault(host, deque(maxlen=self.window)).append(ratio)
         self.by_worker.setdefault(worker, deque(maxlen=self.window)).append(ratio)
         self.by_host.setdefault(host, deque(maxlen=self.window * 4)).append(ratio)
         return True
+
+    def observe_slow_host(self, host: str, elapsed_s: float, planned_s: float) -> bool:
+        """A straggler read as its host slowed: the host is at least ``elapsed / planned`` slow now (censored).
+
+        Call it on every check while the straggler runs (the bound only
+        rises). False when that is not slower than nominal, or the task is
+        shorter than ``min_planned_s`` (nothing changed).
+
+        >>> speeds = SpeedEstimates()
+        >>> speeds.observe_slow_host("h", elapsed_s=4.0, planned_s=1.0), round(speeds.speed("w", "h"), 3)
+        (True, 0.25)
+        >>> speeds.observe("w", "h", actual_s=8.0, planned_s=1.0), round(speeds.speed("w", "h"), 3)  # it finished: 8x
+        (True, 0.125)
+        >>> speeds.observe("w", "h", actual_s=1.0, planned_s=1.0), speeds.slow_regime("h")  # on time again: over
+        (True, None)
+        """
+        if not (elapsed_s > 0 and planned_s > 0) or planned_s < self.min_planned_s:
+            return False  # (short tasks are dispatch overhead: they say nothing about a host)
+        ratio = max(-MAX_LOG_SPEED, min(MAX_LOG_SPEED, math.log(elapsed_s / planned_s)))
+        if ratio < self.dead_band:
+            return False
+        self.slow_bound[host] = max(self.slow_bound.get(host, ratio), ratio)
+        return True
+
+    def slow_regime(self, host: str) -> float | None:
+        """The log slowness of a host read as slowed (None: not in a slow regime)."""
+        bound = self.slow_bound.get(host)
+        if bound is None:
+            return None
+        finished = self.slow_finished.get(host)
+        return max(bound, statistics.median(finished)) if finished else bound
+
+    def end_slow_regime(self, host: str) -> None:
+        self.slow_bound.pop(host, None)
+        self.slow_finished.pop(host, None)
 
     def host_log_slowness(self, host: str) -> float:
         return _shrunk(list(self.by_host.get(host, ())), self.host_prior.get(host, 0.0), self.pseudo_n)
@@ -184,6 +250,9 @@ class SpeedEstimates:
             min(recent) > log_slowness + self.dead_band or max(recent) < log_slowness - self.dead_band
         ):  # the last few all moved the same way, past the band: the worker changed (a host slowed mid-run)
             log_slowness = statistics.median(recent)
+        regime = self.slow_regime(host)
+        if regime is not None:  # read as slowed from a straggler: at least that slow, before its tasks finish
+            log_slowness = max(log_slowness, regime)
         if abs(log_slowness) < self.dead_band:
             return 1.0
         return math.exp(-max(-MAX_LOG_SPEED, min(MAX_LOG_SPEED, log_slowness)))
@@ -399,25 +468,6 @@ def watchdog_action(tick: int, n_ready: int, n_managed: int, config: PolicyConfi
     if n_managed and tick % max(config.recover_every_ticks, 1) == 0:
         return "recover"
     return "idle"
-
-
-def admitted_memory_bytes(managed_bytes: int, unmanaged_floor: int | None, process_bytes: int | None,
-                          running_peaks_bytes: float) -> int:  # fmt: skip
-    """Memory a worker holds outside the predicted peaks of its running tasks, for admission.
-
-    The larger of (managed + the lowest unmanaged memory seen: what it never
-    gives back) and (the whole process now − the predicted peaks of what runs
-    there): memory that a prediction did not account for — an underpredicted
-    task, memory not yet released — counts, so the next big task is not
-    admitted on top of it.
-
-    >>> admitted_memory_bytes(100, 50, None, 0), admitted_memory_bytes(100, 50, 1_000, 300)
-    (150, 700)
-    """
-    base = int(managed_bytes) + int(unmanaged_floor or 0)
-    if process_bytes is None:
-        return base
-    return max(base, int(process_bytes - running_peaks_bytes))
 
 
 def memory_refresh_due(last_read_at: float, now: float, config: PolicyConfig) -> bool:

@@ -150,6 +150,9 @@ class TaskPrediction:
     priority_index: int = -1
     run_id: str | None = None
     category: str = ""
+    p90_duration_s: float = 0.0  # the predictor's p90 (0: none); the plan's p90 is corrected in-run (policy.correction)
+    p90_peak_memory_bytes: float = 0.0
+    memory_quality: str = ""  # where the peak came from ("": as ``quality``)
 
     @property
     def predicted_duration_s(self) -> float:

@@ -53,6 +53,7 @@ __all__ = [
     "choose_worker",
     "estimate_finish",
     "fits_memory",
+    "is_memory_heavy",
     "is_open",
     "pair_allowed",
     "pin_is_loose",
@@ -113,17 +114,23 @@ def fits_memory(task: TaskInfo, worker: WorkerInfo) -> bool:
 def pair_allowed(task: TaskInfo, worker: WorkerInfo) -> bool:
     """The hard rule: never co-locate two tasks whose predicted peaks together pass the pause threshold.
 
-    It holds even when a task is too big for any worker's headroom (the
-    overcommit path): such a task runs alone.
+    It holds in every path: in the normal one the headroom check implies it
+    (``memory + peaks there + its peak <= pause``) and it is checked anyway;
+    a task too big for any worker's headroom (the overcommit path) runs
+    alone — nothing joins it, not even a task predicted to need no memory.
 
     >>> w = WorkerInfo("w", memory_limit_bytes=1000, pause_fraction=0.8, n_processing=1,
     ...                running_peak_bytes=500, max_running_peak_bytes=500)
     >>> pair_allowed(TaskInfo("a", 1.0, peak_memory_bytes=300), w), pair_allowed(TaskInfo("b", 1.0, peak_memory_bytes=301), w)
     (True, False)
+    >>> overcommitted = WorkerInfo("w", memory_limit_bytes=1000, pause_fraction=0.8, n_processing=1,
+    ...                            running_peak_bytes=900, max_running_peak_bytes=900)
+    >>> pair_allowed(TaskInfo("tiny", 1.0), overcommitted)
+    False
     """
-    if not task.peak_memory_bytes or worker.n_processing == 0:
+    if worker.n_processing == 0:
         return True
-    return task.peak_memory_bytes + worker.max_running_peak_bytes <= worker.pause_bytes
+    return max(task.peak_memory_bytes, 0) + worker.max_running_peak_bytes <= worker.pause_bytes
 
 
 def estimate_finish(
@@ -188,7 +195,7 @@ def choose_worker(
     alternatives = [e.as_dict() for e in ranked]
     if not openable:
         return Placement(task.key, "hold", None, "no-open-worker", alternatives=alternatives)
-    fitting = [e for e in openable if e.fits_memory]
+    fitting = [e for e in openable if e.fits_memory and pair_allowed(task, by_address[e.worker])]
     overcommit = False
     if not fitting and all(task.peak_memory_bytes > w.pause_bytes - w.memory_bytes for w in candidates):
         # Too big for the pause threshold even on an empty worker: waiting cannot help, so
@@ -278,13 +285,29 @@ def plan_dispatch(
         yield placement
 
 
-def pin_is_loose(placement: Placement) -> bool:
+def is_memory_heavy(task: TaskInfo, worker: WorkerInfo, config: PolicyConfig) -> bool:
+    """Whether a task's predicted peak is a real share (``memory_share``) of the worker's pause threshold.
+
+    >>> w = WorkerInfo("w", memory_limit_bytes=1000, pause_fraction=0.8)
+    >>> is_memory_heavy(TaskInfo("a", 1.0, peak_memory_bytes=40), w, PolicyConfig()), is_memory_heavy(TaskInfo("b", 1.0), w, PolicyConfig())
+    (True, False)
+    """
+    return bool(task.peak_memory_bytes) and task.peak_memory_bytes >= config.memory_share * worker.pause_bytes
+
+
+def pin_is_loose(placement: Placement, memory_heavy: bool = False) -> bool:
     """Whether the pin for ``placement`` is a preference the scheduler may override (stealing, a lost worker).
 
     A placement decided by memory is strict: moving the task back to the
-    worker with less headroom is what the decision avoided.
+    worker with less headroom is what the decision avoided. So is any
+    placement of a memory-heavy task (:func:`is_memory_heavy`): work stealing
+    moves a loosely pinned queued task to *any* worker, past the headroom
+    check and the pair rule (two big tasks on one worker: it pauses or is
+    killed).
 
     >>> pin_is_loose(Placement("k", "place", "w", "finish-time")), pin_is_loose(Placement("k", "place", "w", "memory"))
     (True, False)
+    >>> pin_is_loose(Placement("k", "place", "w", "finish-time"), memory_heavy=True)
+    False
     """
-    return placement.reason not in STRICT_REASONS
+    return placement.reason not in STRICT_REASONS and not memory_heavy

@@ -14,8 +14,10 @@ monotonic clock), so every rule is tested with a fake clock.
   task finished if that is later (the scheduler is not told when compute
   starts).
 * **Evidence** — while it runs, a straggler is a *censored* observation of its
-  worker's speed (at least ``elapsed / planned`` slower): the plugin feeds it
-  to :class:`~scheduler_plugins.policy.estimates.SpeedEstimates` once, so a
+  worker's speed (at least ``elapsed / planned`` slower). A lone straggler
+  (see *Slow host*) is fed to
+  :class:`~scheduler_plugins.policy.estimates.SpeedEstimates` once, as one
+  sample; one read as a slowed host moves the host's speed at once, so a
   host that slows mid-run stops getting long work before its slow tasks end.
 * **Restart** (:func:`restart_decision`) — restart a straggler on an idle
   worker when its whole planned duration there (plus moving its inputs)
@@ -25,6 +27,22 @@ monotonic clock), so every rule is tested with a fake clock.
   ``"replay"``): a materialization must not be written twice, and the
   scheduler cannot stop a running Python function, so the old copy keeps
   running (its result is discarded).
+* **Slow host** (:func:`reads_as_slow_host`) — a straggler on a host whose
+  recent tasks *all* overran (every task that finished there since the
+  straggler could start; none is no evidence against) while another host
+  finished a task on time (not the whole machine slowed) is read as the host
+  having slowed, not the task: the plugin updates that host's speed estimate first
+  (:meth:`~scheduler_plugins.policy.estimates.SpeedEstimates.observe_slow_host`),
+  then :func:`restart_decision` compares a restart with the time the task
+  still needs *at the host's new speed*. A task on a host that finished
+  others on time is a lone straggler (censored evidence only).
+* **Once** — a key is restarted at most once (``already_restarted``).
+* **Orphans** (:class:`Orphan`, :func:`thread_start_times`) — a restarted
+  task keeps its thread (and its memory) on the old worker until it ends:
+  it is predicted to run the time the restart decision gave it. Until then
+  that worker counts one thread busy, the orphan's predicted peak counts at
+  admission, and a task queued behind it could start only when it ends (its
+  clock does not run: no false straggler behind a restart).
 """
 
 from __future__ import annotations
@@ -35,12 +53,29 @@ from dataclasses import dataclass, field
 
 from scheduler_plugins.policy.model import WorkerInfo
 
-__all__ = ["CategorySpread", "RestartDecision", "RunningTask", "Straggler", "find_stragglers", "restart_decision"]
+__all__ = [
+    "CategorySpread",
+    "HostActivity",
+    "Orphan",
+    "RestartDecision",
+    "RunningTask",
+    "Straggler",
+    "find_stragglers",
+    "live_orphans",
+    "reads_as_slow_host",
+    "remaining_here_s",
+    "restart_decision",
+    "thread_start_times",
+]
 
 #: a restart must be predicted to finish at least this much earlier (fraction of the current estimate)
 RESTART_MARGIN = 0.75
 #: kinds of task that may be restarted (never an asset or a check: no double materialization)
 RESTARTABLE_KINDS = frozenset({"replay"})
+#: a finished (or running) task took at least this many times its plan: it overran
+OVERRUN_RATIO = 1.5
+#: a task within this fraction of its plan has reached it (a speed learned from the task itself: no time left)
+ON_PACE_SLACK = 0.02
 
 
 @dataclass(slots=True)
@@ -123,22 +158,51 @@ def find_stragglers(running: Iterable[RunningTask], now: float, spread: Category
 class RestartDecision:
     restart: bool
     worker: str | None
-    reason: str  # "straggler-restart", "straggler" (keep it: no better idle worker), "straggler-asset"
+    reason: str  # "straggler-restart", "straggler" (keep it: no better idle worker, or restarted once), "straggler-asset"
     remaining_here_s: float
     finish_there_s: float | None
 
 
-def restart_decision(straggler: Straggler, idle: Sequence[WorkerInfo], bandwidth_bytes_per_s: float) -> RestartDecision:
+def remaining_here_s(straggler: Straggler, speed_here: float | None = None) -> float:
+    """Time the straggler still needs where it runs, at ``speed_here`` (None: the speed its plan used).
+
+    On pace for that speed: what its plan there has left. Past it: at least
+    as long again as it has overrun that plan, and at least the plan itself
+    (the usual heavy-tail rule). With a speed just learned from this very
+    task (a censored bound: its plan equals its elapsed time) that is as long
+    again as it has run.
+
+    >>> s = Straggler(RunningTask("k", "w", "h", "c", "replay", 1.0, 1.0, 0.0), elapsed_s=4.0, expected_s=1.0, threshold_s=3.0)
+    >>> remaining_here_s(s), remaining_here_s(s, speed_here=0.2), remaining_here_s(s, speed_here=0.25)
+    (3.0, 1.0, 4.0)
+    """
+    task = straggler.task
+    if speed_here is None or speed_here <= 0:
+        expected = straggler.expected_s
+    else:
+        expected = task.planned_s / speed_here
+    if straggler.elapsed_s < expected * (1.0 - ON_PACE_SLACK):
+        return expected - straggler.elapsed_s
+    return max(straggler.elapsed_s - expected, expected)
+
+
+def restart_decision(straggler: Straggler, idle: Sequence[WorkerInfo], bandwidth_bytes_per_s: float,
+                     speed_here: float | None = None, already_restarted: bool = False) -> RestartDecision:  # fmt: skip
     """Restart on the idle worker that finishes it first, when that beats letting it run (see the module note).
 
     ``idle`` are workers with a free thread (the straggler's own worker is
     skipped; others on its host count with their own learned speed, so a
-    host slowed as a whole does not attract the restart).
+    host slowed as a whole does not attract the restart). ``speed_here`` is
+    its worker's speed as now estimated (after a slow host was read, its new
+    speed): the time it still needs is :func:`remaining_here_s`. A key
+    restarted once is never restarted again; an asset or a check never.
     """
     task = straggler.task
-    remaining = max(straggler.elapsed_s - straggler.expected_s, straggler.expected_s)
+    remaining = remaining_here_s(straggler, speed_here)
     if task.kind not in RESTARTABLE_KINDS:
         return RestartDecision(False, None, "straggler-asset", remaining, None)
+    if already_restarted:
+        return RestartDecision(False, None, "straggler", remaining, None)
     best: tuple[float, str] | None = None
     for worker in idle:
         if worker.address == task.worker or worker.n_processing >= worker.nthreads:
@@ -150,3 +214,112 @@ def restart_decision(straggler: Straggler, idle: Sequence[WorkerInfo], bandwidth
     if best is not None and best[0] < RESTART_MARGIN * remaining:
         return RestartDecision(True, best[1], "straggler-restart", remaining, best[0])
     return RestartDecision(False, None, "straggler", remaining, None if best is None else best[0])
+
+
+# ------------------------------------------------------------------ slow hosts
+
+
+@dataclass(slots=True)
+class HostActivity:
+    """Per host, the recent finished tasks: ``(finished_at, actual / expected there)``.
+
+    ``expected`` is the duration the plan expected on that worker (its speed
+    at the time counted), so a host known to be slow does not overrun.
+
+    >>> activity = HostActivity(window=4)
+    >>> activity.observe("h", finished_at=5.0, actual_s=3.0, expected_s=1.0)
+    >>> activity.since("h", 4.0), activity.since("h", 6.0), activity.since("other", 0.0)
+    ([3.0], [], [])
+    """
+
+    window: int = 32
+    finished: dict[str, deque[tuple[float, float]]] = field(default_factory=dict)
+
+    def observe(self, host: str, finished_at: float, actual_s: float, expected_s: float) -> None:
+        if actual_s > 0 and expected_s > 0:
+            self.finished.setdefault(host, deque(maxlen=self.window)).append((finished_at, actual_s / expected_s))
+
+    def since(self, host: str, after: float) -> list[float]:
+        """Ratios of the host's tasks that finished after ``after`` (oldest first)."""
+        return [ratio for finished_at, ratio in self.finished.get(host, ()) if finished_at > after]
+
+    def elsewhere_since(self, host: str, after: float) -> list[float]:
+        """Ratios of tasks that finished on the *other* hosts after ``after``."""
+        return [ratio for other in self.finished if other != host for ratio in self.since(other, after)]
+
+
+def reads_as_slow_host(straggler: Straggler, activity: HostActivity, overrun_ratio: float = OVERRUN_RATIO) -> bool:
+    """Whether a straggler says its *host* slowed: all the host's recent tasks overran (see the module note).
+
+    Recent: finished since the straggler could start. Every task that
+    finished on its host in that span overran (none at all is no evidence
+    against), and some task finished on time on *another* host meanwhile —
+    the slowness is the host's, not the whole cluster's (a loaded machine
+    slows every host: that is no reason to move work).
+
+    >>> task = RunningTask("k", "w", "h", "c", "replay", 1.0, 1.0, could_start_at=0.0)
+    >>> s = Straggler(task, elapsed_s=4.0, expected_s=1.0, threshold_s=3.0)
+    >>> activity = HostActivity()
+    >>> reads_as_slow_host(s, activity)  # nothing on time anywhere: maybe the whole machine is loaded
+    False
+    >>> activity.observe("other", finished_at=1.0, actual_s=1.0, expected_s=1.0)
+    >>> reads_as_slow_host(s, activity)
+    True
+    >>> activity.observe("h", finished_at=2.0, actual_s=1.0, expected_s=1.0)  # another task there was on time
+    >>> reads_as_slow_host(s, activity)
+    False
+    """
+    task = straggler.task
+    if any(ratio < overrun_ratio for ratio in activity.since(task.host, task.could_start_at)):
+        return False
+    return any(ratio < overrun_ratio for ratio in activity.elsewhere_since(task.host, task.could_start_at))
+
+
+# --------------------------------------------------------------------- orphans
+
+
+@dataclass(frozen=True, slots=True)
+class Orphan:
+    """A restarted task still running on its old worker (its result will be discarded)."""
+
+    key: Hashable
+    worker: str
+    restarted_at: float
+    ends_at: float  # predicted: the restart time + the time the restart decision said it still needed
+    peak_memory_bytes: int = 0
+
+
+def live_orphans(orphans: Iterable[Orphan], now: float, last_finish_at: float = float("-inf"),
+                 nthreads: int = 1) -> list[Orphan]:  # fmt: skip
+    """The orphans still predicted to run at ``now``, soonest end first.
+
+    On a one-thread worker any task that finished there after a restart ran
+    behind the orphan, so the orphan has ended (``last_finish_at``).
+
+    >>> o = Orphan("k", "w", restarted_at=1.0, ends_at=3.0)
+    >>> [x.key for x in live_orphans([o], now=2.0)], live_orphans([o], now=3.5), live_orphans([o], 2.0, last_finish_at=2.5)
+    (['k'], [], [])
+    """
+    live = [o for o in orphans if o.ends_at > now and not (nthreads == 1 and last_finish_at > o.restarted_at)]
+    return sorted(live, key=lambda o: (o.ends_at, str(o.key)))
+
+
+def thread_start_times(sent_at: Sequence[float], nthreads: int, last_finish_at: float,
+                       orphan_ends_at: Sequence[float] = ()) -> list[float]:  # fmt: skip
+    """When each of a worker's first ``nthreads`` tasks (in sending order) could start.
+
+    A thread is free since the worker's last finished task, or — when an
+    orphan holds it — when the orphan is predicted to end; each task takes
+    the earliest free thread, and starts no earlier than it was sent.
+
+    >>> thread_start_times([1.0, 2.0], nthreads=1, last_finish_at=0.5)
+    [1.0]
+    >>> thread_start_times([1.0, 2.0], nthreads=2, last_finish_at=0.5, orphan_ends_at=[4.0])
+    [1.0, 4.0]
+    """
+    busy = sorted(orphan_ends_at)[:nthreads]
+    free = sorted([last_finish_at] * (nthreads - len(busy)) + list(busy))
+    starts = []
+    for sent in sorted(sent_at)[:nthreads]:
+        starts.append(max(sent, free.pop(0)))
+    return starts

@@ -98,3 +98,20 @@ def test_threshold_is_configurable():
     loose = DriftConfig(threshold=2.0)
     state = CategoryDrift()
     assert any(update(state, 1.0, 1.5, float(t), Baseline(0.0, 0.2), loose) for t in range(5))
+
+
+def test_detect_drift_ignores_noise_below_the_floors():
+    """Tiny peaks (allocator noise, a few KiB) that halve and double are not drift; a real x2 above the floor is."""
+    import pandas as pd
+
+    from daskflow.learning.drift import detect_drift
+
+    n = 40
+    rows = pd.DataFrame({
+        "category": ["tiny"] * n, "run_id": ["r"] * n, "stop_s": np.arange(n, dtype=float), "outcome": ["success"] * n,
+        "duration_s": [1.0] * n, "predicted_duration_s": [1.0] * n,
+        "peak_memory_bytes": [4096.0 if i % 2 else 20000.0 for i in range(n)], "predicted_peak_memory_bytes": [40000.0] * n,
+    })
+    assert detect_drift(rows) == []
+    rows["duration_s"] = [1.0] * 10 + [2.0] * (n - 10)
+    assert [(e["category"], e["target"]) for e in detect_drift(rows)] == [("tiny", "duration")]

@@ -85,3 +85,72 @@ def test_plain_dask_task_is_categorised_by_key_prefix():
 def test_feature_frame_of_empty_input_has_the_columns():
     frame = feature_frame([], categories=["a"])
     assert list(frame.columns) == list(FEATURE_COLUMNS) and len(frame) == 0
+
+
+def test_graph_positions_depth_and_fan_out_of_a_diamond():
+    r"""
+        a
+       / \
+      b   c
+       \ / \
+        d   e      (f: a parent outside the graph is ignored)
+    """
+    from daskflow.learning.features import graph_positions
+
+    positions = graph_positions({"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"], "e": ["c", "f-outside"]})
+    assert {k: v["depth"] for k, v in positions.items()} == {"a": 0, "b": 1, "c": 1, "d": 2, "e": 2}
+    assert {k: v["n_dependents"] for k, v in positions.items()} == {"a": 2, "b": 1, "c": 2, "d": 0, "e": 0}
+
+
+def test_replay_harness_annotates_graph_positions():
+    from daskflow.daskgraph import annotations_of
+    from daskflow.replay.harness import _build_specs
+    from daskflow.replay.trace import trace_from_dict
+
+    trace = trace_from_dict({"name": "t", "tasks": [
+        {"id": "x", "category": "load", "runtime_s": 1.0, "parents": []},
+        {"id": "y", "category": "fit", "runtime_s": 1.0, "parents": ["x"]},
+        {"id": "z", "category": "fit", "runtime_s": 1.0, "parents": ["x"]}]})
+    specs, keys, _ = _build_specs(trace, "run-1", 1.0, 1.0)
+    by_key = {spec.key: annotations_of(spec.annotations) or spec.annotations for spec in specs}
+    assert (by_key[keys[0]]["depth"], by_key[keys[0]]["n_dependents"]) == (0, 2)
+    assert (by_key[keys[1]]["depth"], by_key[keys[1]]["n_dependents"]) == (1, 0)
+
+
+def test_planner_annotates_graph_positions():
+    """first -> second -> [second_ok, blocking] -> third"""
+    from daskflow.definitions import Definitions, asset, asset_check
+    from daskflow.graph import build_asset_graph
+    from daskflow.planning import (
+        CatalogFacts,
+        build_task_specs,
+        plan_run,
+        select_run,
+        task_key,
+    )
+    from daskflow.storage import AssetStore
+
+    @asset(io="json")
+    def first():
+        return 1
+
+    @asset(io="json")
+    def second(first):
+        return first
+
+    @asset_check(asset=second, blocking=True)
+    def second_ok(second):
+        return True
+
+    @asset(io="json")
+    def third(second):
+        return second
+
+    graph = build_asset_graph(Definitions(assets=[first, second, second_ok, third]))
+    plan = plan_run(graph, select_run(graph, None, None), "r1", CatalogFacts())
+    specs = {t.key: t.annotations for t in build_task_specs(plan, AssetStore("/tmp/unused-store"), {})}
+    position = {key: (a["depth"], a["n_dependents"]) for key, a in specs.items()}
+    assert position[task_key("first", None, "r1")] == (0, 1)
+    assert position[task_key("second", None, "r1")] == (1, 2)  # the check and third
+    assert position[task_key("second", None, "r1", "second_ok")] == (2, 1)
+    assert position[task_key("third", None, "r1")] == (3, 0)

@@ -128,3 +128,28 @@ def test_event_log_is_bounded_and_skips_torn_lines(tmp_path):
     with open(tmp_path / "models" / "events.jsonl", "a") as f:
         f.write('{"event": "half')
     assert len(registry.read_events()) == 5 and registry.read_events(limit=2)[-1]["at"] == 11.0
+
+
+def test_memory_at_the_noise_floor_does_not_judge_a_candidate():
+    """Every held-out peak is allocator noise (<= 64 KiB): the candidate is judged on duration alone."""
+    import pandas as pd
+
+    from daskflow.learning.registry import evaluate_candidate
+
+    class Fixed:
+        has_model = True
+
+        def __init__(self, duration_s: float, peak: float) -> None:
+            self.duration_s, self.peak = duration_s, peak
+
+        def predict(self, rows):
+            from daskflow.learning.predictor import Predictions
+
+            n = len(rows)
+            return Predictions(np.full(n, self.duration_s), np.full(n, self.peak), np.full(n, "model", dtype=object),
+                               np.full(n, "model", dtype=object), "v")
+
+    rows = pd.DataFrame({"duration_s": np.full(30, 2.0), "peak_memory_bytes": np.full(30, 65536.0)})
+    verdict = evaluate_candidate(Fixed(2.0, 200_000.0), Fixed(1.0, 65536.0), rows)
+    assert verdict.decision == "promote", verdict.reason
+    assert verdict.metrics["candidate_memory_median_ape"] is None

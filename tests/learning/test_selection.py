@@ -88,3 +88,28 @@ def test_mean_is_required_and_round_trip():
 def test_geometric_blend():
     out = geometric_blend(np.array([1.0, 4.0, np.nan, np.nan]), np.array([4.0, np.nan, 9.0, np.nan]))
     assert out[:3].tolist() == pytest.approx([2.0, 4.0, 9.0]) and np.isnan(out[3])
+
+
+def test_a_median_won_on_a_few_rows_is_not_enough_evidence():
+    """6 rows: the candidate's median is far better, but it is closer than the mean on only 4 of them."""
+    actual = np.ones(6)
+    mean = np.full(6, 1.5)
+    lucky = np.array([1.01, 1.02, 1.01, 1.02, 3.0, 3.0])
+    selection = select_predictors("duration", ["a"] * 6, {MEAN: mean, "lucky": lucky}, actual)
+    assert selection.chosen("a") == MEAN
+    assert selection.table["a"]["p_better"]["lucky"] > 0.05
+    steady = np.full(6, 1.1)  # closer on every row: 6 of 6 (p = 1/64)
+    assert select_predictors("duration", ["a"] * 6, {MEAN: mean, "steady": steady}, actual).chosen("a") == "steady"
+
+
+def test_categories_without_held_out_rows_are_served_by_the_mean():
+    """The small group's choice serves only its own categories; no evidence at all means the mean."""
+    rng = np.random.default_rng(0)
+    cats = ["s1"] * 3 + ["s2"] * 3 + ["s3"] * 4  # all small (< 5 rows), 10 rows pooled
+    actual = rng.uniform(1, 2, 10)
+    candidates = {MEAN: actual * 2.0, "model": actual * 1.01}
+    selection = select_predictors("duration", cats, candidates, actual)
+    assert selection.small == ["s1", "s2", "s3"] and selection.small_choice == "model"
+    assert selection.chosen("s2") == "model"
+    assert selection.chosen("never-held-out") == MEAN == selection.fallback
+    assert Selection.from_dict(selection.to_dict()).chosen("s3") == "model"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import keyword
 import string
 
 import pytest
@@ -44,7 +45,7 @@ def assert_one_line(exc: BaseException) -> None:
 
 
 # -- pipeline definitions ------------------------------------------------------------
-IDENT = st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True)
+IDENT = st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True).filter(lambda name: not keyword.iskeyword(name))
 ANY_NAME = st.one_of(IDENT, st.text(max_size=12))
 
 
@@ -153,9 +154,17 @@ COMMANDS = st.sampled_from([["runs"], ["lineage"], ["config", "show"], ["cluster
                             ["assets"], []])
 
 
+def _is_generated_spec(token: str) -> bool:
+    """True for a token naming a generated bag (``skewed-bag:...``), well-formed or not: either could start work."""
+    try:
+        return parse_generated_spec(token) is not None
+    except TraceFormatError:
+        return True  # a malformed spec: the CLI rejects it, but this helper must not raise
+
+
 def is_safe(argv: list[str]) -> bool:
     """No argv that could legitimately start work: a real trace/bag, training, or a reachable address."""
-    if argv[:2] == ["bench", "replay"] and any(parse_generated_spec(a) is not None for a in argv[2:] if isinstance(a, str)):
+    if argv[:2] == ["bench", "replay"] and any(_is_generated_spec(a) for a in argv[2:] if isinstance(a, str)):
         return "--help" in argv
     if any(a.endswith(".json") for a in argv):
         return False

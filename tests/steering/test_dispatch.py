@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -90,7 +91,8 @@ def test_finished_task_feeds_the_running_means_once_with_or_without_a_recorder()
         plugin.transition("t-1", "processing", "memory", **finished)
         assert len(predictor.observed) == expected
         assert plugin.summary()["observed"] == 1  # steering's own statistics are kept either way
-        assert plugin.state.calibration.factor("t") == pytest.approx(0.5)
+        # the in-run corrector (replaced the EWMA calibration): 1 task at 0.5x, shrunk by 2 prior tasks at 1x
+        assert plugin.state.correction.factor("t") == pytest.approx(math.exp(math.log(0.5) / 3))
         assert plugin.state.last_finish_at == {"w1": 5.0}  # from the injected clock
         assert plugin.fallback_count == 0
 

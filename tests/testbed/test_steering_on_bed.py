@@ -96,18 +96,22 @@ def test_a_slower_host_gets_less_long_work_without_being_told(bed_client):
 
 
 def test_a_host_slowed_mid_run_is_routed_around(tmp_path):
-    """h1 becomes 4x slower 1.5 s into the run (told only to the test bed): after that, long work goes to h0."""
+    """h1 becomes 8x slower 1.5 s into the run (told only to the test bed): after that, long work goes to h0.
+
+    The probes straggle on h1 before any of them finishes there: each reads as h1 slowed (nothing finished
+    there on time since it could start), so h1's speed drops before the late tasks are placed, whether the
+    probes are restarted on h0 or not."""
     config = {"daskflow.home": str(tmp_path), "daskflow.steering.persist-speeds": False,
               "distributed.scheduler.work-stealing": False}  # fmt: skip
     with testbed_cluster("oracle", hosts=2, workers_per_host=1, link_mbit=200.0, link_latency_ms=0.0,
-                         slowdown="1@1.5:4", extra_config=config) as (bed, client):  # fmt: skip
+                         slowdown="1@1.5:8", extra_config=config) as (bed, client):  # fmt: skip
         import time
 
         epoch = bed.restart_clock()
         first = submit_graph(client, [spec(f"early-{i}", 0.15) for i in range(8)])  # ~0.6 s per host: before the switch
         wait(list(first.values()))
         time.sleep(max(0.0, epoch + 1.6 - time.time()))  # past the switch (a bounded wait, not a speed assertion)
-        probe = submit_graph(client, [spec(f"probe-{i}", 0.15) for i in range(6)])  # h1 now takes 0.6 s each
+        probe = submit_graph(client, [spec(f"probe-{i}", 0.15) for i in range(6)])  # h1 now takes 1.2 s each
         wait(list(probe.values()))
         late = submit_graph(client, [spec(f"late-{i}", 0.6) for i in range(6)])
         ran = [f.result().host for f in late.values()]

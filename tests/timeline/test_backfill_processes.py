@@ -148,6 +148,9 @@ def test_runs_cancel_stops_a_running_launcher_and_marks_the_run_canceled(tmp_pat
             command.kill()
             command.wait()
     status = json.loads(_cli(home, "backfill", "status", _backfill_id(home), "--json", env=env).stdout)
-    assert status["status"] == "canceled" and status["done"] == 0 and status["canceled"] >= 1
+    # the canceled run's partition is never done; under load the backfill may start (and even finish) the
+    # next one-partition chunk before the test gets to cancel the backfill itself
+    assert status["status"] == "canceled" and status["done"] <= 1 and status["canceled"] >= 1, status
+    assert Catalog(home / "catalog.sqlite").get_run(run.run_id).status == "canceled"
     again = _cli(home, "runs", "cancel", run.run_id, env=env)
     assert again.returncode == 2 and again.stderr.startswith("error: run ") and "already ended" in again.stderr

@@ -54,3 +54,59 @@ def test_launcher_process_reports_a_load_error_as_its_last_log_line(tmp_path):
     (run_id, code, line), = done
     assert (run_id, code) == ("r1", EXIT_LAUNCH_ERROR)
     assert line.startswith("error: pipeline file") and "does not exist" in line
+
+
+def _reap_one(pool, timeout_s=60):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        done = pool.reap()
+        if done:
+            return done
+        time.sleep(0.05)
+    raise AssertionError(f"no launcher finished within {timeout_s} s")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("reuse", [True, False])
+def test_the_same_load_error_line_with_warm_and_one_run_launchers(tmp_path, reuse):
+    pool = LauncherPool(1, str(tmp_path / "catalog.sqlite"), None, tmp_path / "logs", reuse=reuse)
+    try:
+        pool.start(Launch("schedule", "s", "k", 0.0, "r1", str(tmp_path / "missing.py"), "a"))
+        (run_id, code, line), = _reap_one(pool)
+        assert (run_id, code) == ("r1", EXIT_LAUNCH_ERROR) and "does not exist" in line
+    finally:
+        pool.close()
+
+
+@pytest.mark.slow
+def test_a_warm_launcher_serves_run_after_run_each_with_its_own_log(tmp_path):
+    pool = LauncherPool(1, str(tmp_path / "catalog.sqlite"), None, tmp_path / "logs", reuse=True)
+    try:
+        pids = []
+        for run_id in ("r1", "r2"):
+            pool.start(Launch("schedule", "s", run_id, 0.0, run_id, str(tmp_path / f"{run_id}-missing.py"), "a"))
+            pids.append(pool.in_flight[run_id].pid)
+            (done_id, code, line), = _reap_one(pool)
+            assert (done_id, code) == (run_id, EXIT_LAUNCH_ERROR) and f"{run_id}-missing.py" in line
+        assert pids[0] == pids[1]  # one process, two runs
+        assert "r2-missing" not in pool.log_path("r1").read_text()
+        launcher = pool.idle[0]
+    finally:
+        pool.close()
+    launcher.process.wait(timeout=30)  # no more runs: it exits
+
+
+@pytest.mark.slow
+def test_a_warm_launcher_killed_mid_run_is_reaped_with_its_signal(tmp_path):
+    import os
+    import signal
+
+    pool = LauncherPool(1, str(tmp_path / "catalog.sqlite"), None, tmp_path / "logs", reuse=True)
+    try:
+        pool.start(Launch("schedule", "s", "k", 0.0, "r1", str(tmp_path / "missing.py"), "a"))
+        os.kill(pool.in_flight["r1"].pid, signal.SIGKILL)
+        (run_id, code, _), = _reap_one(pool)
+        assert run_id == "r1" and code in (-signal.SIGKILL, EXIT_LAUNCH_ERROR)  # killed, or it had just reported
+        assert pool.idle == [] or code == EXIT_LAUNCH_ERROR
+    finally:
+        pool.close()

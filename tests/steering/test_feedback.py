@@ -1,0 +1,233 @@
+"""In-run learning in the steering adapter (scheduler_plugins.task_feedback), with fake scheduler objects.
+
+A finished task feeds the OnlineCorrector with the served (uncorrected) p50; tasks not yet run are
+planned with the corrected value; a drift alarm demotes the category (planned from the run's own
+tasks from then on, whatever the source), is a decision event and a model event; placement admits
+with the corrected p90 peak memory while events keep the served p50.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from types import SimpleNamespace
+
+import pytest
+
+from daskflow.contracts import METADATA_KEY
+from scheduler_plugins.policy import (
+    CategoryCorrection,
+    TaskPrediction,
+    admission_peak_memory_bytes,
+    planned_peak_memory_bytes,
+)
+from scheduler_plugins.steering import SteeringPlugin
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class FakeClock:
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakePredictor:
+    model_version = "v1"
+    composite = None  # no manifest priors: the corrector's defaults (2 prior tasks, drift sigma 0.5)
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = url
+        self.observed: list[tuple] = []
+        self.reloads = 0
+
+    def observe(self, category, duration_s, peak_memory_bytes=None):
+        self.observed.append((category, duration_s, peak_memory_bytes))
+
+    def baseline_for(self, category):
+        return (1.0, "prefix-mean", 0.0, "default")
+
+    def maybe_reload(self):
+        return False
+
+
+def make_plugin(clock: FakeClock, predictor=None) -> SteeringPlugin:
+    plugin = SteeringPlugin(mode="steer", oracle=False, predictor=predictor or FakePredictor(), clock=clock, wall_clock=clock)
+    plugin.scheduler = SimpleNamespace(plugins={}, log_event=lambda topic, event: None)
+    return plugin
+
+
+def finish(plugin: SteeringPlugin, key: str, duration_s: float, peak: float | None = None, at: float = 0.0) -> None:
+    metadata = {METADATA_KEY: {"peak_memory_bytes": peak}} if peak is not None else None
+    plugin.transition(key, "processing", "memory", worker=None, metadata=metadata,
+                      startstops=[{"action": "compute", "start": at, "stop": at + duration_s}])
+
+
+def fake_ts(key: str):
+    return SimpleNamespace(key=key, dependencies=(), annotations={}, resource_restrictions=None,
+                           prefix=SimpleNamespace(duration_average=None, name=key.split("-")[0]))
+
+
+def test_not_yet_run_tasks_of_a_category_follow_its_finished_tasks():
+    """A model 2x too optimistic for this run: after a few tasks the rest are planned near 2x, other categories not."""
+    clock = FakeClock(100.0)
+    plugin = make_plugin(clock)
+    for i in range(12):
+        plugin.state.predictions[f"fit-{i}"] = TaskPrediction(1.0, 0.0, "model", "v1", category="fit")
+    plugin.state.predictions["load-0"] = TaskPrediction(1.0, 0.0, "model", "v1", category="load")
+    pending = plugin.state.predictions["fit-11"]
+    assert plugin.dispatcher.planned_s(pending, {}) == 1.0
+    for i in range(8):
+        clock.now += 1
+        finish(plugin, f"fit-{i}", 2.0)
+    planned = plugin.dispatcher.planned_s(pending, {})
+    assert planned == pytest.approx(math.exp(8 * math.log(2.0) / (8 + 2)))  # 8 tasks at 2x, shrunk by 2 prior tasks
+    assert plugin.dispatcher.task_info(plugin.scheduler, fake_ts("fit-11"), "fit-11", {}).duration_s == pytest.approx(planned)
+    assert plugin.dispatcher.planned_s(plugin.state.predictions["load-0"], {}) == 1.0
+    assert pending.duration_s == 1.0  # the served p50 is kept (the recorder copies it; drift compares against it)
+    assert len(plugin.predictor.observed) == 8  # still exactly one running-mean observe per task
+    assert plugin.fallback_count == 0
+
+
+def test_a_cost_that_doubles_mid_run_is_a_drift_event_and_the_category_is_served_online():
+    """10 tasks as predicted, then the category costs 2x: one drift alarm within the run, category demoted."""
+    clock = FakeClock(1000.0)
+    plugin = make_plugin(clock)
+    for i in range(40):  # a running-mean prediction: not corrected until its category drifts
+        plugin.state.predictions[f"load-{i}"] = TaskPrediction(1.0, 0.0, "prefix-mean", "v1", category="load")
+    pending = plugin.state.predictions["load-39"]
+    for i in range(10):
+        clock.now += 1
+        finish(plugin, f"load-{i}", 1.0)
+    assert not plugin.state.correction.drifted
+    detected_after = None
+    for i in range(10, 30):
+        clock.now += 1
+        finish(plugin, f"load-{i}", 2.0)
+        if detected_after is None and plugin.state.correction.drifted:
+            detected_after = i - 9
+    assert detected_after is not None and detected_after <= 12
+    [drift] = [d for d in plugin.decisions if d["action"] == "drift"]
+    assert drift["reason"] == "drift" and drift["category"] == "load" and drift["direction"] == "slower"
+    assert drift["target"] == "duration" and drift["model_version"] == "v1"
+    assert drift["changed_at"] >= 1010.0  # the change point: after the last task at the old cost
+    [event] = [e for e in plugin.model_events if e["event"] == "drift"]
+    assert event["category"] == "load" and event["served_by"] == "online"
+    assert plugin.summary()["drifted"] == ["load"]
+    # served by the online estimate since the change: the not-yet-run task is planned near the new cost
+    assert plugin.dispatcher.planned_s(pending, {}) == pytest.approx(2.0, rel=0.15)
+    placed = plugin.dispatcher.task_info(plugin.scheduler, fake_ts("load-39"), "load-39", {})
+    assert placed.duration_s == pytest.approx(2.0, rel=0.15)
+
+
+def test_no_drift_for_categories_the_model_never_saw_or_the_oracle():
+    clock = FakeClock(0.0)
+    plugin = make_plugin(clock)
+    for i in range(30):
+        plugin.state.predictions[f"new-{i}"] = TaskPrediction(0.5, 0.0, "default", "v1", category="new")
+        plugin.state.predictions[f"true-{i}"] = TaskPrediction(1.0, 0.0, "oracle", "oracle", category="true")
+    for i in range(30):
+        clock.now += 1
+        finish(plugin, f"new-{i}", 5.0)
+        finish(plugin, f"true-{i}", 3.0)
+    assert not plugin.state.correction.drifted and not [e for e in plugin.model_events if e["event"] == "drift"]
+    assert not plugin.state.corrector.online["duration"].observations
+
+
+def test_placement_admits_with_the_corrected_p90_and_events_show_the_served_p50():
+    clock = FakeClock(0.0)
+    plugin = make_plugin(clock)
+    gib = 2**30
+    plugin.state.predictions["big-1"] = TaskPrediction(2.0, 1 * gib, "model", "v1", category="big",
+                                                       p90_duration_s=3.0, p90_peak_memory_bytes=1.5 * gib)
+    info = plugin.dispatcher.task_info(plugin.scheduler, fake_ts("big-1"), "big-1", {})
+    assert info.peak_memory_bytes == int(1.5 * gib)  # no finished task yet: the model's p90
+    plugin._log("place", "big-1", worker="w1", reason="memory")
+    event = plugin.decisions[-1]
+    assert event["predicted_peak_memory_bytes"] == gib and event["p90_peak_memory_bytes"] == int(1.5 * gib)
+    assert event["predicted_duration_s"] == 2.0 and event["p90_duration_s"] == 3.0
+    # finished tasks of the category peak at 2 GiB: the p50 and the p90 used for admission follow
+    for i in range(10):
+        plugin.state.predictions[f"big-done-{i}"] = TaskPrediction(2.0, 1 * gib, "model", "v1", category="big",
+                                                                   p90_peak_memory_bytes=1.5 * gib)
+        clock.now += 1
+        finish(plugin, f"big-done-{i}", 2.0, peak=2 * gib)
+    prediction = plugin.state.predictions["big-1"]
+    p50 = planned_peak_memory_bytes(prediction, plugin.state.correction)
+    assert 1.5 * gib < p50 < 2 * gib
+    info = plugin.dispatcher.task_info(plugin.scheduler, fake_ts("big-1"), "big-1", {})
+    assert info.peak_memory_bytes == int(admission_peak_memory_bytes(prediction, plugin.state.correction))
+    assert info.peak_memory_bytes >= p50
+
+
+def test_admission_p90_rule_is_pure():
+    prediction = TaskPrediction(1.0, 100.0, "model", "v1", category="c", p90_peak_memory_bytes=200.0)
+    assert admission_peak_memory_bytes(prediction, CategoryCorrection()) == pytest.approx(200.0)
+    # the run's residuals say the corrected p50 is tight (q = 0): the p90 shrinks toward the p50 with n
+    tight = CategoryCorrection(memory_upper={"c": (90, 0.0)}, spread_prior_rows=10.0)
+    assert admission_peak_memory_bytes(prediction, tight) == pytest.approx(100.0 * math.exp(10 * math.log(2.0) / 100))
+    # never below the corrected p50, and a baseline is not corrected until its category drifts
+    mean = TaskPrediction(1.0, 100.0, "prefix-mean", None, category="c")
+    scaled = CategoryCorrection(peak_memory={"c": 3.0})
+    assert planned_peak_memory_bytes(mean, scaled) == 100.0
+    scaled.memory_drifted.add("c")
+    assert planned_peak_memory_bytes(mean, scaled) == 300.0
+    assert admission_peak_memory_bytes(TaskPrediction(1.0, 0.0, "model", "v1", category="c"), scaled) == 0.0
+
+
+def test_a_new_model_resets_the_in_run_learner():
+    clock = FakeClock(0.0)
+    predictor = FakePredictor()
+    plugin = make_plugin(clock, predictor)
+    for i in range(5):
+        plugin.state.predictions[f"fit-{i}"] = TaskPrediction(1.0, 0.0, "model", "v1", category="fit")
+        clock.now += 1
+        finish(plugin, f"fit-{i}", 3.0)
+    assert plugin.state.correction.factor("fit") > 1.5
+    predictor.maybe_reload = lambda: True
+    predictor.model_version = "v2"
+    plugin._maybe_reload()
+    assert plugin.state.correction.factor("fit") is None
+    assert plugin.state.corrector.model_version == "v2"
+    assert [e["event"] for e in plugin.model_events][-1] == "model-loaded"
+    assert plugin.decisions[-1]["action"] == "model" and plugin.decisions[-1]["reason"] == "model-loaded"
+
+
+def test_drift_events_are_appended_to_the_models_event_log_off_the_loop(tmp_path):
+    from daskflow.learning.registry import ModelRegistry
+
+    clock = FakeClock(0.0)
+    plugin = make_plugin(clock, FakePredictor(url=str(tmp_path / "models")))
+
+    async def run() -> None:
+        for i in range(40):
+            plugin.state.predictions[f"load-{i}"] = TaskPrediction(1.0, 0.0, "model", "v1", category="load")
+        for i in range(40):
+            clock.now += 1
+            finish(plugin, f"load-{i}", 1.0 if i < 10 else 3.0)
+        for _ in range(200):  # the append runs in the loop's executor
+            if ModelRegistry(str(tmp_path / "models")).read_events():
+                return
+            await asyncio.sleep(0.01)
+
+    asyncio.run(run())
+    rows = ModelRegistry(str(tmp_path / "models")).read_events()
+    assert [r["event"] for r in rows] == ["drift"]
+    assert rows[0]["category"] == "load" and rows[0]["target"] == "duration"
+    json.dumps(rows)
+
+
+def test_model_page_lists_drift_alarms_and_model_loads():
+    pytest.importorskip("bokeh")
+    from scheduler_plugins.dashboard.pages import format_model_events
+
+    html = format_model_events([
+        {"event": "drift", "category": "load", "target": "duration", "direction": "slower", "shift": 2.0, "observed": 4,
+         "model_version": "v1"},
+        {"event": "model-loaded", "model_version": "v1"},
+    ])
+    assert "drift: duration of load slower x2.0 after 4 task(s)" in html and "model-loaded: model v1" in html
+    assert "none in this scheduler" in format_model_events([])

@@ -1,0 +1,312 @@
+"""A host slowed mid-run: stragglers read as a slow host, restart vs wait at the new speed, orphans (pure, fake clock).
+
+The scene of the test bed's mid-run slowdown (tests/testbed/test_steering_on_bed.py), without a cluster::
+
+    h0  fast  |probe|probe|probe|....
+    h1  8x    |probe=========================|     <- straggles before anything finished there
+                    ^ read as "h1 slowed": its speed drops at once, before the probe ends
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from scheduler_plugins.policy import SpeedEstimates, TaskPrediction, WorkerInfo
+from scheduler_plugins.policy.stragglers import (
+    CategorySpread,
+    HostActivity,
+    Orphan,
+    RunningTask,
+    Straggler,
+    find_stragglers,
+    live_orphans,
+    reads_as_slow_host,
+    remaining_here_s,
+    restart_decision,
+    thread_start_times,
+)
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def running(key="probe-1", *, kind="replay", planned_s=0.15, speed=1.0, start=10.0, host="h1") -> RunningTask:
+    return RunningTask(key, f"tcp://{host}:1", host, "probe", kind, planned_s, speed, start)
+
+
+def straggler_at(now: float, task: RunningTask | None = None) -> Straggler:
+    [found] = find_stragglers([task or running()], now=now, spread=CategorySpread(), straggler_factor=3.0)
+    return found
+
+
+# ---------------------------------------------------------------- reading the host
+
+
+def test_a_straggler_where_nothing_finished_since_it_started_reads_as_a_slow_host():
+    activity = HostActivity()
+    activity.observe("h1", finished_at=9.0, actual_s=0.15, expected_s=0.15)  # on time, but before it could start
+    activity.observe("h0", finished_at=10.2, actual_s=0.15, expected_s=0.15)  # meanwhile h0 is on time
+    assert reads_as_slow_host(straggler_at(10.5), activity)
+
+
+def test_a_straggler_while_every_host_overruns_is_a_loaded_machine_not_a_slow_host():
+    activity = HostActivity()
+    activity.observe("h0", finished_at=10.2, actual_s=0.6, expected_s=0.15)
+    assert not reads_as_slow_host(straggler_at(10.5), activity)
+    assert not reads_as_slow_host(straggler_at(10.5), HostActivity())  # nothing finished anywhere: no evidence
+
+
+def test_a_straggler_beside_tasks_that_finished_on_time_is_a_lone_straggler():
+    activity = HostActivity()
+    activity.observe("h1", finished_at=10.3, actual_s=0.16, expected_s=0.15)  # the other worker of h1: on time
+    assert not reads_as_slow_host(straggler_at(10.5), activity)
+
+
+def test_a_straggler_whose_host_neighbours_all_overran_reads_as_a_slow_host():
+    activity = HostActivity()
+    activity.observe("h1", finished_at=10.3, actual_s=1.2, expected_s=0.15)
+    activity.observe("h0", finished_at=10.4, actual_s=0.15, expected_s=0.15)  # another host on time meanwhile
+    assert reads_as_slow_host(straggler_at(10.5), activity)
+
+
+def test_a_host_known_slow_is_judged_by_what_its_plan_expected():
+    """h1 was already learned at half speed: a task that took 2x its speed-1 plan there did not overrun."""
+    activity = HostActivity()
+    activity.observe("h1", finished_at=10.3, actual_s=0.3, expected_s=0.3)
+    assert not reads_as_slow_host(straggler_at(10.5), activity)
+
+
+# ------------------------------------------------------------------- the speed first
+
+
+def test_reading_a_slow_host_drops_its_speed_before_any_slow_task_finished():
+    speeds = SpeedEstimates(window=8, pseudo_n=2.0)
+    for _ in range(8):  # the early tasks: h1 at nominal speed
+        speeds.observe("tcp://h1:1", "h1", actual_s=0.15, planned_s=0.15)
+    assert speeds.speed("tcp://h1:1", "h1") == 1.0
+    straggler = straggler_at(10.5)
+    assert speeds.observe_slow_host("h1", straggler.elapsed_s, planned_s=0.15)
+    assert speeds.speed("tcp://h1:1", "h1") == pytest.approx(0.15 / 0.5)
+    assert speeds.speed("tcp://h1:2", "h1") == pytest.approx(0.15 / 0.5)  # the host's other workers too
+    assert speeds.speed("tcp://h0:1", "h0") == 1.0
+    speeds.observe_slow_host("h1", elapsed_s=0.9, planned_s=0.15)  # still running: the bound only rises
+    speeds.observe_slow_host("h1", elapsed_s=0.6, planned_s=0.15)
+    assert speeds.speed("tcp://h1:1", "h1") == pytest.approx(0.15 / 0.9)
+
+
+def test_tasks_finished_in_a_slow_regime_set_its_speed_and_one_on_time_ends_it():
+    speeds = SpeedEstimates(window=8, pseudo_n=2.0)
+    for _ in range(8):
+        speeds.observe("tcp://h1:1", "h1", actual_s=1.0, planned_s=1.0)
+    speeds.observe_slow_host("h1", elapsed_s=3.5, planned_s=1.0)
+    speeds.observe("tcp://h1:1", "h1", actual_s=8.0, planned_s=1.0)  # the straggler finished: 8x
+    assert speeds.speed("tcp://h1:1", "h1") == pytest.approx(1 / 8)
+    speeds.observe("tcp://h1:1", "h1", actual_s=1.05, planned_s=1.0)  # the host recovered
+    assert speeds.slow_regime("h1") is None
+    assert speeds.speed("tcp://h1:1", "h1") > 1 / 8
+
+
+def test_nominal_speed_is_no_slow_regime():
+    speeds = SpeedEstimates()
+    assert not speeds.observe_slow_host("h1", elapsed_s=1.1, planned_s=1.0)  # within the dead band
+    assert speeds.slow_regime("h1") is None
+
+
+# ------------------------------------------------------------- restart vs wait
+
+
+def test_the_time_left_is_taken_at_the_hosts_new_speed():
+    straggler = straggler_at(10.5)  # elapsed 0.5 s of a 0.15 s plan
+    assert remaining_here_s(straggler) == pytest.approx(0.35)  # heavy tail against the old plan
+    assert remaining_here_s(straggler, speed_here=0.15 / 1.2) == pytest.approx(0.7)  # 8x: 1.2 s in all, 0.7 left
+    assert remaining_here_s(straggler, speed_here=0.15 / 0.5) == pytest.approx(0.5)  # speed from itself: as long again
+
+
+def test_wait_when_at_the_new_speed_it_ends_before_a_restart_would():
+    """A long task on a host read as 2x slower is almost done there: a restart on the fast worker would lose."""
+    straggler = straggler_at(18.0, running(planned_s=2.0, start=10.0))  # 8 s of a 2 s plan
+    fast = WorkerInfo("tcp://h0:1", host="h0")
+    at_new_speed = restart_decision(straggler, [fast], 1e8, speed_here=2.0 / 8.5)  # 8.5 s there: 0.5 s left
+    assert not at_new_speed.restart and at_new_speed.reason == "straggler"
+    assert at_new_speed.remaining_here_s == pytest.approx(0.5) and at_new_speed.finish_there_s == pytest.approx(2.0)
+    blind = restart_decision(straggler, [fast], 1e8)  # the old plan: heavy tail, 6 s left
+    assert blind.restart and blind.worker == "tcp://h0:1"
+
+
+def test_restart_when_a_faster_idle_worker_beats_the_time_left_at_the_new_speed():
+    straggler = straggler_at(10.5)
+    decision = restart_decision(straggler, [WorkerInfo("tcp://h0:1", host="h0")], 1e8, speed_here=0.15 / 1.2)
+    assert decision.restart and decision.finish_there_s == pytest.approx(0.15) and decision.remaining_here_s == pytest.approx(0.7)
+
+
+def test_a_key_is_never_restarted_twice():
+    straggler = straggler_at(10.5)
+    decision = restart_decision(straggler, [WorkerInfo("tcp://h0:1", host="h0")], 1e8, already_restarted=True)
+    assert not decision.restart and decision.worker is None and decision.reason == "straggler"
+
+
+def test_an_asset_on_a_slow_host_is_never_restarted():
+    straggler = straggler_at(10.5, running(kind="asset"))
+    decision = restart_decision(straggler, [WorkerInfo("tcp://h0:1", host="h0")], 1e8, speed_here=0.1)
+    assert not decision.restart and decision.reason == "straggler-asset"
+
+
+# ------------------------------------------------------------------------ orphans
+
+
+def test_an_orphan_holds_its_thread_until_its_predicted_end():
+    orphan = Orphan("probe-1", "tcp://h1:1", restarted_at=10.5, ends_at=11.2, peak_memory_bytes=100)
+    assert live_orphans([orphan], now=11.0) == [orphan]
+    assert live_orphans([orphan], now=11.3) == []
+    # one thread: a task that finished there after the restart ran behind it, so it has ended
+    assert live_orphans([orphan], now=11.0, last_finish_at=10.9, nthreads=1) == []
+    assert live_orphans([orphan], now=11.0, last_finish_at=10.9, nthreads=2) == [orphan]
+
+
+def test_a_task_queued_behind_an_orphan_starts_its_clock_when_the_orphan_ends():
+    assert thread_start_times([10.1], nthreads=1, last_finish_at=9.0, orphan_ends_at=[11.2]) == [11.2]
+    assert thread_start_times([10.1, 10.2], nthreads=2, last_finish_at=9.0, orphan_ends_at=[11.2]) == [10.1, 11.2]
+    assert thread_start_times([10.1], nthreads=1, last_finish_at=9.0) == [10.1]
+
+
+# --------------------------------------------------------- the dispatcher, fake scheduler
+
+
+class FakeClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def fake_task(key: str, worker=None):
+    return SimpleNamespace(key=key, state="processing", prefix=SimpleNamespace(duration_average=None, name="probe"),
+                           annotations={"daskflow": {"kind": "replay", "category": "probe"}}, processing_on=worker)
+
+
+def fake_worker(address: str, host: str, processing=()):
+    return SimpleNamespace(address=address, host=host, nthreads=1, resources={}, memory_limit=4 * 2**30, nbytes=0,
+                           memory=SimpleNamespace(process=0, unmanaged_old=0), processing=list(processing))
+
+
+class FakeScheduler:
+    def __init__(self, workers, tasks) -> None:
+        self.running = workers
+        self.tasks = {t.key: t for t in tasks}
+        self.plugins: dict = {}
+        self.bandwidth = 1e8
+        self.released: list = []
+
+    def log_event(self, topic, event):
+        pass
+
+    def transitions(self, recommendations, stimulus_id):
+        for key, finish in recommendations.items():
+            self.released.append(key)
+            task = self.tasks[key]
+            task.state = finish
+            for worker in self.running:
+                if task in worker.processing:
+                    worker.processing.remove(task)
+
+
+def bed(clock: FakeClock):
+    from scheduler_plugins.steering import SteeringPlugin
+
+    probe, queued = fake_task("probe-1"), fake_task("probe-2")
+    h0 = fake_worker("tcp://h0:1", "h0")
+    h1 = fake_worker("tcp://h1:1", "h1", [probe, queued])
+    scheduler = FakeScheduler([h0, h1], [probe, queued])
+    predictor = SimpleNamespace(model_version="oracle", observe=lambda *a, **k: None)
+    plugin = SteeringPlugin(mode="steer", oracle=True, predictor=predictor, clock=clock, wall_clock=clock)
+    plugin.scheduler = scheduler
+    plugin.dispatcher.straggler_factor = 3.0
+    for key in ("probe-1", "probe-2"):
+        plugin.state.predictions[key] = TaskPrediction(0.15, 50_000_000, "oracle", "oracle", category="probe")
+        plugin.state.dispatched_at[key] = 10.0
+        plugin.state.planned_speed[key] = 1.0
+    plugin.state.last_finish_at["tcp://h1:1"] = 9.9
+    plugin.state.host_activity.observe("h0", finished_at=10.2, actual_s=0.15, expected_s=0.15)  # h0 is on time
+    return plugin, scheduler
+
+
+def test_the_dispatcher_reads_h1_slowed_restarts_once_and_keeps_the_orphan_on_its_thread():
+    clock = FakeClock(10.5)
+    plugin, scheduler = bed(clock)
+    plugin.dispatcher.check_stragglers(scheduler)
+    state = plugin.state
+    assert state.speeds.speed("tcp://h1:1", "h1") == pytest.approx(0.3)  # the speed first ...
+    [restart] = [e for e in state.decisions if e["action"] == "restart"]  # ... then the restart, at that speed
+    assert restart["key"] == "probe-1" and restart["slow_host"] and restart["target_worker"] == "tcp://h0:1"
+    assert restart["speed_here"] == pytest.approx(0.3) and restart["remaining_s"] == pytest.approx(0.5)
+    assert scheduler.released == ["probe-1"]
+    [orphan] = state.orphans["tcp://h1:1"]
+    assert orphan.ends_at == pytest.approx(11.0)
+    # the orphan holds h1's thread and its memory; probe-2 behind it has not started
+    infos = plugin.dispatcher.worker_infos(scheduler, clock(), {})
+    h1 = infos["tcp://h1:1"]
+    assert h1.n_processing == 2 and h1.running_peak_bytes == 100_000_000 and h1.max_running_peak_bytes == 50_000_000
+    [queued] = plugin.dispatcher.running_tasks(scheduler, infos, {}, clock())
+    assert queued.key == "probe-2" and queued.could_start_at == pytest.approx(11.0)
+    clock.now = 11.4  # probe-2 ran 0.4 s since the orphan's predicted end: no straggler yet
+    plugin.dispatcher.check_stragglers(scheduler)
+    assert scheduler.released == ["probe-1"]
+    # probe-1 placed again, on h0, and straggling there: never restarted a second time
+    h0 = scheduler.running[0]
+    task = scheduler.tasks["probe-1"]
+    task.state = "processing"
+    h0.processing.append(task)
+    state.dispatched_at["probe-1"] = 11.0
+    clock.now = 12.0
+    plugin.dispatcher.check_stragglers(scheduler)
+    assert scheduler.released.count("probe-1") == 1
+
+
+def test_a_finished_straggler_placed_by_stock_dask_also_reads_as_a_slow_host():
+    clock = FakeClock(11.0)  # it ran from 9.8 s; h0 finished one on time at 10.2 s
+    plugin, _ = bed(clock)
+    plugin.dispatcher.observe_finished("h1", "probe", duration_s=1.2, planned_s=0.15, speed=1.0)
+    assert plugin.state.speeds.speed("tcp://h1:1", "h1") == pytest.approx(0.125)
+    plugin.dispatcher.observe_finished("h0", "probe", duration_s=0.15, planned_s=0.15, speed=1.0)
+    assert plugin.state.speeds.slow_regime("h0") is None
+
+
+def test_a_straggler_planned_from_a_default_guess_says_nothing_about_its_host():
+    clock = FakeClock(10.5)
+    plugin, scheduler = bed(clock)
+    for key in ("probe-1", "probe-2"):
+        plugin.state.predictions[key] = TaskPrediction(0.15, 0, "default", None, category="probe")
+    plugin.dispatcher.predictor = lambda: SimpleNamespace(baseline_for=lambda category: (0.15, "default", 0.0, "default"))
+    plugin.dispatcher.check_stragglers(scheduler)
+    assert plugin.state.speeds.slow_regime("h1") is None
+    assert [e["slow_host"] for e in plugin.state.decisions if e["action"] in ("straggler", "restart")] == [False]
+
+
+def test_stock_placed_probes_teach_a_slowed_host_at_its_first_slow_finish():
+    """Probes left to stock placement (no straggler checks): five finish on time on h0, then one 8x on h1. Its own
+    8x ratio must not widen the category's spread it is judged by: h1 reads as slowed at once. The same on an
+    in-process cluster where the one other host finished nothing meanwhile is no slow host (a loaded machine)."""
+    clock = FakeClock(20.0)
+    plugin, _ = bed(clock)
+    prediction = TaskPrediction(0.15, 0, "oracle", "oracle", category="probe")
+    for _ in range(5):
+        plugin.feedback._observe_speed("tcp://10.0.0.1:1", prediction, 0.15)
+    plugin.feedback._observe_speed("tcp://10.0.0.2:1", prediction, 1.2)
+    assert plugin.state.speeds.speed("tcp://10.0.0.2:1", "10.0.0.2") == pytest.approx(0.125)
+    assert plugin.state.speeds.speed("tcp://10.0.0.1:1", "10.0.0.1") == 1.0
+    clock.now = 100.0  # later: nothing finished anywhere in the last 1.2 s
+    plugin.feedback._observe_speed("tcp://10.0.0.3:1", prediction, 1.2)
+    assert plugin.state.speeds.slow_regime("10.0.0.3") is None
+
+
+def test_tasks_shorter_than_the_speed_threshold_never_read_as_a_slow_host():
+    """A 10 ms warm-up task that took 50 ms on a loaded machine is overhead, not a slow host."""
+    speeds = SpeedEstimates(min_planned_s=0.05)
+    assert not speeds.observe_slow_host("h1", elapsed_s=0.05, planned_s=0.01)
+    clock = FakeClock(5.0)
+    plugin, _ = bed(clock)
+    plugin.state.speeds.min_planned_s = 0.05
+    plugin.dispatcher.observe_finished("h1", "warmup", duration_s=0.05, planned_s=0.01, speed=1.0)
+    assert plugin.state.speeds.slow_regime("h1") is None and plugin.state.host_activity.since("h1", 0.0) == []
