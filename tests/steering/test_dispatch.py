@@ -10,16 +10,9 @@ import pytest
 from daskflow.contracts import ANNOTATION_KEY, RECORDER_PLUGIN
 from scheduler_plugins.policy import TaskPrediction
 from scheduler_plugins.steering import SteeringPlugin
+from tests.steering.fakes import FakeClock
 
 pytestmark = pytest.mark.timeout(30)
-
-
-class FakeClock:
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class CountingPredictor:

@@ -23,16 +23,9 @@ from scheduler_plugins.policy import (
     planned_peak_memory_bytes,
 )
 from scheduler_plugins.steering import SteeringPlugin
+from tests.steering.fakes import FakeClock
 
 pytestmark = pytest.mark.timeout(30)
-
-
-class FakeClock:
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class FakePredictor:

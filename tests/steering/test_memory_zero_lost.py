@@ -22,6 +22,7 @@ from scheduler_plugins.policy import (
     pin_is_loose,
     plan_dispatch,
 )
+from tests.steering.fakes import FakeClock
 
 pytestmark = pytest.mark.timeout(30)
 GB = 2**30
@@ -120,14 +121,6 @@ def test_heavy_tasks_are_pinned_strictly_so_work_stealing_cannot_pair_them():
 
 
 # -------------------------------------------------- the dispatcher between rounds (fake scheduler)
-
-
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class FakeScheduler:

@@ -27,6 +27,7 @@ from scheduler_plugins.policy.stragglers import (
     restart_decision,
     thread_start_times,
 )
+from tests.steering.fakes import FakeClock
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -171,14 +172,6 @@ def test_a_task_queued_behind_an_orphan_starts_its_clock_when_the_orphan_ends():
 
 
 # --------------------------------------------------------- the dispatcher, fake scheduler
-
-
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def fake_task(key: str, worker=None):
