@@ -115,15 +115,47 @@ class OnlineState:
     observations: dict[str, deque[Observation]] = field(default_factory=dict)  # category -> newest last
     priors: dict[str, float] = field(default_factory=dict)  # category -> k (else config.prior_observations)
 
+    # category -> [its deque, sum of clipped log ratios, count of valid observations, len(deque) at the last update]:
+    # with equal weights (no half-life) and no change point, log_ratio is sum / count, kept as tasks finish
+    # instead of recomputed over up to max_observations per call (~200 us per finished task on the event loop)
+    _sums: dict[str, list] = field(default_factory=dict, repr=False, compare=False)
+
     def observe(self, category: str, predicted: float, actual: float, finished_at: float) -> None:
         queue = self.observations.get(category)
         if queue is None:
             queue = self.observations[category] = deque(maxlen=self.config.max_observations)
-        queue.append(Observation(float(predicted), float(actual), float(finished_at)))
+        entry = self._sums.get(category)
+        if entry is None or entry[0] is not queue or entry[3] != len(queue):  # new, or changed behind our back
+            entry = self._sums[category] = [queue, 0.0, 0, 0]
+            for obs in queue:
+                self._add(entry, obs, +1)
+        if queue.maxlen is not None and len(queue) == queue.maxlen:
+            self._add(entry, queue[0], -1)  # evicted by the append below
+        observation = Observation(float(predicted), float(actual), float(finished_at))
+        queue.append(observation)
+        self._add(entry, observation, +1)
+        entry[3] = len(queue)
+
+    def _add(self, entry: list, obs: Observation, sign: int) -> None:
+        if not (obs.predicted > 0 and obs.actual > 0 and math.isfinite(obs.predicted) and math.isfinite(obs.actual)):
+            return
+        bound = math.log(self.config.max_ratio)
+        entry[1] += sign * max(-bound, min(bound, math.log(obs.actual / obs.predicted)))
+        entry[2] += sign
 
     def factor(self, category: str, now: float, since: float | None = None) -> float:
         """The multiplicative correction for ``category`` now (1.0 without observations)."""
-        r, _ = log_ratio(self.observations.get(category, ()), now, self.config, since, self.priors.get(category, self.priors.get("")))
+        prior = self.priors.get(category, self.priors.get(""))
+        queue = self.observations.get(category, ())
+        entry = self._sums.get(category)
+        if (since is None and not math.isfinite(self.config.half_life_s) and entry is not None
+                and entry[0] is queue and entry[3] == len(queue)):
+            n = entry[2]
+            if n <= 0:
+                return 1.0
+            k = self.config.prior_observations if prior is None else prior
+            return math.exp(n / (n + k) * (entry[1] / n))
+        r, _ = log_ratio(queue, now, self.config, since, prior)
         return math.exp(r)
 
     def correct(self, categories: Sequence[str], predictions: np.ndarray, now: float,
