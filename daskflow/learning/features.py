@@ -71,23 +71,12 @@ COMPUTED_COLUMNS: tuple[str, ...] = (
     "n_dependents",
 )
 
-#: The columns new models are trained on (the partition hash is dropped: it only memorises).
-FEATURE_COLUMNS: tuple[str, ...] = (
-    "category",
-    "kind_code",
-    "partition_year",
-    "partition_month",
-    "partition_day",
-    "partition_dayofweek",
-    "partition_number",
-    "log_input_bytes",
-    "log_input_rows",
-    "n_inputs",
-    "n_dependencies",
-    "log_dependency_bytes",
-    "worker_threads",
-    "worker_memory_limit_bytes",
-)
+#: Computed but not trained on: the partition hash only memorises; the graph position (depth,
+#: n_dependents) is filled by the planner and the harness but is not yet in the trained set.
+UNTRAINED_COLUMNS: frozenset[str] = frozenset({"partition_hash", "depth", "n_dependents"})
+
+#: The columns new models are trained on.
+FEATURE_COLUMNS: tuple[str, ...] = tuple(c for c in COMPUTED_COLUMNS if c not in UNTRAINED_COLUMNS)
 
 KIND_LEVELS: tuple[str, ...] = ("asset", "check", "replay", "dask")
 
