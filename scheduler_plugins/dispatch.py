@@ -28,6 +28,7 @@ from typing import Any
 from daskflow.contracts import STEERING_PLUGIN
 from daskflow.daskgraph import annotations_of
 from scheduler_plugins import compat
+from scheduler_plugins.speed_store import address_host
 from scheduler_plugins.policy import (
     DependencyInfo,
     PolicyConfig,
@@ -46,6 +47,7 @@ from scheduler_plugins.policy import (
     plan_dispatch,
     plan_timer,
     planned_duration_s,
+    relative_speed,
     speed_for,
     watchdog_action,
     worker_backlog_s,
@@ -173,8 +175,9 @@ class Dispatcher:
         now = self.clock()
         cache: dict = {}
         workers = self.worker_infos(scheduler, now, cache)
-        found = find_stragglers(self.running_tasks(scheduler, workers, cache, now), now, state.spread,
-                                self.straggler_factor, self.config.min_task_duration_s)  # fmt: skip
+        # tasks planned shorter than speed-min-task are mostly dispatch overhead: no straggler, no restart
+        found = find_stragglers(self.running_tasks(scheduler, workers, cache, now), now, state.spread, self.straggler_factor,
+                                max(self.config.min_task_duration_s, state.speeds.min_planned_s))  # fmt: skip
         bandwidth = compat.bandwidth(scheduler)
         for straggler in found:
             task = straggler.task
@@ -187,12 +190,16 @@ class Dispatcher:
                 facts = state.facts.get(task.worker)
                 if facts is not None:
                     speed_here = self.speed_of(task.worker, facts)[0]
+            # its worker's speed known from finished tasks, its host not read as slowed: the task is long, not the worker slow
+            speed_known = (self.learn_speeds and not slow_host
+                           and state.speeds.n_observed(task.worker) - (task.key in state.stragglers) >= state.speeds.change_n)
             if task.key not in state.stragglers:
                 state.stragglers.add(task.key)
                 if not slow_host:  # censored: at least this slow
                     state.speeds.observe(task.worker, task.host, straggler.elapsed_s, task.planned_s)
             idle = [w for w in workers.values() if w.n_processing < w.nthreads]
-            decision = restart_decision(straggler, idle, bandwidth, speed_here, already_restarted=task.key in state.restarted)
+            decision = restart_decision(straggler, idle, bandwidth, speed_here, already_restarted=task.key in state.restarted,
+                                        worker_speed_known=speed_known)  # fmt: skip
             fields = {"worker": task.worker, "elapsed_s": round(straggler.elapsed_s, 6),
                       "expected_s": round(straggler.expected_s, 6), "threshold_s": round(straggler.threshold_s, 6),
                       "remaining_s": round(decision.remaining_here_s, 6), "slow_host": slow_host,
@@ -224,6 +231,8 @@ class Dispatcher:
         if planned_s < max(state.speeds.min_planned_s, self.config.min_task_duration_s):
             return  # dispatch overhead, not speed: neither evidence of a slow host nor against one
         now = self.clock()
+        if self.learn_speeds and speed > 0:  # the absolute factor it had; the plan is relative to the median
+            speed = relative_speed(speed, self.speed_level(), state.speeds.dead_band)
         expected_s = planned_s / (speed if speed > 0 else 1.0)
         if self.straggler_factor and self.learn_speeds and expected_s > 0:
             task = RunningTask(None, "", host, category, "", planned_s, speed, now - duration_s)
@@ -293,11 +302,41 @@ class Dispatcher:
         return facts
 
     def speed_of(self, address: str, facts: dict) -> tuple[float, str]:
-        """The speed placement uses for a worker, and its source: declared (daskflow-speed), learned or default."""
+        """The speed placement uses for a worker, and its source: declared (daskflow-speed), learned or default.
+
+        A learned speed is relative to the median learned speed of the
+        workers (:func:`relative_speed`): the in-run corrector learns each
+        category's durations at that median speed, so a plan divided by the
+        absolute factor would count the model's bias twice (on one host every
+        worker "learns" the bias the corrector is about to remove).
+        """
         declared = facts["speed"] if facts.get("speed_declared") else None
         if declared is None and not self.learn_speeds:
             return 1.0, "default"
-        return speed_for(declared, self.state.speeds.speed(address, facts["host"]))
+        if declared is not None and declared > 0:
+            return speed_for(declared, 1.0)
+        speeds = self.state.speeds
+        return speed_for(None, relative_speed(speeds.speed(address, facts["host"]), self.speed_level(),
+                                              speeds.dead_band))
+
+    def speed_level(self) -> float:
+        """The median learned speed of the known workers (what the in-run corrector's durations are relative to).
+
+        The same definition as the feedback's: the upper median over the
+        workers without a declared speed. Recomputed after 1, 2, 4, 8 and
+        then every 16 speed observations (it moves slowly), so a round and a
+        finished task read one cached float.
+        """
+        state = self.state
+        observed = state.counts.get("speed_observed", 0)
+        at = state.speed_level_at
+        if at is not None and observed - at < min(16, max(at, 1)):
+            return state.speed_level
+        learned = sorted(state.speeds.speed(address, str(facts.get("host") or address_host(address)))
+                         for address, facts in state.facts.items() if not facts.get("speed_declared"))
+        state.speed_level = learned[len(learned) // 2] if learned else 1.0
+        state.speed_level_at = observed
+        return state.speed_level
 
     def worker_infos(self, scheduler: Any, now: float, cache: dict) -> dict[str, WorkerInfo]:
         """The policy's view of every running worker (static facts and memory readings cached)."""

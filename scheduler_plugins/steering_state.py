@@ -68,6 +68,8 @@ class SteeringState:
     last_finish_at: dict[str, float] = field(default_factory=dict)  # worker -> when its last task finished
     speeds: SpeedEstimates = field(default_factory=SpeedEstimates)  # learned per-worker / per-host speed factors
     speeds_saved_at_n: int = 0  # observations counted when the speed file was last written
+    speed_level: float = 1.0  # median learned speed of the workers (learned speeds are used relative to it)
+    speed_level_at: int | None = None  # speed observations counted when speed_level was last computed
     spread: CategorySpread = field(default_factory=CategorySpread)  # per category recent actual / planned
     stragglers: set[Hashable] = field(default_factory=set)  # keys flagged as stragglers (once each)
     restarted: set[Hashable] = field(default_factory=set)  # keys restarted once (never twice)

@@ -279,6 +279,25 @@ class SpeedEstimates:
         self.by_worker.pop(worker, None)
 
 
+def relative_speed(learned: float, level: float, dead_band: float = math.log(1.2)) -> float:
+    """A learned speed relative to the workers' median learned speed ``level`` (1.0 within the dead band).
+
+    The in-run corrector learns each category's durations at the median
+    speed, so placement divides those plans by the speed *relative* to it:
+    on one host, where every worker first "learns" the model's bias, all
+    are nominal; on hosts of different speeds their ratios are kept.
+
+    >>> relative_speed(3.7, 3.7), relative_speed(0.5, 1.0), round(relative_speed(4.0, 2.0), 3), relative_speed(1.1, 1.0)
+    (1.0, 0.5, 2.0, 1.0)
+    """
+    if not (level > 0 and learned > 0):
+        return learned
+    log_ratio = math.log(learned / level)
+    if abs(log_ratio) < dead_band:
+        return 1.0
+    return math.exp(max(-MAX_LOG_SPEED, min(MAX_LOG_SPEED, log_ratio)))
+
+
 def speed_for(declared: float | None, learned: float) -> tuple[float, str]:
     """The speed placement uses and where it came from: an operator's declared one wins.
 

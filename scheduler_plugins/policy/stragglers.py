@@ -187,7 +187,8 @@ def remaining_here_s(straggler: Straggler, speed_here: float | None = None) -> f
 
 
 def restart_decision(straggler: Straggler, idle: Sequence[WorkerInfo], bandwidth_bytes_per_s: float,
-                     speed_here: float | None = None, already_restarted: bool = False) -> RestartDecision:  # fmt: skip
+                     speed_here: float | None = None, already_restarted: bool = False,
+                     worker_speed_known: bool = False) -> RestartDecision:  # fmt: skip
     """Restart on the idle worker that finishes it first, when that beats letting it run (see the module note).
 
     ``idle`` are workers with a free thread (the straggler's own worker is
@@ -196,6 +197,19 @@ def restart_decision(straggler: Straggler, idle: Sequence[WorkerInfo], bandwidth
     its worker's speed as now estimated (after a slow host was read, its new
     speed): the time it still needs is :func:`remaining_here_s`. A key
     restarted once is never restarted again; an asset or a check never.
+
+    ``worker_speed_known``: its worker's speed is known from tasks that
+    finished there, and its host was not read as slowed. Then the overrun is
+    the task's own cost (a plan too short), which it pays on any worker: a
+    copy there needs at least the work already done here
+    (``elapsed × its worker's speed``), so a restart pays only on a clearly
+    faster worker. With no such record the plan stands (the slowness may
+    be the worker's: a 4x slower worker nobody declared).
+
+    >>> s = Straggler(RunningTask("k", "w", "h", "c", "replay", 1.0, 1.0, 0.0), elapsed_s=4.0, expected_s=1.0, threshold_s=3.0)
+    >>> idle = [WorkerInfo("w2", host="h")]
+    >>> restart_decision(s, idle, 1e8).restart, restart_decision(s, idle, 1e8, worker_speed_known=True).restart
+    (True, False)
     """
     task = straggler.task
     remaining = remaining_here_s(straggler, speed_here)
@@ -203,12 +217,16 @@ def restart_decision(straggler: Straggler, idle: Sequence[WorkerInfo], bandwidth
         return RestartDecision(False, None, "straggler-asset", remaining, None)
     if already_restarted:
         return RestartDecision(False, None, "straggler", remaining, None)
+    work_s = task.planned_s  # speed-1 seconds the copy needs
+    if worker_speed_known:
+        here = speed_here if speed_here is not None and speed_here > 0 else task.worker_speed
+        work_s = max(work_s, straggler.elapsed_s * (here if here > 0 else 1.0))
     best: tuple[float, str] | None = None
     for worker in idle:
         if worker.address == task.worker or worker.n_processing >= worker.nthreads:
             continue
         speed = worker.speed if worker.speed > 0 else 1.0
-        finish = task.planned_s / speed + task.input_bytes / max(bandwidth_bytes_per_s, 1.0)
+        finish = work_s / speed + task.input_bytes / max(bandwidth_bytes_per_s, 1.0)
         if best is None or (finish, worker.address) < best:
             best = (finish, worker.address)
     if best is not None and best[0] < RESTART_MARGIN * remaining:
