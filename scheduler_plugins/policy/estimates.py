@@ -153,6 +153,12 @@ def planned_duration_s(prediction: TaskPrediction, calibration: CategoryCalibrat
 
 #: learned speed factors are clamped to [1/20, 20]
 MAX_LOG_SPEED = math.log(20.0)
+#: a worker (host) differs from its host (prior) only beyond this many standard errors of its median
+NOISE_Z = 2.0
+#: the "speed changed" rule: its last few tasks all beyond this many sigmas of the noise
+CHANGE_Z = 2.0
+#: observations between refreshes of the noise estimate
+NOISE_REFRESH = 16
 
 
 def _shrunk(samples: Sequence[float], prior: float, pseudo_n: float) -> float:
@@ -171,6 +177,17 @@ class SpeedEstimates:
     estimate shrinks toward its host's, the host's toward ``host_prior``
     (log slowness persisted from earlier runs; 0 = nominal).
 
+    *Noise is not speed*: with a model whose per-task error is large, the
+    median of a worker's few recent ratios wanders (tasks of one category
+    run back to back, all mispredicted the same way until the in-run
+    correction catches up). So a worker differs from its host, and a host
+    from its prior, only by more than the noise can explain
+    (:data:`NOISE_Z` standard errors of a median over its samples, the
+    spread being the pooled within-worker MAD, :meth:`noise_sigma`), and
+    the "speed changed" rule asks its recent tasks to be beyond
+    :data:`CHANGE_Z` sigmas. Without noise (a replayed oracle, a steady
+    worker) both rules are what they were: the median, shrunk, and ``dead_band``.
+
     >>> speeds = SpeedEstimates(window=8, pseudo_n=2.0)
     >>> used = [speeds.observe("w1", "h1", actual_s=2.0, planned_s=1.0) for _ in range(6)]
     >>> round(speeds.speed("w1", "h1"), 2), speeds.speed("w0", "h0")  # half speed, shrunk a little toward 1
@@ -187,6 +204,9 @@ class SpeedEstimates:
     host_prior: dict[str, float] = field(default_factory=dict)  # host -> log slowness from earlier runs
     slow_bound: dict[str, float] = field(default_factory=dict)  # host in a slow regime -> censored log slowness bound
     slow_finished: dict[str, deque[float]] = field(default_factory=dict)  # ... -> log ratios finished there since
+    n_total: int = 0  # observations so far (the noise estimate is refreshed every NOISE_REFRESH of them)
+    sigma_at: int = -1  # n_total when noise_sigma was last computed
+    sigma: float = 0.0  # pooled within-worker spread of log ratios (1.4826 x MAD)
 
     def observe(self, worker: str, host: str, actual_s: float, planned_s: float) -> bool:
         """Add one finished task; False when it was not used (no duration, or too short to say anything)."""
@@ -201,7 +221,34 @@ class SpeedEstimates:
                 self.slow_finished.setdefault(host, deque(maxlen=self.window)).append(ratio)
         self.by_worker.setdefault(worker, deque(maxlen=self.window)).append(ratio)
         self.by_host.setdefault(host, deque(maxlen=self.window * 4)).append(ratio)
+        self.n_total += 1
         return True
+
+    def noise_sigma(self) -> float:
+        """The pooled within-worker spread of log ratios (1.4826 × median absolute deviation from each worker's median).
+
+        Refreshed every :data:`NOISE_REFRESH` observations (O(workers × window) then; a cached float otherwise).
+
+        >>> speeds = SpeedEstimates()
+        >>> for i in range(16):
+        ...     _ = speeds.observe("w", "h", actual_s=2.0 if i % 2 else 0.5, planned_s=1.0)
+        >>> round(speeds.noise_sigma(), 2)  # log ratios of +-0.69: a noisy model
+        1.03
+        """
+        if self.sigma_at >= 0 and self.n_total - self.sigma_at < NOISE_REFRESH:
+            return self.sigma
+        deviations = []
+        for samples in self.by_worker.values():
+            if len(samples) >= 3:
+                center = statistics.median(samples)
+                deviations.extend(abs(x - center) for x in samples)
+        self.sigma = 1.4826 * statistics.median(deviations) if deviations else 0.0
+        self.sigma_at = self.n_total
+        return self.sigma
+
+    def _band(self, n: int) -> float:
+        """How far a median of ``n`` samples may sit from its reference by noise alone (0 without noise)."""
+        return NOISE_Z * 1.2533 * self.noise_sigma() / math.sqrt(max(n, 1))  # 1.2533: s.e. of a median
 
     def observe_slow_host(self, host: str, elapsed_s: float, planned_s: float) -> bool:
         """A straggler read as its host slowed: the host is at least ``elapsed / planned`` slow now (censored).
@@ -239,15 +286,24 @@ class SpeedEstimates:
         self.slow_finished.pop(host, None)
 
     def host_log_slowness(self, host: str) -> float:
-        return _shrunk(list(self.by_host.get(host, ())), self.host_prior.get(host, 0.0), self.pseudo_n)
+        prior = self.host_prior.get(host, 0.0)
+        samples = list(self.by_host.get(host, ()))
+        if samples and abs(statistics.median(samples) - prior) < self._band(len(samples)):
+            return prior  # not distinguishable from its prior by more than the noise
+        return _shrunk(samples, prior, self.pseudo_n)
 
     def speed(self, worker: str, host: str) -> float:
         """The worker's learned speed factor (1.0 with nothing learned: 2.0 runs a task in half the time)."""
         samples = list(self.by_worker.get(worker, ()))
-        log_slowness = _shrunk(samples, self.host_log_slowness(host), self.pseudo_n)
+        host_value = self.host_log_slowness(host)
+        if samples and abs(statistics.median(samples) - host_value) < self._band(len(samples)):
+            log_slowness = host_value  # a worker like its host, within the noise
+        else:
+            log_slowness = _shrunk(samples, host_value, self.pseudo_n)
         recent = samples[-self.change_n:]
+        change_band = max(self.dead_band, CHANGE_Z * self.noise_sigma())
         if len(recent) == self.change_n and len(samples) > self.change_n and (
-            min(recent) > log_slowness + self.dead_band or max(recent) < log_slowness - self.dead_band
+            min(recent) > log_slowness + change_band or max(recent) < log_slowness - change_band
         ):  # the last few all moved the same way, past the band: the worker changed (a host slowed mid-run)
             log_slowness = statistics.median(recent)
         regime = self.slow_regime(host)
