@@ -18,7 +18,14 @@ worker process already held when the task began. It includes memory of the
 task's result (still referenced when the task finishes) and anything else the
 process allocated meanwhile: it is exact per task only with one thread per
 worker. With several threads, ``concurrent_tasks`` in the metadata says how
-many tasks shared the process while this one ran, so consumers can discount it.
+many tasks shared the process while this one ran; when that is more than one
+the value is not the task's own (a light task beside a 1.3 GB one reads
+~1.3 GB, a heavy one started while the mark was still up from an earlier one
+reads ~0), so it is sent as ``shared_peak_memory_bytes`` and
+``peak_memory_bytes`` is ``None``: no consumer learns a peak from it (the
+steering plugin's in-run memory correction and its p90 admission did, and
+held every light task as if it were heavy; the history's cleaning already
+excluded such rows as ``shared-process-peak``).
 
 The value reaches the scheduler without extra messages: the worker's
 ``TaskFinishedMsg`` carries the *same dict object* as the worker-side
@@ -254,8 +261,10 @@ class PeakMemoryPlugin(WorkerPlugin):
         self._peak_since_trim = max(self._peak_since_trim, peak_memory_bytes)
         if not self._start_rss:  # idle now: give freed pages back, so heartbeats show what the process really keeps
             self._maybe_trim()
+        shared = concurrent > 1  # the process's mark then holds the other tasks' memory too: not this task's peak
         compat.set_task_metadata(self.worker, key, METADATA_KEY, {
-            "peak_memory_bytes": peak_memory_bytes,
+            "peak_memory_bytes": None if shared else peak_memory_bytes,
+            "shared_peak_memory_bytes": peak_memory_bytes if shared else None,
             "peak_memory_method": self.method,
             "start_rss_bytes": int(start_rss),
             "concurrent_tasks": int(concurrent),
