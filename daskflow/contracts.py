@@ -35,6 +35,8 @@ MATERIALIZED_TOPIC = "daskflow-materialized"
 #: key of the daskflow part of ``TaskState.annotations`` and of ``TaskState.metadata``
 ANNOTATION_KEY = "daskflow"
 METADATA_KEY = "daskflow"
+#: ``TaskState.metadata`` key of a task's own reads of stored data: ``[[source host, bytes, seconds], ...]``
+TRANSFER_METADATA_KEY = "daskflow-transfers"
 
 #: worker resource an operator sets to declare a worker's relative speed
 SPEED_RESOURCE = "daskflow-speed"

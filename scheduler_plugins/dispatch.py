@@ -431,11 +431,35 @@ class Dispatcher:
         )
 
     def round_context(self, scheduler: Any, now: float) -> RoundContext:
+        state = self.state
+        transfers = state.transfers
+        learned = transfers.learned
         return RoundContext(
             now=now,
-            lookahead_s=lookahead_s(self.config, self.state.latency.estimate_s),
+            lookahead_s=lookahead_s(self.config, state.latency.estimate_s),
             bandwidth_bytes_per_s=compat.bandwidth(scheduler),
+            pair_rates=transfers.rates if learned else {},  # read-only in the policy: no copy per round
+            remote_rate_bytes_per_s=transfers.remote_rate,
+            host_of={address: facts["host"] for address, facts in state.facts.items()} if learned else {},
         )
+
+    def observe_transfers(self, worker: str | None, reads: Any) -> None:
+        """A finished task's own reads ``[[source host, bytes, seconds], ...]`` (task metadata) feed the pair rates.
+
+        O(reads) per task, and nothing for a task that reported none (every task outside the test bed).
+        """
+        if not worker or not isinstance(reads, (list, tuple)):
+            return
+        facts = self.state.facts.get(worker)
+        destination = str(facts["host"]) if facts is not None else address_host(worker)
+        transfers = self.state.transfers
+        for read in reads[:64]:
+            try:
+                source, nbytes, seconds = read
+                if transfers.observe(str(source), destination, float(nbytes), float(seconds)):
+                    self.state.counts["transfer_observed"] += 1
+            except (TypeError, ValueError):
+                continue
 
     # ------------------------------------------------------------------ rounds
     def run_round(self, scheduler: Any) -> None:

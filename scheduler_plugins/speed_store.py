@@ -10,7 +10,12 @@ writes go through fsspec, writes atomically (a temp file, then a move), and
 the plugin calls :func:`save_host_speeds` off the event loop. A missing or
 unreadable file is an empty prior, never an error.
 
-    {"version": 1, "hosts": {"198.18.0.12": {"log_slowness": 0.69, "n": 40}}}
+    {"version": 1, "hosts": {"198.18.0.12": {"log_slowness": 0.69, "n": 40}},
+     "transfers": {"198.18.0.12->198.18.0.13": {"log_rate": 17.0, "n": 16}}}
+
+The ``transfers`` section holds the per-host-pair read rates the tasks
+observed (:class:`~scheduler_plugins.policy.transfer.TransferRates`), kept
+the same way.
 """
 
 from __future__ import annotations
@@ -18,15 +23,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["address_host", "load_host_speeds", "save_host_speeds", "save_in_background", "speeds_url"]
+__all__ = ["HOSTS_SECTION", "TRANSFER_SECTION", "address_host", "load_host_speeds", "save_host_speeds", "save_in_background", "speeds_url"]
 
 FILE_NAME = "worker-speeds.json"
+HOSTS_SECTION = "hosts"  # per host: learned log slowness
+TRANSFER_SECTION = "transfers"  # per "SRC->DST" host pair: learned log read rate (policy.transfer)
+_WRITE_LOCK = threading.Lock()
 
 
 def speeds_url(model_url: str) -> str:
@@ -38,15 +47,23 @@ def speeds_url(model_url: str) -> str:
     return f"{str(model_url).rstrip('/')}/{FILE_NAME}"
 
 
-def load_host_speeds(url: str) -> dict[str, dict[str, float]]:
-    """The persisted ``{host: {"log_slowness", "n"}}`` (empty when missing or unreadable)."""
+def _load_all(url: str) -> dict[str, Any]:
     import fsspec
 
+    with fsspec.open(url, "r") as f:
+        data = json.load(f)
+    return data if isinstance(data, dict) else {}
+
+
+def load_host_speeds(url: str, section: str = "hosts") -> dict[str, dict[str, float]]:
+    """The persisted ``{host: {"log_slowness", "n"}}`` (empty when missing or unreadable).
+
+    ``section="transfers"`` (:data:`TRANSFER_SECTION`): the learned read rates
+    ``{"SRC->DST": {"log_rate", "n"}}`` kept in the same file.
+    """
     try:
-        with fsspec.open(url, "r") as f:
-            data = json.load(f)
-        hosts = data.get("hosts", {}) if isinstance(data, dict) else {}
-        return {str(h): dict(v) for h, v in hosts.items() if isinstance(v, dict)}
+        entries = _load_all(url).get(section, {})
+        return {str(h): dict(v) for h, v in entries.items() if isinstance(v, dict)} if isinstance(entries, dict) else {}
     except FileNotFoundError:
         return {}
     except (OSError, ValueError, TypeError) as exc:
@@ -54,22 +71,34 @@ def load_host_speeds(url: str) -> dict[str, dict[str, float]]:
         return {}
 
 
-def save_host_speeds(url: str, hosts: Mapping[str, Mapping[str, float]]) -> None:
-    """Merge ``hosts`` into the file at ``url`` and write it atomically (call it off the event loop)."""
+def save_host_speeds(url: str, hosts: Mapping[str, Mapping[str, float]], section: str = "hosts") -> None:
+    """Merge ``hosts`` into ``section`` of the file at ``url`` and write it atomically (call it off the event loop).
+
+    The other sections are kept; writers in this process take turns (one lock).
+    """
     import fsspec
 
-    merged = load_host_speeds(url)
-    merged.update({str(h): dict(v) for h, v in hosts.items()})
-    fs, path = fsspec.core.url_to_fs(url)
-    directory = path.rsplit("/", 1)[0]
-    temp = f"{directory}/.{FILE_NAME}.tmp-{uuid.uuid4().hex[:8]}"
-    fs.makedirs(directory, exist_ok=True)
-    with fs.open(temp, "w") as f:
-        json.dump({"version": 1, "hosts": merged}, f, sort_keys=True)
-    fs.mv(temp, path)
+    with _WRITE_LOCK:
+        try:
+            data = _load_all(url)
+        except FileNotFoundError:
+            data = {}
+        except (OSError, ValueError, TypeError):
+            data = {}
+        sections = {name: dict(value) for name, value in data.items() if name in (HOSTS_SECTION, TRANSFER_SECTION)
+                    and isinstance(value, dict)}  # fmt: skip
+        merged = sections.setdefault(section, {})
+        merged.update({str(h): dict(v) for h, v in hosts.items()})
+        fs, path = fsspec.core.url_to_fs(url)
+        directory = path.rsplit("/", 1)[0]
+        temp = f"{directory}/.{FILE_NAME}.tmp-{uuid.uuid4().hex[:8]}"
+        fs.makedirs(directory, exist_ok=True)
+        with fs.open(temp, "w") as f:
+            json.dump({"version": 1, **sections}, f, sort_keys=True)
+        fs.mv(temp, path)
 
 
-def save_in_background(url: str, hosts: Mapping[str, Mapping[str, float]]) -> Any:
+def save_in_background(url: str, hosts: Mapping[str, Mapping[str, float]], section: str = "hosts") -> Any:
     """Run :func:`save_host_speeds` in the loop's executor (never on the event loop); the future, or None."""
     if not hosts:
         return None
@@ -77,7 +106,7 @@ def save_in_background(url: str, hosts: Mapping[str, Mapping[str, float]]) -> An
         loop = asyncio.get_running_loop()
     except RuntimeError:
         return None
-    future = loop.run_in_executor(None, save_host_speeds, url, dict(hosts))
+    future = loop.run_in_executor(None, save_host_speeds, url, dict(hosts), section)
     future.add_done_callback(_log_save_failure)
     return future
 

@@ -72,6 +72,7 @@ from distributed.diagnostics.plugin import SchedulerPlugin
 from daskflow.contracts import (
     STEERING_PLUGIN,
     STEERING_TOPIC,
+    TRANSFER_METADATA_KEY,
     SteeringMode,
     literal_values,
 )
@@ -88,6 +89,7 @@ from scheduler_plugins.policy import (
     planned_duration_s,
 )
 from scheduler_plugins.speed_store import (
+    TRANSFER_SECTION,
     load_host_speeds,
     save_in_background,
     speeds_url,
@@ -269,6 +271,9 @@ class SteeringPlugin(SchedulerPlugin):
             try:
                 priors = await asyncio.get_running_loop().run_in_executor(None, load_host_speeds, self.speeds_url)
                 self.state.speeds.load_priors(priors)
+                rates = await asyncio.get_running_loop().run_in_executor(None, load_host_speeds, self.speeds_url,
+                                                                         TRANSFER_SECTION)  # fmt: skip
+                self.state.transfers.load_priors(rates)
             except Exception:
                 logger.debug("daskflow steering: speed priors not loaded", exc_info=True)
 
@@ -280,6 +285,15 @@ class SteeringPlugin(SchedulerPlugin):
             return None
         state.speeds_saved_at_n = observed
         return save_in_background(self.speeds_url, state.speeds.host_speeds(min_n=self.speed_window))
+
+    def _save_transfers(self, force: bool = False) -> Any:
+        """Write the learned per-host-pair read rates off the event loop (every 32 observations, and at close)."""
+        state = self.state
+        observed = state.counts.get("transfer_observed", 0)
+        if self.speeds_url is None or not observed or (not force and observed - state.transfers_saved_at_n < 32):
+            return None
+        state.transfers_saved_at_n = observed
+        return save_in_background(self.speeds_url, state.transfers.persisted(), section=TRANSFER_SECTION)
 
     def _watchdog(self) -> None:
         self.dispatcher.watchdog(self.scheduler)
@@ -302,10 +316,11 @@ class SteeringPlugin(SchedulerPlugin):
             return
         compat.remove_periodic_callback(scheduler, STEERING_PLUGIN)
         self.dispatcher.cancel_timer(scheduler)
-        saving = self._save_speeds(force=True)
-        if saving is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(saving, timeout=5)
+        for save in (self._save_speeds, self._save_transfers):  # one after the other: the same file
+            saving = save(force=True)
+            if saving is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(saving, timeout=5)
         held = list(self.state.managed)
         self.state.ready.clear()
         self.state.managed.clear()
@@ -434,6 +449,10 @@ class SteeringPlugin(SchedulerPlugin):
                 sent_wall = state.probe_sent_wall.pop(key, None)
                 if finish == "memory":
                     self.feedback.finished(self.scheduler, key, kwargs)
+                    metadata = kwargs.get("metadata")
+                    if metadata and TRANSFER_METADATA_KEY in metadata:  # a task's own reads of stored data
+                        self.dispatcher.observe_transfers(worker, metadata[TRANSFER_METADATA_KEY])
+                        self._save_transfers()
                     if sent_wall is not None:
                         self.feedback.measure_latency(self.scheduler, sent_wall, kwargs)
                 if state.ready:

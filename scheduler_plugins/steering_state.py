@@ -30,6 +30,7 @@ from scheduler_plugins.policy import (
     TaskPrediction,
 )
 from scheduler_plugins.policy.stragglers import CategorySpread, HostActivity, Orphan
+from scheduler_plugins.policy.transfer import TransferRates
 
 __all__ = ["ReadyEntry", "SteeringState"]
 
@@ -68,6 +69,8 @@ class SteeringState:
     last_finish_at: dict[str, float] = field(default_factory=dict)  # worker -> when its last task finished
     speeds: SpeedEstimates = field(default_factory=SpeedEstimates)  # learned per-worker / per-host speed factors
     speeds_saved_at_n: int = 0  # observations counted when the speed file was last written
+    transfers: TransferRates = field(default_factory=TransferRates)  # per host pair: read rates the tasks observed
+    transfers_saved_at_n: int = 0  # transfer observations counted when they were last written
     speed_level: float = 1.0  # median learned speed of the workers (learned speeds are used relative to it)
     speed_level_at: int | None = None  # speed observations counted when speed_level was last computed
     spread: CategorySpread = field(default_factory=CategorySpread)  # per category recent actual / planned

@@ -18,7 +18,9 @@ replayed trace there behaves like a job on an HDFS-like cluster:
   and the policy alike see the data's size, and who holds it);
 * **reads** — a task reads each input from its own host's disk, or over the
   network from the producing host's file server (fsspec HTTP) when remote:
-  those reads cross the shaped links and take the slot's time;
+  those reads cross the shaped links and take the slot's time; it reports
+  per source host the bytes and seconds in its metadata (the steering
+  plugin learns per-host-pair read rates from them);
 * **speed** — the task then sleeps ``current_duration_s(work)``, the
   emulated duration on its host (known only to the test bed's workers).
 
@@ -178,6 +180,41 @@ def _read(host: str, relpath: str, mine, storage_dir: str) -> int:
     return total
 
 
+def _host_address(name: str, mine) -> str:
+    """A test-bed host's address (the identity the scheduler uses for its workers), from its file server's URL."""
+    if mine is None:
+        return name
+    if name == mine.name:
+        return mine.address
+    import urllib.parse
+
+    url = mine.host_urls.get(name)
+    return (urllib.parse.urlsplit(url).hostname if url else None) or name
+
+
+def _report_reads(reads: list[list]) -> None:
+    """Put this task's own reads into its metadata (:data:`~daskflow.contracts.TRANSFER_METADATA_KEY`).
+
+    The metadata dict travels to the scheduler with the task's result (no
+    extra message), where the steering plugin learns per-host-pair read rates
+    from it (``scheduler_plugins.policy.transfer``). Outside a worker, or when
+    the running task's key is not known, nothing is reported.
+    """
+    try:
+        from distributed import get_worker
+        from distributed.worker import thread_state  # the running task's key (set by the worker's executor)
+
+        worker = get_worker()
+        key = getattr(thread_state, "key", None)
+        task = worker.state.tasks.get(key) if key is not None else None
+    except (ValueError, AttributeError, ImportError):
+        return
+    if task is not None:
+        from daskflow.contracts import TRANSFER_METADATA_KEY
+
+        task.metadata[TRANSFER_METADATA_KEY] = reads
+
+
 def hosted_task(duration_s: float, memory_bytes: int, output_bytes: int, output_relpath: str,
                 external: tuple[str, str] | None, *upstream: Any) -> StoredOutput:  # fmt: skip
     """What a replayed task does on a test-bed worker (see the module note).
@@ -190,8 +227,15 @@ def hosted_task(duration_s: float, memory_bytes: int, output_bytes: int, output_
 
     mine = current_host()
     storage_dir = mine.storage_dir if mine is not None else os.environ.get("TMPDIR", "/tmp")
+    reads: dict[str, list[float]] = {}  # source host address -> [bytes, seconds]
     for item in ([external] if external else []) + [(u.host, u.relpath) for u in upstream if isinstance(u, StoredOutput)]:
-        _read(item[0], item[1], mine, storage_dir)
+        began = time.perf_counter()
+        nbytes = _read(item[0], item[1], mine, storage_dir)
+        entry = reads.setdefault(_host_address(item[0], mine), [0.0, 0.0])
+        entry[0] += nbytes
+        entry[1] += time.perf_counter() - began
+    if mine is not None and reads:
+        _report_reads([[source, int(nbytes), round(seconds, 6)] for source, (nbytes, seconds) in reads.items()])
     start_wall = time.time()
     start = time.perf_counter()
     buffer = None

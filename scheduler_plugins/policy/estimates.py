@@ -153,8 +153,8 @@ def planned_duration_s(prediction: TaskPrediction, calibration: CategoryCalibrat
 
 #: learned speed factors are clamped to [1/20, 20]
 MAX_LOG_SPEED = math.log(20.0)
-#: a worker (host) differs from its host (prior) only beyond this many standard errors of its median
-NOISE_Z = 2.0
+#: a worker (host) differs from its host (prior) only beyond this many standard errors of its median (~3: many workers are tested at once)
+NOISE_Z = 3.0
 #: the "speed changed" rule: its last few tasks all beyond this many sigmas of the noise
 CHANGE_Z = 2.0
 #: observations between refreshes of the noise estimate

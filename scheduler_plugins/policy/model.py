@@ -20,8 +20,8 @@ policy only subtracts them.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
-from dataclasses import dataclass
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
 
 from daskflow.contracts import PredictionQuality
 
@@ -136,6 +136,10 @@ class RoundContext:
     now: float  # the caller's monotonic clock, seconds
     lookahead_s: float  # the adaptive lookahead (see estimates.lookahead_s)
     bandwidth_bytes_per_s: float  # measured between workers
+    # learned from the tasks' own reads (policy.transfer): (source host, destination host) -> bytes/s; empty: none
+    pair_rates: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    remote_rate_bytes_per_s: float | None = None  # the median learned rate between different hosts
+    host_of: Mapping[str, str] = field(default_factory=dict)  # worker address -> host (the pair rates' identity)
 
 
 @dataclass(slots=True)

@@ -11,7 +11,10 @@ does), fed with predicted task costs:
   (:func:`estimate_finish`): wait for a thread (predicted backlog per thread /
   speed) + moving dependencies that are not local (bytes / bandwidth) + reading
   stored inputs that live on another host (bytes / storage bandwidth) +
-  predicted duration / speed.
+  predicted duration / speed. Where the tasks reported their own reads, both
+  data terms use the learned per-host-pair rates instead
+  (:mod:`.transfer`: a stored handle's ``sizeof`` makes Dask's measured
+  bandwidth far too high).
 * **Memory headroom** — a task never goes where ``memory + predicted peaks of
   tasks already there + its own predicted peak`` passes the worker's pause
   threshold while another worker fits. When no worker fits it is *held* (memory
@@ -138,23 +141,68 @@ def estimate_finish(
 ) -> Estimate:
     """Predicted finish time of ``task`` on ``worker`` (see the module note)."""
     bandwidth = context.bandwidth_bytes_per_s if context is not None else config.bandwidth_bytes_per_s
-    moved_bytes = 0
-    for dep in task.dependencies:
-        if worker.address not in dep.workers:
-            moved_bytes += dep.nbytes
-    remote_stored = 0
-    for host, nbytes in task.input_locations:
-        if host != worker.host:
-            remote_stored += nbytes
     speed = worker.speed if worker.speed > 0 else 1.0
+    if context is not None and context.pair_rates:
+        transfer_s, storage_s = _priced_by_learned_rates(task, worker, context, config)
+    else:
+        moved_bytes = 0
+        for dep in task.dependencies:
+            if worker.address not in dep.workers:
+                moved_bytes += dep.nbytes
+        remote_stored = 0
+        for host, nbytes in task.input_locations:
+            if host != worker.host:
+                remote_stored += nbytes
+        transfer_s = moved_bytes / bandwidth
+        storage_s = remote_stored / config.storage_bandwidth_bytes_per_s
     return Estimate(
         worker=worker.address,
         wait_s=worker.wait_s(),
-        transfer_s=moved_bytes / bandwidth,
-        storage_s=remote_stored / config.storage_bandwidth_bytes_per_s,
+        transfer_s=transfer_s,
+        storage_s=storage_s,
         compute_s=max(task.duration_s, 0.0) / speed,
         fits_memory=fits_memory(task, worker),
     )
+
+
+def _priced_by_learned_rates(task: TaskInfo, worker: WorkerInfo, context: RoundContext,
+                             config: PolicyConfig) -> tuple[float, float]:  # fmt: skip
+    """``(transfer_s, storage_s)`` at the read rates the tasks observed (:mod:`.transfer`).
+
+    A dependency is read from its cheapest replica's host; a stored input
+    from its host. A pair never observed between different hosts costs the
+    other links' median rate (``remote_rate_bytes_per_s``), else the old
+    defaults; a read on the worker's own host costs its learned local rate,
+    or nothing when none was learned.
+    """
+    rates = context.pair_rates
+    remote = context.remote_rate_bytes_per_s
+    here = worker.host
+
+    def seconds(source: str | None, nbytes: float, default_rate: float) -> float:
+        if source is None:
+            return nbytes / default_rate
+        rate = rates.get((source, here))
+        if rate is None:
+            if source == here:
+                return 0.0
+            rate = remote or default_rate
+        return nbytes / rate
+
+    transfer_s = 0.0
+    for dep in task.dependencies:
+        if not dep.nbytes:
+            continue
+        best = None
+        for holder in dep.workers:
+            cost = seconds(context.host_of.get(holder), dep.nbytes, context.bandwidth_bytes_per_s)
+            best = cost if best is None or cost < best else best
+        transfer_s += best if best is not None else dep.nbytes / (remote or context.bandwidth_bytes_per_s)
+    storage_s = 0.0
+    for host, nbytes in task.input_locations:
+        if nbytes:
+            storage_s += seconds(host, nbytes, config.storage_bandwidth_bytes_per_s)
+    return transfer_s, storage_s
 
 
 def is_open(worker: WorkerInfo, config: PolicyConfig, context: RoundContext | None = None) -> bool:
