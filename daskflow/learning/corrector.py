@@ -121,7 +121,7 @@ def corrector_config_from_settings() -> CorrectorConfig:
         upper=float(online("upper")), max_residuals=int(online("max-residuals")),
         selection=OnlineSelectionConfig(enabled=bool(selection("enabled")), min_tasks=int(selection("min-tasks")),
                                         margin=float(selection("margin")), significance=float(selection("significance")),
-                                        window=int(selection("window"))),
+                                        window=int(selection("window")), decide_every=int(selection("decide-every"))),
     )
 
 
@@ -146,8 +146,9 @@ class OnlineCorrector:
     means: dict[str, dict[str, float]] = field(default_factory=dict)  # target -> category -> training mean (the manifest's)
     # (target, category) -> [sum of log served p50, count] of the finished tasks (the "mean" choice as a factor)
     served_logs: dict[tuple[str, str], list[float]] = field(default_factory=dict)
-    # (target, category) -> (factor, replacement or None); valid until the category's next observation (only when weights do not decay)
-    cached: dict[tuple[str, str], tuple[float, float | None]] = field(default_factory=dict)
+    # (target, category) -> (factor, replacement or None, in-run correction); valid until the category's next
+    # observation or alarm (only when weights do not decay)
+    cached: dict[tuple[str, str], tuple[float, float | None, float]] = field(default_factory=dict)
     # (target, category) -> (residuals, their conformal upper quantile); valid until the category's next observation
     cached_upper: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
 
@@ -190,8 +191,9 @@ class OnlineCorrector:
             raise ValueError(f"OnlineCorrector.observe: target {target!r} is not one of {list(TARGETS)}")
         if not (predicted > 0 and actual > 0 and np.isfinite(predicted) and np.isfinite(actual)):
             return None
-        planned = self.correct_one(category, predicted, now, target)  # what was planned for it
-        corrected = predicted * self._correction(category, now, target)
+        factor, replacement, correction = self._plan(category, now, target)
+        planned = replacement if replacement is not None else predicted * factor  # what was planned for it
+        corrected = predicted * correction
         self.selection[target].record(category, {CORRECTED: corrected, SERVED: predicted, MEAN: self.means[target].get(category)}, actual)
         logs = self.served_logs.get((target, category))
         if logs is None:
@@ -237,22 +239,24 @@ class OnlineCorrector:
         """
         return self.selection[target].choice(category)
 
-    def _plan(self, category: str, now: float, target: str) -> tuple[float, float | None]:
-        """``(factor, replacement)``: the served p50 times ``factor``, or ``replacement`` when not None (the mean)."""
+    def _plan(self, category: str, now: float, target: str) -> tuple[float, float | None, float]:
+        """``(factor, replacement, correction)``: the served p50 times ``factor``, or ``replacement`` when not None
+        (the mean); ``correction``: the in-run factor (the ``corrected`` candidate)."""
         timeless = not math.isfinite(self.config.online.half_life_s)
         key = (target, category)
         if timeless and key in self.cached:
             return self.cached[key]
         choice = self.choice(category, target)
-        value: tuple[float, float | None]
+        correction = self._correction(category, now, target)
+        value: tuple[float, float | None, float]
         if choice == SERVED:
-            value = (1.0, None)
+            value = (1.0, None, correction)
         elif choice == MEAN and self.means[target].get(category):
             mean = float(self.means[target][category])
             logs = self.served_logs.get(key)
-            value = (mean / math.exp(logs[0] / logs[1]) if logs and logs[1] else 1.0, mean)
+            value = (mean / math.exp(logs[0] / logs[1]) if logs and logs[1] else 1.0, mean, correction)
         else:
-            value = (self._correction(category, now, target), None)
+            value = (correction, None, correction)
         if timeless:
             self.cached[key] = value
         return value
@@ -268,7 +272,7 @@ class OnlineCorrector:
 
     def correct_one(self, category: str, predicted: float, now: float, target: str = "duration") -> float:
         """Scalar :meth:`correct` for one task (the adapter's ``_planned_s``): a dict lookup when cached."""
-        factor, replacement = self._plan(category, now, target)
+        factor, replacement, _ = self._plan(category, now, target)
         return float(replacement) if replacement is not None else float(predicted) * factor
 
     def correct(self, categories: Sequence[str], predicted: np.ndarray, now: float, target: str = "duration") -> np.ndarray:
@@ -276,7 +280,7 @@ class OnlineCorrector:
         plans = {category: self._plan(category, now, target) for category in set(categories)}
         out = np.asarray(predicted, dtype="float64").copy()
         for i, category in enumerate(categories):
-            factor, replacement = plans[category]
+            factor, replacement, _ = plans[category]
             out[i] = replacement if replacement is not None else out[i] * factor
         return out
 

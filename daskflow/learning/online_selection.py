@@ -46,10 +46,8 @@ from __future__ import annotations
 import functools
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-
-import numpy as np
 
 #: the candidates, in the order ties are broken (the first wins)
 CORRECTED, SERVED, MEAN = "corrected", "served", "mean"
@@ -67,6 +65,7 @@ class OnlineSelectionConfig:
     margin: float = 0.05  # relative: a candidate must beat the mean (and, to switch, the current choice) by this much ...
     significance: float = 0.07  # ... and be closer on significantly more of the same tasks (one-sided sign test)
     window: int = 64  # per category and candidate, the most recent errors that count
+    decide_every: int = 4  # after the first decision, re-decide every this many tasks (~40 us a decision, on the event loop)
 
 
 @dataclass
@@ -83,34 +82,34 @@ def median_errors(evidence: CategoryEvidence) -> dict[str, float]:
     """Candidate -> median of its recent errors (candidates without errors are left out)."""
     out = {}
     for name, errors in evidence.errors.items():
-        values = np.fromiter(errors, dtype="float64", count=len(errors))
-        values = values[np.isfinite(values)]
-        if len(values):
-            out[name] = float(np.median(values))
+        value = _median(errors)
+        if value is not None:
+            out[name] = value
     return out
 
 
-def choose(errors: Mapping[str, np.ndarray], current: str | None, margin: float, significance: float) -> str:
+def choose(errors: Mapping[str, Sequence[float]], current: str | None, margin: float, significance: float) -> str:
     """The candidate to serve from aligned per-task errors (NaN: no estimate); ``current``: the choice so far (None: first).
 
     A candidate *beats* another when its median error is lower by ``margin`` (relative) AND it was
     closer on significantly more of the same tasks than not (one-sided sign test at ``significance``,
-    :func:`~daskflow.learning.selection.sign_test_p`). The preferred candidate is the best non-mean one
-    if it beats the mean, else the mean; the current choice is left only for a candidate that beats it.
+    the rule of :func:`~daskflow.learning.selection.sign_test_p`). The preferred candidate is the best
+    non-mean one if it beats the mean, else the mean; the current choice is left only for a candidate
+    that beats it. Plain Python on a few dozen floats: it runs per finished task on the scheduler's loop.
 
-    >>> errors = {"mean": np.full(8, 0.3), "corrected": np.full(8, 0.1), "served": np.full(8, 0.2)}
+    >>> errors = {"mean": [0.3] * 8, "corrected": [0.1] * 8, "served": [0.2] * 8}
     >>> choose(errors, None, 0.05, 0.07)
     'corrected'
-    >>> choose({"mean": np.full(8, 0.30), "corrected": np.full(8, 0.29)}, None, 0.05, 0.07)   # not clearly better
+    >>> choose({"mean": [0.30] * 8, "corrected": [0.29] * 8}, None, 0.05, 0.07)   # not clearly better
     'mean'
-    >>> choose({"mean": np.full(8, 0.30), "corrected": np.full(8, 0.29)}, "corrected", 0.05, 0.07)   # ... no flip either
+    >>> choose({"mean": [0.30] * 8, "corrected": [0.29] * 8}, "corrected", 0.05, 0.07)   # ... no flip either
     'corrected'
     """
     medians = {}
     for name, values in errors.items():
-        finite = values[np.isfinite(values)]
-        if len(finite):
-            medians[name] = float(np.median(finite))
+        value = _median(values)
+        if value is not None:
+            medians[name] = value
 
     def beats(a: str, b: str) -> bool:
         if medians[a] > medians[b] * (1.0 - margin):
@@ -127,11 +126,22 @@ def choose(errors: Mapping[str, np.ndarray], current: str | None, margin: float,
     return preferred if beats(preferred, current) else current
 
 
-def _sign_test_p(a: np.ndarray, b: np.ndarray) -> float:
+def _median(values: Iterable[float]) -> float | None:
+    finite = sorted(v for v in values if v == v)  # NaN != NaN
+    n = len(finite)
+    if not n:
+        return None
+    return finite[n // 2] if n % 2 else 0.5 * (finite[n // 2 - 1] + finite[n // 2])
+
+
+def _sign_test_p(a: Sequence[float], b: Sequence[float]) -> float:
     """One-sided: the chance of ``a`` having smaller errors than ``b`` on this many tasks if neither were better."""
-    diff = a - b
-    diff = diff[np.isfinite(diff)]
-    return _binomial_tail(int((diff < 0).sum()), int((diff != 0).sum()))
+    wins = n = 0
+    for x, y in zip(a, b):
+        if x == x and y == y and x != y:  # both known, not tied
+            n += 1
+            wins += x < y
+    return _binomial_tail(wins, n)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -179,8 +189,9 @@ class OnlineSelection:
         evidence.finished += 1
         if not self.config.enabled or evidence.finished < self.config.min_tasks:
             return False
-        arrays = {name: np.fromiter(errors, dtype="float64", count=len(errors)) for name, errors in evidence.errors.items()}
-        new = choose(arrays, evidence.choice, self.config.margin, self.config.significance)
+        if evidence.choice is not None and (evidence.finished - self.config.min_tasks) % max(1, self.config.decide_every):
+            return False
+        new = choose(evidence.errors, evidence.choice, self.config.margin, self.config.significance)
         if new == evidence.choice:
             return False
         if evidence.choice is not None:

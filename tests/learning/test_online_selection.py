@@ -74,14 +74,14 @@ def test_noise_does_not_flip_flop(seed):
 
 
 def test_choose_needs_margin_and_paired_evidence():
-    tied = {"mean": np.array([0.3, 0.1, 0.3, 0.1, 0.3, 0.1, 0.3, 0.1]), "corrected": np.array([0.1, 0.3] * 4)}
+    tied = {"mean": [0.3, 0.1] * 4, "corrected": [0.1, 0.3] * 4}
     assert choose(tied, None, 0.05, 0.07) == MEAN  # same median, no evidence either way: the mean
-    better = {"mean": np.full(8, 0.3), "corrected": np.full(8, 0.1)}
+    better = {"mean": [0.3] * 8, "corrected": [0.1] * 8}
     assert choose(better, None, 0.05, 0.07) == CORRECTED
     assert choose(better, MEAN, 0.05, 0.07) == CORRECTED  # clearly better: switch
-    few = {"mean": np.full(3, 0.3), "corrected": np.full(3, 0.1)}
+    few = {"mean": [0.3] * 3, "corrected": [0.1] * 3}
     assert choose(few, MEAN, 0.05, 0.07) == MEAN  # 3 of 3 is not significant at 0.07 (p = 0.125)
-    assert choose({"corrected": np.full(8, 0.2), "served": np.full(8, 0.1)}, None, 0.05, 0.07) == "served"  # no mean known
+    assert choose({"corrected": [0.2] * 8, "served": [0.1] * 8}, None, 0.05, 0.07) == "served"  # no mean known
 
 
 def test_a_drift_alarm_clears_the_evidence_and_the_category_follows_the_run():
