@@ -7,7 +7,11 @@ Linux keeps a per-process resident-set high-water mark (``VmHWM`` in
 ``/proc/self/clear_refs``. :class:`PeakMemoryPlugin` resets it when a task
 starts executing and reads it when the task finishes, so it sees the true peak
 of a task even when the memory lives only for milliseconds (a periodic RSS
-sampler misses those). It costs two small ``/proc`` reads/writes per task.
+sampler misses those). Per task it costs one ``/proc/self/statm`` read (the
+start RSS), one ``clear_refs`` write when no other task runs, and one
+``/proc/self/status`` read (the mark), each a single ``pread``/``write`` on a
+descriptor kept open since ``setup`` (~10 us in all; opening the files per
+task, as before, cost ~4 x that on a busy worker, see BENCHMARKS.md).
 
 Definition (what ``peak_memory_bytes`` means)::
 
@@ -67,23 +71,18 @@ WORKER_PLUGIN_NAME = PEAK_MEMORY_PLUGIN
 # METADATA_KEY: the task's metadata["daskflow"] = {"peak_memory_bytes": ..., ...}
 
 _CLEAR_REFS = "/proc/self/clear_refs"
-#: a high-water mark this close to the current RSS is not reset before a task (a peak error below the noise floor)
-HWM_RESET_SLACK_BYTES = 64 * 1024
 TRIM_AFTER_PEAK_BYTES = 2**20
 _STATUS = "/proc/self/status"
+_STATM = "/proc/self/statm"
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
-def read_proc_status_bytes(*fields: str) -> dict[str, int]:
-    """Values of ``/proc/self/status`` fields such as ``VmHWM`` in bytes (missing fields omitted).
+def parse_status_bytes(data: bytes, *fields: str) -> dict[str, int]:
+    """Values of ``/proc/<pid>/status`` fields such as ``VmHWM`` in bytes (missing fields omitted).
 
-    Called twice per task on the worker: one ``os.read`` and a byte search (~8 us)
-    instead of a line-by-line file object (~30 us).
+    >>> parse_status_bytes(b"Name:\\tx\\nVmHWM:\\t  2048 kB\\nVmRSS:\\t  1024 kB\\n", "VmRSS", "VmHWM", "VmSwap")
+    {'VmRSS': 1048576, 'VmHWM': 2097152}
     """
-    fd = os.open(_STATUS, os.O_RDONLY)
-    try:
-        data = os.read(fd, 16384)
-    finally:
-        os.close(fd)
     found: dict[str, int] = {}
     for field in fields:
         tag = b"\n" + field.encode("ascii") + b":"
@@ -97,17 +96,66 @@ def read_proc_status_bytes(*fields: str) -> dict[str, int]:
     return found
 
 
-def reset_high_water_mark() -> bool:
-    """Reset the process's VmHWM; ``False`` where this is impossible."""
-    try:
-        fd = os.open(_CLEAR_REFS, os.O_WRONLY)
+class ProcMemory:
+    """This process's RSS and resident high-water mark through descriptors opened once.
+
+    One ``pread`` per reading instead of open/read/close: the per-task hot path
+    of the worker's event loop. ``reset_mark`` returns ``False`` where
+    ``clear_refs`` is not writable (then :attr:`has_mark` is ``False``).
+
+    ``VmHWM`` costs ~30 us of CPU per reading on a busy worker (~7 us idle);
+    ``getrusage``'s ``ru_maxrss`` was tried and measured no cheaper there (it
+    also sums every thread's CPU time) and cannot always be reset (Linux folds
+    marks into it at ``exec``), so it is not used.
+
+    >>> proc = ProcMemory()                    # doctest: +SKIP
+    >>> proc.rss_bytes() <= proc.mark_bytes()  # doctest: +SKIP
+    True
+    """
+
+    def __init__(self) -> None:
+        self._status = self._open(_STATUS, os.O_RDONLY)
+        self._statm = self._open(_STATM, os.O_RDONLY)
+        self._clear_refs = self._open(_CLEAR_REFS, os.O_WRONLY)
+        self.has_mark = self._status is not None and self._clear_refs is not None and self.reset_mark() and self.mark_bytes() is not None
+
+    @staticmethod
+    def _open(path: str, flags: int) -> int | None:
         try:
-            os.write(fd, b"5")
-        finally:
-            os.close(fd)
-        return True
-    except OSError:
-        return False
+            return os.open(path, flags)
+        except OSError:
+            return None
+
+    def rss_bytes(self) -> int:
+        if self._statm is not None:
+            return int(os.pread(self._statm, 256, 0).split()[1]) * _PAGE_BYTES
+        return _rss_bytes()
+
+    def mark_bytes(self) -> int | None:
+        """The resident high-water mark in bytes; ``None`` where the kernel does not report it."""
+        if self._status is None:
+            return None
+        return parse_status_bytes(os.pread(self._status, 16384, 0), "VmHWM").get("VmHWM")
+
+    def reset_mark(self) -> bool:
+        """Reset the mark to the current RSS."""
+        if self._clear_refs is None:
+            return False
+        try:
+            os.write(self._clear_refs, b"5")
+            return True
+        except OSError:
+            return False
+
+    def close(self) -> None:
+        for fd in (self._status, self._statm, self._clear_refs):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._status = self._statm = self._clear_refs = None
+        self.has_mark = False
 
 
 def _rss_bytes() -> int:
@@ -145,10 +193,11 @@ def _fix_malloc_thresholds() -> None:
 
 def high_water_mark_supported() -> bool:
     """Whether this process can reset and read VmHWM (Linux with a writable clear_refs)."""
+    proc = ProcMemory()
     try:
-        return reset_high_water_mark() and "VmHWM" in read_proc_status_bytes("VmHWM")
-    except OSError:
-        return False
+        return proc.has_mark
+    finally:
+        proc.close()
 
 
 class PeakMemoryPlugin(WorkerPlugin):
@@ -174,6 +223,7 @@ class PeakMemoryPlugin(WorkerPlugin):
         self.trim_count = 0
         self._malloc_trim: Any = None
         self._peak_since_trim = 0
+        self._proc: ProcMemory | None = None
 
     def __getstate__(self) -> dict:
         return {}  # stateless on the wire; setup() decides the method on the worker
@@ -183,7 +233,8 @@ class PeakMemoryPlugin(WorkerPlugin):
 
     def setup(self, worker: Any) -> None:
         self.worker = worker
-        self.method = "vmhwm" if high_water_mark_supported() else "rss-end"
+        self._proc = ProcMemory()
+        self.method = "vmhwm" if self._proc.has_mark else "rss-end"
         try:
             from daskflow import config
 
@@ -203,6 +254,9 @@ class PeakMemoryPlugin(WorkerPlugin):
     def teardown(self, worker: Any) -> None:
         self._start_rss.clear()
         self._max_concurrent.clear()
+        if self._proc is not None:
+            self._proc.close()
+            self._proc = None
 
     def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
         try:
@@ -225,31 +279,31 @@ class PeakMemoryPlugin(WorkerPlugin):
             self._peak_since_trim = 0
 
     def _task_started(self, key: Any) -> None:
+        proc = self._proc
+        if proc is None:
+            return
         if not self._start_rss:
             self._maybe_trim()
-        if self.method == "vmhwm":
-            status = read_proc_status_bytes("VmRSS", "VmHWM")
-            rss = status["VmRSS"]
-            # Only reset when no other task runs: a reset would hide their peaks so far. A mark
-            # already within the noise floor of the current RSS needs no reset (tiny tasks skip it).
-            if not self._start_rss and status.get("VmHWM", rss + HWM_RESET_SLACK_BYTES + 1) - rss > HWM_RESET_SLACK_BYTES:
-                reset_high_water_mark()
-        else:
-            rss = _rss_bytes()
+        rss = proc.rss_bytes()
+        # Reset only when no other task runs: a reset would hide their peaks so far.
+        if self.method == "vmhwm" and not self._start_rss:
+            proc.reset_mark()
         self._start_rss[key] = rss
         running = len(self._start_rss)
-        for other in self._start_rss:
-            self._max_concurrent[other] = max(self._max_concurrent.get(other, 1), running)
+        if running > 1:
+            for other in self._start_rss:
+                self._max_concurrent[other] = max(self._max_concurrent.get(other, 1), running)
 
     def _task_stopped(self, key: Any, finish: str) -> None:
         start_rss = self._start_rss.pop(key, None)
         concurrent = self._max_concurrent.pop(key, 1)
         if start_rss is None or finish != "memory":
             return
-        if self.method == "vmhwm":
-            peak = read_proc_status_bytes("VmHWM")["VmHWM"]
-        else:
-            peak = _rss_bytes()
+        proc = self._proc
+        if proc is None:
+            return
+        mark = proc.mark_bytes() if self.method == "vmhwm" else None
+        peak = mark if mark is not None else proc.rss_bytes()
         peak_memory_bytes = max(0, int(peak) - int(start_rss))
         self._peak_since_trim = max(self._peak_since_trim, peak_memory_bytes)
         if not self._start_rss:  # idle now: give freed pages back, so heartbeats show what the process really keeps
