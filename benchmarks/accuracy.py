@@ -42,6 +42,8 @@ Usage::
 
     python benchmarks/accuracy.py --source replay --workers 4 --json out.json
     python benchmarks/accuracy.py --source trace
+    python benchmarks/accuracy.py --source replay --save-history DIR   # then, without replaying:
+    python benchmarks/accuracy.py --source saved --history DIR
 """
 
 from __future__ import annotations
@@ -151,6 +153,21 @@ def collect_replay_history(apps: dict[str, list], args, history_url: str) -> tup
                 print(f"  recorded {trace.name}: {result['tasks']} tasks, makespan {result['makespan_s']:.1f} s, "
                       f"failed {result['failed_tasks']} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
     history = read_history(history_url)  # the recorder flushed on close
+    return history[history["run_id"].isin(runs)].reset_index(drop=True), runs
+
+
+def save_history(directory: pathlib.Path, history: pd.DataFrame, runs: dict[str, dict]) -> None:
+    """Keep what a run collected (``history.parquet``, ``runs.json``) so it can be evaluated again without replaying."""
+    directory.mkdir(parents=True, exist_ok=True)
+    history.to_parquet(directory / "history.parquet.tmp", index=False)
+    (directory / "history.parquet.tmp").replace(directory / "history.parquet")
+    (directory / "runs.json").write_text(json.dumps(runs, indent=1, default=str))
+
+
+def load_saved_history(directory: pathlib.Path, apps: dict[str, list]) -> tuple[pd.DataFrame, dict[str, dict]]:
+    """The history and runs :func:`save_history` kept, restricted to ``apps``."""
+    runs = {run_id: info for run_id, info in json.loads((directory / "runs.json").read_text()).items() if info["application"] in apps}
+    history = pd.read_parquet(directory / "history.parquet")
     return history[history["run_id"].isin(runs)].reset_index(drop=True), runs
 
 
@@ -325,7 +342,11 @@ def markdown(folds: list[dict[str, Any]], summary: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--source", choices=("replay", "trace"), default="replay")
+    parser.add_argument("--source", choices=("replay", "trace", "saved"), default="replay",
+                        help="saved: the history a former run kept with --save-history (no replay; evaluation only)")
+    parser.add_argument("--save-history", type=pathlib.Path, default=None,
+                        help="keep the collected history and run table in this directory (history.parquet, runs.json)")
+    parser.add_argument("--history", type=pathlib.Path, default=None, help="with --source saved: the directory --save-history wrote")
     parser.add_argument("--predictor", choices=("composite", "booster"), default="composite",
                         help="composite: what `daskflow model train` serves (format 2); booster: the boosters alone (format 1)")
     parser.add_argument("--workloads", type=pathlib.Path, default=DEFAULT_WORKLOADS)
@@ -348,10 +369,16 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="daskflow-accuracy-") as tmp:
         workdir = pathlib.Path(tmp)
-        if args.source == "replay":
+        if args.source == "saved":
+            if args.history is None:
+                parser.error("--source saved needs --history DIR (written by an earlier run with --save-history DIR)")
+            history, runs = load_saved_history(args.history, apps)
+        elif args.source == "replay":
             history, runs = collect_replay_history(apps, args, str(workdir / "history"))
         else:
             history, runs = collect_trace_history(apps, args)
+        if args.save_history is not None:
+            save_history(args.save_history, history, runs)
         folds = evaluate_folds(history, runs, args.rounds, workdir, args.predictor)
     summary = summarize(folds)
     report = {
