@@ -211,7 +211,7 @@ def online_replay(test: pd.DataFrame, predictor: Predictor, predictions: Any, co
 
 
 def evaluate_folds(history: pd.DataFrame, runs: dict[str, dict], rounds: int, workdir: pathlib.Path,
-                   predictor_kind: str = "composite") -> list[dict[str, Any]]:
+                   predictor_kind: str = "composite", corrector_config: Any = None) -> list[dict[str, Any]]:
     """Leave-one-instance-out per application: train on the others, score the held-out instance."""
     folds = []
     by_app: dict[str, list[str]] = defaultdict(list)
@@ -226,7 +226,7 @@ def evaluate_folds(history: pd.DataFrame, runs: dict[str, dict], rounds: int, wo
             predictor = Predictor.load(str(model_dir))
             model = predictor.predict(test)
             base = per_category_mean(train, test, predictor.predict_baseline(test))
-            online = online_replay(test, predictor, model)
+            online = online_replay(test, predictor, model, corrector_config)
             duration = pd.to_numeric(test["duration_s"], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
             memory = pd.to_numeric(test["peak_memory_bytes"], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
             fold = {
@@ -360,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--json", dest="json_path", default=None, help="write all results to this JSON file")
+    parser.add_argument("--no-online-selection", action="store_true",
+                        help="the in-run correction without online selection (steering.online.selection.enabled: false)")
     args = parser.parse_args(argv)
 
     apps = instances_by_application(args.workloads, bag_tasks=args.bag_tasks)
@@ -379,10 +381,17 @@ def main(argv: list[str] | None = None) -> int:
             history, runs = collect_trace_history(apps, args)
         if args.save_history is not None:
             save_history(args.save_history, history, runs)
-        folds = evaluate_folds(history, runs, args.rounds, workdir, args.predictor)
+        from dataclasses import replace
+
+        from daskflow.learning.corrector import corrector_config_from_settings
+
+        corrector_config = corrector_config_from_settings()  # what the steering plugin reads
+        if args.no_online_selection:
+            corrector_config = replace(corrector_config, selection=replace(corrector_config.selection, enabled=False))
+        folds = evaluate_folds(history, runs, args.rounds, workdir, args.predictor, corrector_config)
     summary = summarize(folds)
     report = {
-        "source": args.source, "predictor": args.predictor, "workers": args.workers, "target_seconds": args.target_seconds,
+        "source": args.source, "predictor": args.predictor, "online_selection": not args.no_online_selection, "workers": args.workers, "target_seconds": args.target_seconds,
         "memory_scale": args.memory_scale, "bytes_scale": args.bytes_scale, "rounds": args.rounds,
         "elapsed_s": time.perf_counter() - started, "summary": summary,
         "folds": [{k: v for k, v in fold.items() if not k.startswith("_")} for fold in folds],
