@@ -86,8 +86,12 @@ def submit_graph(client, tasks: Iterable[TaskSpec], keys: Iterable[str] | None =
 
 
 def annotations_of(task_annotations: Mapping[str, Any] | None) -> TaskAnnotation:
-    """The daskflow part of a ``TaskState.annotations`` dict (empty when absent)."""
+    """The daskflow part of a ``TaskState.annotations`` dict (empty when absent).
+
+    Read only: it is the task's own mapping, not a copy (per-task hot path of the
+    recorder and the steering plugin); copy it before changing it.
+    """
     if not task_annotations:
         return {}
     value = task_annotations.get(ANNOTATION_KEY)
-    return dict(value) if isinstance(value, Mapping) else {}  # type: ignore[return-value]
+    return value if isinstance(value, Mapping) else {}  # type: ignore[return-value]

@@ -119,28 +119,32 @@ def record_from_annotations(
     >>> r["category"], r["input_bytes"], r["kind"]
     ('load', 10, 'asset')
     """
-    ann = dict(annotations or {})
-    category = ann.get("category") or key_prefix or _key_prefix(key)
+    get = (annotations or _NO_ANNOTATIONS).get  # read only: no copy (the recorder calls this per finished task)
+    category = get("category") or key_prefix or _key_prefix(key)
+    partition = get("partition")
     return {
-        "key": str(key),
-        "run_id": ann.get("run_id"),
-        "category": str(category),
-        "kind": ann.get("kind") or ("asset" if annotations else "dask"),
-        "asset": ann.get("asset"),
-        "partition": None if ann.get("partition") is None else str(ann.get("partition")),
-        "code_version": ann.get("code_version"),
-        "input_bytes": _int_or_none(ann.get("input_bytes")),
-        "input_rows": _int_or_none(ann.get("input_rows")),
-        "n_inputs": _int_or_none(ann.get("n_inputs")),
+        "key": key if type(key) is str else str(key),
+        "run_id": get("run_id"),
+        "category": category if type(category) is str else str(category),
+        "kind": get("kind") or ("asset" if annotations else "dask"),
+        "asset": get("asset"),
+        "partition": None if partition is None else str(partition),
+        "code_version": get("code_version"),
+        "input_bytes": _int_or_none(get("input_bytes")),
+        "input_rows": _int_or_none(get("input_rows")),
+        "n_inputs": _int_or_none(get("n_inputs")),
         "n_dependencies": _int_or_none(n_dependencies),
         "dependency_bytes": _int_or_none(dependency_bytes),
         "worker_threads": _int_or_none(worker_threads),
         "worker_memory_limit_bytes": _int_or_none(worker_memory_limit_bytes),
-        "depth": _int_or_none(ann.get("depth")),
-        "n_dependents": _int_or_none(ann.get("n_dependents")),
-        "true_duration_s": _float_or_none(ann.get("true_duration_s")),
-        "true_peak_memory_bytes": _float_or_none(ann.get("true_peak_memory_bytes")),
+        "depth": _int_or_none(get("depth")),
+        "n_dependents": _int_or_none(get("n_dependents")),
+        "true_duration_s": _float_or_none(get("true_duration_s")),
+        "true_peak_memory_bytes": _float_or_none(get("true_peak_memory_bytes")),
     }
+
+
+_NO_ANNOTATIONS: Mapping[str, Any] = {}
 
 
 def feature_frame(
@@ -265,8 +269,8 @@ def _key_prefix(key: Any) -> str:
 
 
 def _int_or_none(value: Any) -> int | None:
-    if value is None:
-        return None
+    if value is None or type(value) is int:
+        return value
     try:
         if isinstance(value, float) and math.isnan(value):
             return None
@@ -276,8 +280,8 @@ def _int_or_none(value: Any) -> int | None:
 
 
 def _float_or_none(value: Any) -> float | None:
-    if value is None:
-        return None
+    if value is None or type(value) is float:
+        return value
     try:
         return float(value)
     except (TypeError, ValueError):
