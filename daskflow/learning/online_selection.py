@@ -48,6 +48,7 @@ import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from math import isnan
 
 #: the candidates, in the order ties are broken (the first wins)
 CORRECTED, SERVED, MEAN = "corrected", "served", "mean"
@@ -127,7 +128,7 @@ def choose(errors: Mapping[str, Sequence[float]], current: str | None, margin: f
 
 
 def _median(values: Iterable[float]) -> float | None:
-    finite = sorted(v for v in values if v == v)  # NaN != NaN
+    finite = sorted(v for v in values if not isnan(v))
     n = len(finite)
     if not n:
         return None
@@ -138,7 +139,7 @@ def _sign_test_p(a: Sequence[float], b: Sequence[float]) -> float:
     """One-sided: the chance of ``a`` having smaller errors than ``b`` on this many tasks if neither were better."""
     wins = n = 0
     for x, y in zip(a, b):
-        if x == x and y == y and x != y:  # both known, not tied
+        if x != y and not (isnan(x) or isnan(y)):  # both known, not tied
             n += 1
             wins += x < y
     return _binomial_tail(wins, n)
