@@ -66,6 +66,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+from sortedcontainers import SortedList
 
 from daskflow.learning.drift import Baseline, DriftConfig, DriftMonitor
 from daskflow.learning.online import OnlineConfig, OnlineState
@@ -151,6 +152,8 @@ class OnlineCorrector:
     cached: dict[tuple[str, str], tuple[float, float | None, float]] = field(default_factory=dict)
     # (target, category) -> (residuals, their conformal upper quantile); valid until the category's next observation
     cached_upper: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
+    # (target, category) -> the same residuals kept sorted (the upper quantile per finished task without a sort)
+    sorted_residuals: dict[tuple[str, str], SortedList] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for target in TARGETS:
@@ -183,13 +186,14 @@ class OnlineCorrector:
         self.served_logs.clear()
         self.cached.clear()
         self.cached_upper.clear()
+        self.sorted_residuals.clear()
 
     # ---------------------------------------------------------------- per finished task
     def observe(self, category: str, predicted: float, actual: float, now: float, target: str = "duration") -> dict[str, Any] | None:
         """Feed one finished task (``predicted``: the uncorrected p50 served for it); the drift event if it raised one."""
         if target not in self.online:
             raise ValueError(f"OnlineCorrector.observe: target {target!r} is not one of {list(TARGETS)}")
-        if not (predicted > 0 and actual > 0 and np.isfinite(predicted) and np.isfinite(actual)):
+        if not (predicted > 0 and actual > 0 and math.isfinite(predicted) and math.isfinite(actual)):
             return None
         factor, replacement, correction = self._plan(category, now, target)
         planned = replacement if replacement is not None else predicted * factor  # what was planned for it
@@ -203,7 +207,14 @@ class OnlineCorrector:
         own = self.residuals.setdefault(target, {}).get(category)
         if own is None:
             own = self.residuals[target][category] = deque(maxlen=self.config.max_residuals)
-        own.append(math.log(actual / planned) if planned > 0 else 0.0)
+        residual = math.log(actual / planned) if planned > 0 else 0.0
+        ordered = self.sorted_residuals.get((target, category))
+        if ordered is None or len(ordered) != len(own):  # new, or the deque changed behind our back
+            ordered = self.sorted_residuals[(target, category)] = SortedList(own)
+        if own.maxlen is not None and len(own) == own.maxlen:
+            ordered.remove(own[0])  # evicted by the append below
+        own.append(residual)
+        ordered.add(residual)
         self.online[target].observe(category, predicted, actual, now)
         self.cached.pop((target, category), None)
         self.cached_upper.pop((target, category), None)
@@ -312,12 +323,16 @@ class OnlineCorrector:
 
     def upper_stats(self, category: str, target: str = "duration") -> tuple[int, float]:
         """``(n, q)``: how many residuals of corrected predictions the run has for a category, and their upper quantile."""
-        from daskflow.learning.quantiles import conformal_quantile
+        from daskflow.learning.quantiles import conformal_quantile, sorted_conformal_quantile
 
         cached = self.cached_upper.get((target, category))
         if cached is None:
             own = self.residuals.get(target, {}).get(category)
-            cached = (len(own), conformal_quantile(np.asarray(own), self.config.upper)) if own else (0, 0.0)
+            ordered = self.sorted_residuals.get((target, category))
+            if own and ordered is not None and len(ordered) == len(own):  # kept sorted as tasks finish: O(1) here
+                cached = (len(own), sorted_conformal_quantile(ordered, self.config.upper))
+            else:
+                cached = (len(own), conformal_quantile(np.asarray(own), self.config.upper)) if own else (0, 0.0)
             self.cached_upper[(target, category)] = cached
         return cached
 

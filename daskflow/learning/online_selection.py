@@ -180,12 +180,15 @@ class OnlineSelection:
         evidence = self.categories.get(category)
         if evidence is None:
             evidence = self.categories[category] = CategoryEvidence()
-        for name in set(evidence.errors) | set(estimates):  # aligned per task: NaN where a candidate had no estimate
+        known = evidence.errors
+        # aligned per task: NaN where a candidate had no estimate (the same candidates every task: no set algebra)
+        names = estimates.keys() if estimates.keys() == known.keys() else set(known) | set(estimates)
+        for name in names:
             estimate = estimates.get(name)
-            errors = evidence.errors.get(name)
+            errors = known.get(name)
             if errors is None:
-                errors = evidence.errors[name] = deque([math.nan] * evidence.finished, maxlen=max(1, self.config.window))
-            valid = estimate is not None and math.isfinite(estimate) and estimate > 0
+                errors = known[name] = deque([math.nan] * evidence.finished, maxlen=max(1, self.config.window))
+            valid = estimate is not None and estimate > 0 and math.isfinite(estimate)
             errors.append(abs(estimate - actual) / actual if valid else math.nan)
         evidence.finished += 1
         if not self.config.enabled or evidence.finished < self.config.min_tasks:
