@@ -28,7 +28,10 @@ Besides the served p50 the report gives the p90 coverage and the *online*
 numbers: the held-out run replayed in its finishing order (trace order for
 ``--source trace``) through :class:`daskflow.learning.corrector.OnlineCorrector`,
 the API the steering plugin calls - each task predicted with what the
-finished tasks of its category said so far.
+finished tasks of its category said so far (the in-run correction and the
+online selection among corrected / served / training mean); "planned" is the
+per-category factor view of the same corrector that the steering policy plans
+with.
 
 All instances of one application share ONE time scale (so durations are
 comparable across instances): the largest instance's lower bound maps to
@@ -39,6 +42,8 @@ Usage::
 
     python benchmarks/accuracy.py --source replay --workers 4 --json out.json
     python benchmarks/accuracy.py --source trace
+    python benchmarks/accuracy.py --source replay --save-history DIR   # then, without replaying:
+    python benchmarks/accuracy.py --source saved --history DIR
 """
 
 from __future__ import annotations
@@ -151,6 +156,21 @@ def collect_replay_history(apps: dict[str, list], args, history_url: str) -> tup
     return history[history["run_id"].isin(runs)].reset_index(drop=True), runs
 
 
+def save_history(directory: pathlib.Path, history: pd.DataFrame, runs: dict[str, dict]) -> None:
+    """Keep what a run collected (``history.parquet``, ``runs.json``) so it can be evaluated again without replaying."""
+    directory.mkdir(parents=True, exist_ok=True)
+    history.to_parquet(directory / "history.parquet.tmp", index=False)
+    (directory / "history.parquet.tmp").replace(directory / "history.parquet")
+    (directory / "runs.json").write_text(json.dumps(runs, indent=1, default=str))
+
+
+def load_saved_history(directory: pathlib.Path, apps: dict[str, list]) -> tuple[pd.DataFrame, dict[str, dict]]:
+    """The history and runs :func:`save_history` kept, restricted to ``apps``."""
+    runs = {run_id: info for run_id, info in json.loads((directory / "runs.json").read_text()).items() if info["application"] in apps}
+    history = pd.read_parquet(directory / "history.parquet")
+    return history[history["run_id"].isin(runs)].reset_index(drop=True), runs
+
+
 def _has_memory(trace) -> bool:
     return any(task.memory_bytes for task in trace.tasks)
 
@@ -160,11 +180,16 @@ def _ape(predicted: np.ndarray, actual: np.ndarray) -> np.ndarray:
     return np.abs(predicted[mask] - actual[mask]) / actual[mask]
 
 
-def online_replay(test: pd.DataFrame, predictor: Predictor, predictions: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per target ``(p50, p90)`` of every held-out row, corrected by the rows of its category that finished before it."""
+def online_replay(test: pd.DataFrame, predictor: Predictor, predictions: Any, config: Any = None) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per target ``(p50, p90, planned)`` of every held-out row, from the rows of its category that finished before it.
+
+    ``p50``: :meth:`OnlineCorrector.correct` (exact; a category served by its training mean gets the mean);
+    ``planned``: the served p50 times :meth:`OnlineCorrector.factor`, the per-category factor the steering
+    policy plans with (the same unless a model-served category switched to its mean). ``config``: a :class:`~daskflow.learning.corrector.CorrectorConfig` (default: its defaults, those of ``daskflow.yaml``).
+    """
     from daskflow.learning.corrector import OnlineCorrector
 
-    corrector = OnlineCorrector.from_predictor(predictor)
+    corrector = OnlineCorrector.from_predictor(predictor, config)
     stop = pd.to_numeric(test["stop_s"], errors="coerce") if "stop_s" in test else pd.Series(np.nan, index=test.index)
     order_key = stop.fillna(pd.to_numeric(test["recorded_at"], errors="coerce")).to_numpy(dtype="float64")
     categories = test["category"].astype(str).tolist()
@@ -173,19 +198,20 @@ def online_replay(test: pd.DataFrame, predictor: Predictor, predictions: Any) ->
                                      ("peak_memory", "peak_memory_bytes", predictions.peak_memory_bytes, predictions.p90_peak_memory_bytes)):
         actual = pd.to_numeric(test[column], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
         ratio = np.where(p50 > 0, p90 / np.where(p50 > 0, p50, 1.0), 2.0)
-        point, upper = p50.copy(), p90.copy()
+        point, upper, planned = p50.copy(), p90.copy(), p50.copy()
         for i in np.argsort(order_key, kind="stable"):
             now = float(order_key[i])
             point[i] = corrector.correct([categories[i]], p50[i:i + 1], now, target)[0]
+            planned[i] = p50[i] * corrector.factor(categories[i], now, target)
             upper[i] = corrector.upper([categories[i]], point[i:i + 1], ratio[i:i + 1], target)[0]
             if np.isfinite(actual[i]) and actual[i] > 0:
                 corrector.observe(categories[i], float(p50[i]), float(actual[i]), now, target)
-        out[target] = (point, upper)
+        out[target] = (point, upper, planned)
     return out
 
 
 def evaluate_folds(history: pd.DataFrame, runs: dict[str, dict], rounds: int, workdir: pathlib.Path,
-                   predictor_kind: str = "composite") -> list[dict[str, Any]]:
+                   predictor_kind: str = "composite", corrector_config: Any = None) -> list[dict[str, Any]]:
     """Leave-one-instance-out per application: train on the others, score the held-out instance."""
     folds = []
     by_app: dict[str, list[str]] = defaultdict(list)
@@ -200,7 +226,7 @@ def evaluate_folds(history: pd.DataFrame, runs: dict[str, dict], rounds: int, wo
             predictor = Predictor.load(str(model_dir))
             model = predictor.predict(test)
             base = per_category_mean(train, test, predictor.predict_baseline(test))
-            online = online_replay(test, predictor, model)
+            online = online_replay(test, predictor, model, corrector_config)
             duration = pd.to_numeric(test["duration_s"], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
             memory = pd.to_numeric(test["peak_memory_bytes"], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
             fold = {
@@ -209,20 +235,22 @@ def evaluate_folds(history: pd.DataFrame, runs: dict[str, dict], rounds: int, wo
                 "train_rows": len(train), "test_rows": len(test), "model_version": manifest["model_version"],
                 "unseen_category_rows": int((np.asarray(model.quality) != "model").sum()),
                 "sources": {str(k): int(v) for k, v in zip(*np.unique(np.asarray(model.source, dtype=str), return_counts=True))},
-                "_ape": {"duration": (_ape(model.duration_s, duration), _ape(base["duration_s"], duration), _ape(online["duration"][0], duration))},
+                "_ape": {"duration": (_ape(model.duration_s, duration), _ape(base["duration_s"], duration), _ape(online["duration"][0], duration),
+                                      _ape(online["duration"][2], duration))},
                 "_cover": {"duration": (model.p90_duration_s, online["duration"][1], duration)},
             }
             if runs[held_out]["has_memory"]:
                 fold["_ape"]["memory"] = (_ape(model.peak_memory_bytes, memory), _ape(base["peak_memory_bytes"], memory),
-                                          _ape(online["peak_memory"][0], memory))
+                                          _ape(online["peak_memory"][0], memory), _ape(online["peak_memory"][2], memory))
                 fold["_cover"]["memory"] = (model.p90_peak_memory_bytes, online["peak_memory"][1], memory)
-            for target, (m, b, o) in fold["_ape"].items():
+            for target, (m, b, o, planned) in fold["_ape"].items():
                 fold[f"{target}_median_ape"] = float(np.median(m)) if len(m) else None
                 fold[f"baseline_{target}_median_ape"] = float(np.median(b)) if len(b) else None
                 fold[f"online_{target}_median_ape"] = float(np.median(o)) if len(o) else None
                 ok = len(m) and np.median(b) > 0
                 fold[f"{target}_ratio"] = fold[f"{target}_median_ape"] / fold[f"baseline_{target}_median_ape"] if ok else None
                 fold[f"online_{target}_ratio"] = fold[f"online_{target}_median_ape"] / fold[f"baseline_{target}_median_ape"] if ok else None
+                fold[f"planned_{target}_ratio"] = float(np.median(planned)) / fold[f"baseline_{target}_median_ape"] if ok and len(planned) else None
                 upper, online_upper, actual = fold["_cover"][target]
                 fold[f"{target}_p90_coverage"] = coverage(upper, actual)
                 fold[f"online_{target}_p90_coverage"] = coverage(online_upper, actual)
@@ -253,8 +281,10 @@ def summarize(folds: list[dict[str, Any]]) -> dict[str, Any]:
         model = [f["_ape"][target][0] for f in folds if target in f["_ape"]]
         base = [f["_ape"][target][1] for f in folds if target in f["_ape"]]
         online = [f["_ape"][target][2] for f in folds if target in f["_ape"]]
+        planned = [f["_ape"][target][3] for f in folds if target in f["_ape"]]
         if model:
-            m, b, o = (float(np.median(np.concatenate(x))) for x in (model, base, online))
+            m, b, o, pl = (float(np.median(np.concatenate(x))) for x in (model, base, online, planned))
+            out[f"pooled_planned_{target}_ratio"] = pl / b if b > 0 else None
             out[f"pooled_{target}_median_ape"], out[f"pooled_baseline_{target}_median_ape"] = m, b
             out[f"pooled_online_{target}_median_ape"] = o
             out[f"pooled_{target}_ratio"] = m / b if b > 0 else None
@@ -262,7 +292,7 @@ def summarize(folds: list[dict[str, Any]]) -> dict[str, Any]:
             covers = [f["_cover"][target] for f in folds if target in f["_cover"]]
             out[f"pooled_{target}_p90_coverage"] = coverage(np.concatenate([c[0] for c in covers]), np.concatenate([c[2] for c in covers]))
             out[f"pooled_online_{target}_p90_coverage"] = coverage(np.concatenate([c[1] for c in covers]), np.concatenate([c[2] for c in covers]))
-        for prefix in ("", "online_"):
+        for prefix in ("", "online_", "planned_"):
             ratios = [f[f"{prefix}{target}_ratio"] for f in folds if f.get(f"{prefix}{target}_ratio")]
             out[f"geomean_{prefix}{target}_ratio"] = float(math.exp(np.mean(np.log(ratios)))) if ratios else None
             out[f"worst_{prefix}{target}_ratio"] = max(ratios) if ratios else None
@@ -302,12 +332,21 @@ def markdown(folds: list[dict[str, Any]], summary: dict[str, Any]) -> str:
         f"(online {f(summary.get('pooled_online_duration_p90_coverage'))}), memory {f(summary.get('pooled_memory_p90_coverage'))} "
         f"(online {f(summary.get('pooled_online_memory_p90_coverage'))})."
     )
+    lines.append(
+        f"Planned (served p50 x the per-category factor the steering policy plans with): duration ratio "
+        f"{f(summary.get('pooled_planned_duration_ratio'))} (worst fold {f(summary.get('worst_planned_duration_ratio'))}), memory "
+        f"{f(summary.get('pooled_planned_memory_ratio'))} (worst fold {f(summary.get('worst_planned_memory_ratio'))})."
+    )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--source", choices=("replay", "trace"), default="replay")
+    parser.add_argument("--source", choices=("replay", "trace", "saved"), default="replay",
+                        help="saved: the history a former run kept with --save-history (no replay; evaluation only)")
+    parser.add_argument("--save-history", type=pathlib.Path, default=None,
+                        help="keep the collected history and run table in this directory (history.parquet, runs.json)")
+    parser.add_argument("--history", type=pathlib.Path, default=None, help="with --source saved: the directory --save-history wrote")
     parser.add_argument("--predictor", choices=("composite", "booster"), default="composite",
                         help="composite: what `daskflow model train` serves (format 2); booster: the boosters alone (format 1)")
     parser.add_argument("--workloads", type=pathlib.Path, default=DEFAULT_WORKLOADS)
@@ -321,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--json", dest="json_path", default=None, help="write all results to this JSON file")
+    parser.add_argument("--no-online-selection", action="store_true",
+                        help="the in-run correction without online selection (steering.online.selection.enabled: false)")
     args = parser.parse_args(argv)
 
     apps = instances_by_application(args.workloads, bag_tasks=args.bag_tasks)
@@ -330,14 +371,27 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="daskflow-accuracy-") as tmp:
         workdir = pathlib.Path(tmp)
-        if args.source == "replay":
+        if args.source == "saved":
+            if args.history is None:
+                parser.error("--source saved needs --history DIR (written by an earlier run with --save-history DIR)")
+            history, runs = load_saved_history(args.history, apps)
+        elif args.source == "replay":
             history, runs = collect_replay_history(apps, args, str(workdir / "history"))
         else:
             history, runs = collect_trace_history(apps, args)
-        folds = evaluate_folds(history, runs, args.rounds, workdir, args.predictor)
+        if args.save_history is not None:
+            save_history(args.save_history, history, runs)
+        from dataclasses import replace
+
+        from daskflow.learning.corrector import corrector_config_from_settings
+
+        corrector_config = corrector_config_from_settings()  # what the steering plugin reads
+        if args.no_online_selection:
+            corrector_config = replace(corrector_config, selection=replace(corrector_config.selection, enabled=False))
+        folds = evaluate_folds(history, runs, args.rounds, workdir, args.predictor, corrector_config)
     summary = summarize(folds)
     report = {
-        "source": args.source, "predictor": args.predictor, "workers": args.workers, "target_seconds": args.target_seconds,
+        "source": args.source, "predictor": args.predictor, "online_selection": not args.no_online_selection, "workers": args.workers, "target_seconds": args.target_seconds,
         "memory_scale": args.memory_scale, "bytes_scale": args.bytes_scale, "rounds": args.rounds,
         "elapsed_s": time.perf_counter() - started, "summary": summary,
         "folds": [{k: v for k, v in fold.items() if not k.startswith("_")} for fold in folds],

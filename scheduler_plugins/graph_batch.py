@@ -59,12 +59,12 @@ def predict_batch(
     predicted = predictor.predict(records)
     if len(predictions) + len(new_tasks) > max_predictions:
         predictions.clear()  # bounded: drop the old ones rather than grow forever
-    durations = predicted.duration_s
-    peaks = predicted.peak_memory_bytes
-    qualities = predicted.quality
-    p90_durations = getattr(predicted, "p90_duration_s", None)
-    p90_peaks = getattr(predicted, "p90_peak_memory_bytes", None)
-    memory_qualities = getattr(predicted, "memory_quality", None)
+    durations = _as_list(predicted.duration_s)  # Python floats once, not a numpy scalar per task
+    peaks = _as_list(predicted.peak_memory_bytes)
+    qualities = _as_list(predicted.quality)
+    p90_durations = _as_list(getattr(predicted, "p90_duration_s", None))
+    p90_peaks = _as_list(getattr(predicted, "p90_peak_memory_bytes", None))
+    memory_qualities = _as_list(getattr(predicted, "memory_quality", None))
     informed = False
     for i, ts in enumerate(new_tasks):
         quality = str(qualities[i])
@@ -79,6 +79,14 @@ def predict_batch(
             memory_quality=str(memory_qualities[i]) if memory_qualities is not None else "",
         )
     return informed
+
+
+def _as_list(values: Any) -> list | None:
+    """A column of predictions as a plain list (``None`` stays ``None``)."""
+    if values is None:
+        return None
+    tolist = getattr(values, "tolist", None)
+    return tolist() if tolist is not None else list(values)
 
 
 def order_batch(

@@ -21,6 +21,7 @@ the same way.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import threading
@@ -117,6 +118,7 @@ def _log_save_failure(future: Any) -> None:
         logger.warning("daskflow steering: could not write the worker speed file %s; speeds are still learned in this run", exc)
 
 
+@functools.lru_cache(maxsize=4096)  # called per finished task with the few worker addresses of the cluster
 def address_host(address: str) -> str:
     """``tcp://198.18.0.10:4000`` → ``198.18.0.10`` (what the scheduler's ``WorkerState.host`` is).
 

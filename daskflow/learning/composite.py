@@ -195,18 +195,27 @@ def _fit_parts(frame: pd.DataFrame, config: CompositeConfig) -> tuple[Any, Any, 
 
 
 def _means(training: Mapping[str, pd.DataFrame]) -> dict[str, dict[str, Any]]:
-    """Per-category means of the clean rows of each target (the baseline every choice must beat)."""
-    from daskflow.learning.training import category_means
+    """Per-category arithmetic means of the clean rows of each target (the baseline every choice must beat).
 
-    durations = category_means(training["duration"])
-    memory = training["peak_memory"]
-    out = {c: {"duration_s": e["duration_s"], "duration_count": e["duration_count"]} for c, e in durations.items()}
-    if len(memory):
-        grouped = pd.to_numeric(memory["peak_memory_bytes"], errors="coerce").groupby(memory["category"].astype(str)).agg(["mean", "count"])
+    Durations: of the *measured* values (:data:`~daskflow.learning.cleaning.MEASURED`, not floored) - the
+    mean Dask keeps per prefix and the held-out benchmark scores against; the noise floor is for the
+    model (learn "tiny", not digits), a mean of floored durations is biased up. Peak memory: of the
+    cleaned values (below the floor a peak is not resolved).
+    """
+    from daskflow.learning.cleaning import MEASURED
+
+    out: dict[str, dict[str, Any]] = {}
+    for target, column, count in (("duration", "duration_s", "duration_count"), ("peak_memory", "peak_memory_bytes", "peak_memory_count")):
+        rows = training[target]
+        if not len(rows):
+            continue
+        source = MEASURED.get(column, column)
+        source = source if source in rows else column
+        grouped = pd.to_numeric(rows[source], errors="coerce").groupby(rows["category"].astype(str)).agg(["mean", "count"])
         for category, row in grouped.iterrows():
-            if row["count"] > 0:
-                out.setdefault(str(category), {}).update(peak_memory_bytes=float(row["mean"]), peak_memory_count=int(row["count"]))
-    return out
+            if row["count"] > 0 and np.isfinite(row["mean"]):
+                out.setdefault(str(category), {}).update({column: float(row["mean"]), count: int(row["count"])})
+    return {c: e for c, e in out.items() if "duration_s" in e}
 
 
 def _candidates(model: Any, means: Any, scaling: Mapping[str, ScalingModel], rows: pd.DataFrame) -> dict[str, dict[str, np.ndarray]]:

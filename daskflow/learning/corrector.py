@@ -34,6 +34,24 @@ for a run; two things learn *within* the run:
   :func:`~daskflow.learning.online.simulate_online_quantiles`, which the
   accuracy benchmark measured: p90 coverage 0.90 / 0.93 on the traces).
 
+**Online selection** (:mod:`~daskflow.learning.online_selection`): per target
+and category, every finished task also scores the candidates ``corrected``
+(the p50 times the factor above), ``served`` (the p50 as served) and ``mean``
+(the category's training mean from the manifest) as they stood before it
+finished; once enough tasks have finished, the category is served by the one
+with the lowest running error, the mean unless another is clearly better
+(a margin, a paired sign test, hysteresis against flip-flops). A drift alarm
+clears the category's evidence: from then on it is served by the run's tasks
+since the change point (``corrected`` of a drifted category) until the tasks
+after the change say the mean or the served p50 is clearly better (a false
+alarm on a wide category). Two views of
+the result: :meth:`OnlineCorrector.correct` is exact per task (``mean``: the
+mean itself); :meth:`OnlineCorrector.factor` is the per-category factor of
+the served p50 the policy plans with (``mean``: the mean over the geometric
+mean of the served p50s of the category's finished tasks - exact when the
+served p50 is the same for every task of the category, as for mean-served
+categories).
+
 It replaced the steering plugin's former ``_calibrate`` EWMA (which corrected only
 ``quality == "model"`` rows; this corrects any source - a mean is off for a
 new instance just as a model is). No ``distributed`` import, no clock.
@@ -41,15 +59,24 @@ new instance just as a model is). No ``distributed`` import, no clock.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+from sortedcontainers import SortedList
 
 from daskflow.learning.drift import Baseline, DriftConfig, DriftMonitor
 from daskflow.learning.online import OnlineConfig, OnlineState
+from daskflow.learning.online_selection import (
+    CORRECTED,
+    MEAN,
+    SERVED,
+    OnlineSelection,
+    OnlineSelectionConfig,
+)
 
 TARGETS = ("duration", "peak_memory")
 _NOT_DRIFTED = object()
@@ -66,12 +93,11 @@ class CorrectorConfig:
     spread_prior_rows: float = 10.0  # pseudo-rows of the model's spread in the run's adaptive p90
     upper: float = 0.9  # the quantile served as p90
     max_residuals: int = 256  # per category, the most recent residuals of corrected predictions
+    selection: OnlineSelectionConfig = field(default_factory=OnlineSelectionConfig)  # online choice among corrected / served / mean
 
 
 def corrector_config_from_settings() -> CorrectorConfig:
     """:class:`CorrectorConfig` from ``daskflow.steering.online.*`` and ``daskflow.models.drift.*`` (defaults in ``daskflow.yaml``)."""
-    import math
-
     from dask.utils import parse_timedelta
 
     from daskflow import config
@@ -79,6 +105,9 @@ def corrector_config_from_settings() -> CorrectorConfig:
 
     def online(name: str) -> Any:
         return config.get(f"steering.online.{name}")
+
+    def selection(name: str) -> Any:
+        return config.get(f"steering.online.selection.{name}")
 
     half_life = online("half-life")
     return CorrectorConfig(
@@ -91,6 +120,9 @@ def corrector_config_from_settings() -> CorrectorConfig:
         drifted_prior_observations=float(online("drifted-prior-observations")),
         max_events=int(online("max-events")), spread_prior_rows=float(online("spread-prior-rows")),
         upper=float(online("upper")), max_residuals=int(online("max-residuals")),
+        selection=OnlineSelectionConfig(enabled=bool(selection("enabled")), min_tasks=int(selection("min-tasks")),
+                                        margin=float(selection("margin")), significance=float(selection("significance")),
+                                        window=int(selection("window")), decide_every=int(selection("decide-every"))),
     )
 
 
@@ -110,50 +142,79 @@ class OnlineCorrector:
     online: dict[str, OnlineState] = field(default_factory=dict)  # target -> per-category observations
     drift: dict[str, DriftMonitor] = field(default_factory=dict)  # target -> per-category CUSUM
     events: deque[dict[str, Any]] = field(default_factory=deque)  # drift events, newest last (bounded)
-    residuals: dict[str, dict[str, deque[float]]] = field(default_factory=dict)  # target -> category -> log(actual/corrected)
-    # (target, category) -> factor; valid until the category's next observation (only when weights do not decay with time)
-    cached: dict[tuple[str, str], float] = field(default_factory=dict)
+    residuals: dict[str, dict[str, deque[float]]] = field(default_factory=dict)  # target -> category -> log(actual/served estimate)
+    selection: dict[str, OnlineSelection] = field(default_factory=dict)  # target -> per-category online choice
+    means: dict[str, dict[str, float]] = field(default_factory=dict)  # target -> category -> training mean (the manifest's)
+    # (target, category) -> [sum of log served p50, count] of the finished tasks (the "mean" choice as a factor)
+    served_logs: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    # (target, category) -> (factor, replacement or None, in-run correction); valid until the category's next
+    # observation or alarm (only when weights do not decay)
+    cached: dict[tuple[str, str], tuple[float, float | None, float]] = field(default_factory=dict)
     # (target, category) -> (residuals, their conformal upper quantile); valid until the category's next observation
     cached_upper: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
+    # (target, category) -> the same residuals kept sorted (the upper quantile per finished task without a sort)
+    sorted_residuals: dict[tuple[str, str], SortedList] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for target in TARGETS:
             self.online.setdefault(target, OnlineState(self.config.online))
             self.drift.setdefault(target, DriftMonitor(self.config.drift))
+            self.selection.setdefault(target, OnlineSelection(self.config.selection))
+            self.means.setdefault(target, {})
         self.events = deque(self.events, maxlen=self.config.max_events)
 
     @classmethod
     def from_predictor(cls, predictor: Any, config: CorrectorConfig | None = None) -> OnlineCorrector:
-        """A corrector primed with the served model's online priors and drift baselines (format 2; defaults otherwise)."""
+        """A corrector primed with the served model's online priors, drift baselines and training means (defaults otherwise)."""
         corrector = cls(config or CorrectorConfig())
         corrector.reset(predictor)
         return corrector
 
     def reset(self, predictor: Any) -> None:
-        """A new model is served: forget observations and drift states, take its priors and baselines."""
+        """A new model is served: forget observations, drift states and choices; take its priors, baselines and means."""
         composite = getattr(predictor, "composite", None)
         self.model_version = getattr(predictor, "model_version", None)
+        means = training_means(predictor)
         for target in TARGETS:
             priors = dict(composite.online_priors.get(target, {})) if composite is not None else {}
             baselines: dict[str, Baseline] = dict(composite.drift_baselines.get(target, {})) if composite is not None else {}
             self.online[target] = OnlineState(self.config.online, priors=priors)
             self.drift[target] = DriftMonitor(self.config.drift, baselines)
             self.residuals[target] = {}
+            self.selection[target] = OnlineSelection(self.config.selection)
+            self.means[target] = means.get(target, {})
+        self.served_logs.clear()
         self.cached.clear()
         self.cached_upper.clear()
+        self.sorted_residuals.clear()
 
     # ---------------------------------------------------------------- per finished task
     def observe(self, category: str, predicted: float, actual: float, now: float, target: str = "duration") -> dict[str, Any] | None:
         """Feed one finished task (``predicted``: the uncorrected p50 served for it); the drift event if it raised one."""
         if target not in self.online:
             raise ValueError(f"OnlineCorrector.observe: target {target!r} is not one of {list(TARGETS)}")
-        if not (predicted > 0 and actual > 0 and np.isfinite(predicted) and np.isfinite(actual)):
+        if not (predicted > 0 and actual > 0 and math.isfinite(predicted) and math.isfinite(actual)):
             return None
-        corrected = predicted * float(self.factors([category], now, target)[0])  # what was planned for it
+        factor, replacement, correction = self._plan(category, now, target)
+        planned = replacement if replacement is not None else predicted * factor  # what was planned for it
+        corrected = predicted * correction
+        self.selection[target].record(category, {CORRECTED: corrected, SERVED: predicted, MEAN: self.means[target].get(category)}, actual)
+        logs = self.served_logs.get((target, category))
+        if logs is None:
+            logs = self.served_logs[(target, category)] = [0.0, 0]
+        logs[0] += math.log(predicted)
+        logs[1] += 1
         own = self.residuals.setdefault(target, {}).get(category)
         if own is None:
             own = self.residuals[target][category] = deque(maxlen=self.config.max_residuals)
-        own.append(float(np.log(actual / corrected)))
+        residual = math.log(actual / planned) if planned > 0 else 0.0
+        ordered = self.sorted_residuals.get((target, category))
+        if ordered is None or len(ordered) != len(own):  # new, or the deque changed behind our back
+            ordered = self.sorted_residuals[(target, category)] = SortedList(own)
+        if own.maxlen is not None and len(own) == own.maxlen:
+            ordered.remove(own[0])  # evicted by the append below
+        own.append(residual)
+        ordered.add(residual)
         self.online[target].observe(category, predicted, actual, now)
         self.cached.pop((target, category), None)
         self.cached_upper.pop((target, category), None)
@@ -161,44 +222,85 @@ class OnlineCorrector:
         if event is not None:
             event = {**event, "target": target}
             self.events.append(event)
+            # what the candidates did before the change says nothing about after it: from the alarm on the
+            # category is served by the run's tasks since the change until new evidence says otherwise
+            self.selection[target].forget(category)
+            self.cached.pop((target, category), None)
         return event
 
     # ---------------------------------------------------------------- per plan
     def factors(self, categories: Sequence[str], now: float, target: str = "duration") -> np.ndarray:
-        """The multiplicative correction of every row (drifted categories: from the run's tasks since the change)."""
+        """The per-category factor of every row's served p50 (what the policy plans with; see :meth:`factor`)."""
         cache = {category: self.factor(category, now, target) for category in set(categories)}
         return np.fromiter((cache[c] for c in categories), dtype="float64", count=len(categories))
 
     def factor(self, category: str, now: float, target: str = "duration") -> float:
-        """One category's correction factor (cached until its next observation when weights do not decay)."""
-        timeless = not np.isfinite(self.config.online.half_life_s)
-        if timeless and (target, category) in self.cached:
-            return self.cached[(target, category)]
+        """One category's factor of the served p50 (cached until its next observation when weights do not decay).
+
+        Drifted: from the run's tasks since the change; else by the online choice: ``corrected`` - the
+        in-run correction, ``served`` - 1, ``mean`` - the training mean over the geometric mean of the
+        served p50s of the category's finished tasks.
+        """
+        return self._plan(category, now, target)[0]
+
+    def choice(self, category: str, target: str = "duration") -> str:
+        """What serves the category now: the online choice (``corrected``, ``served``, ``mean``).
+
+        ``corrected`` of a drifted category is the correction from the run's tasks since the change.
+        """
+        return self.selection[target].choice(category)
+
+    def _plan(self, category: str, now: float, target: str) -> tuple[float, float | None, float]:
+        """``(factor, replacement, correction)``: the served p50 times ``factor``, or ``replacement`` when not None
+        (the mean); ``correction``: the in-run factor (the ``corrected`` candidate)."""
+        timeless = not math.isfinite(self.config.online.half_life_s)
+        key = (target, category)
+        if timeless and key in self.cached:
+            return self.cached[key]
+        choice = self.choice(category, target)
+        correction = self._correction(category, now, target)
+        value: tuple[float, float | None, float]
+        if choice == SERVED:
+            value = (1.0, None, correction)
+        elif choice == MEAN and self.means[target].get(category):
+            mean = float(self.means[target][category])
+            logs = self.served_logs.get(key)
+            value = (mean / math.exp(logs[0] / logs[1]) if logs and logs[1] else 1.0, mean, correction)
+        else:
+            value = (correction, None, correction)
+        if timeless:
+            self.cached[key] = value
+        return value
+
+    def _correction(self, category: str, now: float, target: str) -> float:
+        """The in-run correction factor (drifted categories: from the run's tasks since the change)."""
         state = self.online[target]
         changed_at = self.drift[target].drifted().get(category, _NOT_DRIFTED) if category in self.drift[target].states else _NOT_DRIFTED
         if changed_at is not _NOT_DRIFTED:
             weak = replace(state.config, prior_observations=self.config.drifted_prior_observations)
-            value = _factor(state, category, now, changed_at, weak)
-        else:
-            value = state.factor(category, now)
-        if timeless:
-            self.cached[(target, category)] = value
-        return value
+            return _factor(state, category, now, changed_at, weak)
+        return state.factor(category, now)
 
     def correct_one(self, category: str, predicted: float, now: float, target: str = "duration") -> float:
         """Scalar :meth:`correct` for one task (the adapter's ``_planned_s``): a dict lookup when cached."""
-        return float(predicted) * self.factor(category, now, target)
+        factor, replacement, _ = self._plan(category, now, target)
+        return float(replacement) if replacement is not None else float(predicted) * factor
 
     def correct(self, categories: Sequence[str], predicted: np.ndarray, now: float, target: str = "duration") -> np.ndarray:
-        """Corrected p50 for tasks not yet run."""
-        return np.asarray(predicted, dtype="float64") * self.factors(categories, now, target)
+        """Estimates for tasks not yet run: per category the online choice (exact: a ``mean`` choice serves the mean)."""
+        plans = {category: self._plan(category, now, target) for category in set(categories)}
+        out = np.asarray(predicted, dtype="float64").copy()
+        for i, category in enumerate(categories):
+            factor, replacement, _ = plans[category]
+            out[i] = replacement if replacement is not None else out[i] * factor
+        return out
 
     def correct_predictions(self, categories: Sequence[str], predictions: Any, now: float) -> Any:
         """A corrected copy of a :class:`~daskflow.learning.predictor.Predictions` (p50 and p90 of both targets)."""
         from daskflow.learning.predictor import Predictions
 
-        duration = predictions.duration_s * self.factors(categories, now, "duration")
-        memory = predictions.peak_memory_bytes * self.factors(categories, now, "peak_memory")
+        duration = self.correct(categories, predictions.duration_s, now, "duration")
+        memory = self.correct(categories, predictions.peak_memory_bytes, now, "peak_memory")
         return Predictions(
             duration, memory, predictions.quality.copy(), predictions.memory_quality.copy(), predictions.model_version,
             self.upper(categories, duration, predictions.p90_duration_s / np.where(predictions.duration_s > 0, predictions.duration_s, 1.0), "duration"),
@@ -207,7 +309,7 @@ class OnlineCorrector:
         )
 
     def upper(self, categories: Sequence[str], corrected: np.ndarray, prior_ratio: np.ndarray, target: str = "duration") -> np.ndarray:
-        """Adaptive p90 of corrected p50s: the run's residual quantile shrunk toward the model's ``p90 / p50`` (``prior_ratio``)."""
+        """Adaptive p90 of served estimates: the run's residual quantile shrunk toward the model's ``p90 / p50`` (``prior_ratio``)."""
         corrected = np.asarray(corrected, dtype="float64")
         with np.errstate(divide="ignore", invalid="ignore"):
             prior = np.where(np.asarray(prior_ratio, dtype="float64") > 0, np.log(prior_ratio), 0.0)
@@ -221,19 +323,21 @@ class OnlineCorrector:
 
     def upper_stats(self, category: str, target: str = "duration") -> tuple[int, float]:
         """``(n, q)``: how many residuals of corrected predictions the run has for a category, and their upper quantile."""
-        from daskflow.learning.quantiles import conformal_quantile
+        from daskflow.learning.quantiles import conformal_quantile, sorted_conformal_quantile
 
         cached = self.cached_upper.get((target, category))
         if cached is None:
             own = self.residuals.get(target, {}).get(category)
-            cached = (len(own), conformal_quantile(np.asarray(own), self.config.upper)) if own else (0, 0.0)
+            ordered = self.sorted_residuals.get((target, category))
+            if own and ordered is not None and len(ordered) == len(own):  # kept sorted as tasks finish: O(1) here
+                cached = (len(own), sorted_conformal_quantile(ordered, self.config.upper))
+            else:
+                cached = (len(own), conformal_quantile(np.asarray(own), self.config.upper)) if own else (0, 0.0)
             self.cached_upper[(target, category)] = cached
         return cached
 
     def upper_one(self, category: str, corrected: float, prior_ratio: float, target: str = "duration") -> float:
         """Scalar :meth:`upper` for one task (``prior_ratio``: the model's ``p90 / p50`` for it): cached per category."""
-        import math
-
         prior = math.log(prior_ratio) if prior_ratio > 0 and math.isfinite(prior_ratio) else 0.0
         n, q = self.upper_stats(category, target)
         k = self.config.spread_prior_rows
@@ -244,9 +348,22 @@ class OnlineCorrector:
         return self.drift[target].drifted()
 
 
-def _factor(state: OnlineState, category: str, now: float, since: float | None, config: OnlineConfig) -> float:
-    import math
+def training_means(predictor: Any) -> dict[str, dict[str, float]]:
+    """Target -> category -> the training mean in the served manifest (``baseline.category_means``); ``{}`` without one."""
+    manifest = getattr(predictor, "manifest", None) or {}
+    entries = ((manifest.get("baseline") or {}).get("category_means") or {}) if isinstance(manifest, dict) else {}
+    out: dict[str, dict[str, float]] = {"duration": {}, "peak_memory": {}}
+    for category, entry in entries.items():
+        if not isinstance(entry, dict):
+            continue
+        for target, column in (("duration", "duration_s"), ("peak_memory", "peak_memory_bytes")):
+            value = entry.get(column)
+            if isinstance(value, (int, float)) and math.isfinite(value) and value > 0:
+                out[target][str(category)] = float(value)
+    return out
 
+
+def _factor(state: OnlineState, category: str, now: float, since: float | None, config: OnlineConfig) -> float:
     from daskflow.learning.online import log_ratio
 
     r, _ = log_ratio(state.observations.get(category, ()), now, config, since)

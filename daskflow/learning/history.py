@@ -72,6 +72,9 @@ HISTORY_SCHEMA = pa.schema(
         ("worker_paused", pa.bool_()),  # the worker was paused at the task's start or finish
         ("spilled_bytes", pa.int64()),  # bytes the worker spilled to disk between the task's start and finish
         ("worker_memory_at_start_bytes", pa.int64()),  # worker process RSS when the task started
+        # how many finished tasks of its key prefix the row stands for: 1, or the recorder's tiny-task sampling
+        # interval (daskflow.recorder.tiny-tasks); sampling is uniform within a prefix, so its statistics stay unbiased
+        ("sample_weight", pa.float64()),
     ]
 )
 

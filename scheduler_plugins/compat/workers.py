@@ -6,6 +6,7 @@ import math
 from typing import TYPE_CHECKING
 
 import dask.config
+from distributed.core import Status
 
 from daskflow.contracts import SPEED_RESOURCE
 
@@ -84,7 +85,7 @@ def worker_pressure(scheduler: Scheduler, address: str | None) -> tuple[bool | N
         return None, None
     # ws.memory builds a MemoryState; its ``spilled`` is this heartbeat metric (read directly: per-task hot path)
     spilled = (ws.metrics.get("spilled_bytes") or {}).get("disk", 0)
-    return str(getattr(ws.status, "name", ws.status)) == "paused", int(spilled)
+    return ws.status is Status.paused, int(spilled)
 
 
 def worker_managed_bytes(ws: WorkerState) -> int:

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from daskflow.learning.cleaning import (
+    MEASURED,
     RECORDER_COLUMNS_TO_ADD,
     CleaningConfig,
     clean_history,
@@ -94,3 +95,8 @@ def test_works_on_an_empty_and_on_a_minimal_frame():
     assert len(clean_history(pd.DataFrame(columns=list(HISTORY_COLUMNS)))) == 0
     out = clean_history(pd.DataFrame({"category": ["a"], "duration_s": [1.0]}))
     assert out["use_duration"].tolist() == [True] and out["use_peak_memory"].tolist() == [False]
+
+
+def test_the_measured_duration_is_kept_beside_the_floored_one():
+    out = clean_history(pd.DataFrame({"run_id": ["r", "r"], "key": ["a", "b"], "outcome": ["success"] * 2, "duration_s": [2e-4, 0.5]}))
+    assert out["duration_s"].tolist() == [1e-3, 0.5] and out[MEASURED["duration_s"]].tolist() == [2e-4, 0.5]

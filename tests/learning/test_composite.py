@@ -68,3 +68,15 @@ def test_prior_strength_is_large_for_scatter_and_small_for_shift():
     assert priors["shifted"] <= 1.5 and priors["scattered"] > 3
     r, _ = log_ratio([Observation(1.0, 2.0, 0.0)], now=1.0, prior_observations=priors["shifted"])
     assert r > 0.3  # one task already moves a shifted category most of the way
+
+
+def test_the_mean_averages_measured_durations_not_the_noise_floor():
+    """Sub-ms tasks are floored to 1 ms for the model, but the served per-category mean is Dask's: of what was measured."""
+    rows = pd.DataFrame({"run_id": ["r1"] * 4 + ["r2"] * 4, "recorded_at": np.arange(8.0), "key": [f"k{i}" for i in range(8)],
+                         "category": ["tiny"] * 8, "kind": "replay", "input_bytes": 100, "outcome": "success",
+                         "duration_s": [2e-4, 2e-4, 2e-4, 5.4e-3] * 2, "peak_memory_bytes": [1e3, 1e3, 1e3, 1e6] * 2})
+    composite = fit_composite(rows, CompositeConfig(rounds=5, use_model=False))
+    means = composite.means.predict_baseline(rows.head(1))
+    assert means.duration_s[0] == pytest.approx(1.5e-3)  # (3 x 0.2 ms + 5.4 ms) / 4, not (3 x 1 ms + 5.4 ms) / 4 = 2.1 ms
+    assert means.peak_memory_bytes[0] == pytest.approx((3 * 2**16 + 1e6) / 4)  # peaks below 64 KiB are not resolved: floored
+    assert composite.manifest()["baseline"]["category_means"]["tiny"]["duration_s"] == pytest.approx(1.5e-3)

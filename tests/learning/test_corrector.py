@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from daskflow.learning.corrector import OnlineCorrector
 from daskflow.learning.drift import Baseline
@@ -83,3 +85,21 @@ def test_scalar_correct_one_equals_the_batch_and_follows_new_observations():
     assert first == pytest.approx(corrector.correct(["a"], np.array([3.0]), now=1.0)[0])
     corrector.observe("a", 1.0, 2.0, now=1.0)  # the cached factor is refreshed by the next observation
     assert corrector.correct_one("a", 3.0, now=2.0) > first
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.01, 100.0), st.floats(0.01, 100.0)), min_size=1, max_size=120), st.integers(1, 30))
+def test_upper_quantile_from_the_sorted_window_equals_a_fresh_sort(tasks, max_residuals):
+    """The residual window kept sorted as tasks finish gives exactly the conformal quantile of the window."""
+    from dataclasses import replace
+
+    from daskflow.learning.corrector import CorrectorConfig
+    from daskflow.learning.quantiles import conformal_quantile
+
+    corrector = OnlineCorrector(replace(CorrectorConfig(), max_residuals=max_residuals))
+    for i, (predicted, actual) in enumerate(tasks):
+        corrector.observe("c", predicted, actual, float(i))
+        n, q = corrector.upper_stats("c")
+        window = corrector.residuals["duration"]["c"]
+        assert n == len(window) <= max_residuals
+        assert q == conformal_quantile(np.asarray(window), corrector.config.upper)

@@ -25,3 +25,6 @@ def test_settings_and_overrides_are_honoured():
         assert retrain_config_from_settings().min_new_rows == 7
         assert retrain_config_from_settings(min_new_rows=9, rounds=None).min_new_rows == 9
         assert promotion_config_from_settings().min_rows == 3
+    with dask.config.set({"daskflow.steering.online.selection.min-tasks": 3, "daskflow.steering.online.selection.enabled": False}):
+        selection = corrector_config_from_settings().selection
+        assert selection.min_tasks == 3 and selection.enabled is False and selection.margin == 0.05

@@ -1,0 +1,136 @@
+"""Online selection: per category, the estimate that has been right on the run's finished tasks (synthetic runs)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from daskflow.learning.corrector import CorrectorConfig, OnlineCorrector, training_means
+from daskflow.learning.drift import Baseline
+from daskflow.learning.online_selection import (
+    CORRECTED,
+    DEFAULT_CHOICE,
+    MEAN,
+    OnlineSelection,
+    OnlineSelectionConfig,
+    choose,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def served_model(means: dict[str, float]) -> SimpleNamespace:
+    """What the corrector reads from a served predictor: the manifest's training means (no composite parts)."""
+    manifest = {"model_version": "v1", "baseline": {"category_means": {c: {"duration_s": m, "peak_memory_bytes": 10 * m}
+                                                                        for c, m in means.items()}}}
+    return SimpleNamespace(manifest=manifest, model_version="v1", composite=None)
+
+
+def corrector_for(means: dict[str, float], **selection) -> OnlineCorrector:
+    return OnlineCorrector.from_predictor(served_model(means), CorrectorConfig(selection=OnlineSelectionConfig(**selection)))
+
+
+def test_a_category_whose_model_is_worse_than_its_mean_in_the_run_gets_the_mean_after_k_tasks():
+    """fit costs ~1 s (the training mean is right); the model scatters x/÷ 2 around it, no factor can fix that."""
+    rng = np.random.default_rng(1)
+    corrector = corrector_for({"fit": 1.0}, min_tasks=8)
+    for t in range(7):
+        corrector.observe("fit", float(np.exp(rng.normal(0, 0.7))), float(rng.uniform(0.95, 1.05)), now=float(t))
+    assert corrector.choice("fit") == DEFAULT_CHOICE == CORRECTED  # before k tasks: today's behaviour
+    corrector.observe("fit", 3.0, 1.0, now=7.0)
+    assert corrector.choice("fit") == MEAN
+    # every not-yet-run task of the category gets the mean, whatever the model said for it
+    assert np.allclose(corrector.correct(["fit", "fit"], np.array([0.2, 5.0]), now=8.0), [1.0, 1.0])
+    assert corrector.correct_one("fit", 7.0, now=8.0) == 1.0
+
+
+def test_a_category_where_the_model_is_better_keeps_the_model():
+    """Costs spread x/÷ 3 with input size; the model follows them within 5 %, the mean (1 s) cannot."""
+    rng = np.random.default_rng(2)
+    corrector = corrector_for({"fit": 1.0}, min_tasks=8)
+    for t in range(40):
+        actual = float(np.exp(rng.normal(0, 1.1)))
+        corrector.observe("fit", actual * float(rng.uniform(0.95, 1.05)), actual, now=float(t))
+    assert corrector.choice("fit") in ("corrected", "served")
+    assert corrector.selection["duration"].categories["fit"].switches == 0
+    assert corrector.correct(["fit"], np.array([4.0]), now=40.0)[0] == pytest.approx(4.0, rel=0.1)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_noise_does_not_flip_flop(seed):
+    """Model and mean equally good (independent noise of one size): at most one change of mind in 300 tasks."""
+    rng = np.random.default_rng(seed)
+    corrector = corrector_for({"fit": 1.0}, min_tasks=8)
+    changes, last = 0, None
+    for t in range(300):
+        actual = float(np.exp(rng.normal(0, 0.3)))
+        corrector.observe("fit", float(np.exp(rng.normal(0, 0.3))), actual, now=float(t))
+        choice = corrector.choice("fit")
+        changes += last is not None and choice != last
+        last = choice
+    assert changes <= 1
+
+
+def test_choose_needs_margin_and_paired_evidence():
+    tied = {"mean": [0.3, 0.1] * 4, "corrected": [0.1, 0.3] * 4}
+    assert choose(tied, None, 0.05, 0.07) == MEAN  # same median, no evidence either way: the mean
+    better = {"mean": [0.3] * 8, "corrected": [0.1] * 8}
+    assert choose(better, None, 0.05, 0.07) == CORRECTED
+    assert choose(better, MEAN, 0.05, 0.07) == CORRECTED  # clearly better: switch
+    few = {"mean": [0.3] * 3, "corrected": [0.1] * 3}
+    assert choose(few, MEAN, 0.05, 0.07) == MEAN  # 3 of 3 is not significant at 0.07 (p = 0.125)
+    assert choose({"corrected": [0.2] * 8, "served": [0.1] * 8}, None, 0.05, 0.07) == "served"  # no mean known
+
+
+def test_a_drift_alarm_clears_the_evidence_and_the_category_follows_the_run():
+    """The mean won; then the cost doubles (a code change): the alarm serves the run's own tasks, not the stale mean."""
+    corrector = corrector_for({"load": 1.0}, min_tasks=8)
+    corrector.drift["duration"].baselines["load"] = Baseline(0.0, 0.1)
+    rng = np.random.default_rng(3)
+    for t in range(30):
+        corrector.observe("load", float(np.exp(rng.normal(0, 0.5))), float(rng.uniform(0.97, 1.03)), now=float(t))
+    assert corrector.choice("load") == MEAN
+    fired = [corrector.observe("load", 1.0, 2.0 * float(rng.uniform(0.97, 1.03)), now=float(t)) for t in range(30, 60)]
+    assert any(fired) and "load" in corrector.drifted()
+    assert corrector.choice("load") == CORRECTED  # the mean (1 s) lost to the run's tasks since the change
+    assert corrector.correct(["load"], np.array([1.0]), now=60.0)[0] == pytest.approx(2.0, rel=0.1)
+
+
+def test_factor_view_of_a_mean_choice_is_exact_for_a_constant_served_p50():
+    """The policy plans with per-category factors of the served p50: mean / geometric mean of the served p50s."""
+    corrector = corrector_for({"fit": 2.0}, min_tasks=4)
+    for t in range(10):
+        corrector.observe("fit", 8.0, 2.0 * (1 + 0.01 * (t % 3)), now=float(t))  # served 8 s (a stale mean), truth ~2 s
+    assert corrector.choice("fit") == MEAN
+    assert 8.0 * corrector.factor("fit", now=10.0) == pytest.approx(2.0)
+    assert corrector.correct_one("fit", 8.0, now=10.0) == pytest.approx(2.0)
+
+
+def test_disabled_selection_serves_the_corrected_p50():
+    corrector = corrector_for({"fit": 1.0}, enabled=False)
+    for t in range(20):
+        corrector.observe("fit", 3.0 if t % 2 else 0.3, 1.0, now=float(t))
+    assert corrector.choice("fit") == CORRECTED
+    assert corrector.correct(["fit"], np.array([3.0]), now=20.0)[0] == pytest.approx(3.0 * corrector.factor("fit", 20.0))
+
+
+def test_reset_takes_the_served_models_training_means_and_forgets_the_choices():
+    corrector = corrector_for({"fit": 1.0}, min_tasks=4)
+    for t in range(10):
+        corrector.observe("fit", 5.0, 1.0, now=float(t))
+    assert corrector.choice("fit") == MEAN
+    corrector.reset(served_model({"fit": 3.0, "load": 0.5}))
+    assert corrector.choice("fit") == CORRECTED and corrector.means["duration"] == {"fit": 3.0, "load": 0.5}
+    assert corrector.means["peak_memory"]["load"] == 5.0
+    assert training_means(SimpleNamespace(manifest=None)) == {"duration": {}, "peak_memory": {}}
+
+
+def test_selection_state_is_plain_and_describes_itself():
+    selection = OnlineSelection(OnlineSelectionConfig(min_tasks=2))
+    for _ in range(3):
+        selection.record("a", {"mean": 1.0, "corrected": 2.0, "served": None}, actual=1.0)
+    assert selection.record("a", {"mean": 1.0}, actual=float("nan")) is False  # unusable: ignored
+    described = selection.describe()["a"]
+    assert described["finished"] == 3 and described["median_errors"]["mean"] == 0.0 and "served" not in described["median_errors"]

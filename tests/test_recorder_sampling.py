@@ -1,0 +1,99 @@
+"""The recorder's tiny-task sampling: a prefix of only sub-millisecond tasks is recorded 1 in k, with weight k."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from types import SimpleNamespace
+
+import dask.config
+import pytest
+from distributed.utils_test import gen_cluster
+
+from daskflow.learning.history import read_history
+from scheduler_plugins.recorder import PLUGIN_NAME, RecorderPlugin
+
+pytestmark = pytest.mark.timeout(120)
+
+SAMPLING = {"daskflow.recorder.tiny-tasks.after": 32, "daskflow.recorder.tiny-tasks.sample-every": 4}
+
+
+def finished(duration_s: float) -> dict:
+    return {"worker": "tcp://127.0.0.1:1", "nbytes": 28, "metadata": {},
+            "startstops": ({"action": "compute", "start": 10.0, "stop": 10.0 + duration_s},)}
+
+
+def recorder_on_fake_scheduler(tmp_path, prefixes: dict[str, int]) -> RecorderPlugin:
+    worker = SimpleNamespace(nthreads=1, memory_limit=2**30, metrics={}, status=None, address="tcp://127.0.0.1:1")
+    tasks = {f"{prefix}-{i}": SimpleNamespace(annotations=None, dependencies=(), prefix=SimpleNamespace(name=prefix),
+                                              processing_on=worker)
+             for prefix, n in prefixes.items() for i in range(n)}
+    with dask.config.set(SAMPLING):
+        plugin = RecorderPlugin(str(tmp_path / "h"), flush_rows=10**6, flush_interval_s=3600, register_worker_plugin=False)
+    plugin.scheduler = SimpleNamespace(tasks=tasks, workers={worker.address: worker}, plugins={})
+    return plugin
+
+
+def test_a_prefix_of_tiny_tasks_is_recorded_in_full_then_one_in_k_with_weight_k(tmp_path):
+    plugin = recorder_on_fake_scheduler(tmp_path, {"noop": 100})
+    for i in range(100):
+        plugin.transition(f"noop-{i}", "processing", "memory", **finished(0.0001))
+    rows = list(plugin.recent_rows)
+    weights = [row["sample_weight"] for row in rows]
+    # tasks 1-32 in full; then the 36th, 40th, ..., 100th, each standing for 4
+    assert weights == [1.0] * 32 + [4.0] * 17
+    assert plugin.rows_recorded == 49 and plugin.rows_sampled_out == 51
+    assert plugin.stats()["rows_sampled_out"] == 51
+
+
+def test_one_long_task_ends_the_sampling_of_its_prefix_only_and_errors_are_always_recorded(tmp_path):
+    plugin = recorder_on_fake_scheduler(tmp_path, {"a": 80, "b": 80})
+    for i in range(40):
+        plugin.transition(f"a-{i}", "processing", "memory", **finished(0.0001))
+        plugin.transition(f"b-{i}", "processing", "memory", **finished(0.0001))
+    plugin.transition("a-40", "processing", "memory", **finished(0.5))  # a is not a prefix of tiny tasks
+    for i in range(41, 80):
+        plugin.transition(f"a-{i}", "processing", "memory", **finished(0.0001))
+    for i in range(40, 79):
+        plugin.transition(f"b-{i}", "processing", "memory", **finished(0.0001))
+    plugin.transition("b-79", "processing", "erred", **finished(0.0001))
+    rows = list(plugin.recent_rows)
+    a = [r for r in rows if r["key"].startswith("a-")]
+    b = [r for r in rows if r["key"].startswith("b-")]
+    # a: 32 in full, then 1 in 4 (its 36th and 40th task), then the long task ends the sampling: 40 more in full
+    assert len(a) == 32 + 2 + 40
+    assert [r["sample_weight"] for r in a] == [1.0] * 32 + [4.0] * 2 + [1.0] * 40
+    # b: still sampled (its 36th, 40th, ..., 76th task), and the erred task is recorded whatever the interval
+    assert [r["sample_weight"] for r in b] == [1.0] * 32 + [4.0] * 11 + [1.0]
+    assert b[-1]["key"] == "b-79" and b[-1]["outcome"] == "error"
+
+
+def test_sample_every_one_records_every_task(tmp_path):
+    with dask.config.set({"daskflow.recorder.tiny-tasks.sample-every": 1}):
+        plugin = RecorderPlugin(str(tmp_path / "h"), register_worker_plugin=False)
+    plugin.scheduler = recorder_on_fake_scheduler(tmp_path, {"noop": 400}).scheduler
+    for i in range(400):
+        plugin.transition(f"noop-{i}", "processing", "memory", **finished(0.0001))
+    assert plugin.rows_recorded == 400 and plugin.rows_sampled_out == 0
+    assert {row["sample_weight"] for row in plugin.recent_rows} == {1.0}
+
+
+def test_sampled_rows_reach_the_history_with_their_weights_on_a_real_cluster(tmp_path):
+    @gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+    async def scenario(c, s, a):
+        # every task counts as tiny here (10 s), so the counts do not depend on the machine's speed
+        with dask.config.set({**SAMPLING, "daskflow.recorder.tiny-tasks.seconds": "10s"}):
+            plugin = RecorderPlugin(str(tmp_path / "h"), flush_rows=10**6, flush_interval_s=3600, register_worker_plugin=False)
+        await s.register_scheduler_plugin(plugin, name=PLUGIN_NAME, idempotent=False)
+        futures = c.map(lambda x: x + 1, range(100), key=[f"inc-{i}" for i in range(100)])
+        await c.gather(futures)
+        deadline = time.monotonic() + 10
+        while plugin.rows_recorded + plugin.rows_sampled_out < 100:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        await plugin.flush_and_wait()
+
+    scenario()
+    history = read_history(str(tmp_path / "h"))
+    assert len(history) == 49
+    assert history["sample_weight"].tolist().count(4.0) == 17 and history["sample_weight"].sum() == 32 + 17 * 4
