@@ -18,11 +18,11 @@ scheduler's work, see BENCHMARKS.md "Plugin overhead"). Rows go to a bounded
 in-memory buffer.
 
 Tiny-task sampling (``daskflow.recorder.tiny-tasks``): once a key prefix has
-finished ``after`` tasks (256) that all ran under ``seconds`` (1 ms, the
-trainer's timer-noise floor), only every ``sample-every``-th (16th) further
-task of it gets a row, with ``sample_weight`` = that interval; one longer task
-ends the prefix's sampling for good, and erred tasks always get a row. Uniform
-within a prefix, so its statistics stay unbiased; it keeps a stream of
+finished ``after`` tasks (256) of which at most 1 % ran ``seconds`` (1 ms, the
+trainer's timer-noise floor) or longer, only every ``sample-every``-th (16th)
+further task of it gets a row, with ``sample_weight`` = that interval; erred
+tasks always get a row. Uniform within a prefix, so its weighted statistics
+stay unbiased; it keeps a stream of
 trivial tasks (where the recorder's ~60 us per row is ~8 % of a task) from
 paying for rows that teach nothing. ``sample-every: 1`` records every task;
 ``rows_sampled_out`` in :meth:`RecorderPlugin.stats` counts the others.
@@ -136,7 +136,7 @@ class RecorderPlugin(SchedulerPlugin):
         self.tiny_task_s = float(parse_timedelta(config.get("recorder.tiny-tasks.seconds")))
         self.tiny_after = int(config.get("recorder.tiny-tasks.after"))
         self.sample_every = max(1, int(config.get("recorder.tiny-tasks.sample-every")))
-        # key prefix -> [finished tasks seen, a task at least tiny_task_s long was seen] (bounded like the key dicts)
+        # key prefix -> [finished tasks, of them at least tiny_task_s long] (bounded like the key dicts)
         self._prefixes: dict[str, list] = {}
         self.rows_sampled_out = 0
         self.scheduler: Any = None
@@ -218,14 +218,14 @@ class RecorderPlugin(SchedulerPlugin):
     def _sample_weight(self, key: Any, info: dict[str, Any]) -> float:
         """How many tasks this finished task's row stands for: 1, the sampling interval, or 0 (not recorded).
 
-        A key prefix is sampled once ``tiny-tasks.after`` of its tasks have
-        finished and every one of them ran under ``tiny-tasks.seconds``: from
-        then on 1 in ``sample-every`` is recorded, with that weight. One task
-        at least that long ends the prefix's sampling for good. Sampling is
+        A key prefix is sampled while more than ``tiny-tasks.after`` of its
+        tasks have finished and at most 1 % of them ran ``tiny-tasks.seconds``
+        or longer (a GC pause or a context switch now and then does not count):
+        then 1 in ``sample-every`` is recorded, with that weight. Sampling is
         uniform within the prefix (every n-th task, whatever its duration), so
-        its mean, median and quantiles stay unbiased. Rows of tiny tasks are
-        timer noise to the trainer (it floors durations at 1 ms); recording
-        each costs the scheduler ~60 us of CPU, ~8 % of a trivial task's.
+        its weighted mean, median and quantiles stay unbiased. Rows of tiny
+        tasks are timer noise to the trainer (it floors durations at 1 ms);
+        recording each costs the scheduler ~60 us of CPU, ~8 % of a trivial task's.
         """
         scheduler = self.scheduler
         task = compat.task_state(scheduler, key) if scheduler is not None else None
@@ -236,15 +236,12 @@ class RecorderPlugin(SchedulerPlugin):
         if counts is None:
             if len(self._prefixes) >= self.max_tracked_keys:
                 self._prefixes.clear()
-            counts = self._prefixes[prefix] = [0, False]
+            counts = self._prefixes[prefix] = [0, 0]  # finished, of them at least tiny_task_s long
         counts[0] += 1
-        if counts[1]:
-            return 1.0
         duration_s = compat.startstops_compute_s(info.get("startstops"))
         if duration_s is None or duration_s >= self.tiny_task_s:
-            counts[1] = True
-            return 1.0
-        if counts[0] <= self.tiny_after:
+            counts[1] += 1
+        if counts[0] <= self.tiny_after or counts[1] * 100 > counts[0]:
             return 1.0
         return float(self.sample_every) if counts[0] % self.sample_every == 0 else 0.0
 

@@ -46,7 +46,7 @@ def test_a_prefix_of_tiny_tasks_is_recorded_in_full_then_one_in_k_with_weight_k(
     assert plugin.stats()["rows_sampled_out"] == 51
 
 
-def test_one_long_task_ends_the_sampling_of_its_prefix_only_and_errors_are_always_recorded(tmp_path):
+def test_long_tasks_over_one_percent_end_the_sampling_of_their_prefix_only_and_errors_are_always_recorded(tmp_path):
     plugin = recorder_on_fake_scheduler(tmp_path, {"a": 80, "b": 80})
     for i in range(40):
         plugin.transition(f"a-{i}", "processing", "memory", **finished(0.0001))
@@ -60,12 +60,19 @@ def test_one_long_task_ends_the_sampling_of_its_prefix_only_and_errors_are_alway
     rows = list(plugin.recent_rows)
     a = [r for r in rows if r["key"].startswith("a-")]
     b = [r for r in rows if r["key"].startswith("b-")]
-    # a: 32 in full, then 1 in 4 (its 36th and 40th task), then the long task ends the sampling: 40 more in full
+    # a: 32 in full, then 1 in 4 (its 36th and 40th task), then one long task in 41 (> 1 %): 40 more in full
     assert len(a) == 32 + 2 + 40
     assert [r["sample_weight"] for r in a] == [1.0] * 32 + [4.0] * 2 + [1.0] * 40
     # b: still sampled (its 36th, 40th, ..., 76th task), and the erred task is recorded whatever the interval
     assert [r["sample_weight"] for r in b] == [1.0] * 32 + [4.0] * 11 + [1.0]
     assert b[-1]["key"] == "b-79" and b[-1]["outcome"] == "error"
+
+
+def test_a_rare_long_task_does_not_end_the_sampling(tmp_path):
+    plugin = recorder_on_fake_scheduler(tmp_path, {"noop": 200})
+    for i in range(200):
+        plugin.transition(f"noop-{i}", "processing", "memory", **finished(0.5 if i == 150 else 0.0001))
+    assert plugin.rows_recorded == 32 + (200 - 32) // 4  # 1 long task in 151..200 finished: under 1 %
 
 
 def test_sample_every_one_records_every_task(tmp_path):
