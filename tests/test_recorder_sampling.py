@@ -60,9 +60,9 @@ def test_long_tasks_over_one_percent_end_the_sampling_of_their_prefix_only_and_e
     rows = list(plugin.recent_rows)
     a = [r for r in rows if r["key"].startswith("a-")]
     b = [r for r in rows if r["key"].startswith("b-")]
-    # a: 32 in full, then 1 in 4 (its 36th and 40th task), then one long task in 41 (> 1 %): 40 more in full
-    assert len(a) == 32 + 2 + 40
-    assert [r["sample_weight"] for r in a] == [1.0] * 32 + [4.0] * 2 + [1.0] * 40
+    # a: 32 in full, then 1 in 4 (its 36th and 40th task; the long 41st was decided before it ran: skipped),
+    # then one long task in 41 (> 1 %): the 39 others in full
+    assert [r["sample_weight"] for r in a] == [1.0] * 32 + [4.0] * 2 + [1.0] * 39
     # b: still sampled (its 36th, 40th, ..., 76th task), and the erred task is recorded whatever the interval
     assert [r["sample_weight"] for r in b] == [1.0] * 32 + [4.0] * 11 + [1.0]
     assert b[-1]["key"] == "b-79" and b[-1]["outcome"] == "error"
@@ -104,3 +104,31 @@ def test_sampled_rows_reach_the_history_with_their_weights_on_a_real_cluster(tmp
     history = read_history(str(tmp_path / "h"))
     assert len(history) == 49
     assert history["sample_weight"].tolist().count(4.0) == 17 and history["sample_weight"].sum() == 32 + 17 * 4
+
+
+def test_the_worker_plugin_decides_and_skipped_tasks_are_not_measured(tmp_path):
+    from scheduler_plugins.worker_memory import WORKER_PLUGIN_NAME
+
+    @gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+    async def scenario(c, s, a):
+        with dask.config.set({**SAMPLING, "daskflow.recorder.tiny-tasks.seconds": "10s"}):
+            plugin = RecorderPlugin(str(tmp_path / "h"), flush_rows=10**6, flush_interval_s=3600)
+            await s.register_scheduler_plugin(plugin, name=PLUGIN_NAME, idempotent=False)
+            deadline = time.monotonic() + 10
+            while WORKER_PLUGIN_NAME not in a.plugins:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+        futures = c.map(lambda x: x + 1, range(100), key=[f"inc-{i}" for i in range(100)])
+        await c.gather(futures)
+        deadline = time.monotonic() + 10
+        while plugin.rows_recorded + plugin.rows_sampled_out < 100:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        rows = list(plugin.recent_rows)
+        assert len(rows) == 49 and plugin.rows_sampled_out == 51
+        assert sorted(r["sample_weight"] for r in rows) == [1.0] * 32 + [4.0] * 17
+        assert all(r["peak_memory_bytes"] is not None for r in rows)  # every recorded task was measured
+        worker_plugin = a.plugins[WORKER_PLUGIN_NAME]
+        assert not worker_plugin._unmeasured and not worker_plugin._weights  # nothing left behind
+
+    scenario()
