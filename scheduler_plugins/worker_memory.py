@@ -323,8 +323,9 @@ class PeakMemoryPlugin(WorkerPlugin):
         start_rss = self._start_rss.pop(key, None)
         concurrent = self._max_concurrent.pop(key, 1)
         prefix, weight, started_at = self._weights.pop(key, ("", 1.0, None))
-        if started_at is not None:
-            self._sampler.finished(prefix, time.monotonic() - started_at)
+        if started_at is not None:  # the compute time (not the event loop's delays), as the recorder's startstops
+            computed_s = compat.task_compute_s(self.worker, key) if finish == "memory" else None
+            self._sampler.finished(prefix, computed_s if computed_s is not None else time.monotonic() - started_at)
         if key in self._unmeasured:
             self._unmeasured.discard(key)
             if finish == "memory":
