@@ -17,15 +17,16 @@ on warm caches (measured ~7 x cheaper per row than interleaved with the
 scheduler's work, see BENCHMARKS.md "Plugin overhead"). Rows go to a bounded
 in-memory buffer.
 
-Tiny-task sampling (``daskflow.recorder.tiny-tasks``): once a key prefix has
-finished ``after`` tasks (256) that all ran under ``seconds`` (1 ms, the
-trainer's timer-noise floor), only every ``sample-every``-th (16th) further
-task of it gets a row, with ``sample_weight`` = that interval; one longer task
-ends the prefix's sampling for good, and erred tasks always get a row. Uniform
-within a prefix, so its statistics stay unbiased; it keeps a stream of
-trivial tasks (where the recorder's ~60 us per row is ~8 % of a task) from
-paying for rows that teach nothing. ``sample-every: 1`` records every task;
-``rows_sampled_out`` in :meth:`RecorderPlugin.stats` counts the others.
+Tiny-task sampling (``daskflow.recorder.tiny-tasks``, the rule in
+:mod:`scheduler_plugins.sampling`): once a key prefix has finished ``after``
+tasks (256) of which at most 1 % ran ``seconds`` (1 ms, the trainer's
+timer-noise floor) or longer, only every ``sample-every``-th (16th) further
+task of it is measured (by the worker plugin, which decides) and gets a row,
+with ``sample_weight`` = that interval; erred tasks always get a row. Uniform
+within a prefix, so its weighted statistics stay unbiased; it keeps a stream
+of trivial tasks (where a row and a measurement cost ~60 us each, ~8 % of a
+task) from paying for rows that teach nothing. ``sample-every: 1`` records
+every task; ``rows_sampled_out`` in :meth:`RecorderPlugin.stats` counts the others.
 
 Writing happens off the event loop: a periodic callback (every
 ``daskflow.history.flush-interval``, or early once ``flush-rows`` rows wait)
@@ -89,6 +90,7 @@ from daskflow.daskgraph import annotations_of
 from daskflow.learning.features import record_from_annotations
 from daskflow.learning.history import append_history, probe_history
 from scheduler_plugins import compat
+from scheduler_plugins.sampling import sampler_from_settings
 from scheduler_plugins.worker_memory import PeakMemoryPlugin
 
 logger = logging.getLogger(__name__)
@@ -133,11 +135,7 @@ class RecorderPlugin(SchedulerPlugin):
             maxlen=int(recent_rows if recent_rows is not None else config.get("recorder.recent-rows"))
         )
         self._captured: list[tuple] = []  # capture() tuples not yet built into rows (see make_row)
-        self.tiny_task_s = float(parse_timedelta(config.get("recorder.tiny-tasks.seconds")))
-        self.tiny_after = int(config.get("recorder.tiny-tasks.after"))
-        self.sample_every = max(1, int(config.get("recorder.tiny-tasks.sample-every")))
-        # key prefix -> [finished tasks seen, a task at least tiny_task_s long was seen] (bounded like the key dicts)
-        self._prefixes: dict[str, list] = {}
+        self._sampler = sampler_from_settings()  # tiny-task sampling where no worker plugin decided it
         self.rows_sampled_out = 0
         self.scheduler: Any = None
         self.rows_recorded = 0
@@ -199,7 +197,7 @@ class RecorderPlugin(SchedulerPlugin):
             self._count_attempt(key)
             return
         try:
-            weight = self._sample_weight(key, kwargs) if finish == "memory" and self.sample_every > 1 else 1.0
+            weight = self._sample_weight(key, kwargs) if finish == "memory" else 1.0
             if weight == 0.0:  # a tiny task of a sampled prefix, not the one in sample_every that is kept
                 self._start_facts.pop(key, None)
                 if self._attempts:
@@ -216,37 +214,27 @@ class RecorderPlugin(SchedulerPlugin):
             self._hook_failed("transition")
 
     def _sample_weight(self, key: Any, info: dict[str, Any]) -> float:
-        """How many tasks this finished task's row stands for: 1, the sampling interval, or 0 (not recorded).
+        """How many tasks this finished task's row stands for: 1, the sampling interval, or 0 (no row).
 
-        A key prefix is sampled once ``tiny-tasks.after`` of its tasks have
-        finished and every one of them ran under ``tiny-tasks.seconds``: from
-        then on 1 in ``sample-every`` is recorded, with that weight. One task
-        at least that long ends the prefix's sampling for good. Sampling is
-        uniform within the prefix (every n-th task, whatever its duration), so
-        its mean, median and quantiles stay unbiased. Rows of tiny tasks are
-        timer noise to the trainer (it floors durations at 1 ms); recording
-        each costs the scheduler ~60 us of CPU, ~8 % of a trivial task's.
+        The worker's peak-memory plugin decided it when the task started
+        (``sample_weight`` in the task's metadata: a skipped task was not
+        measured); without that plugin the recorder applies the same
+        :class:`~scheduler_plugins.sampling.TinyTaskSampler` itself, per key prefix.
         """
+        metadata = info.get("metadata")
+        measured = metadata.get(METADATA_KEY) if metadata else None
+        if measured:
+            weight = measured.get("sample_weight")
+            if weight is not None:
+                return float(weight)
         scheduler = self.scheduler
         task = compat.task_state(scheduler, key) if scheduler is not None else None
         if task is None:
             return 1.0
         prefix = compat.prefix_name(task)
-        counts = self._prefixes.get(prefix)
-        if counts is None:
-            if len(self._prefixes) >= self.max_tracked_keys:
-                self._prefixes.clear()
-            counts = self._prefixes[prefix] = [0, False]
-        counts[0] += 1
-        if counts[1]:
-            return 1.0
-        duration_s = compat.startstops_compute_s(info.get("startstops"))
-        if duration_s is None or duration_s >= self.tiny_task_s:
-            counts[1] = True
-            return 1.0
-        if counts[0] <= self.tiny_after:
-            return 1.0
-        return float(self.sample_every) if counts[0] % self.sample_every == 0 else 0.0
+        weight = self._sampler.decide(prefix)
+        self._sampler.finished(prefix, compat.startstops_compute_s(info.get("startstops")))
+        return weight
 
     def capture(self, key: Any, finish: str, info: dict[str, Any], sample_weight: float = 1.0) -> tuple:
         """What must be read at the moment a task finishes, as one tuple (the per-task event-loop cost).

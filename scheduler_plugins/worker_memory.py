@@ -55,6 +55,12 @@ in workers started without a nanny, as the nanny does through
 arbitrary process (an in-process test cluster) pages cached by glibc before
 the plugin started can still be reused unseen; worker processes start clean.
 
+Tiny tasks: a key prefix of sub-millisecond tasks is measured 1 in
+``daskflow.recorder.tiny-tasks.sample-every`` after the first ``after``
+(:class:`~scheduler_plugins.sampling.TinyTaskSampler`, decided when the task
+starts, so a skipped one costs no ``/proc`` reading); the metadata says
+``sample_weight`` (0: not measured, and the recorder writes no row for it).
+
 Fallback: where ``/proc/self/clear_refs`` is absent or not writable (macOS,
 Windows, locked-down containers) the plugin records ``RSS at finish - RSS at
 start`` from psutil and flags it with ``peak_memory_method = "rss-end"``; this
@@ -65,12 +71,15 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
+from dask.utils import key_split
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from daskflow.contracts import METADATA_KEY, PEAK_MEMORY_PLUGIN
 from scheduler_plugins import compat
+from scheduler_plugins.sampling import TinyTaskSampler, sampler_from_settings
 
 logger = logging.getLogger(__name__)
 
@@ -231,6 +240,9 @@ class PeakMemoryPlugin(WorkerPlugin):
         self._malloc_trim: Any = None
         self._peak_since_trim = 0
         self._proc: ProcMemory | None = None
+        self._sampler = TinyTaskSampler()
+        self._weights: dict[Any, tuple[str, float, float]] = {}  # key -> (prefix, sample weight, monotonic start)
+        self._unmeasured: set[Any] = set()  # running tasks the sampler skipped (they still share the process)
 
     def __getstate__(self) -> dict:
         return {}  # stateless on the wire; setup() decides the method on the worker
@@ -241,6 +253,10 @@ class PeakMemoryPlugin(WorkerPlugin):
     def setup(self, worker: Any) -> None:
         self.worker = worker
         self._proc = ProcMemory()
+        try:
+            self._sampler = sampler_from_settings()
+        except Exception:  # noqa: BLE001 - daskflow config unavailable on this worker: the defaults
+            self._sampler = TinyTaskSampler()
         self.method = "vmhwm" if self._proc.has_mark else "rss-end"
         try:
             from daskflow import config
@@ -261,6 +277,8 @@ class PeakMemoryPlugin(WorkerPlugin):
     def teardown(self, worker: Any) -> None:
         self._start_rss.clear()
         self._max_concurrent.clear()
+        self._weights.clear()
+        self._unmeasured.clear()
         if self._proc is not None:
             self._proc.close()
             self._proc = None
@@ -289,14 +307,21 @@ class PeakMemoryPlugin(WorkerPlugin):
         proc = self._proc
         if proc is None:
             return
-        if not self._start_rss:
-            self._maybe_trim()
-        rss = proc.rss_bytes()
-        # Reset only when no other task runs: a reset would hide their peaks so far.
-        if self.method == "vmhwm" and not self._start_rss:
-            proc.reset_mark()
-        self._start_rss[key] = rss
-        running = len(self._start_rss)
+        prefix = key_split(key)
+        weight = self._sampler.decide(prefix)
+        self._weights[key] = (prefix, weight, time.monotonic())
+        idle = not self._start_rss and not self._unmeasured
+        if weight == 0.0:  # a tiny task the sampler skips: no /proc reading (it still shares the process)
+            self._unmeasured.add(key)
+        else:
+            if idle:
+                self._maybe_trim()
+            rss = proc.rss_bytes()
+            # Reset only when no other task runs: a reset would hide their peaks so far.
+            if self.method == "vmhwm" and idle:
+                proc.reset_mark()
+            self._start_rss[key] = rss
+        running = len(self._start_rss) + len(self._unmeasured)
         if running > 1:
             for other in self._start_rss:
                 self._max_concurrent[other] = max(self._max_concurrent.get(other, 1), running)
@@ -304,6 +329,15 @@ class PeakMemoryPlugin(WorkerPlugin):
     def _task_stopped(self, key: Any, finish: str) -> None:
         start_rss = self._start_rss.pop(key, None)
         concurrent = self._max_concurrent.pop(key, 1)
+        prefix, weight, started_at = self._weights.pop(key, ("", 1.0, None))
+        if started_at is not None:  # the compute time (not the event loop's delays), as the recorder's startstops
+            computed_s = compat.task_compute_s(self.worker, key) if finish == "memory" else None
+            self._sampler.finished(prefix, computed_s if computed_s is not None else time.monotonic() - started_at)
+        if key in self._unmeasured:
+            self._unmeasured.discard(key)
+            if finish == "memory":
+                compat.set_task_metadata(self.worker, key, METADATA_KEY, {"sample_weight": 0.0})
+            return
         if start_rss is None or finish != "memory":
             return
         proc = self._proc
@@ -313,7 +347,7 @@ class PeakMemoryPlugin(WorkerPlugin):
         peak = mark if mark is not None else proc.rss_bytes()
         peak_memory_bytes = max(0, int(peak) - int(start_rss))
         self._peak_since_trim = max(self._peak_since_trim, peak_memory_bytes)
-        if not self._start_rss:  # idle now: give freed pages back, so heartbeats show what the process really keeps
+        if not self._start_rss and not self._unmeasured:  # idle now: give freed pages back (heartbeats show what it keeps)
             self._maybe_trim()
         shared = concurrent > 1  # the process's mark then holds the other tasks' memory too: not this task's peak
         compat.set_task_metadata(self.worker, key, METADATA_KEY, {
@@ -322,4 +356,5 @@ class PeakMemoryPlugin(WorkerPlugin):
             "peak_memory_method": self.method,
             "start_rss_bytes": int(start_rss),
             "concurrent_tasks": int(concurrent),
+            "sample_weight": weight,
         })  # fmt: skip

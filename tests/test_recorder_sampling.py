@@ -46,7 +46,7 @@ def test_a_prefix_of_tiny_tasks_is_recorded_in_full_then_one_in_k_with_weight_k(
     assert plugin.stats()["rows_sampled_out"] == 51
 
 
-def test_one_long_task_ends_the_sampling_of_its_prefix_only_and_errors_are_always_recorded(tmp_path):
+def test_long_tasks_over_one_percent_end_the_sampling_of_their_prefix_only_and_errors_are_always_recorded(tmp_path):
     plugin = recorder_on_fake_scheduler(tmp_path, {"a": 80, "b": 80})
     for i in range(40):
         plugin.transition(f"a-{i}", "processing", "memory", **finished(0.0001))
@@ -60,12 +60,19 @@ def test_one_long_task_ends_the_sampling_of_its_prefix_only_and_errors_are_alway
     rows = list(plugin.recent_rows)
     a = [r for r in rows if r["key"].startswith("a-")]
     b = [r for r in rows if r["key"].startswith("b-")]
-    # a: 32 in full, then 1 in 4 (its 36th and 40th task), then the long task ends the sampling: 40 more in full
-    assert len(a) == 32 + 2 + 40
-    assert [r["sample_weight"] for r in a] == [1.0] * 32 + [4.0] * 2 + [1.0] * 40
+    # a: 32 in full, then 1 in 4 (its 36th and 40th task; the long 41st was decided before it ran: skipped),
+    # then one long task in 41 (> 1 %): the 39 others in full
+    assert [r["sample_weight"] for r in a] == [1.0] * 32 + [4.0] * 2 + [1.0] * 39
     # b: still sampled (its 36th, 40th, ..., 76th task), and the erred task is recorded whatever the interval
     assert [r["sample_weight"] for r in b] == [1.0] * 32 + [4.0] * 11 + [1.0]
     assert b[-1]["key"] == "b-79" and b[-1]["outcome"] == "error"
+
+
+def test_a_rare_long_task_does_not_end_the_sampling(tmp_path):
+    plugin = recorder_on_fake_scheduler(tmp_path, {"noop": 200})
+    for i in range(200):
+        plugin.transition(f"noop-{i}", "processing", "memory", **finished(0.5 if i == 150 else 0.0001))
+    assert plugin.rows_recorded == 32 + (200 - 32) // 4  # 1 long task in 151..200 finished: under 1 %
 
 
 def test_sample_every_one_records_every_task(tmp_path):
@@ -97,3 +104,31 @@ def test_sampled_rows_reach_the_history_with_their_weights_on_a_real_cluster(tmp
     history = read_history(str(tmp_path / "h"))
     assert len(history) == 49
     assert history["sample_weight"].tolist().count(4.0) == 17 and history["sample_weight"].sum() == 32 + 17 * 4
+
+
+def test_the_worker_plugin_decides_and_skipped_tasks_are_not_measured(tmp_path):
+    from scheduler_plugins.worker_memory import WORKER_PLUGIN_NAME
+
+    @gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+    async def scenario(c, s, a):
+        with dask.config.set({**SAMPLING, "daskflow.recorder.tiny-tasks.seconds": "10s"}):
+            plugin = RecorderPlugin(str(tmp_path / "h"), flush_rows=10**6, flush_interval_s=3600)
+            await s.register_scheduler_plugin(plugin, name=PLUGIN_NAME, idempotent=False)
+            deadline = time.monotonic() + 10
+            while WORKER_PLUGIN_NAME not in a.plugins:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+        futures = c.map(lambda x: x + 1, range(100), key=[f"inc-{i}" for i in range(100)])
+        await c.gather(futures)
+        deadline = time.monotonic() + 10
+        while plugin.rows_recorded + plugin.rows_sampled_out < 100:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        rows = list(plugin.recent_rows)
+        assert len(rows) == 49 and plugin.rows_sampled_out == 51
+        assert sorted(r["sample_weight"] for r in rows) == [1.0] * 32 + [4.0] * 17
+        assert all(r["peak_memory_bytes"] is not None for r in rows)  # every recorded task was measured
+        worker_plugin = a.plugins[WORKER_PLUGIN_NAME]
+        assert not worker_plugin._unmeasured and not worker_plugin._weights  # nothing left behind
+
+    scenario()

@@ -102,6 +102,7 @@ from scheduler_plugins.compat.tasks import (
 )
 from scheduler_plugins.compat.worker_side import (
     set_task_metadata,
+    task_compute_s,
 )
 from scheduler_plugins.compat.workers import (
     bandwidth,
@@ -129,7 +130,7 @@ __all__ = [
     "is_running", "key_of", "pause_fraction", "pin", "pinned_to", "plugin", "plugin_names", "prefix_duration_s",
     "prefix_name", "priority", "processing_on", "register_worker_plugin", "release_to_stock",
     "remove_periodic_callback", "restart_processing", "restricted_by_client", "running_workers",
-    "set_extension", "set_priority", "set_task_metadata", "speed_declared", "startstops_compute",
+    "set_extension", "set_priority", "set_task_metadata", "task_compute_s", "speed_declared", "startstops_compute",
     "startstops_compute_s", "startstops_compute_start", "state_of", "task_state", "terminate_fraction", "unpin",
     "unrunnable_tasks", "worker_address", "worker_clock_offset_s", "worker_facts", "worker_heartbeat_at",
     "worker_managed_bytes",

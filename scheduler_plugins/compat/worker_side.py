@@ -1,4 +1,4 @@
-"""The one worker-side internal: a finished task's metadata, which travels to the scheduler with its result."""
+"""The worker-side internals: a finished task's metadata (it travels to the scheduler with its result) and its compute time."""
 
 from __future__ import annotations
 
@@ -21,3 +21,19 @@ def set_task_metadata(worker: Worker, key: Any, name: str, value: Any) -> bool:
         return False
     ts.metadata[name] = value
     return True
+
+
+def task_compute_s(worker: Worker, key: Any) -> float | None:
+    """Seconds the task computed on ``worker`` (its ``startstops``' compute phases; None when unknown).
+
+    Recorded by the worker before the ``executing -> memory`` transition, so a
+    plugin's ``transition`` hook reads it there; thread hand-off and event-loop
+    delays are not in it.
+    """
+    from scheduler_plugins.compat.results import startstops_compute_s
+
+    state = getattr(worker, "state", None)
+    ts = state.tasks.get(key) if state is not None else None
+    if ts is None:
+        return None
+    return startstops_compute_s(ts.startstops)
