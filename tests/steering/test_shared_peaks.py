@@ -22,7 +22,7 @@ def plugin_on_fake_worker():
     plugin = PeakMemoryPlugin()
     plugin.method = "rss-end"  # no /proc reset in a test: RSS deltas are enough to check the bookkeeping
     plugin._proc = SimpleNamespace(rss_bytes=lambda: 100 * 2**20, mark_bytes=lambda: None, reset_mark=lambda: None)
-    tasks = {key: SimpleNamespace(metadata={}) for key in ("alone", "light", "heavy")}
+    tasks = {key: SimpleNamespace(metadata={}, startstops=[]) for key in ("alone", "light", "heavy")}
     plugin.worker = SimpleNamespace(state=SimpleNamespace(tasks=tasks))
     return plugin, tasks
 
