@@ -37,7 +37,6 @@ from scheduler_plugins.policy.estimates import (
     CategoryCalibration,
     DispatchLatency,
     HoldThresholds,
-    SpeedEstimates,
     admitted_memory_bytes,
     hold_thresholds,
     is_baseline,
@@ -47,9 +46,7 @@ from scheduler_plugins.policy.estimates import (
     places_late,
     plan_timer,
     planned_duration_s,
-    relative_speed,
     remaining_s,
-    speed_for,
     watchdog_action,
     worker_backlog_s,
 )
@@ -81,6 +78,7 @@ from scheduler_plugins.policy.placement import (
     pin_is_loose,
     plan_dispatch,
 )
+from scheduler_plugins.policy.speeds import SpeedEstimates, relative_speed, speed_for
 
 __all__ = [
     "CategoryCalibration",

@@ -16,7 +16,7 @@ monotonic clock), so every rule is tested with a fake clock.
 * **Evidence** — while it runs, a straggler is a *censored* observation of its
   worker's speed (at least ``elapsed / planned`` slower). A lone straggler
   (see *Slow host*) is fed to
-  :class:`~scheduler_plugins.policy.estimates.SpeedEstimates` once, as one
+  :class:`~scheduler_plugins.policy.speeds.SpeedEstimates` once, as one
   sample; one read as a slowed host moves the host's speed at once, so a
   host that slows mid-run stops getting long work before its slow tasks end.
 * **Restart** (:func:`restart_decision`) — restart a straggler on an idle
@@ -32,7 +32,7 @@ monotonic clock), so every rule is tested with a fake clock.
   straggler could start; none is no evidence against) while another host
   finished a task on time (not the whole machine slowed) is read as the host
   having slowed, not the task: the plugin updates that host's speed estimate first
-  (:meth:`~scheduler_plugins.policy.estimates.SpeedEstimates.observe_slow_host`),
+  (:meth:`~scheduler_plugins.policy.speeds.SpeedEstimates.observe_slow_host`),
   then :func:`restart_decision` compares a restart with the time the task
   still needs *at the host's new speed*. A task on a host that finished
   others on time is a lone straggler (censored evidence only).
