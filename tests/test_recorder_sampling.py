@@ -23,6 +23,14 @@ def finished(duration_s: float) -> dict:
             "startstops": ({"action": "compute", "start": 10.0, "stop": 10.0 + duration_s},)}
 
 
+async def settled(plugin: RecorderPlugin, n_tasks: int, timeout_s: float = 10.0) -> None:
+    """Until every one of ``n_tasks`` finished tasks got a row or was sampled out."""
+    deadline = time.monotonic() + timeout_s
+    while plugin.rows_recorded + plugin.rows_sampled_out < n_tasks:
+        assert time.monotonic() < deadline, "the recorder did not see every task before the deadline"
+        await asyncio.sleep(0.01)
+
+
 def recorder_on_fake_scheduler(tmp_path, prefixes: dict[str, int]) -> RecorderPlugin:
     worker = SimpleNamespace(nthreads=1, memory_limit=2**30, metrics={}, status=None, address="tcp://127.0.0.1:1")
     tasks = {f"{prefix}-{i}": SimpleNamespace(annotations=None, dependencies=(), prefix=SimpleNamespace(name=prefix),
@@ -94,10 +102,7 @@ def test_sampled_rows_reach_the_history_with_their_weights_on_a_real_cluster(tmp
         await s.register_scheduler_plugin(plugin, name=PLUGIN_NAME, idempotent=False)
         futures = c.map(lambda x: x + 1, range(100), key=[f"inc-{i}" for i in range(100)])
         await c.gather(futures)
-        deadline = time.monotonic() + 10
-        while plugin.rows_recorded + plugin.rows_sampled_out < 100:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.01)
+        await settled(plugin, 100)
         await plugin.flush_and_wait()
 
     scenario()
@@ -120,10 +125,7 @@ def test_the_worker_plugin_decides_and_skipped_tasks_are_not_measured(tmp_path):
                 await asyncio.sleep(0.01)
         futures = c.map(lambda x: x + 1, range(100), key=[f"inc-{i}" for i in range(100)])
         await c.gather(futures)
-        deadline = time.monotonic() + 10
-        while plugin.rows_recorded + plugin.rows_sampled_out < 100:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.01)
+        await settled(plugin, 100)
         rows = list(plugin.recent_rows)
         assert len(rows) == 49 and plugin.rows_sampled_out == 51
         assert sorted(r["sample_weight"] for r in rows) == [1.0] * 32 + [4.0] * 17
