@@ -330,9 +330,12 @@ class PeakMemoryPlugin(WorkerPlugin):
         start_rss = self._start_rss.pop(key, None)
         concurrent = self._max_concurrent.pop(key, 1)
         prefix, weight, started_at = self._weights.pop(key, ("", 1.0, None))
-        if started_at is not None:  # the compute time (not the event loop's delays), as the recorder's startstops
-            computed_s = compat.task_compute_s(self.worker, key) if finish == "memory" else None
-            self._sampler.finished(prefix, computed_s if computed_s is not None else time.monotonic() - started_at)
+        if started_at is not None:
+            elapsed_s = time.monotonic() - started_at  # >= the compute time: only a long one needs the startstops
+            if elapsed_s >= self._sampler.tiny_s and finish == "memory":  # the compute time, not the loop's delays
+                computed_s = compat.task_compute_s(self.worker, key)
+                elapsed_s = computed_s if computed_s is not None else elapsed_s
+            self._sampler.finished(prefix, elapsed_s)
         if key in self._unmeasured:
             self._unmeasured.discard(key)
             if finish == "memory":
