@@ -220,7 +220,7 @@ class SteeringPlugin(SchedulerPlugin):
             self.state, self.policy_config, corrector_config=corrector_config_from_settings(),
             predictor=lambda: self.predictor, planned_s=lambda prediction: self.dispatcher.planned_s(prediction, {}),
             log=self._log, wall_clock=self.wall_clock, learn_speeds=self.learn_speeds, save_speeds=self._save_speeds,
-            observe_host=self.dispatcher.stragglers.observe_finished, speed_level=self.dispatcher.speed_level,
+            observe_host=self.dispatcher.stragglers.observe_finished,
         )
 
     def __getstate__(self) -> dict:  # Client.register_plugin pickles us: ship config only

@@ -89,7 +89,6 @@ class TaskFeedback:
         learn_speeds: bool,
         save_speeds: Callable[[], Any],
         observe_host: Callable[[str, str, float, float, float], None] | None = None,
-        speed_level: Callable[[], float] | None = None,
     ) -> None:
         self.state = state
         self.config = config
@@ -101,9 +100,10 @@ class TaskFeedback:
         self.learn_speeds = learn_speeds
         self.save_speeds = save_speeds
         self.observe_host = observe_host  # (host, category, duration, planned, speed before): is the host slowing?
-        self.speed_level = speed_level  # the median learned worker speed (None: 1.0)
         self.floors = CleaningConfig()  # the training data's noise floors (allocator / timer noise is not drift)
-        self._registry_lock = threading.Lock()  # one events.jsonl rewrite at a time (executor threads)
+        self._registry_lock = threading.Lock()
+        self._median = 1.0  # median learned worker speed, and the speed_observed count it was computed at
+        self._median_at: int | None = None  # one events.jsonl rewrite at a time (executor threads)
         state.corrector = OnlineCorrector(corrector_config)
         state.correction.spread_prior_rows = corrector_config.spread_prior_rows
 
@@ -164,13 +164,21 @@ class TaskFeedback:
         return before / self._median_speed()
 
     def _median_speed(self) -> float:
-        """The median learned speed of the known workers (the dispatcher's :meth:`speed_level`, one definition).
+        """The median learned speed of the known workers (recomputed every 16 speed observations).
 
         The in-run learner sees durations relative to it: a category whose cost doubles on *every*
         worker first looks like slower workers to the speed learner, and would otherwise be hidden
         from drift detection by the speed taken out of each duration.
         """
-        return self.speed_level() if self.speed_level is not None else 1.0
+        state = self.state
+        observed = state.counts.get("speed_observed", 0)
+        if self._median_at is not None and observed - self._median_at < 16:
+            return self._median
+        speeds = sorted(state.speeds.speed(address, str(facts.get("host") or address_host(address)))
+                        for address, facts in state.facts.items() if not facts.get("speed_declared"))
+        self._median = speeds[len(speeds) // 2] if speeds else 1.0
+        self._median_at = observed
+        return self._median
 
     def _observe_means(self, category: str, duration_s: float, peak: float | None) -> None:
         """Feed the predictor's per-category running means (the recorder does not: one observe per task)."""
