@@ -53,6 +53,13 @@ __all__ = ["fetch_actuals", "fetch_decisions", "format_story", "format_summary",
 # ----------------------------------------------------------------- one task
 
 
+#: what a hold's reason means, for the explain text (an unknown reason gets a generic line)
+_HOLD_WHY = {
+    "memory": "no worker had memory headroom for it",
+    "speed": "waiting for a faster worker to open",
+}
+
+
 def task_story(key: str, decisions: Iterable[DecisionEvent], actual: Mapping | None = None,
                prediction: Mapping | None = None, no_decision_reason: str | None = None,
                source: str | None = None) -> dict:
@@ -176,7 +183,8 @@ def format_story(story: Mapping) -> str:
             f"position {story.get('priority_index')} in its graph's dispatch order"
         )
     for hold in story.get("holds", []):
-        lines.append(f"  held:      no worker had memory headroom for it ({hold.get('reason')})")
+        why = _HOLD_WHY.get(str(hold.get("reason")), "the policy held it back")
+        lines.append(f"  held:      {why} ({hold.get('reason')})")
     for place in story.get("placements", []):
         verb = "released to" if place.get("action") == "release" else "placed on"
         extra = f" after {place['held_s']:.3f} s held" if place.get("held_s") else ""
