@@ -47,6 +47,8 @@ NOISE_REFRESH = 16
 MIN_WORKER_N = 1
 #: the noise is known (so a worker may differ from its host at all) from this many within-worker pairs on
 MIN_NOISE_PAIRS = 3
+#: spreads are measured from a worker's last this many tasks (28 pairs: O(1) per observed task)
+SIGMA_WINDOW = 8
 #: a spread measured from k pairs is taken as up to (1 + this / sqrt(k)) times larger when a worker is judged
 SIGMA_UNCERTAINTY = 2.0
 #: ... and never below this (log ratio): timer and dispatch jitter
@@ -139,7 +141,8 @@ class SpeedEstimates:
     sigma_at: int = -1  # n_total when noise_sigma was last computed
     sigma: float = 0.0  # pooled within-worker spread of log ratios (Shamos: 1.0483 x median pairwise distance)
     sigma_pairs: int = 0  # within-worker pairs that estimate was computed from (< MIN_NOISE_PAIRS: noise unknown)
-    own_sigma: dict[str, float] = field(default_factory=dict)  # worker -> the spread of its own window (Shamos)
+    own_sigma: dict[str, tuple[float, int]] = field(default_factory=dict)  # worker -> (spread of its last tasks, pairs)
+    host_median: dict[str, float] = field(default_factory=dict)  # host -> median of by_host (cached until it observes)
     shift: float = 0.0  # what every host shares (the model's bias), see host_log_slowness
     change_sigma: dict[str, float] = field(default_factory=dict)  # worker -> ... of its tasks before the last change_n, prior-pooled
 
@@ -156,13 +159,16 @@ class SpeedEstimates:
                 self.slow_finished.setdefault(host, deque(maxlen=self.window)).append(ratio)
         samples = self.by_worker.setdefault(worker, deque(maxlen=self.window))
         samples.append(ratio)
-        # O(window²) per observed task (those planned >= min_planned_s only; nothing per round)
-        self.own_sigma[worker] = _pairwise_sigma(samples)
-        before = list(samples)[:-self.change_n]
+        # O(SIGMA_WINDOW²) per observed task (those planned >= min_planned_s only; nothing per round)
+        values = list(samples)
+        own = values[-SIGMA_WINDOW:]
+        self.own_sigma[worker] = (_pairwise_sigma(own), len(own) * (len(own) - 1) // 2)
+        before = values[:-self.change_n][-SIGMA_WINDOW:]
         self.change_sigma[worker] = _with_prior(_pairwise_sigma(before), len(before) * (len(before) - 1) // 2,
                                                   CHANGE_PRIOR_SIGMA)
         self.by_host.setdefault(host, deque(maxlen=self.window * 4)).append(ratio)
         self.n_total += 1
+        self.host_median.pop(host, None)
         return True
 
     def noise_sigma(self) -> float:
@@ -186,7 +192,7 @@ class SpeedEstimates:
             return self.sigma  # (while the noise is unknown, refreshed at every observation: a few samples then)
         distances = []
         for samples in self.by_worker.values():
-            distances.extend(_distances(samples))
+            distances.extend(_distances(list(samples)[-SIGMA_WINDOW:]))
         self.sigma = 1.0483 * statistics.median(distances) if distances else 0.0
         self.sigma_pairs = len(distances)
         self._refresh_shifts()  # O(hosts × window) on the same schedule
@@ -202,8 +208,8 @@ class SpeedEstimates:
         speed), and neither below :data:`MIN_NOISE_SIGMA`.
         """
         pooled = _upper(self.noise_sigma(), self.sigma_pairs)
-        n = len(self.by_worker.get(worker, ()))
-        own = _upper(self.own_sigma.get(worker, 0.0), n * (n - 1) // 2) if n >= 3 else 0.0  # (1 pair: says little)
+        own_sigma, own_pairs = self.own_sigma.get(worker, (0.0, 0))
+        own = _upper(own_sigma, own_pairs) if own_pairs >= 3 else 0.0  # (from 3 tasks on: 1 pair says little)
         return max(pooled, own, MIN_NOISE_SIGMA)
 
     def noise_known(self) -> bool:
@@ -230,8 +236,8 @@ class SpeedEstimates:
             return False
         # against what the host's tasks measured, not its (perhaps prior-snapped) value: a bias every
         # worker of the host shares (the model's) is no difference between them
-        measured = self.by_host.get(host)
-        reference = statistics.median(measured) if measured else self.host_log_slowness(host)
+        measured = self._host_median(host)
+        reference = measured if measured is not None else self.host_log_slowness(host)
         band = WORKER_Z * 1.2533 * self.worker_sigma(worker) / math.sqrt(len(samples))
         return abs(statistics.median(samples) - reference) >= band
 
@@ -282,10 +288,23 @@ class SpeedEstimates:
         """
         self.noise_sigma()  # (refreshes the shifts on the same schedule)
         reference = self.host_prior.get(host, 0.0) + self.shift
-        samples = list(self.by_host.get(host, ()))
-        if samples and abs(statistics.median(samples) - reference) < self._band(len(samples)):
+        median = self._host_median(host)
+        if median is None:
+            return reference
+        n = len(self.by_host[host])
+        if abs(median - reference) < self._band(n):
             return reference  # not distinguishable from its reference by more than the noise
-        return _shrunk(samples, reference, self.pseudo_n)
+        return (n * median + self.pseudo_n * reference) / (n + self.pseudo_n)  # (_shrunk, the median cached)
+
+    def _host_median(self, host: str) -> float | None:
+        """The median of the host's recent ratios, cached until the host's next observation (None: none yet)."""
+        median = self.host_median.get(host)
+        if median is None:
+            samples = self.by_host.get(host)
+            if not samples:
+                return None
+            median = self.host_median[host] = statistics.median(samples)
+        return median
 
     def _refresh_shifts(self) -> None:
         """The shift all hosts share: the median log ratio of every host's recent tasks less the median of their priors.
@@ -306,7 +325,8 @@ class SpeedEstimates:
             log_slowness = _shrunk(samples, host_value, self.pseudo_n)
         else:  # a worker like its host, within the noise (or too few tasks to say): what its host measured
             # (the same for every worker of the host: identical workers never differ by their own noise)
-            log_slowness = _shrunk(self.by_host.get(host, ()), host_value, self.pseudo_n)
+            median, n = self._host_median(host), len(self.by_host.get(host, ()))
+            log_slowness = host_value if median is None else (n * median + self.pseudo_n * host_value) / (n + self.pseudo_n)
         recent = samples[-self.change_n:]
         if len(samples) >= 2 * self.change_n:
             # the last few all moved the same way, past the band, from the estimate and from the worker's own
