@@ -55,6 +55,7 @@ from scheduler_plugins.policy.stragglers import (
     Orphan,
     RunningTask,
 )
+from scheduler_plugins.policy.correction import is_saturated
 from scheduler_plugins.speed_store import address_host
 from scheduler_plugins.steering_state import SteeringState
 from scheduler_plugins.straggler_watch import StragglerWatch
@@ -167,11 +168,16 @@ class Dispatcher:
     def planned_s(self, prediction: TaskPrediction, cache: dict) -> float:
         """The planned duration: a model's corrected prediction, or the running per-category mean for a baseline guess.
 
+        A model prediction whose category's correction sits at its clamp
+        (:func:`is_saturated`: off by over ×100) is planned at the running mean too.
+
         A baseline of a category that drifted in this run is corrected too (the running mean lags a change).
         """
         correction = self.state.correction
-        if not is_baseline(prediction.quality) or prediction.category in correction.drifted:
+        saturated = prediction.quality == "model" and is_saturated(correction, prediction.category)
+        if not saturated and (not is_baseline(prediction.quality) or prediction.category in correction.drifted):
             return planned_duration_s(prediction, correction)
+        # (a model off by over x100 for its category, its correction at the clamp: the running mean instead)
         value = cache.get(prediction.category)
         if value is None:
             baseline_for = getattr(self.predictor(), "baseline_for", None)

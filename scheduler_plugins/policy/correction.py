@@ -72,6 +72,20 @@ class CategoryCorrection:
         self.memory_drifted.clear()
 
 
+def is_saturated(correction: CategoryCorrection, category: str) -> bool:
+    """Whether a category's duration correction sits at its clamp (the model is off by over ×MAX_FACTOR there).
+
+    The plan cannot trust such a model for that category at all (a sibling
+    model served epigenomics' ``map`` at 10⁶ s against ~5 s run): the
+    plugin plans it at the category's running mean instead.
+
+    >>> is_saturated(CategoryCorrection(duration={"map": 1e-6, "fit": 0.5}), "map"), is_saturated(CategoryCorrection(duration={"fit": 0.5}), "fit")
+    (True, False)
+    """
+    value = correction.duration.get(category)
+    return value is not None and not (1.0 / MAX_FACTOR < value < MAX_FACTOR)
+
+
 def is_corrected(quality: str, category: str, correction: object, target: str = "duration") -> bool:
     """Whether the plan multiplies a prediction of this quality by its category's ``target`` correction."""
     if quality == "model":

@@ -147,10 +147,16 @@ class SpeedEstimates:
     change_sigma: dict[str, float] = field(default_factory=dict)  # worker -> ... of its tasks before the last change_n, prior-pooled
 
     def observe(self, worker: str, host: str, actual_s: float, planned_s: float) -> bool:
-        """Add one finished task; False when it was not used (no duration, or too short to say anything)."""
+        """Add one finished task; False when it was not used (no duration, too short, or off by ×20 or more).
+
+        >>> SpeedEstimates().observe("w", "h", actual_s=5.0, planned_s=1e6)  # the plan's error, not a speed
+        False
+        """
         if not (actual_s > 0 and planned_s > 0) or planned_s < self.min_planned_s:
             return False
-        ratio = max(-MAX_LOG_SPEED, min(MAX_LOG_SPEED, math.log(actual_s / planned_s)))
+        ratio = math.log(actual_s / planned_s)
+        if abs(ratio) >= MAX_LOG_SPEED:  # off by over x20: the plan is wrong (a model off by 10^5), not the worker
+            return False
         regime = self.slow_regime(host)
         if regime is not None:
             if ratio < (regime + self.host_log_slowness(host)) / 2:  # nearer the old speed: the regime is over

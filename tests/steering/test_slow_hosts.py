@@ -325,3 +325,19 @@ def test_tasks_shorter_than_the_speed_threshold_never_read_as_a_slow_host():
     plugin.state.speeds.min_planned_s = 0.05
     plugin.dispatcher.observe_finished("h1", "warmup", duration_s=0.05, planned_s=0.01, speed=1.0)
     assert plugin.state.speeds.slow_regime("h1") is None and plugin.state.host_activity.since("h1", 0.0) == []
+
+
+def test_a_category_the_model_misses_by_over_100x_is_planned_at_its_running_mean():
+    """The slowdown benchmark's epigenomics run: a sibling model served ``map`` at ~10^6 s (runs ~5 s); the
+    correction stopped at its x1/100 clamp, so the plan still said 10^4 s, speeds learned from it hit the x20 clamp
+    and every map task was held for the one "fast" host (the one then slowed x4)."""
+    clock = FakeClock(10.0)
+    plugin, _ = bed(clock)
+    plugin.predictor = SimpleNamespace(model_version="v1", observe=lambda *a, **k: None,
+                                       baseline_for=lambda category: (5.0, "prefix-mean", 0.0, "default"))
+    prediction = TaskPrediction(1.1e6, 0, "model", "v1", category="map")
+    plugin.state.correction.duration["map"] = 0.5
+    assert plugin.dispatcher.planned_s(prediction, {}) == pytest.approx(5.5e5)  # a correction within its clamp
+    plugin.state.correction.duration["map"] = 1e-6
+    assert plugin.dispatcher.planned_s(prediction, {}) == 5.0
+    assert not plugin.state.speeds.observe("tcp://h0:1", "h0", actual_s=5.0, planned_s=1.1e4)  # no speed from it
