@@ -90,7 +90,7 @@ from daskflow.daskgraph import annotations_of
 from daskflow.learning.features import record_from_annotations
 from daskflow.learning.history import append_history, probe_history
 from scheduler_plugins import compat
-from scheduler_plugins.sampling import sampler_from_settings
+from scheduler_plugins.sampling import sample_weight_of, sampler_from_settings
 from scheduler_plugins.worker_memory import PeakMemoryPlugin
 
 logger = logging.getLogger(__name__)
@@ -221,12 +221,9 @@ class RecorderPlugin(SchedulerPlugin):
         measured); without that plugin the recorder applies the same
         :class:`~scheduler_plugins.sampling.TinyTaskSampler` itself, per key prefix.
         """
-        metadata = info.get("metadata")
-        measured = metadata.get(METADATA_KEY) if metadata else None
-        if measured:
-            weight = measured.get("sample_weight")
-            if weight is not None:
-                return float(weight)
+        weight = sample_weight_of(info.get("metadata"))
+        if weight is not None:
+            return weight
         scheduler = self.scheduler
         task = compat.task_state(scheduler, key) if scheduler is not None else None
         if task is None:

@@ -25,6 +25,9 @@ no I/O; settings ``daskflow.recorder.tiny-tasks.*``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
+
+from daskflow.contracts import METADATA_KEY
 
 
 @dataclass
@@ -64,6 +67,21 @@ class TinyTaskSampler:
         counts = self.counts.get(prefix)
         if counts is not None and (duration_s is None or duration_s >= self.tiny_s):
             counts[1] += 1
+
+
+def sample_weight_of(metadata: Any) -> float | None:
+    """The weight the worker's peak-memory plugin gave a finished task (None: it did not decide).
+
+    ``metadata`` is the task's metadata as the scheduler receives it; the
+    plugin nests its measurement under :data:`METADATA_KEY`. 0 means the task
+    was not measured: it is not a learning sample, one of every ``every`` is.
+
+    >>> sample_weight_of({METADATA_KEY: {"sample_weight": 0.0}}), sample_weight_of({}), sample_weight_of(None)
+    (0.0, None, None)
+    """
+    measured = metadata.get(METADATA_KEY) if metadata else None
+    weight = measured.get("sample_weight") if measured else None
+    return None if weight is None else float(weight)
 
 
 def sampler_from_settings() -> TinyTaskSampler:

@@ -48,6 +48,7 @@ from daskflow.learning.cleaning import CleaningConfig
 from daskflow.learning.corrector import CorrectorConfig, OnlineCorrector
 from scheduler_plugins import compat
 from scheduler_plugins.policy import PolicyConfig, TaskPrediction
+from scheduler_plugins.sampling import sample_weight_of
 from scheduler_plugins.speed_store import address_host
 from scheduler_plugins.steering_state import SteeringState
 
@@ -122,6 +123,9 @@ class TaskFeedback:
         state = self.state
         prediction = state.predictions.get(key)
         if prediction is None:
+            return
+        if sample_weight_of(info.get("metadata")) == 0.0:  # a tiny task the worker skipped: 1 in `every` is the sample
+            state.counts["sampled_out"] += 1
             return
         duration_s = compat.startstops_compute_s(info.get("startstops"))
         if duration_s is None:

@@ -134,3 +134,40 @@ def test_the_worker_plugin_decides_and_skipped_tasks_are_not_measured(tmp_path):
         assert not worker_plugin._unmeasured and not worker_plugin._weights  # nothing left behind
 
     scenario()
+
+
+def test_the_steering_feedback_learns_only_from_measured_tasks():
+    """A task the worker skipped (weight 0) is no learning sample; a sampled one (weight k) and an unsampled one are."""
+    from daskflow.contracts import METADATA_KEY
+    from scheduler_plugins.policy import TaskPrediction
+    from scheduler_plugins.steering import SteeringPlugin
+    from tests.steering.fakes import FakeClock
+
+    observed = []
+
+    class Predictor:
+        model_version, composite = "v1", None
+
+        def observe(self, category, duration_s, peak_memory_bytes=None):
+            observed.append((category, duration_s))
+
+        def baseline_for(self, category):
+            return (1.0, "prefix-mean", 0.0, "default")
+
+        def maybe_reload(self):
+            return False
+
+    clock = FakeClock(10.0)
+    plugin = SteeringPlugin(mode="steer", oracle=False, predictor=Predictor(), clock=clock, wall_clock=clock)
+    plugin.scheduler = SimpleNamespace(plugins={}, log_event=lambda topic, event: None)
+    weights = [None, 1.0, 0.0, 16.0, 0.0, 0.0]
+    for i, weight in enumerate(weights):
+        plugin.state.predictions[f"noop-{i}"] = TaskPrediction(0.001, 0.0, "model", "v1", category="noop")
+        metadata = None if weight is None else {METADATA_KEY: {"sample_weight": weight}}
+        plugin.transition(f"noop-{i}", "processing", "memory", worker=None, metadata=metadata,
+                          startstops=[{"action": "compute", "start": 0.0, "stop": 0.0005 * (i + 1)}])
+    assert [d for _, d in observed] == pytest.approx([0.0005, 0.001, 0.002])  # tasks 0, 1 and 3
+    summary = plugin.summary()
+    assert summary["observed"] == 3
+    assert plugin.state.counts["sampled_out"] == 3
+    assert plugin.fallback_count == 0
