@@ -94,6 +94,7 @@ class CorrectorConfig:
     upper: float = 0.9  # the quantile served as p90
     max_residuals: int = 256  # per category, the most recent residuals of corrected predictions
     selection: OnlineSelectionConfig = field(default_factory=OnlineSelectionConfig)  # online choice among corrected / served / mean
+    clip_sigmas: float = 2.5  # before a drift alarm one task's log ratio counts at most this many of its category's baseline sigmas
 
 
 def corrector_config_from_settings() -> CorrectorConfig:
@@ -120,6 +121,7 @@ def corrector_config_from_settings() -> CorrectorConfig:
         drifted_prior_observations=float(online("drifted-prior-observations")),
         max_events=int(online("max-events")), spread_prior_rows=float(online("spread-prior-rows")),
         upper=float(online("upper")), max_residuals=int(online("max-residuals")),
+        clip_sigmas=float(online("clip-sigmas")),
         selection=OnlineSelectionConfig(enabled=bool(selection("enabled")), min_tasks=int(selection("min-tasks")),
                                         margin=float(selection("margin")), significance=float(selection("significance")),
                                         window=int(selection("window")), decide_every=int(selection("decide-every"))),
@@ -178,7 +180,9 @@ class OnlineCorrector:
         for target in TARGETS:
             priors = dict(composite.online_priors.get(target, {})) if composite is not None else {}
             baselines: dict[str, Baseline] = dict(composite.drift_baselines.get(target, {})) if composite is not None else {}
-            self.online[target] = OnlineState(self.config.online, priors=priors)
+            bounds = {category: self.config.clip_sigmas * max(baseline.sigma, self.config.drift.min_sigma)
+                      for category, baseline in baselines.items() if math.isfinite(baseline.sigma)}
+            self.online[target] = OnlineState(self.config.online, priors=priors, bounds=bounds)
             self.drift[target] = DriftMonitor(self.config.drift, baselines)
             self.residuals[target] = {}
             self.selection[target] = OnlineSelection(self.config.selection)

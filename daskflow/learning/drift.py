@@ -28,16 +28,59 @@ two, with outliers beyond 5 MAD trimmed); ``sigma`` is floored at
 ``min_sigma = 0.15`` so a category the model predicts almost perfectly is not
 alarmed by a 10 % wobble.
 
+**Which crossings are alarms** (a CUSUM crossing is evidence that the level
+moved, not yet that it moved by something worth demoting a category for; on
+wide, heavy-tailed or bimodal categories - bwa, CV ~0.6, log ratios with a
+lump at -2.7 - and on a loaded machine's timing noise, crossings come from a
+few extreme ratios). When a side crosses ``h``, the shift is estimated
+robustly: the *median* log ratio since the change point minus the current
+level. It is an alarm only when
+
+* at least ``confirm_tasks`` ratios lie since the change point,
+* the median is on the crossing's side, beyond the level by
+  ``confirm_sigmas`` standard errors (``1.2533 sigma / sqrt(n)``, the median's)
+  - a burst of stragglers moves the sum, not the median - and
+* the shift is at least ``min_shift`` as a factor (x1.5 / x0.67 by default): a
+  smaller persistent shift is the in-run correction's business.
+
+A crossing that is not an alarm keeps its side at ``h``: every further ratio
+on that side checks again (the estimated shift must persist; a change that
+has just begun is confirmed once the ratios since the change point are mostly
+after it).
+``sigma`` is the larger of the baseline's spread and the *run's own*: the
+robust spread (1.4826 MAD) of the category's recent log ratios in this run
+(since its last change point), from ``spread_rows`` ratios on, refreshed every
+``spread_every``, as a one-sided 95 % lower bound (so a noisy estimate does not
+inflate sigma and slow detection) - a baseline trained on a narrower instance,
+or none, does not make a wide category look like drift.
+
 After an alarm the category is ``drifted``: the estimate for it should come
 from the tasks of this run since the change point (the last time the alarming
 side of the CUSUM was zero, :attr:`CategoryDrift.changed_at`), i.e.
 :meth:`~daskflow.learning.online.OnlineState.correct` with ``since``, or the
 run's median, until a retrained model is promoted. The CUSUM then restarts
-around the new normal (the mean log ratio since the change point, kept as
-:attr:`CategoryDrift.offset`), so a persisting change alarms once and a
-further change alarms again. A rolling window of the last ``window`` log
-ratios (with their times) holds what the change point and the new normal are
+around the new normal (kept as :attr:`CategoryDrift.offset`): the median of
+the log ratios since the change point (at most ``settle`` of them) at the
+alarm, then a running Huber mean in which those count as that many ratios and
+every later ratio as one more (step ``1 / n``). The level neither freezes on a
+short window (whose error alone made a wide category alarm again) nor chases
+the newest ratios (so when a short regime - a run of a bimodal category's small
+tasks - ends, the return is seen as the further change it is),
+so a persisting change alarms once and a further change (by ``min_shift`` or
+more) alarms again. A rolling window of the last ``window`` log ratios (with
+their times) holds what the change point, the shift and the run's spread are
 computed from.
+
+Measured on synthetic streams (``tests/learning/test_drift.py``): a x2 step at
+noise 0.1-0.3 alarms after 4-6 tasks (0.5: ~11); a stationary category with
+CV 0.6 (lognormal or gamma; baseline from 1,000 training rows) raises no
+alarm in 1,000 tasks in ~92 % of seeds (before these rules: 88 % / 72 %; with
+a baseline of 100-300 rows 82-93 %); after a true x2 alarm, 96-97 % of seeds
+raise no second one in the next 500 tasks (before: 43 % at noise 0.2, 76 % at
+CV 0.6).
+
+Cost per observation: O(1) arithmetic; every ``spread_every`` observations a
+median of at most ``window`` values; at a crossing (rare) one more.
 
 Pure: time is an argument; state is one declared dataclass per category.
 """
@@ -65,7 +108,13 @@ class DriftConfig:
     settle: int = 20  # after an alarm, the new normal is the mean of up to this many post-change log ratios
     min_sigma: float = 0.15  # floor of the baseline's log-ratio spread
     default_sigma: float = 0.5  # a category without a baseline
-    window: int = 50  # standardised ratios kept per category (for display)
+    window: int = 50  # log ratios kept per category (change point, shift, the run's spread, display)
+    min_shift: float = 1.5  # an alarm needs the level since the change point moved by at least this factor (or 1 / it)
+    confirm_tasks: int = 4  # ... estimated from at least this many log ratios since the change point
+    confirm_sigmas: float = 2.5  # ... whose median is beyond the current level by this many standard errors
+    decisive_sigmas: float = 3.0  # ... at once from this many; in between, the next confirm_tasks ratios must agree
+    spread_rows: int = 8  # the run's own spread (1.4826 MAD of its recent log ratios) counts from this many
+    spread_every: int = 16  # ... and is refreshed every this many observations
 
 
 def drift_config_from_settings() -> DriftConfig:
@@ -76,7 +125,11 @@ def drift_config_from_settings() -> DriftConfig:
         kappa=float(config.get("models.drift.kappa")), threshold=float(config.get("models.drift.threshold")),
         clip=float(config.get("models.drift.clip")), settle=int(config.get("models.drift.settle")),
         min_sigma=float(config.get("models.drift.min-sigma")), default_sigma=float(config.get("models.drift.default-sigma")),
-        window=int(config.get("models.drift.window")),
+        window=int(config.get("models.drift.window")), min_shift=float(config.get("models.drift.min-shift")),
+        confirm_tasks=int(config.get("models.drift.confirm-tasks")),
+        confirm_sigmas=float(config.get("models.drift.confirm-sigmas")),
+        decisive_sigmas=float(config.get("models.drift.decisive-sigmas")),
+        spread_rows=int(config.get("models.drift.spread-rows")), spread_every=int(config.get("models.drift.spread-every")),
     )
 
 
@@ -102,13 +155,24 @@ class CategoryDrift:
     detected_at: float | None = None
     changed_at: float | None = None
     observed_at_detection: int | None = None
-    offset: float = 0.0  # log shift absorbed by earlier alarms (the new normal after a change)
-    settling: list[float] = field(default_factory=list)  # post-change log ratios the offset is the mean of
+    offset: float = 0.0  # log shift absorbed by earlier alarms and re-centrings (the new normal after a change)
+    settling: list[float] = field(default_factory=list)  # the log ratios since the change point at the alarm (at most ``settle``)
+    settled: int = 0  # ratios the new normal is the Huber mean of: those in ``settling`` plus every one after the alarm
+    pending: tuple[Direction, int] | None = None  # a crossing waiting for its shift to persist: (side, observed at the crossing)
+    run_sigma: float = 0.0  # the run's own robust spread of the category's log ratios (0: not enough yet)
+    spread_observed: int = 0  # ``observed`` when run_sigma was last refreshed
+    unconfirmed: int = 0  # crossings that were not alarms (too few ratios, not significant, or a shift below min_shift)
     recent: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=50))  # (at, log ratio)
 
 
-def baseline_from_residuals(residuals: np.ndarray) -> Baseline:
-    """Centre (median) and spread of held-out log residuals: max(1.4826 MAD, sd of the residuals within 5 MAD)."""
+def baseline_from_residuals(residuals: np.ndarray, clip: float = 3.0) -> Baseline:
+    """Centre and spread of held-out log residuals: spread max(1.4826 MAD, sd of the residuals within 5 MAD);
+    centre the point where the CUSUM's clipped standardised ratios average zero (a Huber location with ``clip``).
+
+    The median would do for symmetric errors; on skewed ones (log residuals of a mean-served, widely spread
+    category are left-skewed) the clipped ratios around the median average a fraction of a sigma off zero,
+    which eats into ``kappa`` and shortens the run between false alarms on one side.
+    """
     values = np.asarray(residuals, dtype="float64")
     values = values[np.isfinite(values)]
     if len(values) < 2:
@@ -116,7 +180,11 @@ def baseline_from_residuals(residuals: np.ndarray) -> Baseline:
     centre = float(np.median(values))
     mad = float(1.4826 * np.median(np.abs(values - centre)))
     inner = values[np.abs(values - centre) <= 5 * mad] if mad > 0 else values
-    return Baseline(centre, max(mad, float(np.sqrt(np.mean((inner - centre) ** 2)))))
+    sigma = max(mad, float(np.sqrt(np.mean((inner - centre) ** 2))))
+    if sigma > 0:
+        for _ in range(8):
+            centre += sigma * float(np.mean(np.clip((values - centre) / sigma, -clip, clip)))
+    return Baseline(centre, sigma)
 
 
 def update(state: CategoryDrift, predicted: float, actual: float, at: float, baseline: Baseline | None = None,
@@ -133,12 +201,15 @@ def update(state: CategoryDrift, predicted: float, actual: float, at: float, bas
     baseline = baseline or Baseline(0.0, config.default_sigma)
     if not (predicted > 0 and actual > 0 and math.isfinite(predicted) and math.isfinite(actual)):
         return False
-    sigma = max(baseline.sigma if math.isfinite(baseline.sigma) else config.default_sigma, config.min_sigma)
+    own = baseline.sigma if math.isfinite(baseline.sigma) else config.default_sigma
+    sigma = max(own, config.min_sigma, state.run_sigma)
     z = math.log(actual / predicted)
-    if state.drifted and len(state.settling) < config.settle:  # still learning the new normal
-        state.settling.append(z)
-        state.offset = float(np.mean(state.settling)) - baseline.mean
-    u = (z - baseline.mean - state.offset) / sigma
+    if state.drifted:  # learning the new normal: a Huber mean, the alarm window counting as ``settled`` ratios
+        state.settled += 1
+        step = max(-config.clip, min(config.clip, (z - baseline.mean - state.offset) / sigma))
+        state.offset += sigma * step / state.settled
+    level = baseline.mean + state.offset
+    u = (z - level) / sigma
     u = max(-config.clip, min(config.clip, u))
     state.observed += 1
     state.recent.append((at, z))
@@ -150,21 +221,83 @@ def update(state: CategoryDrift, predicted: float, actual: float, at: float, bas
         state.upper_zero_at = at
     if state.lower == 0.0:
         state.lower_zero_at = at
+    if state.pending is not None and (state.upper if state.pending[0] == "slower" else state.lower) == 0.0:
+        state.pending = None  # the excursion ended unconfirmed
+    if state.observed - state.spread_observed >= config.spread_every:
+        _refresh_run_sigma(state, config)
     side: Direction | None = "slower" if state.upper > config.threshold else "faster" if state.lower > config.threshold else None
     if side is None:
+        return False
+    changed_at = state.upper_zero_at if side == "slower" else state.lower_zero_at
+    if not _confirmed(state, side, changed_at, level, sigma, config):
         return False
     state.drifted = True
     state.direction = side
     state.detected_at = at
-    state.changed_at = state.upper_zero_at if side == "slower" else state.lower_zero_at
+    state.changed_at = changed_at
     state.observed_at_detection = state.observed
-    # The new normal: the mean log ratio since the change point. Restart, so only a further change alarms.
-    state.settling = [value for when, value in state.recent if when >= state.changed_at][-config.settle:]
-    if state.settling:
-        state.offset = float(np.mean(state.settling)) - baseline.mean
+    # The new normal: the median of the log ratios since the change point, worth as many ratios (at most
+    # ``settle``), refined by every later ratio (a running Huber mean, step 1 / n). Restart.
+    state.settling = [value for when, value in state.recent if when >= changed_at][-config.settle:]
+    state.settled = len(state.settling)
+    state.offset = _median(state.settling) - baseline.mean
+    state.pending = None
     state.upper = state.lower = 0.0
     state.upper_zero_at = state.lower_zero_at = at
     return True
+
+
+def _confirmed(state: CategoryDrift, side: Direction, changed_at: float, level: float, sigma: float,
+               config: DriftConfig) -> bool:
+    """Is the crossing of ``side`` an alarm? (see the module note: a robust, persisting shift worth an alarm)"""
+    since = [value for when, value in state.recent if when >= changed_at]
+    sign = 1.0 if side == "slower" else -1.0
+    n = len(since)
+    shift = sign * (_median(since) - level) if since else 0.0
+    for start in (n // 3, n // 2):  # the change point estimate may lie early: its latest part may show the shift alone
+        later = since[start:]
+        if start and len(later) >= config.confirm_tasks and sign * (_median(later) - level) > shift:
+            n, shift = len(later), sign * (_median(later) - level)
+    worth = math.log(config.min_shift) - 1e-9
+    standard_error = 1.2533 * sigma / math.sqrt(max(n, 1))
+    if n < config.confirm_tasks or shift < worth or shift < config.confirm_sigmas * standard_error:
+        state.unconfirmed += 1
+        return False
+    if shift >= config.decisive_sigmas * standard_error:
+        return True
+    # Significant but not decisive (a wide category, or the first tasks after a change): the shift must persist
+    # over the next confirm_tasks ratios, which the crossing did not select.
+    if state.pending is None or state.pending[0] != side:
+        state.pending = (side, state.observed)
+    after = state.observed - state.pending[1]
+    if after < config.confirm_tasks:
+        return False
+    latest = [value for _, value in list(state.recent)[-config.confirm_tasks:]]
+    if sign * (_median(latest) - level) >= worth:
+        return True
+    state.unconfirmed += 1
+    return False
+
+
+def _median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    n = len(ordered)
+    return ordered[n // 2] if n % 2 else 0.5 * (ordered[n // 2 - 1] + ordered[n // 2])
+
+
+def _refresh_run_sigma(state: CategoryDrift, config: DriftConfig) -> None:
+    """The run's robust spread: 1.4826 MAD of the recent log ratios (since the last change point when enough), lower bound."""
+    state.spread_observed = state.observed
+    values = [value for when, value in state.recent if state.changed_at is None or when >= state.changed_at]
+    if len(values) < config.spread_rows:
+        values = [value for _, value in state.recent]
+    if len(values) < config.spread_rows:
+        return
+    centre = _median(values)
+    mad_sigma = 1.4826 * _median([abs(value - centre) for value in values])
+    # a lower confidence bound (the MAD's standard error is ~1.166 sigma / sqrt(n)): the run's spread raises sigma
+    # only when it is clearly wider than the baseline's, not whenever its noisy estimate happens to be above it
+    state.run_sigma = max(0.0, mad_sigma * (1.0 - 1.645 * 1.166 / math.sqrt(len(values))))
 
 
 @dataclass

@@ -70,10 +70,12 @@ class Observation:
 
 
 def log_ratio(observations: Iterable[Observation], now: float, config: OnlineConfig | None = None,
-              since: float | None = None, prior_observations: float | None = None) -> tuple[float, float]:
+              since: float | None = None, prior_observations: float | None = None,
+              bound: float | None = None) -> tuple[float, float]:
     """``(r, n_eff)``: the shrunk log correction and the effective number of observations behind it.
 
-    ``since``: ignore observations that finished before it (a detected change point).
+    ``since``: ignore observations that finished before it (a detected change point). ``bound``: a tighter
+    clip of each log ratio than ``log(max_ratio)`` (the category's own, :attr:`OnlineState.bounds`).
 
     >>> obs = [Observation(1.0, 2.0, t) for t in range(6)]
     >>> r, n = log_ratio(obs, now=6.0)
@@ -81,7 +83,7 @@ def log_ratio(observations: Iterable[Observation], now: float, config: OnlineCon
     (1.682, 6.0)
     """
     config = config or OnlineConfig()
-    bound = math.log(config.max_ratio)
+    bound = math.log(config.max_ratio) if bound is None else min(bound, math.log(config.max_ratio))
     ratios, weights = [], []
     for obs in observations:
         if since is not None and obs.finished_at < since:
@@ -114,6 +116,10 @@ class OnlineState:
     config: OnlineConfig = field(default_factory=OnlineConfig)
     observations: dict[str, deque[Observation]] = field(default_factory=dict)  # category -> newest last
     priors: dict[str, float] = field(default_factory=dict)  # category -> k (else config.prior_observations)
+    # category ("" for the rest) -> the clip of one task's log ratio before a change point: a few of the
+    # category's baseline sigmas, so one task far off (a 2 MB peak among 30 MB ones) cannot pull the whole
+    # category's correction by x0.1; after a drift alarm (``since``) only ``max_ratio`` applies
+    bounds: dict[str, float] = field(default_factory=dict)
 
     # category -> [its deque, sum of clipped log ratios, count of valid observations, len(deque) at the last update]:
     # with equal weights (no half-life) and no change point, log_ratio is sum / count, kept as tasks finish
@@ -128,18 +134,24 @@ class OnlineState:
         if entry is None or entry[0] is not queue or entry[3] != len(queue):  # new, or changed behind our back
             entry = self._sums[category] = [queue, 0.0, 0, 0]
             for obs in queue:
-                self._add(entry, obs, +1)
+                self._add(entry, obs, +1, category)
         if queue.maxlen is not None and len(queue) == queue.maxlen:
-            self._add(entry, queue[0], -1)  # evicted by the append below
+            self._add(entry, queue[0], -1, category)  # evicted by the append below
         observation = Observation(float(predicted), float(actual), float(finished_at))
         queue.append(observation)
-        self._add(entry, observation, +1)
+        self._add(entry, observation, +1, category)
         entry[3] = len(queue)
 
-    def _add(self, entry: list, obs: Observation, sign: int) -> None:
+    def bound(self, category: str) -> float:
+        """The clip of one log ratio of ``category`` before a change point."""
+        own = self.bounds.get(category, self.bounds.get(""))
+        bound = math.log(self.config.max_ratio)
+        return bound if own is None else min(bound, own)
+
+    def _add(self, entry: list, obs: Observation, sign: int, category: str) -> None:
         if not (obs.predicted > 0 and obs.actual > 0 and math.isfinite(obs.predicted) and math.isfinite(obs.actual)):
             return
-        bound = math.log(self.config.max_ratio)
+        bound = self.bound(category)
         entry[1] += sign * max(-bound, min(bound, math.log(obs.actual / obs.predicted)))
         entry[2] += sign
 
@@ -155,7 +167,7 @@ class OnlineState:
                 return 1.0
             k = self.config.prior_observations if prior is None else prior
             return math.exp(n / (n + k) * (entry[1] / n))
-        r, _ = log_ratio(queue, now, self.config, since, prior)
+        r, _ = log_ratio(queue, now, self.config, since, prior, self.bound(category) if since is None else None)
         return math.exp(r)
 
     def correct(self, categories: Sequence[str], predictions: np.ndarray, now: float,

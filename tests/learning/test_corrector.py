@@ -103,3 +103,32 @@ def test_upper_quantile_from_the_sorted_window_equals_a_fresh_sort(tasks, max_re
         window = corrector.residuals["duration"]["c"]
         assert n == len(window) <= max_residuals
         assert q == conformal_quantile(np.asarray(window), corrector.config.upper)
+
+
+def test_one_far_off_task_cannot_pull_its_category_before_a_drift_alarm():
+    """Memory of srasearch's fasterq_dump: one 2 MB peak among ~30 MB ones (log ratio -2.6, baseline sigma 0.15)."""
+    from daskflow.learning.online import OnlineState
+
+    class Composite:
+        online_priors: dict = {}
+        drift_baselines = {"duration": {"dump": Baseline(0.0, 0.15)}, "peak_memory": {}}
+
+    class Served:
+        composite = Composite()
+        model_version = "v1"
+        manifest = None
+
+    corrector = OnlineCorrector.from_predictor(Served())
+    assert corrector.online["duration"].bound("dump") == pytest.approx(2.5 * 0.15)
+    corrector.observe("dump", 30.0, 30.0 * 0.9, now=0.0)
+    corrector.observe("dump", 30.0, 2.2, now=1.0)
+    # clipped at 2.5 sigmas: the category moves by ~x0.89, not by x0.51 as with the plain mean of log ratios
+    assert corrector.factor("dump", now=2.0) > 0.7
+    plain = OnlineState()
+    plain.observe("dump", 30.0, 27.0, 0.0)
+    plain.observe("dump", 30.0, 2.2, 1.0)
+    assert plain.factor("dump", now=2.0) < 0.55
+    # after an alarm the run's tasks since the change count in full
+    for t in range(2, 30):
+        corrector.observe("dump", 30.0, 60.0, now=float(t))
+    assert "dump" in corrector.drifted() and corrector.factor("dump", now=30.0) > 1.6  # the far-off task counts in full now

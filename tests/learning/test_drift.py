@@ -115,3 +115,81 @@ def test_detect_drift_ignores_noise_below_the_floors():
     assert detect_drift(rows) == []
     rows["duration_s"] = [1.0] * 10 + [2.0] * (n - 10)
     assert [(e["category"], e["target"]) for e in detect_drift(rows)] == [("tiny", "duration")]
+
+
+# ------------------------------------------------------------------ false alarms (issue #12: bwa, loaded machines)
+CV = 0.6  # bwa's duration spread
+LOG_SD = float(np.sqrt(np.log(1 + CV ** 2)))
+
+
+def _wide(kind: str, rng: np.random.Generator, n: int) -> np.ndarray:
+    """Durations of one category with coefficient of variation 0.6 around a served mean of 1.0."""
+    if kind == "lognormal":
+        return np.exp(rng.normal(-LOG_SD ** 2 / 2, LOG_SD, n))
+    shape = 1 / CV ** 2  # gamma: the log ratios are left-skewed, like a mean-served category's
+    return rng.gamma(shape, 1 / shape, n)
+
+
+@pytest.mark.parametrize("noise", [0.1, 0.2, 0.3])
+def test_x2_step_detected_within_about_10_tasks(noise):
+    rng = np.random.default_rng(int(noise * 100))
+    delays = []
+    for _ in range(50):
+        state, baseline = CategoryDrift(), Baseline(0.0, noise)
+        for t in range(30):
+            assert not update(state, 1.0, float(np.exp(rng.normal(0, noise))), float(t), baseline)
+        delay = next((i for i in range(1, 41) if update(state, 1.0, float(2.0 * np.exp(rng.normal(0, noise))), 30.0 + i, baseline)), None)
+        assert delay is not None and state.direction == "slower"
+        delays.append(delay)
+    assert np.quantile(delays, 0.95) <= 10 and np.median(delays) <= 7
+
+
+@pytest.mark.parametrize("kind", ["lognormal", "gamma"])
+def test_a_wide_stationary_category_raises_no_alarm(kind):
+    """CV 0.6, 1000 tasks, the baseline from 1000 training rows of the same law: no alarm in >= 90 % of 200 seeds."""
+    quiet = 0
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        baseline = baseline_from_residuals(np.log(_wide(kind, rng, 1000)))
+        state = CategoryDrift()
+        quiet += not any(update(state, 1.0, float(x), float(t), baseline) for t, x in enumerate(_wide(kind, rng, 1000)))
+    assert quiet >= 0.9 * 200
+
+
+def test_huber_centre_of_skewed_residuals():
+    """The baseline's centre is where the CUSUM's clipped ratios average zero (the median is not, on skewed errors)."""
+    rng = np.random.default_rng(5)
+    residuals = np.log(_wide("gamma", rng, 20000))
+    baseline = baseline_from_residuals(residuals)
+    u = np.clip((residuals - baseline.mean) / baseline.sigma, -3, 3)
+    assert abs(u.mean()) < 0.01 and abs(np.clip((residuals - np.median(residuals)) / baseline.sigma, -3, 3).mean()) > 0.04
+
+
+@pytest.mark.parametrize("noise", [0.2, LOG_SD])
+def test_after_a_true_alarm_no_second_one_at_the_new_level(noise):
+    single = 0
+    for seed in range(100):
+        rng = np.random.default_rng(seed)
+        monitor = DriftMonitor(baselines={"c": Baseline(0.0, noise)})
+        alarms = [monitor.observe("c", 1.0, float((2.0 if t >= 40 else 1.0) * np.exp(rng.normal(0, noise))), float(t))
+                  for t in range(540)]
+        single += sum(a is not None for a in alarms) == 1
+    assert single >= 95
+
+
+def test_a_small_persistent_shift_is_not_an_alarm():
+    """x1.3 for good (below min_shift): the in-run correction follows it; the drift monitor stays quiet."""
+    rng = np.random.default_rng(11)
+    state = CategoryDrift()
+    assert not any(update(state, 1.0, float((1.3 if t >= 20 else 1.0) * np.exp(rng.normal(0, 0.05))), float(t), Baseline(0.0, 0.05))
+                   for t in range(300))
+    assert state.unconfirmed > 0  # the CUSUM crossed; the shift was not worth an alarm
+
+
+def test_the_run_spread_widens_a_too_narrow_baseline():
+    """A baseline trained on a narrow instance (sigma 0.15) and a run whose ratios spread 4x wider: sigma follows the run."""
+    rng = np.random.default_rng(2)
+    state = CategoryDrift()
+    for t in range(200):
+        update(state, 1.0, float(np.exp(rng.normal(0, 0.6))), float(t), Baseline(0.0, 0.15))
+    assert 0.4 < state.run_sigma < 0.6
