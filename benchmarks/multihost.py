@@ -145,8 +145,13 @@ class ShiftedClockBed:
 
 
 def one_run(client, trace, mode: str, model: dict[str, Any], speeds_dir: pathlib.Path, *, time_scale: float,
-            timeout_s: float, bed=None, common: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
-    """One bounded replay in ``mode`` on the shared cluster; errors become the record."""
+            timeout_s: float, bed=None, common: dict[str, Any],
+            events_to: pathlib.Path | None = None) -> dict[str, Any]:  # fmt: skip
+    """One bounded replay in ``mode`` on the shared cluster; errors become the record.
+
+    With ``events_to`` a steered run's decision events (topic ``daskflow-steering``, this run's only) are
+    written there as JSON, to read why a run was slow.
+    """
     from benchmarks.replay_all import _stem
     from daskflow.replay.harness import replay_on_client
 
@@ -169,6 +174,16 @@ def one_run(client, trace, mode: str, model: dict[str, Any], speeds_dir: pathlib
     except Exception as exc:  # noqa: BLE001 - one failed run must not lose the others
         record["error"] = f"{type(exc).__name__}: {exc}"[:2000]
     finally:
+        if attached and events_to is not None:
+            try:
+                from daskflow.contracts import STEERING_TOPIC
+
+                since = time.time() - (time.perf_counter() - started)
+                events = [m for t, m in client.get_events(STEERING_TOPIC) if t >= since]
+                events_to.parent.mkdir(parents=True, exist_ok=True)
+                _write_json(events_to, {"trace": stem, "mode": mode, "events": events})
+            except Exception as exc:  # noqa: BLE001 - diagnostics only
+                record["events_error"] = f"{type(exc).__name__}: {exc}"[:500]
         if attached:
             try:
                 detach_steering(client)
@@ -270,8 +285,9 @@ def run_matrix(scenario: str, args, out: pathlib.Path) -> dict[str, Any]:
                 common.update({"data_scale": None, "input_placement": "round-robin"})
             for round_index in range(args.repeat):
                 for mode in modes:
+                    events_to = out / "events" / f"{stem}-{mode}-r{round_index}.json" if args.events else None
                     record = one_run(client, target, mode, models.get(stem, {}), speeds_dir, time_scale=time_scale,
-                                     timeout_s=timeout_s, bed=run_bed, common=common)  # fmt: skip
+                                     timeout_s=timeout_s, bed=run_bed, common=common, events_to=events_to)  # fmt: skip
                     record.update(extra, round=round_index, scenario=scenario)
                     runs.append(record)
                     _log(f"{scenario} {stem} r{round_index} {mode}: "
@@ -330,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-seeds", default="0,1,2")
     parser.add_argument("--models", default=str(REPO / ".daskflow" / "bench" / "multihost-models"),
                         help="model cache (shared by the scenarios)")
+    parser.add_argument("--events", action="store_true",
+                        help="write each steered run's decision events to <out>/events/ (diagnostics)")
     parser.add_argument("--out", default=None, help="output directory (default .daskflow/bench/multihost-<UTC stamp>)")
     args = parser.parse_args(argv)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")

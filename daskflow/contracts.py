@@ -37,6 +37,9 @@ ANNOTATION_KEY = "daskflow"
 METADATA_KEY = "daskflow"
 #: ``TaskState.metadata`` key of a task's own reads of stored data: ``[[source host, bytes, seconds], ...]``
 TRANSFER_METADATA_KEY = "daskflow-transfers"
+#: ``TaskState.metadata`` key of a tiny task the worker did not measure (value 0.0). A flat float, not a
+#: nested dict: a metadata dict holding only plain values is not tracked by the cyclic garbage collector
+SAMPLE_WEIGHT_METADATA_KEY = "daskflow-sample-weight"
 
 #: worker resource an operator sets to declare a worker's relative speed
 SPEED_RESOURCE = "daskflow-speed"

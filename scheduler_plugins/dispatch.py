@@ -218,9 +218,7 @@ class Dispatcher:
         at = state.speed_level_at
         if at is not None and observed - at < min(16, max(at, 1)):
             return state.speed_level
-        learned = sorted(state.speeds.speed(address, str(facts.get("host") or address_host(address)))
-                         for address, facts in state.facts.items() if not facts.get("speed_declared"))
-        state.speed_level = learned[len(learned) // 2] if learned else 1.0
+        state.speed_level = state.median_learned_speed()
         state.speed_level_at = observed
         return state.speed_level
 

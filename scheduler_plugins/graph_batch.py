@@ -12,7 +12,7 @@ priorities first). The plugin then sets priorities and applies the hold rule.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, MutableMapping
 from typing import Any
 
 from daskflow.daskgraph import annotations_of
@@ -28,7 +28,7 @@ __all__ = ["order_batch", "predict_batch"]
 
 
 def predict_batch(
-    predictor: Any, new_tasks: list, predictions: dict[Hashable, TaskPrediction], max_predictions: int,
+    predictor: Any, new_tasks: list, predictions: MutableMapping[Hashable, TaskPrediction], max_predictions: int,
     model_version: str | None,
 ) -> bool:
     """Predict ``new_tasks`` in one call and store them in ``predictions``; True when any is more than a default."""
@@ -90,7 +90,7 @@ def _as_list(values: Any) -> list | None:
 
 
 def order_batch(
-    new_tasks: list, predictions: dict[Hashable, TaskPrediction], correction: CategoryCorrection, informed: bool
+    new_tasks: list, predictions: MutableMapping[Hashable, TaskPrediction], correction: CategoryCorrection, informed: bool
 ) -> list:
     """Dispatch order of ``new_tasks``; records each prediction's rank and index."""
     durations = {}
@@ -106,7 +106,5 @@ def order_batch(
         tie[key] = priority[1:]
     order, ranks = plan_order(durations, parents, user, tie, informed)
     for index, key in enumerate(order):
-        prediction = predictions[key]
-        prediction.rank_s = ranks[key]
-        prediction.priority_index = index
+        predictions[key] = predictions[key].ordered(ranks[key], index)
     return order

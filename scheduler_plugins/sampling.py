@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from daskflow.contracts import METADATA_KEY
+from daskflow.contracts import METADATA_KEY, SAMPLE_WEIGHT_METADATA_KEY
 
 
 @dataclass
@@ -72,14 +72,22 @@ class TinyTaskSampler:
 def sample_weight_of(metadata: Any) -> float | None:
     """The weight the worker's peak-memory plugin gave a finished task (None: it did not decide).
 
-    ``metadata`` is the task's metadata as the scheduler receives it; the
-    plugin nests its measurement under :data:`METADATA_KEY`. 0 means the task
-    was not measured: it is not a learning sample, one of every ``every`` is.
+    ``metadata`` is the task's metadata as the scheduler receives it: a
+    skipped task has :data:`SAMPLE_WEIGHT_METADATA_KEY` = 0 (not measured: no
+    learning sample, one of every ``every`` is); a measured one has its weight
+    in the measurement nested under :data:`METADATA_KEY`.
 
-    >>> sample_weight_of({METADATA_KEY: {"sample_weight": 0.0}}), sample_weight_of({}), sample_weight_of(None)
-    (0.0, None, None)
+    >>> sample_weight_of({SAMPLE_WEIGHT_METADATA_KEY: 0.0}), sample_weight_of({METADATA_KEY: {"sample_weight": 16.0}})
+    (0.0, 16.0)
+    >>> sample_weight_of({}), sample_weight_of(None)
+    (None, None)
     """
-    measured = metadata.get(METADATA_KEY) if metadata else None
+    if not metadata:
+        return None
+    skipped = metadata.get(SAMPLE_WEIGHT_METADATA_KEY)
+    if skipped is not None:
+        return float(skipped)
+    measured = metadata.get(METADATA_KEY)
     weight = measured.get("sample_weight") if measured else None
     return None if weight is None else float(weight)
 

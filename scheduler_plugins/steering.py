@@ -64,7 +64,7 @@ import heapq
 import logging
 import time
 import warnings
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, MutableMapping
 from typing import Any
 
 from distributed.diagnostics.plugin import SchedulerPlugin
@@ -237,7 +237,7 @@ class SteeringPlugin(SchedulerPlugin):
 
     # ------------------------------------------------------------ public view
     @property
-    def predictions(self) -> dict[Hashable, TaskPrediction]:
+    def predictions(self) -> MutableMapping[Hashable, TaskPrediction]:
         return self.state.predictions
 
     @property

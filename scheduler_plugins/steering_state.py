@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter, deque
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,11 +31,66 @@ from scheduler_plugins.policy import (
 )
 from scheduler_plugins.policy.stragglers import CategorySpread, HostActivity, Orphan
 from scheduler_plugins.policy.transfer import TransferRates
+from scheduler_plugins.speed_store import address_host
 
-__all__ = ["ReadyEntry", "SteeringState"]
+__all__ = ["PredictionStore", "ReadyEntry", "SteeringState"]
 
 #: an entry of the ready heap: (scheduler priority, insertion sequence, key)
 ReadyEntry = tuple[Any, int, Hashable]
+
+
+class PredictionStore(MutableMapping[Hashable, TaskPrediction]):
+    """Key -> :class:`TaskPrediction`, kept as plain tuples (one per live task).
+
+    A plain tuple of atomic values is untracked by Python's cyclic garbage
+    collector after the first collection it survives; a ``TaskPrediction``
+    (a tuple subclass) or a dataclass stays tracked. With 20k live tasks that
+    made every full collection of the scheduler process visit 20k more
+    objects. Reading builds the named tuple again (no copy of the values).
+
+    >>> store = PredictionStore()
+    >>> store["a"] = TaskPrediction(1.0, 0.0, "model", "v1", category="fit")
+    >>> store.get("a").category, store.get("b"), len(store), "a" in store
+    ('fit', None, 1, True)
+    """
+
+    __slots__ = ("_rows",)
+
+    def __init__(self) -> None:
+        self._rows: dict[Hashable, tuple] = {}
+
+    def __setitem__(self, key: Hashable, prediction: TaskPrediction) -> None:
+        self._rows[key] = tuple(prediction)
+
+    def __getitem__(self, key: Hashable) -> TaskPrediction:
+        return tuple.__new__(TaskPrediction, self._rows[key])
+
+    def get(self, key: Hashable, default: Any = None) -> Any:  # type: ignore[override] - the hot path: no try/except
+        row = self._rows.get(key)
+        return default if row is None else tuple.__new__(TaskPrediction, row)
+
+    def pop(self, key: Hashable, *default: Any) -> Any:  # type: ignore[override]
+        row = self._rows.pop(key, None)
+        if row is None:
+            if default:
+                return default[0]
+            raise KeyError(key)
+        return tuple.__new__(TaskPrediction, row)
+
+    def __delitem__(self, key: Hashable) -> None:
+        del self._rows[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._rows
+
+    def __iter__(self) -> Iterator[Hashable]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def clear(self) -> None:
+        self._rows.clear()
 
 
 @dataclass(slots=True)
@@ -44,7 +99,7 @@ class SteeringState:
 
     max_decisions: int
     # -- what it predicted and decided
-    predictions: dict[Hashable, TaskPrediction] = field(default_factory=dict)  # key -> prediction (cleaned on forget)
+    predictions: PredictionStore = field(default_factory=PredictionStore)  # key -> prediction (cleaned on forget)
     decisions: deque[DecisionEvent] = field(init=False)  # the last max_decisions events, for `daskflow explain`
     counts: Counter[str] = field(default_factory=Counter)  # action -> events; "observed"; "abs_error_ms"
     fallback_count: int = 0  # hook failures that gave stock behaviour
@@ -103,6 +158,16 @@ class SteeringState:
         self.restarted.discard(key)
         self.planned_speed.pop(key, None)
         self.straggler_logged.difference_update({(key, r) for r in ("straggler", "straggler-asset")})
+
+    def median_learned_speed(self) -> float:
+        """The upper median learned speed over the known workers without a declared speed (1.0: none).
+
+        What the in-run corrector's durations are relative to. Callers cache it
+        (it moves slowly): the dispatcher and the feedback each decide when.
+        """
+        learned = sorted(self.speeds.speed(address, str(facts.get("host") or address_host(address)))
+                         for address, facts in self.facts.items() if not facts.get("speed_declared"))
+        return learned[len(learned) // 2] if learned else 1.0
 
     def forget_worker(self, address: str) -> None:
         """Drop a worker's cached facts and readings (it left, or rejoins with new ones)."""

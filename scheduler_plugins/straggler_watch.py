@@ -35,6 +35,7 @@ from scheduler_plugins.policy.stragglers import (
     Orphan,
     RunningTask,
     Straggler,
+    categories_on_many_hosts,
     find_stragglers,
     live_orphans,
     reads_as_slow_host,
@@ -139,11 +140,13 @@ class StragglerWatch:
         found = find_stragglers(self.running_tasks(scheduler, workers, cache, now), now, state.spread, self.straggler_factor,
                                 max(self.config.min_task_duration_s, state.speeds.min_planned_s))  # fmt: skip
         bandwidth = compat.bandwidth(scheduler)
+        shared = categories_on_many_hosts(found) if len(found) > 1 else set()  # a mispredicted category: no slow host
         for straggler in found:
             task = straggler.task
             prediction = state.predictions.get(task.key)
             informed = prediction is not None and prediction.quality != "default"  # a guess says nothing of the host
-            slow_host = self.learn_speeds and informed and reads_as_slow_host(straggler, state.host_activity)
+            slow_host = (self.learn_speeds and informed and task.category not in shared
+                         and reads_as_slow_host(straggler, state.host_activity))
             speed_here = None
             if slow_host:
                 state.speeds.observe_slow_host(task.host, straggler.elapsed_s, task.planned_s)
@@ -201,4 +204,4 @@ class StragglerWatch:
                 straggler = Straggler(task, duration_s, expected_s, expected_s * factor)
                 if reads_as_slow_host(straggler, state.host_activity):
                     state.speeds.observe_slow_host(host, duration_s, planned_s)
-        state.host_activity.observe(host, now, duration_s, expected_s)
+        state.host_activity.observe(host, now, duration_s, expected_s, category)

@@ -178,9 +178,7 @@ class TaskFeedback:
         observed = state.counts.get("speed_observed", 0)
         if self._median_at is not None and observed - self._median_at < 16:
             return self._median
-        speeds = sorted(state.speeds.speed(address, str(facts.get("host") or address_host(address)))
-                        for address, facts in state.facts.items() if not facts.get("speed_declared"))
-        self._median = speeds[len(speeds) // 2] if speeds else 1.0
+        self._median = state.median_learned_speed()
         self._median_at = observed
         return self._median
 

@@ -58,8 +58,10 @@ the plugin started can still be reused unseen; worker processes start clean.
 Tiny tasks: a key prefix of sub-millisecond tasks is measured 1 in
 ``daskflow.recorder.tiny-tasks.sample-every`` after the first ``after``
 (:class:`~scheduler_plugins.sampling.TinyTaskSampler`, decided when the task
-starts, so a skipped one costs no ``/proc`` reading); the metadata says
-``sample_weight`` (0: not measured, and the recorder writes no row for it).
+starts, so a skipped one costs no ``/proc`` reading); a measured task's
+metadata says its ``sample_weight``, a skipped one has only the flat
+``SAMPLE_WEIGHT_METADATA_KEY`` = 0 (no row, no learning sample; a flat float
+keeps the scheduler's metadata dict out of the cyclic garbage collector).
 
 Fallback: where ``/proc/self/clear_refs`` is absent or not writable (macOS,
 Windows, locked-down containers) the plugin records ``RSS at finish - RSS at
@@ -77,7 +79,7 @@ from typing import Any
 from dask.utils import key_split
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from daskflow.contracts import METADATA_KEY, PEAK_MEMORY_PLUGIN
+from daskflow.contracts import METADATA_KEY, PEAK_MEMORY_PLUGIN, SAMPLE_WEIGHT_METADATA_KEY
 from scheduler_plugins import compat
 from scheduler_plugins.sampling import TinyTaskSampler, sampler_from_settings
 
@@ -339,7 +341,7 @@ class PeakMemoryPlugin(WorkerPlugin):
         if key in self._unmeasured:
             self._unmeasured.discard(key)
             if finish == "memory":
-                compat.set_task_metadata(self.worker, key, METADATA_KEY, {"sample_weight": 0.0})
+                compat.set_task_metadata(self.worker, key, SAMPLE_WEIGHT_METADATA_KEY, 0.0)
             return
         if start_rss is None or finish != "memory":
             return

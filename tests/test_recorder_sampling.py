@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from types import SimpleNamespace
 
@@ -10,6 +11,7 @@ import dask.config
 import pytest
 from distributed.utils_test import gen_cluster
 
+from daskflow.contracts import SAMPLE_WEIGHT_METADATA_KEY
 from daskflow.learning.history import read_history
 from scheduler_plugins.recorder import PLUGIN_NAME, RecorderPlugin
 
@@ -132,6 +134,9 @@ def test_the_worker_plugin_decides_and_skipped_tasks_are_not_measured(tmp_path):
         assert all(r["peak_memory_bytes"] is not None for r in rows)  # every recorded task was measured
         worker_plugin = a.plugins[WORKER_PLUGIN_NAME]
         assert not worker_plugin._unmeasured and not worker_plugin._weights  # nothing left behind
+        skipped = [s.tasks[f.key].metadata for f in futures if SAMPLE_WEIGHT_METADATA_KEY in s.tasks[f.key].metadata]
+        assert len(skipped) == 51 and all(m == {SAMPLE_WEIGHT_METADATA_KEY: 0.0} for m in skipped)
+        assert not any(gc.is_tracked(m) for m in skipped)  # plain values: no work for the cyclic GC per live task
 
     scenario()
 
@@ -163,7 +168,8 @@ def test_the_steering_feedback_learns_only_from_measured_tasks():
     weights = [None, 1.0, 0.0, 16.0, 0.0, 0.0]
     for i, weight in enumerate(weights):
         plugin.state.predictions[f"noop-{i}"] = TaskPrediction(0.001, 0.0, "model", "v1", category="noop")
-        metadata = None if weight is None else {METADATA_KEY: {"sample_weight": weight}}
+        metadata = (None if weight is None else {SAMPLE_WEIGHT_METADATA_KEY: 0.0} if weight == 0
+                    else {METADATA_KEY: {"sample_weight": weight}})
         plugin.transition(f"noop-{i}", "processing", "memory", worker=None, metadata=metadata,
                           startstops=[{"action": "compute", "start": 0.0, "stop": 0.0005 * (i + 1)}])
     assert [d for _, d in observed] == pytest.approx([0.0005, 0.001, 0.002])  # tasks 0, 1 and 3

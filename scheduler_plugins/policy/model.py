@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from daskflow.contracts import PredictionQuality
 
@@ -142,9 +143,14 @@ class RoundContext:
     host_of: Mapping[str, str] = field(default_factory=dict)  # worker address -> host (the pair rates' identity)
 
 
-@dataclass(slots=True)
-class TaskPrediction:
-    """What the plugin predicted for one task, and where it put it in the order."""
+class TaskPrediction(NamedTuple):
+    """What the plugin predicted for one task, and where it put it in the order.
+
+    A named tuple of plain values, not a dataclass: the plugin keeps one per
+    live task, and a tuple of atomic values is untracked by the cyclic garbage
+    collector, so 20k predictions do not make every full collection of the
+    scheduler longer. ``_replace`` makes the ordered copy.
+    """
 
     duration_s: float
     peak_memory_bytes: float
@@ -161,6 +167,10 @@ class TaskPrediction:
     @property
     def predicted_duration_s(self) -> float:
         return self.duration_s
+
+    def ordered(self, rank_s: float, priority_index: int) -> TaskPrediction:
+        """The same prediction with its place in the dispatch order."""
+        return self._replace(rank_s=rank_s, priority_index=priority_index)
 
     @property
     def predicted_peak_memory_bytes(self) -> float:

@@ -21,8 +21,9 @@ does), fed with predicted task costs:
   frees when running tasks finish); when nothing is running anywhere it goes to
   the worker with the most headroom, so a run never stalls.
 * **Wait for a faster worker** — when a busy worker that is clearly faster
-  (learned or declared speed) would still finish the task well before the
-  open slower one (:data:`FASTER_WORKER_MARGIN`), the task is held for it
+  (learned or declared speed, :data:`FASTER_WORKER_MIN_RATIO`) would still
+  finish the task well before the open slower one
+  (:data:`FASTER_WORKER_MARGIN`), the task is held for it
   (reason ``speed``); smaller tasks behind it may take the slow worker.
 * **Loose or strict** — a placement decided by memory pins the task strictly
   (the scheduler must not move it back); any other is a preference
@@ -284,13 +285,17 @@ def choose_worker(
 
 #: hold a task for a faster busy worker only when it finishes there by this factor earlier
 FASTER_WORKER_MARGIN = 0.7
+#: ... and only for a worker at least this much faster: learned speeds closer than that are one speed as far as
+#: waiting goes (what is left of noise, a host's shrunk first estimate); a finish-time gain from data already
+#: on the busy worker is locality, not a reason to leave a free worker idle
+FASTER_WORKER_MIN_RATIO = 1.5
 
 
 def _faster_busy_worker(task: TaskInfo, best: Estimate, estimates: list[Estimate],
                         by_address: Mapping[str, WorkerInfo]) -> Estimate | None:  # fmt: skip
     """A busy, faster worker on which the task would finish clearly earlier than on ``best`` (an open, slower one)."""
     chosen_speed = by_address[best.worker].speed
-    better = [e for e in estimates if e.fits_memory and by_address[e.worker].speed > chosen_speed
+    better = [e for e in estimates if e.fits_memory and by_address[e.worker].speed >= FASTER_WORKER_MIN_RATIO * chosen_speed
               and e.finish_s < FASTER_WORKER_MARGIN * best.finish_s]  # fmt: skip
     return _argmin(better, lambda e: e.finish_s) if better else None
 

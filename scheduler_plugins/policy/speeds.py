@@ -36,10 +36,27 @@ __all__ = ["SpeedEstimates", "relative_speed", "speed_for"]
 MAX_LOG_SPEED = math.log(20.0)
 #: a worker (host) differs from its host (prior) only beyond this many standard errors of its median (~3: many workers are tested at once)
 NOISE_Z = 3.0
+#: ... and a worker from its host (the only way workers of one host differ) beyond this many: strong evidence
+#: (checked after every task, on every worker: a 3-sigma band let 1 in ~40 noisy runs split identical workers)
+WORKER_Z = 3.5
 #: the "speed changed" rule: its last few tasks all beyond this many sigmas of the noise
 CHANGE_Z = 2.0
-#: observations between refreshes of the noise estimate
+#: observations between refreshes of the noise estimate (at every one while the noise is unknown)
 NOISE_REFRESH = 16
+#: a worker's own median may differ from its host's only from this many of its tasks on (and the noise known)
+MIN_WORKER_N = 1
+#: the noise is known (so a worker may differ from its host at all) from this many within-worker pairs on
+MIN_NOISE_PAIRS = 3
+#: spreads are measured from a worker's last this many tasks (28 pairs: O(1) per observed task)
+SIGMA_WINDOW = 8
+#: a spread measured from k pairs is taken as up to (1 + this / sqrt(k)) times larger when a worker is judged
+SIGMA_UNCERTAINTY = 2.0
+#: ... and never below this (log ratio): timer and dispatch jitter
+MIN_NOISE_SIGMA = 0.05
+#: the spread the "speed changed" rule assumes before it measured one (its band comes from one worker's
+#: earlier tasks only; a sibling model's per-task error is about this), and how many pairs that prior counts as
+CHANGE_PRIOR_SIGMA = 0.5
+PRIOR_NOISE_PAIRS = 10
 
 
 def _shrunk(samples: Sequence[float], prior: float, pseudo_n: float) -> float:
@@ -48,6 +65,27 @@ def _shrunk(samples: Sequence[float], prior: float, pseudo_n: float) -> float:
         return prior
     n = len(samples)
     return (n * statistics.median(samples) + pseudo_n * prior) / (n + pseudo_n)
+
+
+def _distances(samples: Sequence[float]) -> list[float]:
+    values = list(samples)
+    return [abs(x - y) for i, x in enumerate(values) for y in values[i + 1:]]
+
+
+def _with_prior(sigma: float, pairs: int, prior: float) -> float:
+    """``sigma`` measured from ``pairs`` pairs, pooled with ``prior`` as if it were :data:`PRIOR_NOISE_PAIRS` pairs."""
+    return math.sqrt((pairs * sigma**2 + PRIOR_NOISE_PAIRS * prior**2) / (pairs + PRIOR_NOISE_PAIRS))
+
+
+def _upper(sigma: float, pairs: int) -> float:
+    """An upper bound of a spread measured from ``pairs`` pairs: few pairs read it small by chance."""
+    return sigma * (1.0 + SIGMA_UNCERTAINTY / math.sqrt(max(pairs, 1)))
+
+
+def _pairwise_sigma(samples: Sequence[float]) -> float:
+    """1.0483 × the median distance between two samples (Shamos): a spread close to unbiased from 2 samples on."""
+    distances = _distances(samples)
+    return 1.0483 * statistics.median(distances) if distances else 0.0
 
 
 @dataclass(slots=True)
@@ -64,10 +102,24 @@ class SpeedEstimates:
     correction catches up). So a worker differs from its host, and a host
     from its prior, only by more than the noise can explain
     (:data:`NOISE_Z` standard errors of a median over its samples, the
-    spread being the pooled within-worker MAD, :meth:`noise_sigma`), and
+    spread being the pooled within-worker pairwise spread, :meth:`noise_sigma`), and
     the "speed changed" rule asks its recent tasks to be beyond
     :data:`CHANGE_Z` sigmas. Without noise (a replayed oracle, a steady
     worker) both rules are what they were: the median, shrunk, and ``dead_band``.
+
+    *Few tasks are no evidence*: two identical worker processes on one host
+    must not read as different speeds from a handful of noisy tasks (a speed
+    hold on one host). So a worker differs from its host only when the noise
+    is known (at least :data:`MIN_NOISE_PAIRS` within-worker pairs,
+    :meth:`noise_known`) and its median is :data:`WORKER_Z` standard errors
+    from what its host's tasks measured, the spread taken at an upper bound
+    (:meth:`worker_sigma`: few pairs read it small by chance; a worker's own
+    scatter counts too). Until then every worker of a host has the *same*
+    speed, the host's (its measured median shrunk toward its value). Hosts
+    still differ from their priors (and so from each other) from their
+    first tasks, shrunk: what a genuinely slow host needs. The "speed
+    changed" rule compares a worker's last tasks with its own earlier ones
+    (a bias its host shares is no change), at the spread of those.
 
     >>> speeds = SpeedEstimates(window=8, pseudo_n=2.0)
     >>> used = [speeds.observe("w1", "h1", actual_s=2.0, planned_s=1.0) for _ in range(6)]
@@ -87,7 +139,12 @@ class SpeedEstimates:
     slow_finished: dict[str, deque[float]] = field(default_factory=dict)  # ... -> log ratios finished there since
     n_total: int = 0  # observations so far (the noise estimate is refreshed every NOISE_REFRESH of them)
     sigma_at: int = -1  # n_total when noise_sigma was last computed
-    sigma: float = 0.0  # pooled within-worker spread of log ratios (1.4826 x MAD)
+    sigma: float = 0.0  # pooled within-worker spread of log ratios (Shamos: 1.0483 x median pairwise distance)
+    sigma_pairs: int = 0  # within-worker pairs that estimate was computed from (< MIN_NOISE_PAIRS: noise unknown)
+    own_sigma: dict[str, tuple[float, int]] = field(default_factory=dict)  # worker -> (spread of its last tasks, pairs)
+    host_median: dict[str, float] = field(default_factory=dict)  # host -> median of by_host (cached until it observes)
+    shift: float = 0.0  # what every host shares (the model's bias), see host_log_slowness
+    change_sigma: dict[str, float] = field(default_factory=dict)  # worker -> ... of its tasks before the last change_n, prior-pooled
 
     def observe(self, worker: str, host: str, actual_s: float, planned_s: float) -> bool:
         """Add one finished task; False when it was not used (no duration, or too short to say anything)."""
@@ -100,36 +157,89 @@ class SpeedEstimates:
                 self.end_slow_regime(host)
             else:
                 self.slow_finished.setdefault(host, deque(maxlen=self.window)).append(ratio)
-        self.by_worker.setdefault(worker, deque(maxlen=self.window)).append(ratio)
+        samples = self.by_worker.setdefault(worker, deque(maxlen=self.window))
+        samples.append(ratio)
+        # O(SIGMA_WINDOW²) per observed task (those planned >= min_planned_s only; nothing per round)
+        values = list(samples)
+        own = values[-SIGMA_WINDOW:]
+        self.own_sigma[worker] = (_pairwise_sigma(own), len(own) * (len(own) - 1) // 2)
+        before = values[:-self.change_n][-SIGMA_WINDOW:]
+        self.change_sigma[worker] = _with_prior(_pairwise_sigma(before), len(before) * (len(before) - 1) // 2,
+                                                  CHANGE_PRIOR_SIGMA)
         self.by_host.setdefault(host, deque(maxlen=self.window * 4)).append(ratio)
         self.n_total += 1
+        self.host_median.pop(host, None)
         return True
 
     def noise_sigma(self) -> float:
-        """The pooled within-worker spread of log ratios (1.4826 × median absolute deviation from each worker's median).
+        """The pooled within-worker spread of log ratios: 1.0483 × the median distance of two ratios of one worker.
 
-        Refreshed every :data:`NOISE_REFRESH` observations (O(workers × window) then; a cached float otherwise).
+        That pairwise (Shamos) estimator is close to unbiased from 2 samples
+        per worker on, where a MAD about each worker's own median reads the
+        spread of 3 samples about half as large. Refreshed after 1, 2, 4, 8,
+        then every :data:`NOISE_REFRESH` observations (O(workers × window²)
+        then; a cached float otherwise).
 
         >>> speeds = SpeedEstimates()
         >>> for i in range(16):
         ...     _ = speeds.observe("w", "h", actual_s=2.0 if i % 2 else 0.5, planned_s=1.0)
         >>> round(speeds.noise_sigma(), 2)  # log ratios of +-0.69: a noisy model
-        1.03
+        1.45
         """
-        if self.sigma_at >= 0 and self.n_total - self.sigma_at < NOISE_REFRESH:
-            return self.sigma
-        deviations = []
+        at = self.sigma_at
+        if at == self.n_total or (at >= 0 and self.n_total - at < min(NOISE_REFRESH, max(at, 1))
+                                  and self.sigma_pairs >= MIN_NOISE_PAIRS):
+            return self.sigma  # (while the noise is unknown, refreshed at every observation: a few samples then)
+        distances = []
         for samples in self.by_worker.values():
-            if len(samples) >= 3:
-                center = statistics.median(samples)
-                deviations.extend(abs(x - center) for x in samples)
-        self.sigma = 1.4826 * statistics.median(deviations) if deviations else 0.0
+            distances.extend(_distances(list(samples)[-SIGMA_WINDOW:]))
+        self.sigma = 1.0483 * statistics.median(distances) if distances else 0.0
+        self.sigma_pairs = len(distances)
+        self._refresh_shifts()  # O(hosts × window) on the same schedule
         self.sigma_at = self.n_total
         return self.sigma
+
+    def worker_sigma(self, worker: str) -> float:
+        """The spread a worker's own median is judged by: an upper bound of the pooled one, or of the worker's own.
+
+        Measured from a few pairs a spread reads small by chance (two
+        workers' first tasks), so each is taken at :func:`_upper`; a worker's
+        own counts from 3 tasks on (its scattered ratios must not pass as a
+        speed), and neither below :data:`MIN_NOISE_SIGMA`.
+        """
+        pooled = _upper(self.noise_sigma(), self.sigma_pairs)
+        own_sigma, own_pairs = self.own_sigma.get(worker, (0.0, 0))
+        own = _upper(own_sigma, own_pairs) if own_pairs >= 3 else 0.0  # (from 3 tasks on: 1 pair says little)
+        return max(pooled, own, MIN_NOISE_SIGMA)
+
+    def noise_known(self) -> bool:
+        """Whether enough tasks finished on the same workers to tell noise from speed (:data:`MIN_NOISE_PAIRS`)."""
+        self.noise_sigma()
+        return self.sigma_pairs >= MIN_NOISE_PAIRS
 
     def _band(self, n: int) -> float:
         """How far a median of ``n`` samples may sit from its reference by noise alone (0 without noise)."""
         return NOISE_Z * 1.2533 * self.noise_sigma() / math.sqrt(max(n, 1))  # 1.2533: s.e. of a median
+
+    def differs_from_host(self, worker: str, host: str) -> bool:
+        """Whether the worker's own tasks say it runs at another speed than its host, beyond the noise.
+
+        >>> speeds = SpeedEstimates()
+        >>> for i in range(8):  # w0 twice as slow as w1 and w2, 8 tasks each
+        ...     for worker in ("w0", "w1", "w2"):
+        ...         _ = speeds.observe(worker, "h", actual_s=(2.0 if worker == "w0" else 1.0) + i / 100, planned_s=1.0)
+        >>> speeds.differs_from_host("w0", "h"), speeds.differs_from_host("w1", "h"), SpeedEstimates().differs_from_host("w0", "h")
+        (True, False, False)
+        """
+        samples = self.by_worker.get(worker, ())
+        if len(samples) < MIN_WORKER_N or not self.noise_known():
+            return False
+        # against what the host's tasks measured, not its (perhaps prior-snapped) value: a bias every
+        # worker of the host shares (the model's) is no difference between them
+        measured = self._host_median(host)
+        reference = measured if measured is not None else self.host_log_slowness(host)
+        band = WORKER_Z * 1.2533 * self.worker_sigma(worker) / math.sqrt(len(samples))
+        return abs(statistics.median(samples) - reference) >= band
 
     def observe_slow_host(self, host: str, elapsed_s: float, planned_s: float) -> bool:
         """A straggler read as its host slowed: the host is at least ``elapsed / planned`` slow now (censored).
@@ -167,26 +277,66 @@ class SpeedEstimates:
         self.slow_finished.pop(host, None)
 
     def host_log_slowness(self, host: str) -> float:
-        prior = self.host_prior.get(host, 0.0)
-        samples = list(self.by_host.get(host, ()))
-        if samples and abs(statistics.median(samples) - prior) < self._band(len(samples)):
-            return prior  # not distinguishable from its prior by more than the noise
-        return _shrunk(samples, prior, self.pseudo_n)
+        """The host's log slowness: its recent median, shrunk toward its reference, or the reference within the noise.
+
+        The reference is the host's prior *plus the shift all hosts share*
+        (:meth:`_refresh_shifts`: the median of their recent ratios less the
+        median of their priors): a model bias every host shares is no speed. Snapping a host with few tasks to its bare prior while
+        the others learned the bias made the few-task host read ×3.7 *fast*
+        relative to them (the slowdown benchmark's bwa run: 92 holds for it).
+        With one host observed the shift is 0 (what it was).
+        """
+        self.noise_sigma()  # (refreshes the shifts on the same schedule)
+        reference = self.host_prior.get(host, 0.0) + self.shift
+        median = self._host_median(host)
+        if median is None:
+            return reference
+        n = len(self.by_host[host])
+        if abs(median - reference) < self._band(n):
+            return reference  # not distinguishable from its reference by more than the noise
+        return (n * median + self.pseudo_n * reference) / (n + self.pseudo_n)  # (_shrunk, the median cached)
+
+    def _host_median(self, host: str) -> float | None:
+        """The median of the host's recent ratios, cached until the host's next observation (None: none yet)."""
+        median = self.host_median.get(host)
+        if median is None:
+            samples = self.by_host.get(host)
+            if not samples:
+                return None
+            median = self.host_median[host] = statistics.median(samples)
+        return median
+
+    def _refresh_shifts(self) -> None:
+        """The shift all hosts share: the median log ratio of every host's recent tasks less the median of their priors.
+
+        Only with two or more hosts observed (one host alone: its own data, no shared bias to tell from it).
+        """
+        observed = {host: samples for host, samples in self.by_host.items() if samples}
+        self.shift = 0.0
+        if len(observed) >= 2:
+            pooled = [x for samples in observed.values() for x in samples]
+            self.shift = statistics.median(pooled) - statistics.median(self.host_prior.get(h, 0.0) for h in observed)
 
     def speed(self, worker: str, host: str) -> float:
         """The worker's learned speed factor (1.0 with nothing learned: 2.0 runs a task in half the time)."""
         samples = list(self.by_worker.get(worker, ()))
         host_value = self.host_log_slowness(host)
-        if samples and abs(statistics.median(samples) - host_value) < self._band(len(samples)):
-            log_slowness = host_value  # a worker like its host, within the noise
-        else:
+        if self.differs_from_host(worker, host):
             log_slowness = _shrunk(samples, host_value, self.pseudo_n)
+        else:  # a worker like its host, within the noise (or too few tasks to say): what its host measured
+            # (the same for every worker of the host: identical workers never differ by their own noise)
+            median, n = self._host_median(host), len(self.by_host.get(host, ()))
+            log_slowness = host_value if median is None else (n * median + self.pseudo_n * host_value) / (n + self.pseudo_n)
         recent = samples[-self.change_n:]
-        change_band = max(self.dead_band, CHANGE_Z * self.noise_sigma())
-        if len(recent) == self.change_n and len(samples) > self.change_n and (
-            min(recent) > log_slowness + change_band or max(recent) < log_slowness - change_band
-        ):  # the last few all moved the same way, past the band: the worker changed (a host slowed mid-run)
-            log_slowness = statistics.median(recent)
+        if len(samples) >= 2 * self.change_n:
+            # the last few all moved the same way, past the band, from the estimate and from the worker's own
+            # earlier tasks (a bias its host shares is no change): the worker changed (a host slowed mid-run);
+            # the band from the spread of those earlier tasks (the change itself would widen the window's)
+            change_band = max(self.dead_band, CHANGE_Z * self.change_sigma.get(worker, CHANGE_PRIOR_SIGMA))
+            before = statistics.median(samples[:-self.change_n])
+            if (min(recent) > max(log_slowness, before) + change_band
+                    or max(recent) < min(log_slowness, before) - change_band):
+                log_slowness = statistics.median(recent)
         regime = self.slow_regime(host)
         if regime is not None:  # read as slowed from a straggler: at least that slow, before its tasks finish
             log_slowness = max(log_slowness, regime)
@@ -214,6 +364,8 @@ class SpeedEstimates:
 
     def forget_worker(self, worker: str) -> None:
         self.by_worker.pop(worker, None)
+        self.own_sigma.pop(worker, None)
+        self.change_sigma.pop(worker, None)
 
 
 def relative_speed(learned: float, level: float, dead_band: float = math.log(1.2)) -> float:

@@ -30,7 +30,9 @@ monotonic clock), so every rule is tested with a fake clock.
 * **Slow host** (:func:`reads_as_slow_host`) — a straggler on a host whose
   recent tasks *all* overran (every task that finished there since the
   straggler could start; none is no evidence against) while another host
-  finished a task on time (not the whole machine slowed) is read as the host
+  finished a task of its category on time (not the whole machine slowed, not
+  the category under-predicted; stragglers of one category on two hosts at
+  once, :func:`categories_on_many_hosts`, are the category's) is read as the host
   having slowed, not the task: the plugin updates that host's speed estimate first
   (:meth:`~scheduler_plugins.policy.speeds.SpeedEstimates.observe_slow_host`),
   then :func:`restart_decision` compares a restart with the time the task
@@ -60,6 +62,7 @@ __all__ = [
     "RestartDecision",
     "RunningTask",
     "Straggler",
+    "categories_on_many_hosts",
     "find_stragglers",
     "live_orphans",
     "reads_as_slow_host",
@@ -239,31 +242,36 @@ def restart_decision(straggler: Straggler, idle: Sequence[WorkerInfo], bandwidth
 
 @dataclass(slots=True)
 class HostActivity:
-    """Per host, the recent finished tasks: ``(finished_at, actual / expected there)``.
+    """Per host, the recent finished tasks: ``(finished_at, actual / expected there, category)``.
 
     ``expected`` is the duration the plan expected on that worker (its speed
-    at the time counted), so a host known to be slow does not overrun.
+    at the time counted), so a host known to be slow does not overrun. A
+    task observed without a category (None) is evidence for any category.
 
     >>> activity = HostActivity(window=4)
-    >>> activity.observe("h", finished_at=5.0, actual_s=3.0, expected_s=1.0)
+    >>> activity.observe("h", finished_at=5.0, actual_s=3.0, expected_s=1.0, category="fit")
     >>> activity.since("h", 4.0), activity.since("h", 6.0), activity.since("other", 0.0)
     ([3.0], [], [])
+    >>> activity.elsewhere_since("other", 4.0, "fit"), activity.elsewhere_since("other", 4.0, "load")
+    ([3.0], [])
     """
 
     window: int = 32
-    finished: dict[str, deque[tuple[float, float]]] = field(default_factory=dict)
+    finished: dict[str, deque[tuple[float, float, str | None]]] = field(default_factory=dict)
 
-    def observe(self, host: str, finished_at: float, actual_s: float, expected_s: float) -> None:
+    def observe(self, host: str, finished_at: float, actual_s: float, expected_s: float,
+                category: str | None = None) -> None:  # fmt: skip
         if actual_s > 0 and expected_s > 0:
-            self.finished.setdefault(host, deque(maxlen=self.window)).append((finished_at, actual_s / expected_s))
+            self.finished.setdefault(host, deque(maxlen=self.window)).append((finished_at, actual_s / expected_s, category))
 
-    def since(self, host: str, after: float) -> list[float]:
-        """Ratios of the host's tasks that finished after ``after`` (oldest first)."""
-        return [ratio for finished_at, ratio in self.finished.get(host, ()) if finished_at > after]
+    def since(self, host: str, after: float, category: str | None = None) -> list[float]:
+        """Ratios of the host's tasks that finished after ``after`` (oldest first; of ``category`` when given)."""
+        return [ratio for finished_at, ratio, of in self.finished.get(host, ())
+                if finished_at > after and (category is None or of is None or of == category)]
 
-    def elsewhere_since(self, host: str, after: float) -> list[float]:
-        """Ratios of tasks that finished on the *other* hosts after ``after``."""
-        return [ratio for other in self.finished if other != host for ratio in self.since(other, after)]
+    def elsewhere_since(self, host: str, after: float, category: str | None = None) -> list[float]:
+        """Ratios of tasks that finished on the *other* hosts after ``after`` (of ``category`` when given)."""
+        return [ratio for other in self.finished if other != host for ratio in self.since(other, after, category)]
 
 
 def reads_as_slow_host(straggler: Straggler, activity: HostActivity, overrun_ratio: float = OVERRUN_RATIO) -> bool:
@@ -271,16 +279,22 @@ def reads_as_slow_host(straggler: Straggler, activity: HostActivity, overrun_rat
 
     Recent: finished since the straggler could start. Every task that
     finished on its host in that span overran (none at all is no evidence
-    against), and some task finished on time on *another* host meanwhile —
-    the slowness is the host's, not the whole cluster's (a loaded machine
-    slows every host: that is no reason to move work).
+    against), and a task *of the straggler's category* finished on time on
+    *another* host meanwhile — the slowness is the host's, not the whole
+    cluster's (a loaded machine slows every host: that is no reason to move
+    work), nor the category's (a category the model under-predicts overruns
+    on every host at once, while short tasks of other categories finish on
+    time: that is drift, which the in-run correction fixes, not three slow hosts).
 
     >>> task = RunningTask("k", "w", "h", "c", "replay", 1.0, 1.0, could_start_at=0.0)
     >>> s = Straggler(task, elapsed_s=4.0, expected_s=1.0, threshold_s=3.0)
     >>> activity = HostActivity()
     >>> reads_as_slow_host(s, activity)  # nothing on time anywhere: maybe the whole machine is loaded
     False
-    >>> activity.observe("other", finished_at=1.0, actual_s=1.0, expected_s=1.0)
+    >>> activity.observe("other", finished_at=1.0, actual_s=1.0, expected_s=1.0, category="other-category")
+    >>> reads_as_slow_host(s, activity)  # on time elsewhere, but another category: maybe "c" is under-predicted
+    False
+    >>> activity.observe("other", finished_at=1.0, actual_s=1.0, expected_s=1.0, category="c")
     >>> reads_as_slow_host(s, activity)
     True
     >>> activity.observe("h", finished_at=2.0, actual_s=1.0, expected_s=1.0)  # another task there was on time
@@ -290,7 +304,22 @@ def reads_as_slow_host(straggler: Straggler, activity: HostActivity, overrun_rat
     task = straggler.task
     if any(ratio < overrun_ratio for ratio in activity.since(task.host, task.could_start_at)):
         return False
-    return any(ratio < overrun_ratio for ratio in activity.elsewhere_since(task.host, task.could_start_at))
+    category = task.category or None
+    return any(ratio < overrun_ratio for ratio in activity.elsewhere_since(task.host, task.could_start_at, category))
+
+
+def categories_on_many_hosts(stragglers: Iterable[Straggler]) -> set[str]:
+    """Categories whose stragglers run on two or more hosts at once: the category overruns, not a host.
+
+    >>> def on(host, category):
+    ...     return Straggler(RunningTask("k", "w", host, category, "replay", 1.0, 1.0, 0.0), 4.0, 1.0, 3.0)
+    >>> sorted(categories_on_many_hosts([on("h1", "map"), on("h2", "map"), on("h0", "fit"), on("h0", "fit")]))
+    ['map']
+    """
+    hosts: dict[str, set[str]] = {}
+    for straggler in stragglers:
+        hosts.setdefault(straggler.task.category, set()).add(straggler.task.host)
+    return {category for category, on in hosts.items() if len(on) >= 2}
 
 
 # --------------------------------------------------------------------- orphans

@@ -115,7 +115,7 @@ def test_a_slower_worker_gets_the_long_task_without_being_told():
                            "true_peak_memory_bytes": 0}
             return TaskSpec(key, sleep_on, (duration_s, a.address), annotations=annotations)
 
-        futures = submit_graph(c, [spec(f"warm-{i}", 0.06) for i in range(12)])
+        futures = submit_graph(c, [spec(f"warm-{i}", 0.06) for i in range(20)])  # a few land on a after its first
         await wait(list(futures.values()))
         learned = plugin.state.speeds
         assert learned.speed(a.address, "127.0.0.1") < 0.6  # a is 4x slower, and nobody said so
