@@ -33,15 +33,22 @@ moved, not yet that it moved by something worth demoting a category for; on
 wide, heavy-tailed or bimodal categories - bwa, CV ~0.6, log ratios with a
 lump at -2.7 - and on a loaded machine's timing noise, crossings come from a
 few extreme ratios). When a side crosses ``h``, the shift is estimated
-robustly: the *median* log ratio since the change point minus the current
-level. It is an alarm only when
+robustly: the Huber location (clip ``clip`` sigmas, started at the median) of
+the log ratios since the change point - or of their latest half / two thirds
+when that moves further: the change point estimate may lie early - minus the
+current level. (The same estimator as the baseline's centre: a median against a
+Huber centre differs by up to ~``clip`` sigmas on lumpy data, e.g. peaks at the
+memory floor.) It is an alarm only when
 
 * at least ``confirm_tasks`` ratios lie since the change point,
-* the median is on the crossing's side, beyond the level by
-  ``confirm_sigmas`` standard errors (``1.2533 sigma / sqrt(n)``, the median's)
-  - a burst of stragglers moves the sum, not the median - and
-* the shift is at least ``min_shift`` as a factor (x1.5 / x0.67 by default): a
-  smaller persistent shift is the in-run correction's business.
+* the shift is on the crossing's side and ``confirm_sigmas`` standard errors
+  (``1.2 sigma / sqrt(n)``) or more - a burst of stragglers moves the CUSUM's
+  sum, not the clipped location - and
+* it is at least ``min_shift`` as a factor (x1.5 / x0.67 by default): a
+  smaller persistent shift is the in-run correction's business;
+* from ``decisive_sigmas`` standard errors it alarms at once; in between, the
+  next ``confirm_tasks`` ratios after the crossing (which the crossing did not
+  select) must show at least ``min_shift`` too.
 
 A crossing that is not an alarm keeps its side at ``h``: every further ratio
 on that side checks again (the estimated shift must persist; a change that
@@ -165,7 +172,7 @@ class CategoryDrift:
     recent: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=50))  # (at, log ratio)
 
 
-def baseline_from_residuals(residuals: np.ndarray, clip: float = 3.0) -> Baseline:
+def baseline_from_residuals(residuals: np.ndarray, clip: float = 3.0, min_sigma: float = 0.15) -> Baseline:
     """Centre and spread of held-out log residuals: spread max(1.4826 MAD, sd of the residuals within 5 MAD);
     centre the point where the CUSUM's clipped standardised ratios average zero (a Huber location with ``clip``).
 
@@ -181,9 +188,9 @@ def baseline_from_residuals(residuals: np.ndarray, clip: float = 3.0) -> Baselin
     mad = float(1.4826 * np.median(np.abs(values - centre)))
     inner = values[np.abs(values - centre) <= 5 * mad] if mad > 0 else values
     sigma = max(mad, float(np.sqrt(np.mean((inner - centre) ** 2))))
-    if sigma > 0:
-        for _ in range(8):
-            centre += sigma * float(np.mean(np.clip((values - centre) / sigma, -clip, clip)))
+    scale = max(sigma, min_sigma)  # the sigma the CUSUM standardises with (update floors it at min_sigma)
+    for _ in range(8):
+        centre += scale * float(np.mean(np.clip((values - centre) / scale, -clip, clip)))
     return Baseline(centre, sigma)
 
 
@@ -253,13 +260,15 @@ def _confirmed(state: CategoryDrift, side: Direction, changed_at: float, level: 
     since = [value for when, value in state.recent if when >= changed_at]
     sign = 1.0 if side == "slower" else -1.0
     n = len(since)
-    shift = sign * (_median(since) - level) if since else 0.0
+    shift = sign * (_location(since, sigma, config.clip) - level) if since else 0.0
     for start in (n // 3, n // 2):  # the change point estimate may lie early: its latest part may show the shift alone
         later = since[start:]
-        if start and len(later) >= config.confirm_tasks and sign * (_median(later) - level) > shift:
-            n, shift = len(later), sign * (_median(later) - level)
+        if start and len(later) >= config.confirm_tasks:
+            moved = sign * (_location(later, sigma, config.clip) - level)
+            if moved > shift:
+                n, shift = len(later), moved
     worth = math.log(config.min_shift) - 1e-9
-    standard_error = 1.2533 * sigma / math.sqrt(max(n, 1))
+    standard_error = 1.2 * sigma / math.sqrt(max(n, 1))
     if n < config.confirm_tasks or shift < worth or shift < config.confirm_sigmas * standard_error:
         state.unconfirmed += 1
         return False
@@ -273,10 +282,21 @@ def _confirmed(state: CategoryDrift, side: Direction, changed_at: float, level: 
     if after < config.confirm_tasks:
         return False
     latest = [value for _, value in list(state.recent)[-config.confirm_tasks:]]
-    if sign * (_median(latest) - level) >= worth:
+    if sign * (_location(latest, sigma, config.clip) - level) >= worth:
         return True
     state.unconfirmed += 1
     return False
+
+
+def _location(values: Sequence[float], sigma: float, clip: float) -> float:
+    """The Huber location of ``values`` (from their median, clipped at ``clip`` sigmas): the estimator the
+    baseline's centre is, so a window and the level it is compared with are the same kind of number (a median
+    against a Huber centre differs by up to ~``clip`` sigmas on lumpy data, e.g. peaks at the memory floor)."""
+    centre = _median(values)
+    n = len(values)
+    for _ in range(4):
+        centre += sigma * sum(max(-clip, min(clip, (value - centre) / sigma)) for value in values) / n
+    return centre
 
 
 def _median(values: Sequence[float]) -> float:
