@@ -157,7 +157,8 @@ class SteeringState:
         self.stragglers.discard(key)
         self.restarted.discard(key)
         self.planned_speed.pop(key, None)
-        self.straggler_logged.difference_update({(key, r) for r in ("straggler", "straggler-asset")})
+        if self.straggler_logged:  # (per forgotten task: no set built while nothing was logged)
+            self.straggler_logged.difference_update({(key, r) for r in ("straggler", "straggler-asset")})
 
     def median_learned_speed(self) -> float:
         """The upper median learned speed over the known workers without a declared speed (1.0: none).
