@@ -168,7 +168,8 @@ class TaskFeedback:
         return before / self._median_speed()
 
     def _median_speed(self) -> float:
-        """The median learned speed of the known workers (recomputed every 16 speed observations).
+        """The median learned speed of the known workers (recomputed at every speed observation while the
+        speeds are young, then every 16).
 
         The in-run learner sees durations relative to it: a category whose cost doubles on *every*
         worker first looks like slower workers to the speed learner, and would otherwise be hidden
@@ -176,7 +177,11 @@ class TaskFeedback:
         """
         state = self.state
         observed = state.counts.get("speed_observed", 0)
-        if self._median_at is not None and observed - self._median_at < 16:
+        # While the speeds are young (fewer observations than a few per worker) every worker's first tasks move
+        # its speed a lot: a median cached from before them would leave a category's misprediction in the
+        # speed taken out of each duration, and the corrector would see it only 16 tasks later.
+        young = observed < 2 * len(state.facts) + 16
+        if self._median_at is not None and observed - self._median_at < (1 if young else 16):
             return self._median
         self._median = state.median_learned_speed()
         self._median_at = observed

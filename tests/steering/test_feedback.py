@@ -224,3 +224,27 @@ def test_model_page_lists_drift_alarms_and_model_loads():
     ])
     assert "drift: duration of load slower x2.0 after 4 task(s)" in html and "model-loaded: model v1" in html
     assert "none in this scheduler" in format_model_events([])
+
+
+def test_a_category_mispredicted_on_every_worker_of_one_host_is_corrected_not_read_as_slow_workers():
+    """One host, 8 identical workers, the model 10x too optimistic for one category: the speed learner first
+    reads every worker as slow, but the in-run correction must see the 10x within the first round of tasks and
+    plan near it (durations are taken relative to the *current* median speed: a median cached from before the
+    workers' first tasks counts part of the bias twice)."""
+    clock = FakeClock(100.0)
+    plugin = make_plugin(clock)
+    workers = [f"tcp://198.18.0.1:{9000 + i}" for i in range(8)]
+    for address in workers:
+        plugin.state.facts[address] = {"host": "198.18.0.1", "nthreads": 1, "speed": 1.0, "speed_declared": False}
+    for i in range(40):
+        plugin.state.predictions[f"blast-{i}"] = TaskPrediction(1.0, 0.0, "model", "v1", category="blast")
+    pending = plugin.state.predictions["blast-39"]
+    planned = []
+    for i in range(16):
+        clock.now += 1.25  # one task a worker, round-robin: each worker finishes its first task, then its second
+        metadata = None
+        plugin.transition(f"blast-{i}", "processing", "memory", worker=workers[i % 8], metadata=metadata,
+                          startstops=[{"action": "compute", "start": clock.now - 10.0, "stop": clock.now}])
+        planned.append(plugin.dispatcher.planned_s(pending, {}))
+    assert max(planned[:12]) >= 5.0, planned
+    assert 10.0 / 1.25 <= planned[-1] <= 10.0 * 1.25, planned  # the 10x itself, not a speed counted twice
