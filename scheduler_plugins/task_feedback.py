@@ -146,7 +146,11 @@ class TaskFeedback:
         worker = info.get("worker")
         if started is None or worker is None:
             return
-        self.state.latency.observe(sent_wall, started + compat.worker_clock_offset_s(scheduler, worker), self.config)
+        # ``startstops`` already arrive on the scheduler's clock (the worker adds its measured offset,
+        # ``Worker.scheduler_delay``); ``WorkerState.time_delay`` is that offset *plus* the last heartbeat's
+        # transit, which under load is hundreds of ms: adding it read a slow heartbeat as dispatch latency,
+        # grew the lookahead and bound a whole bag of mispredicted tasks to workers at once.
+        self.state.latency.observe(sent_wall, started, self.config)
 
     def _observe_speed(self, worker: str, prediction: TaskPrediction, duration_s: float) -> float:
         """Learn the worker's speed from one finished task; its speed before it, relative to the median (for the corrector)."""

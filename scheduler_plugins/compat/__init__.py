@@ -111,7 +111,6 @@ from scheduler_plugins.compat.workers import (
     speed_declared,
     terminate_fraction,
     worker_address,
-    worker_clock_offset_s,
     worker_facts,
     worker_heartbeat_at,
     worker_managed_bytes,
@@ -132,7 +131,7 @@ __all__ = [
     "remove_periodic_callback", "restart_processing", "restricted_by_client", "running_workers",
     "set_extension", "set_priority", "set_task_metadata", "task_compute_s", "speed_declared", "startstops_compute",
     "startstops_compute_s", "startstops_compute_start", "state_of", "task_state", "terminate_fraction", "unpin",
-    "unrunnable_tasks", "worker_address", "worker_clock_offset_s", "worker_facts", "worker_heartbeat_at",
+    "unrunnable_tasks", "worker_address", "worker_facts", "worker_heartbeat_at",
     "worker_managed_bytes",
     "worker_memory", "worker_pressure", "worker_process_bytes", "worker_processing",
     "worker_threads_and_memory_limit"

@@ -30,7 +30,8 @@ def startstops_compute(startstops: Iterable[dict] | None) -> tuple[float | None,
 
 
 def startstops_compute_start(startstops: Iterable[dict] | None) -> float | None:
-    """Worker-clock start of the compute phase (see :func:`startstops_compute`)."""
+    """Start of the compute phase on the scheduler's clock (the worker adds its measured offset; see
+    :func:`startstops_compute`)."""
     return startstops_compute(startstops)[0]
 
 

@@ -64,12 +64,6 @@ def worker_heartbeat_at(ws: WorkerState) -> float | None:
     return float(seen) if seen else None
 
 
-def worker_clock_offset_s(scheduler: Scheduler, address: str) -> float:
-    """Seconds to add to a worker's clock to get the scheduler's (0 when unknown)."""
-    ws = scheduler.workers.get(address)
-    return float(getattr(ws, "time_delay", 0.0) or 0.0) if ws is not None else 0.0
-
-
 def worker_threads_and_memory_limit(scheduler: Scheduler, address: str | None) -> tuple[int | None, int | None]:
     """``(nthreads, memory limit bytes)`` of the worker at ``address``; None for what is unknown or unlimited."""
     ws = scheduler.workers.get(address) if address else None

@@ -91,8 +91,9 @@ def test_finished_task_feeds_the_running_means_once_with_or_without_a_recorder()
 
 
 def test_dispatch_latency_is_measured_from_probes_with_the_wall_clock():
+    """Startstops come on the scheduler's clock already: a slow last heartbeat (time_delay) is no latency."""
     clock = FakeClock(100.0)
-    scheduler = SimpleNamespace(plugins={RECORDER_PLUGIN: object()}, workers={"w1": SimpleNamespace(time_delay=0.0)})
+    scheduler = SimpleNamespace(plugins={RECORDER_PLUGIN: object()}, workers={"w1": SimpleNamespace(time_delay=0.4)})
     plugin = plugin_with(clock, scheduler)
     plugin.state.predictions["t-1"] = TaskPrediction(1.0, 0.0, "oracle", "oracle", category="t")
     plugin.state.probe_sent_wall["t-1"] = 100.0
