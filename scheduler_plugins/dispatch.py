@@ -395,8 +395,7 @@ class Dispatcher:
                 compat.pin(tasks_by_key[placement.key], placement.worker, loose=pin_is_loose(placement, heavy))
                 state.dispatched_at[placement.key] = now
                 state.planned_speed[placement.key] = workers[placement.worker].speed
-                if placement.wait_s == 0.0 and len(state.probe_sent_wall) < 10_000:
-                    state.probe_sent_wall[placement.key] = wall_now
+                state.note_sent(placement.key, placement.worker, wall_now, probe=placement.wait_s == 0.0)
                 held_since = state.held_since.pop(placement.key, None)
                 chosen = workers[placement.worker]
                 self.log(

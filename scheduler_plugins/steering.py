@@ -446,15 +446,15 @@ class SteeringPlugin(SchedulerPlugin):
                 worker = kwargs.get("worker")
                 if worker is not None:
                     state.last_finish_at[worker] = self.clock()
-                sent_wall = state.probe_sent_wall.pop(key, None)
+                probe = state.probe_sent_wall.pop(key, None)
                 if finish == "memory":
                     self.feedback.finished(self.scheduler, key, kwargs)
                     metadata = kwargs.get("metadata")
                     if metadata and TRANSFER_METADATA_KEY in metadata:  # a task's own reads of stored data
                         self.dispatcher.observe_transfers(worker, metadata[TRANSFER_METADATA_KEY])
                         self._save_transfers()
-                    if sent_wall is not None:
-                        self.feedback.measure_latency(self.scheduler, sent_wall, kwargs)
+                    if probe is not None:
+                        self.feedback.measure_latency(self.scheduler, probe, kwargs)
                 if state.ready:
                     self.dispatcher.request(self.scheduler)
                 if finish in ("released", "waiting") and key in state.managed:

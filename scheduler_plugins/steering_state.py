@@ -120,7 +120,10 @@ class SteeringState:
     correction: CategoryCorrection = field(default_factory=CategoryCorrection)  # the corrector's factors, as the policy reads them
     model_events: deque[dict[str, Any]] = field(init=False)  # drift alarms and model loads (newest last), for the model page
     latency: DispatchLatency = field(default_factory=DispatchLatency)  # sent to an idle thread -> compute started
-    probe_sent_wall: dict[Hashable, float] = field(default_factory=dict)  # key -> wall time sent to an idle thread
+    # key -> (wall time sent to an idle thread, wall time the next task was sent to the same worker; inf: none yet):
+    # a worker runs its tasks in priority order, so a probe is a round trip only if it started before the next send
+    probe_sent_wall: dict[Hashable, tuple[float, float]] = field(default_factory=dict)
+    probe_of_worker: dict[str, Hashable] = field(default_factory=dict)  # worker -> its latest probe's key
     last_finish_at: dict[str, float] = field(default_factory=dict)  # worker -> when its last task finished
     speeds: SpeedEstimates = field(default_factory=SpeedEstimates)  # learned per-worker / per-host speed factors
     speeds_saved_at_n: int = 0  # observations counted when the speed file was last written
@@ -170,6 +173,20 @@ class SteeringState:
                          for address, facts in self.facts.items() if not facts.get("speed_declared"))
         return learned[len(learned) // 2] if learned else 1.0
 
+    def note_sent(self, key: Hashable, worker: str, wall_now: float, probe: bool) -> None:
+        """A task was sent to ``worker``: mark that worker's pending latency probe (the task may start first);
+        with ``probe`` (sent to an idle thread) the task is the worker's new probe."""
+        probe_key = self.probe_of_worker.get(worker)
+        if probe_key is not None:
+            pending = self.probe_sent_wall.get(probe_key)
+            if pending is None:  # measured or forgotten
+                del self.probe_of_worker[worker]
+            elif pending[1] == math.inf:
+                self.probe_sent_wall[probe_key] = (pending[0], wall_now)
+        if probe and len(self.probe_sent_wall) < 10_000:
+            self.probe_sent_wall[key] = (wall_now, math.inf)
+            self.probe_of_worker[worker] = key
+
     def forget_worker(self, address: str) -> None:
         """Drop a worker's cached facts and readings (it left, or rejoins with new ones)."""
         self.last_finish_at.pop(address, None)
@@ -178,3 +195,4 @@ class SteeringState:
         self.memory_baseline.forget_worker(address)
         self.facts.pop(address, None)
         self.orphans.pop(address, None)
+        self.probe_of_worker.pop(address, None)

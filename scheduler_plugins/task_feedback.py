@@ -141,10 +141,18 @@ class TaskFeedback:
         counts["observed"] += 1
         counts["abs_error_ms"] += int(abs(duration_s - prediction.duration_s) * 1000)
 
-    def measure_latency(self, scheduler: Any, sent_wall: float, info: dict) -> None:
+    def measure_latency(self, scheduler: Any, probe: tuple[float, float], info: dict) -> None:
+        """One dispatch-latency sample from a probe ``(sent to an idle thread, next task sent to that worker)``.
+
+        No sample when the task started only after another task had been sent to its worker: the worker
+        may have run that one first (it picks by priority), and the "latency" would be that task's runtime.
+        """
         started = compat.startstops_compute_start(info.get("startstops"))
-        worker = info.get("worker")
-        if started is None or worker is None:
+        sent_wall, contended_at = probe
+        if started is None or info.get("worker") is None:
+            return
+        if started >= contended_at:
+            self.state.counts["latency_probes_dropped"] += 1
             return
         # ``startstops`` already arrive on the scheduler's clock (the worker adds its measured offset,
         # ``Worker.scheduler_delay``); ``WorkerState.time_delay`` is that offset *plus* the last heartbeat's

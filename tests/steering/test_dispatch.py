@@ -96,11 +96,46 @@ def test_dispatch_latency_is_measured_from_probes_with_the_wall_clock():
     scheduler = SimpleNamespace(plugins={RECORDER_PLUGIN: object()}, workers={"w1": SimpleNamespace(time_delay=0.4)})
     plugin = plugin_with(clock, scheduler)
     plugin.state.predictions["t-1"] = TaskPrediction(1.0, 0.0, "oracle", "oracle", category="t")
-    plugin.state.probe_sent_wall["t-1"] = 100.0
+    plugin.state.probe_sent_wall["t-1"] = (100.0, math.inf)
     plugin.transition("t-1", "processing", "memory", worker="w1",
                       startstops=[{"action": "compute", "start": 100.05, "stop": 101.0}])
     assert plugin.dispatch_latency_s == pytest.approx(0.2 * 0.05)
     assert "t-1" not in plugin.state.probe_sent_wall
+
+
+def test_a_probe_that_started_after_another_task_was_sent_to_its_worker_is_no_latency_sample():
+    """The worker runs its tasks by priority: a probe queued behind a later-sent task measures that task."""
+    clock = FakeClock(100.0)
+    scheduler = SimpleNamespace(plugins={RECORDER_PLUGIN: object()}, workers={"w1": SimpleNamespace(time_delay=0.0)})
+    plugin = plugin_with(clock, scheduler)
+    for key in ("t-1", "t-2"):
+        plugin.state.predictions[key] = TaskPrediction(1.0, 0.0, "oracle", "oracle", category="t")
+    plugin.state.probe_sent_wall["t-1"] = (100.0, 100.001)  # t-2 went to w1 a millisecond after t-1
+    plugin.transition("t-1", "processing", "memory", worker="w1",
+                      startstops=[{"action": "compute", "start": 100.6, "stop": 101.0}])  # ran after t-2
+    assert plugin.dispatch_latency_s == 0.0
+    assert plugin.state.counts["latency_probes_dropped"] == 1
+    plugin.state.probe_sent_wall["t-2"] = (101.0, 101.2)  # the next send came after it started: a round trip
+    plugin.transition("t-2", "processing", "memory", worker="w1",
+                      startstops=[{"action": "compute", "start": 101.05, "stop": 102.0}])
+    assert plugin.dispatch_latency_s == pytest.approx(0.2 * 0.05)
+
+
+def test_a_task_sent_beside_a_pending_probe_marks_it_and_a_new_probe_replaces_it():
+    from scheduler_plugins.steering_state import SteeringState
+
+    state = SteeringState(max_decisions=10)
+    state.note_sent("p", "w1", 5.0, probe=True)
+    state.note_sent("q", "w2", 5.0, probe=True)
+    assert state.probe_sent_wall == {"p": (5.0, math.inf), "q": (5.0, math.inf)}
+    state.note_sent("p2", "w1", 5.01, probe=False)  # queued behind p on w1: w1 may run it first
+    state.note_sent("p3", "w1", 5.02, probe=False)  # the first send after the probe is what counts
+    assert state.probe_sent_wall["p"] == (5.0, 5.01) and state.probe_sent_wall["q"] == (5.0, math.inf)
+    del state.probe_sent_wall["p"]  # measured
+    state.note_sent("r", "w1", 6.0, probe=True)
+    assert state.probe_of_worker["w1"] == "r" and state.probe_sent_wall["r"] == (6.0, math.inf)
+    state.forget_worker("w1")
+    assert "w1" not in state.probe_of_worker
 
 
 def test_forgotten_task_leaves_no_state_behind():
