@@ -93,7 +93,8 @@ class Dispatcher:
         self.stragglers = StragglerWatch(
             state, config, clock=clock, wall_clock=wall_clock, log=log, learn_speeds=learn_speeds,
             straggler_factor=straggler_factor, worker_infos=self.worker_infos, planned_s=self.planned_s,
-            speed_of=self.speed_of, speed_level=self.speed_level,
+            speed_of=self.speed_of, speed_level=self.speed_level, task_info=self.task_info,
+            round_context=self.round_context,
         )  # fmt: skip
 
     # ---------------------------------------------------------------- triggers

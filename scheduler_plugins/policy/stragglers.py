@@ -20,7 +20,8 @@ monotonic clock), so every rule is tested with a fake clock.
   sample; one read as a slowed host moves the host's speed at once, so a
   host that slows mid-run stops getting long work before its slow tasks end.
 * **Restart** (:func:`restart_decision`) — restart a straggler on an idle
-  worker when its whole planned duration there (plus moving its inputs)
+  worker when its whole planned duration there (plus moving its inputs,
+  priced as the placement that will place the copy prices them)
   finishes earlier than the time it is still expected to need where it is
   (at least as long again as it has already overrun, the usual heavy-tail
   rule), by a margin. Never for an asset or a check (``kind`` not
@@ -50,7 +51,7 @@ monotonic clock), so every rule is tested with a fake clock.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from scheduler_plugins.policy.model import WorkerInfo
@@ -191,7 +192,8 @@ def remaining_here_s(straggler: Straggler, speed_here: float | None = None) -> f
 
 def restart_decision(straggler: Straggler, idle: Sequence[WorkerInfo], bandwidth_bytes_per_s: float,
                      speed_here: float | None = None, already_restarted: bool = False,
-                     worker_speed_known: bool = False) -> RestartDecision:  # fmt: skip
+                     worker_speed_known: bool = False,
+                     data_s: Mapping[str, float] | None = None) -> RestartDecision:  # fmt: skip
     """Restart on the idle worker that finishes it first, when that beats letting it run (see the module note).
 
     ``idle`` are workers with a free thread (the straggler's own worker is
@@ -208,6 +210,18 @@ def restart_decision(straggler: Straggler, idle: Sequence[WorkerInfo], bandwidth
     (``elapsed × its worker's speed``), so a restart pays only on a clearly
     faster worker. With no such record the plan stands (the slowness may
     be the worker's: a 4x slower worker nobody declared).
+
+    ``data_s``: per idle worker, the seconds the *placement* prices for
+    bringing the task's dependencies and stored inputs there
+    (:func:`~scheduler_plugins.policy.placement.estimate_finish`: learned
+    per-host-pair read rates where the tasks reported them). A restarted
+    task is placed again by that estimate, so the restart must be weighed
+    with the same one: priced at Dask's measured bandwidth instead (far too
+    high where a handle's ``sizeof`` is not what is read), a copy "finishes
+    in 0.2 s" on a host that would read its inputs for 3 s, and the
+    placement then puts it back on the slow host it ran on, losing the
+    time it had run. A worker missing from ``data_s`` (or ``data_s`` None)
+    is priced at ``input_bytes / bandwidth`` as before.
 
     >>> s = Straggler(RunningTask("k", "w", "h", "c", "replay", 1.0, 1.0, 0.0), elapsed_s=4.0, expected_s=1.0, threshold_s=3.0)
     >>> idle = [WorkerInfo("w2", host="h")]
@@ -229,7 +243,10 @@ def restart_decision(straggler: Straggler, idle: Sequence[WorkerInfo], bandwidth
         if worker.address == task.worker or worker.n_processing >= worker.nthreads:
             continue
         speed = worker.speed if worker.speed > 0 else 1.0
-        finish = work_s / speed + task.input_bytes / max(bandwidth_bytes_per_s, 1.0)
+        moving = data_s.get(worker.address) if data_s is not None else None
+        if moving is None:
+            moving = task.input_bytes / max(bandwidth_bytes_per_s, 1.0)
+        finish = work_s / speed + moving
         if best is None or (finish, worker.address) < best:
             best = (finish, worker.address)
     if best is not None and best[0] < RESTART_MARGIN * remaining:
