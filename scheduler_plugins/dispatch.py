@@ -396,6 +396,8 @@ class Dispatcher:
                 compat.pin(tasks_by_key[placement.key], placement.worker, loose=pin_is_loose(placement, heavy))
                 state.dispatched_at[placement.key] = now
                 state.planned_speed[placement.key] = workers[placement.worker].speed
+                if placement.data_s > 0.0:  # reads inside the task's time: no straggler for them
+                    self.stragglers.planned_data_s[placement.key] = placement.data_s
                 if placement.wait_s == 0.0 and len(state.probe_sent_wall) < 10_000:
                     state.probe_sent_wall[placement.key] = wall_now
                 held_since = state.held_since.pop(placement.key, None)

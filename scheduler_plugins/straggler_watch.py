@@ -82,6 +82,7 @@ class StragglerWatch:
         self.planned_s = planned_s
         self.speed_of = speed_of
         self.speed_level = speed_level
+        self.planned_data_s: dict = {}  # key -> seconds its placement priced for its reads (placed tasks with data)
         self.task_info = task_info  # the dispatcher's TaskInfo of a task (dependencies, stored inputs)
         self.round_context = round_context  # ... and its round context (learned read rates)
 
@@ -112,7 +113,7 @@ class StragglerWatch:
                     key=key, worker=address, host=info.host, category=prediction.category,
                     kind=str(annotation.get("kind") or "asset"), planned_s=self.planned_s(prediction, cache),
                     worker_speed=state.planned_speed.get(key, info.speed), could_start_at=could_start_at,
-                    input_bytes=int(annotation.get("input_bytes") or 0),
+                    input_bytes=int(annotation.get("input_bytes") or 0), data_s=self.planned_data_s.get(key, 0.0),
                 ))  # fmt: skip
         return running
 
@@ -143,6 +144,9 @@ class StragglerWatch:
         state = self.state
         now = self.clock()
         cache: dict = {}
+        planned_data = self.planned_data_s
+        if len(planned_data) > 2 * len(state.dispatched_at) + 256:  # finished tasks: amortized O(1) per placement
+            self.planned_data_s = {k: v for k, v in planned_data.items() if k in state.dispatched_at}
         workers = self.worker_infos(scheduler, now, cache)
         # tasks planned shorter than speed-min-task are mostly dispatch overhead: no straggler, no restart
         found = find_stragglers(self.running_tasks(scheduler, workers, cache, now), now, state.spread, self.straggler_factor,

@@ -106,6 +106,7 @@ class Placement:
     finish_s: float | None = None
     alternatives: list[dict] = field(default_factory=list)
     wait_s: float | None = None  # predicted wait for a thread on the chosen worker
+    data_s: float = 0.0  # predicted seconds moving its dependencies and stored inputs to the chosen worker
 
 
 def fits_memory(task: TaskInfo, worker: WorkerInfo) -> bool:
@@ -262,7 +263,8 @@ def choose_worker(
         # Nothing will free memory by waiting: take the most headroom, never stall.
         best = max(openable, key=lambda e: (by_address[e.worker].headroom_bytes, e.worker))
         # (nothing runs anywhere here, so the pair rule holds trivially)
-        return Placement(task.key, "place", best.worker, "memory-overcommit", best.finish_s, alternatives, best.wait_s)
+        return Placement(task.key, "place", best.worker, "memory-overcommit", best.finish_s, alternatives, best.wait_s,
+                         best.transfer_s + best.storage_s)  # fmt: skip
     best = _argmin(fitting, lambda e: e.finish_s)
     if open_only and not overcommit:
         waiting = _faster_busy_worker(task, best, estimates, by_address)
@@ -280,7 +282,8 @@ def choose_worker(
             reason = "locality"
         elif _argmin(fitting, lambda e: e.wait_s + e.transfer_s + e.storage_s + task.duration_s).worker != best.worker:
             reason = "speed"
-    return Placement(task.key, "place", best.worker, reason, best.finish_s, alternatives, best.wait_s)
+    return Placement(task.key, "place", best.worker, reason, best.finish_s, alternatives, best.wait_s,
+                     best.transfer_s + best.storage_s)  # fmt: skip
 
 
 #: hold a task for a faster busy worker only when it finishes there by this factor earlier

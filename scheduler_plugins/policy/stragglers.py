@@ -121,6 +121,7 @@ class RunningTask:
     worker_speed: float  # the speed the plan used for its worker
     could_start_at: float  # when it could start there (caller's monotonic clock)
     input_bytes: int = 0
+    data_s: float = 0.0  # the seconds its placement priced for reading its inputs there (inside the task's time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,10 +141,21 @@ def find_stragglers(running: Iterable[RunningTask], now: float, spread: Category
                     min_planned_s: float = 0.0) -> list[Straggler]:  # fmt: skip
     """Running tasks past ``expected × max(straggler_factor, category p90)``, longest overrun first.
 
+    A task's elapsed time counts from when it could start *less the reads
+    its placement priced* (``data_s``): a task that reads its inputs
+    over a link inside its own time (stored data, the test bed's replayed
+    tasks) spends them before its compute, and that is no overrun. Without
+    it, a 0.05 s task reading 0.2 s of remote data is a "4 x straggler", and
+    every such read becomes censored evidence that its worker is slow, or
+    a slowed host.
+
     >>> task = RunningTask("k", "w", "h", "fit", "replay", planned_s=1.0, worker_speed=1.0, could_start_at=0.0)
     >>> [s.task.key for s in find_stragglers([task], now=3.5, spread=CategorySpread(), straggler_factor=3.0)]
     ['k']
     >>> find_stragglers([task], now=2.0, spread=CategorySpread(), straggler_factor=3.0)
+    []
+    >>> reading = RunningTask("r", "w", "h", "fit", "replay", 1.0, 1.0, could_start_at=0.0, data_s=2.0)
+    >>> find_stragglers([reading], now=4.5, spread=CategorySpread(), straggler_factor=3.0)  # 2.5 s of compute
     []
     """
     found = []
@@ -152,7 +164,7 @@ def find_stragglers(running: Iterable[RunningTask], now: float, spread: Category
             continue
         expected = task.planned_s / (task.worker_speed if task.worker_speed > 0 else 1.0)
         factor = max(straggler_factor, spread.p90(task.category) or 0.0)
-        elapsed = now - task.could_start_at
+        elapsed = now - task.could_start_at - max(task.data_s, 0.0)
         if elapsed > expected * factor:
             found.append(Straggler(task, elapsed, expected, expected * factor))
     return sorted(found, key=lambda s: (-s.overrun, str(s.task.key)))

@@ -129,3 +129,18 @@ def test_a_restart_is_priced_with_the_data_costs_the_placement_will_use():
     # a worker the placement did not price falls back to bytes / bandwidth
     partial = restart_decision(straggler, [fast_far], bandwidth_bytes_per_s=1e9, speed_here=0.35, data_s={})
     assert partial.finish_there_s == pytest.approx(0.25 + 0.01)
+
+
+def test_reads_the_placement_priced_are_no_overrun():
+    """multi6, montage-103 on the test bed: replayed tasks read their inputs over the links inside their own time; a
+    0.08 s mBackground reading 0.16 s of remote data was flagged a 3 x straggler and fed to its worker's speed as
+    censored evidence (23 such events in one steered run). The priced reads come first, then the compute is judged."""
+    spread = CategorySpread()
+    reading = RunningTask("mBackground-59", "tcp://h0:1", "h0", "mBackground", "replay", planned_s=0.08,
+                          worker_speed=1.0, could_start_at=0.0, data_s=0.16)  # fmt: skip
+    assert find_stragglers([reading], now=0.24 + 0.001, spread=spread, straggler_factor=3.0) == []
+    bare = RunningTask("b", "tcp://h0:1", "h0", "mBackground", "replay", 0.08, 1.0, could_start_at=0.0)
+    assert [s.task.key for s in find_stragglers([bare], now=0.245, spread=spread, straggler_factor=3.0)] == ["b"]
+    # past its reads *and* k x its compute it is one, and its elapsed time is the compute part
+    [late] = find_stragglers([reading], now=0.16 + 0.3, spread=spread, straggler_factor=3.0)
+    assert late.elapsed_s == pytest.approx(0.3) and late.overrun == pytest.approx(0.3 / 0.08)
