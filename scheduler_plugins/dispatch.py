@@ -93,7 +93,8 @@ class Dispatcher:
         self.stragglers = StragglerWatch(
             state, config, clock=clock, wall_clock=wall_clock, log=log, learn_speeds=learn_speeds,
             straggler_factor=straggler_factor, worker_infos=self.worker_infos, planned_s=self.planned_s,
-            speed_of=self.speed_of, speed_level=self.speed_level,
+            speed_of=self.speed_of, speed_level=self.speed_level, task_info=self.task_info,
+            round_context=self.round_context,
         )  # fmt: skip
 
     # ---------------------------------------------------------------- triggers
@@ -395,6 +396,8 @@ class Dispatcher:
                 compat.pin(tasks_by_key[placement.key], placement.worker, loose=pin_is_loose(placement, heavy))
                 state.dispatched_at[placement.key] = now
                 state.planned_speed[placement.key] = workers[placement.worker].speed
+                if placement.data_s > 0.0:  # reads inside the task's time: no straggler for them
+                    self.stragglers.planned_data_s[placement.key] = placement.data_s
                 state.note_sent(placement.key, placement.worker, wall_now, probe=placement.wait_s == 0.0)
                 held_since = state.held_since.pop(placement.key, None)
                 chosen = workers[placement.worker]

@@ -27,11 +27,15 @@ from daskflow.daskgraph import annotations_of
 from scheduler_plugins import compat
 from scheduler_plugins.policy import (
     PolicyConfig,
+    RoundContext,
+    TaskInfo,
     TaskPrediction,
     WorkerInfo,
+    estimate_finish,
     relative_speed,
 )
 from scheduler_plugins.policy.stragglers import (
+    RESTARTABLE_KINDS,
     Orphan,
     RunningTask,
     Straggler,
@@ -64,6 +68,8 @@ class StragglerWatch:
         planned_s: Callable[[TaskPrediction, dict], float],
         speed_of: Callable[[str, dict], tuple[float, str]],
         speed_level: Callable[[], float],
+        task_info: Callable[[Any, Any, Any, dict], TaskInfo] | None = None,
+        round_context: Callable[[Any, float], RoundContext] | None = None,
     ) -> None:
         self.state = state
         self.config = config
@@ -76,6 +82,9 @@ class StragglerWatch:
         self.planned_s = planned_s
         self.speed_of = speed_of
         self.speed_level = speed_level
+        self.planned_data_s: dict = {}  # key -> seconds its placement priced for its reads (placed tasks with data)
+        self.task_info = task_info  # the dispatcher's TaskInfo of a task (dependencies, stored inputs)
+        self.round_context = round_context  # ... and its round context (learned read rates)
 
     def running_tasks(self, scheduler: Any, workers: dict[str, WorkerInfo], cache: dict, now: float) -> list[RunningTask]:
         """Placed tasks that may be computing now: per worker its first ``nthreads`` by dispatch time.
@@ -104,7 +113,7 @@ class StragglerWatch:
                     key=key, worker=address, host=info.host, category=prediction.category,
                     kind=str(annotation.get("kind") or "asset"), planned_s=self.planned_s(prediction, cache),
                     worker_speed=state.planned_speed.get(key, info.speed), could_start_at=could_start_at,
-                    input_bytes=int(annotation.get("input_bytes") or 0),
+                    input_bytes=int(annotation.get("input_bytes") or 0), data_s=self.planned_data_s.get(key, 0.0),
                 ))  # fmt: skip
         return running
 
@@ -135,12 +144,16 @@ class StragglerWatch:
         state = self.state
         now = self.clock()
         cache: dict = {}
+        planned_data = self.planned_data_s
+        if len(planned_data) > 2 * len(state.dispatched_at) + 256:  # finished tasks: amortized O(1) per placement
+            self.planned_data_s = {k: v for k, v in planned_data.items() if k in state.dispatched_at}
         workers = self.worker_infos(scheduler, now, cache)
         # tasks planned shorter than speed-min-task are mostly dispatch overhead: no straggler, no restart
         found = find_stragglers(self.running_tasks(scheduler, workers, cache, now), now, state.spread, self.straggler_factor,
                                 max(self.config.min_task_duration_s, state.speeds.min_planned_s))  # fmt: skip
         bandwidth = compat.bandwidth(scheduler)
         shared = categories_on_many_hosts(found) if len(found) > 1 else set()  # a mispredicted category: no slow host
+        context: RoundContext | None = None  # built once, for the first straggler a restart is weighed for
         for straggler in found:
             task = straggler.task
             prediction = state.predictions.get(task.key)
@@ -161,8 +174,13 @@ class StragglerWatch:
                 if not slow_host:  # censored: at least this slow
                     state.speeds.observe(task.worker, task.host, straggler.elapsed_s, task.planned_s)
             idle = [w for w in workers.values() if w.n_processing < w.nthreads]
+            data_s = None
+            if idle and task.kind in RESTARTABLE_KINDS and task.key not in state.restarted:
+                if context is None and self.round_context is not None:
+                    context = self.round_context(scheduler, now)
+                data_s = self._data_s(scheduler, task, idle, context, cache)
             decision = restart_decision(straggler, idle, bandwidth, speed_here, already_restarted=task.key in state.restarted,
-                                        worker_speed_known=speed_known)  # fmt: skip
+                                        worker_speed_known=speed_known, data_s=data_s)  # fmt: skip
             fields = {"worker": task.worker, "elapsed_s": round(straggler.elapsed_s, 6),
                       "expected_s": round(straggler.expected_s, 6), "threshold_s": round(straggler.threshold_s, 6),
                       "remaining_s": round(decision.remaining_here_s, 6), "slow_host": slow_host,
@@ -180,6 +198,28 @@ class StragglerWatch:
             elif (task.key, decision.reason) not in state.straggler_logged:
                 state.straggler_logged.add((task.key, decision.reason))
                 self.log("straggler", task.key, reason=decision.reason, **fields)
+
+    def _data_s(self, scheduler: Any, task: RunningTask, idle: list[WorkerInfo], context: RoundContext | None,
+                cache: dict) -> dict[str, float] | None:  # fmt: skip
+        """Per idle worker, the seconds the placement prices for moving the straggler's inputs there (None: unknown).
+
+        The copy a restart makes is placed again by :func:`estimate_finish`;
+        the restart is weighed with the same data costs (see
+        :func:`~scheduler_plugins.policy.stragglers.restart_decision`). Only
+        for a straggler a restart is weighed for: O(idle workers × its
+        dependencies), on the watchdog, never per task.
+        """
+        if self.task_info is None or context is None:
+            return None
+        ts = compat.task_state(scheduler, task.key)
+        if ts is None:
+            return None
+        info = self.task_info(scheduler, ts, task.key, cache)
+        data_s = {}
+        for worker in idle:
+            estimate = estimate_finish(info, worker, self.config, context)
+            data_s[worker.address] = estimate.transfer_s + estimate.storage_s
+        return data_s
 
     def observe_finished(self, host: str, category: str, duration_s: float, planned_s: float, speed: float) -> None:
         """A task finished on ``host`` in ``duration_s`` (planned ``planned_s`` at speed 1, ``speed`` expected there).

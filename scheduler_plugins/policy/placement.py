@@ -62,6 +62,7 @@ __all__ = [
     "pair_allowed",
     "pin_is_loose",
     "plan_dispatch",
+    "reserve",
 ]
 
 PlacementAction = Literal["place", "hold"]
@@ -106,6 +107,7 @@ class Placement:
     finish_s: float | None = None
     alternatives: list[dict] = field(default_factory=list)
     wait_s: float | None = None  # predicted wait for a thread on the chosen worker
+    data_s: float = 0.0  # predicted seconds moving its dependencies and stored inputs to the chosen worker
 
 
 def fits_memory(task: TaskInfo, worker: WorkerInfo) -> bool:
@@ -262,12 +264,14 @@ def choose_worker(
         # Nothing will free memory by waiting: take the most headroom, never stall.
         best = max(openable, key=lambda e: (by_address[e.worker].headroom_bytes, e.worker))
         # (nothing runs anywhere here, so the pair rule holds trivially)
-        return Placement(task.key, "place", best.worker, "memory-overcommit", best.finish_s, alternatives, best.wait_s)
+        return Placement(task.key, "place", best.worker, "memory-overcommit", best.finish_s, alternatives, best.wait_s,
+                         best.transfer_s + best.storage_s)  # fmt: skip
     best = _argmin(fitting, lambda e: e.finish_s)
     if open_only and not overcommit:
         waiting = _faster_busy_worker(task, best, estimates, by_address)
         if waiting is not None:  # a faster worker frees soon enough: wait for it (what HEFT does)
-            return Placement(task.key, "hold", None, "speed", alternatives=alternatives)
+            # (``worker``: the one it waits for, so the round can reserve it; a hold binds nothing)
+            return Placement(task.key, "hold", waiting.worker, "speed", alternatives=alternatives)
     reason: DecisionReason = "finish-time"
     if overcommit:
         reason = "memory-overcommit"
@@ -280,7 +284,8 @@ def choose_worker(
             reason = "locality"
         elif _argmin(fitting, lambda e: e.wait_s + e.transfer_s + e.storage_s + task.duration_s).worker != best.worker:
             reason = "speed"
-    return Placement(task.key, "place", best.worker, reason, best.finish_s, alternatives, best.wait_s)
+    return Placement(task.key, "place", best.worker, reason, best.finish_s, alternatives, best.wait_s,
+                     best.transfer_s + best.storage_s)  # fmt: skip
 
 
 #: hold a task for a faster busy worker only when it finishes there by this factor earlier
@@ -308,6 +313,25 @@ def assign(task: TaskInfo, worker: WorkerInfo) -> None:
     worker.max_running_peak_bytes = max(worker.max_running_peak_bytes, task.peak_memory_bytes)
 
 
+def reserve(task: TaskInfo, worker: WorkerInfo) -> None:
+    """A task held for the busy, faster ``worker`` takes its next free thread: later tasks of the round wait behind it.
+
+    Without the reservation every task of a wide level is held for the same
+    faster worker, each as if it were first in line (its wait is only what
+    runs there now), while the slower open workers idle: HEFT puts a task
+    on a processor's *earliest free slot after the tasks already assigned to
+    it*. The reservation is the task's planned work in the worker's
+    backlog (its wait grows by it), not a thread (it does not open or close
+    the worker) and not its memory (nothing is bound yet).
+
+    >>> fast = WorkerInfo("fast", speed=2.0, n_processing=1, backlog_s=0.2)
+    >>> reserve(TaskInfo("a", 1.0), fast)
+    >>> fast.wait_s(), fast.n_processing
+    (0.6, 1)
+    """
+    worker.backlog_s += max(task.duration_s, 0.0)
+
+
 def plan_dispatch(
     ready: Iterable[TaskInfo],
     workers: Mapping[str, WorkerInfo],
@@ -319,8 +343,9 @@ def plan_dispatch(
     ``ready`` is consumed lazily in priority order and only while some worker is
     open, so tasks it never reached stay where they are (the plugin's heap).
     Placed tasks are accounted on their worker (``workers`` is updated in
-    place); held tasks do not block lower-priority tasks that fit. At most
-    ``config.max_scan`` tasks are examined.
+    place); held tasks do not block lower-priority tasks that fit; a task
+    held for a faster busy worker reserves its next thread there
+    (:func:`reserve`). At most ``config.max_scan`` tasks are examined.
     """
     iterator = iter(ready)
     scanned = 0
@@ -335,6 +360,8 @@ def plan_dispatch(
         placement = choose_worker(task, workers.values(), config, context=context)
         if placement.action == "place" and placement.worker is not None:
             assign(task, workers[placement.worker])
+        elif placement.reason == "speed" and placement.worker in workers:
+            reserve(task, workers[placement.worker])
         yield placement
 
 

@@ -20,7 +20,8 @@ monotonic clock), so every rule is tested with a fake clock.
   sample; one read as a slowed host moves the host's speed at once, so a
   host that slows mid-run stops getting long work before its slow tasks end.
 * **Restart** (:func:`restart_decision`) — restart a straggler on an idle
-  worker when its whole planned duration there (plus moving its inputs)
+  worker when its whole planned duration there (plus moving its inputs,
+  priced as the placement that will place the copy prices them)
   finishes earlier than the time it is still expected to need where it is
   (at least as long again as it has already overrun, the usual heavy-tail
   rule), by a margin. Never for an asset or a check (``kind`` not
@@ -50,7 +51,7 @@ monotonic clock), so every rule is tested with a fake clock.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from scheduler_plugins.policy.model import WorkerInfo
@@ -120,6 +121,7 @@ class RunningTask:
     worker_speed: float  # the speed the plan used for its worker
     could_start_at: float  # when it could start there (caller's monotonic clock)
     input_bytes: int = 0
+    data_s: float = 0.0  # the seconds its placement priced for reading its inputs there (inside the task's time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,10 +141,21 @@ def find_stragglers(running: Iterable[RunningTask], now: float, spread: Category
                     min_planned_s: float = 0.0) -> list[Straggler]:  # fmt: skip
     """Running tasks past ``expected × max(straggler_factor, category p90)``, longest overrun first.
 
+    A task's elapsed time counts from when it could start *less the reads
+    its placement priced* (``data_s``): a task that reads its inputs
+    over a link inside its own time (stored data, the test bed's replayed
+    tasks) spends them before its compute, and that is no overrun. Without
+    it, a 0.05 s task reading 0.2 s of remote data is a "4 x straggler", and
+    every such read becomes censored evidence that its worker is slow, or
+    a slowed host.
+
     >>> task = RunningTask("k", "w", "h", "fit", "replay", planned_s=1.0, worker_speed=1.0, could_start_at=0.0)
     >>> [s.task.key for s in find_stragglers([task], now=3.5, spread=CategorySpread(), straggler_factor=3.0)]
     ['k']
     >>> find_stragglers([task], now=2.0, spread=CategorySpread(), straggler_factor=3.0)
+    []
+    >>> reading = RunningTask("r", "w", "h", "fit", "replay", 1.0, 1.0, could_start_at=0.0, data_s=2.0)
+    >>> find_stragglers([reading], now=4.5, spread=CategorySpread(), straggler_factor=3.0)  # 2.5 s of compute
     []
     """
     found = []
@@ -151,7 +164,7 @@ def find_stragglers(running: Iterable[RunningTask], now: float, spread: Category
             continue
         expected = task.planned_s / (task.worker_speed if task.worker_speed > 0 else 1.0)
         factor = max(straggler_factor, spread.p90(task.category) or 0.0)
-        elapsed = now - task.could_start_at
+        elapsed = now - task.could_start_at - max(task.data_s, 0.0)
         if elapsed > expected * factor:
             found.append(Straggler(task, elapsed, expected, expected * factor))
     return sorted(found, key=lambda s: (-s.overrun, str(s.task.key)))
@@ -191,7 +204,8 @@ def remaining_here_s(straggler: Straggler, speed_here: float | None = None) -> f
 
 def restart_decision(straggler: Straggler, idle: Sequence[WorkerInfo], bandwidth_bytes_per_s: float,
                      speed_here: float | None = None, already_restarted: bool = False,
-                     worker_speed_known: bool = False) -> RestartDecision:  # fmt: skip
+                     worker_speed_known: bool = False,
+                     data_s: Mapping[str, float] | None = None) -> RestartDecision:  # fmt: skip
     """Restart on the idle worker that finishes it first, when that beats letting it run (see the module note).
 
     ``idle`` are workers with a free thread (the straggler's own worker is
@@ -208,6 +222,18 @@ def restart_decision(straggler: Straggler, idle: Sequence[WorkerInfo], bandwidth
     (``elapsed × its worker's speed``), so a restart pays only on a clearly
     faster worker. With no such record the plan stands (the slowness may
     be the worker's: a 4x slower worker nobody declared).
+
+    ``data_s``: per idle worker, the seconds the *placement* prices for
+    bringing the task's dependencies and stored inputs there
+    (:func:`~scheduler_plugins.policy.placement.estimate_finish`: learned
+    per-host-pair read rates where the tasks reported them). A restarted
+    task is placed again by that estimate, so the restart must be weighed
+    with the same one: priced at Dask's measured bandwidth instead (far too
+    high where a handle's ``sizeof`` is not what is read), a copy "finishes
+    in 0.2 s" on a host that would read its inputs for 3 s, and the
+    placement then puts it back on the slow host it ran on, losing the
+    time it had run. A worker missing from ``data_s`` (or ``data_s`` None)
+    is priced at ``input_bytes / bandwidth`` as before.
 
     >>> s = Straggler(RunningTask("k", "w", "h", "c", "replay", 1.0, 1.0, 0.0), elapsed_s=4.0, expected_s=1.0, threshold_s=3.0)
     >>> idle = [WorkerInfo("w2", host="h")]
@@ -229,7 +255,10 @@ def restart_decision(straggler: Straggler, idle: Sequence[WorkerInfo], bandwidth
         if worker.address == task.worker or worker.n_processing >= worker.nthreads:
             continue
         speed = worker.speed if worker.speed > 0 else 1.0
-        finish = work_s / speed + task.input_bytes / max(bandwidth_bytes_per_s, 1.0)
+        moving = data_s.get(worker.address) if data_s is not None else None
+        if moving is None:
+            moving = task.input_bytes / max(bandwidth_bytes_per_s, 1.0)
+        finish = work_s / speed + moving
         if best is None or (finish, worker.address) < best:
             best = (finish, worker.address)
     if best is not None and best[0] < RESTART_MARGIN * remaining:

@@ -196,9 +196,10 @@ def test_a_task_queued_behind_an_orphan_starts_its_clock_when_the_orphan_ends():
 # --------------------------------------------------------- the dispatcher, fake scheduler
 
 
-def fake_task(key: str, worker=None):
+def fake_task(key: str, worker=None, dependencies=()):
     return SimpleNamespace(key=key, state="processing", prefix=SimpleNamespace(duration_average=None, name="probe"),
-                           annotations={"daskflow": {"kind": "replay", "category": "probe"}}, processing_on=worker)
+                           annotations={"daskflow": {"kind": "replay", "category": "probe"}}, processing_on=worker,
+                           dependencies=list(dependencies), resource_restrictions=None)  # fmt: skip
 
 
 def fake_worker(address: str, host: str, processing=()):
@@ -227,12 +228,14 @@ class FakeScheduler:
                     worker.processing.remove(task)
 
 
-def bed(clock: FakeClock):
+def bed(clock: FakeClock, input_bytes: int = 0):
     from scheduler_plugins.steering import SteeringPlugin
 
-    probe, queued = fake_task("probe-1"), fake_task("probe-2")
     h0 = fake_worker("tcp://h0:1", "h0")
-    h1 = fake_worker("tcp://h1:1", "h1", [probe, queued])
+    h1 = fake_worker("tcp://h1:1", "h1")
+    data = [SimpleNamespace(key="input", nbytes=input_bytes, who_has=[h1])] if input_bytes else []
+    probe, queued = fake_task("probe-1", dependencies=data), fake_task("probe-2")
+    h1.processing[:] = [probe, queued]
     scheduler = FakeScheduler([h0, h1], [probe, queued])
     predictor = SimpleNamespace(model_version="oracle", observe=lambda *a, **k: None)
     plugin = SteeringPlugin(mode="steer", oracle=True, predictor=predictor, clock=clock, wall_clock=clock)
@@ -341,3 +344,28 @@ def test_a_category_the_model_misses_by_over_100x_is_planned_at_its_running_mean
     plugin.state.correction.duration["map"] = 1e-6
     assert plugin.dispatcher.planned_s(prediction, {}) == 5.0
     assert not plugin.state.speeds.observe("tcp://h0:1", "h0", actual_s=5.0, planned_s=1.1e4)  # no speed from it
+
+
+def test_the_dispatcher_weighs_a_restart_with_the_read_rates_the_placement_uses():
+    """multi6: the copy of a restart is placed by the learned per-host-pair read rates, so the restart is weighed with
+    them. Dask's measured bandwidth (1 GB/s here, ~18 x the link on the test bed) says moving the 200 MB input from
+    slowed h1 to h0 costs 0.2 s; the tasks' own reads say 10 s: no restart (the 0.5 s it still needs on h1 win)."""
+    clock = FakeClock(10.5)
+    plugin, scheduler = bed(clock, input_bytes=200_000_000)
+    scheduler.bandwidth = 1e9
+    for _ in range(3):
+        plugin.state.transfers.observe("h1", "h0", nbytes=20_000_000, seconds=1.0)  # 20 MB/s over the link
+    plugin.dispatcher.check_stragglers(scheduler)
+    state = plugin.state
+    assert state.speeds.speed("tcp://h1:1", "h1") == pytest.approx(0.3)  # h1 still read as slowed
+    assert scheduler.released == [] and not state.orphans
+    [kept] = [e for e in state.decisions if e["action"] == "straggler" and e["key"] == "probe-1"]
+    assert kept["reason"] == "straggler" and kept["restart_finish_s"] == pytest.approx(0.15 + 10.0)
+
+
+def test_without_learned_read_rates_a_restart_is_priced_at_the_measured_bandwidth():
+    clock = FakeClock(10.5)
+    plugin, scheduler = bed(clock, input_bytes=20_000_000)  # 0.2 s at Dask's 1e8 B/s: the copy still wins
+    plugin.dispatcher.check_stragglers(scheduler)
+    [restart] = [e for e in plugin.state.decisions if e["action"] == "restart"]
+    assert restart["key"] == "probe-1" and restart["restart_finish_s"] == pytest.approx(0.15 + 0.2)

@@ -148,3 +148,23 @@ def test_a_long_task_waits_for_a_faster_busy_worker_rather_than_take_the_slow_id
     assert held.action == "hold" and held.reason == "speed"
     short = choose_worker(TaskInfo("short", 0.1), [fast, slow], config)  # 0.4 s on slow beats 0.6 s on fast
     assert short.action == "place" and short.worker == "slow"
+
+
+def test_tasks_held_for_a_faster_worker_queue_behind_each_other_there():
+    """multi6, montage-178 on 4 hosts x 2 (two at half speed): a level of 20+ mDiffFit tasks was held for "speed" for
+    the two fast hosts' busy workers, each task as if first in line (39.5 s held in all, the half-speed workers idle;
+    oracle 2.7 s). A hold reserves the faster worker's next thread: once the fast workers' queues make the slow idle
+    ones finish earlier, the rest of the level is placed there."""
+    from scheduler_plugins.policy import plan_dispatch
+
+    config = PolicyConfig(lookahead_s=0.05)
+    workers = {name: WorkerInfo(name, host=host, speed=speed, n_processing=busy, backlog_s=0.1 * busy)
+               for name, host, speed, busy in (("f1", "h0", 2.0, 1), ("f2", "h0", 2.0, 1),
+                                               ("s1", "h2", 1.0, 0), ("s2", "h2", 1.0, 0))}  # fmt: skip
+    placements = list(plan_dispatch((TaskInfo(f"t{i}", 1.0) for i in range(6)), workers, config))
+    held = [p for p in placements if p.action == "hold"]
+    placed = [p for p in placements if p.action == "place"]
+    # 0.05 s + 0.5 s on a fast one beats 1.0 s on a slow one for the first two; then the fast ones are 1.05 s away
+    assert [(p.reason, p.worker) for p in held] == [("speed", "f1"), ("speed", "f2")]
+    assert sorted(p.worker for p in placed) == ["s1", "s2"]
+    assert workers["f1"].n_processing == 1 and workers["f1"].backlog_s == pytest.approx(1.1)  # reserved, not bound

@@ -104,3 +104,43 @@ def test_a_straggling_replay_task_is_restarted_on_the_idle_worker():
         await wait(futures["replay-1"])
 
     run()
+
+
+def test_a_restart_is_priced_with_the_data_costs_the_placement_will_use():
+    """multi6, montage-103 slowdown (oracle): a straggler on the slowed host was restarted "to finish in 0.2 s" on a fast
+    idle worker of another host, its inputs priced at Dask's measured bandwidth; the placement, pricing them at the
+    learned link rate (3.6 s there), put the copy back on the slowed host and the 1.5 s already run were lost."""
+    task = RunningTask("mViewer-102", "tcp://h0:1", "h0", "mViewer", "replay", planned_s=0.25, worker_speed=0.54,
+                       could_start_at=0.0, input_bytes=10_000_000)  # fmt: skip
+    [straggler] = find_stragglers([task], now=1.53, spread=CategorySpread(), straggler_factor=3.0)
+    fast_far = WorkerInfo("tcp://h1:1", host="h1", speed=1.0)  # its inputs are on h0: 3.6 s over the link
+    sibling = WorkerInfo("tcp://h0:2", host="h0", speed=0.35)  # the slowed host: its inputs are local
+    idle = [fast_far, sibling]
+    before = restart_decision(straggler, idle, bandwidth_bytes_per_s=1e9, speed_here=0.35)
+    assert before.restart and before.worker == "tcp://h1:1"  # what the old pricing did
+    priced = {"tcp://h1:1": 3.6, "tcp://h0:2": 0.04}
+    decision = restart_decision(straggler, idle, bandwidth_bytes_per_s=1e9, speed_here=0.35, data_s=priced)
+    assert not decision.restart and decision.reason == "straggler"
+    assert decision.finish_there_s == pytest.approx(min(0.25 + 3.6, 0.25 / 0.35 + 0.04))
+    # the same straggler whose inputs are cheap to move is still restarted on the fast worker
+    cheap = restart_decision(straggler, idle, bandwidth_bytes_per_s=1e9, speed_here=0.35,
+                             data_s={"tcp://h1:1": 0.05, "tcp://h0:2": 0.04})  # fmt: skip
+    assert cheap.restart and cheap.worker == "tcp://h1:1" and cheap.finish_there_s == pytest.approx(0.30)
+    # a worker the placement did not price falls back to bytes / bandwidth
+    partial = restart_decision(straggler, [fast_far], bandwidth_bytes_per_s=1e9, speed_here=0.35, data_s={})
+    assert partial.finish_there_s == pytest.approx(0.25 + 0.01)
+
+
+def test_reads_the_placement_priced_are_no_overrun():
+    """multi6, montage-103 on the test bed: replayed tasks read their inputs over the links inside their own time; a
+    0.08 s mBackground reading 0.16 s of remote data was flagged a 3 x straggler and fed to its worker's speed as
+    censored evidence (23 such events in one steered run). The priced reads come first, then the compute is judged."""
+    spread = CategorySpread()
+    reading = RunningTask("mBackground-59", "tcp://h0:1", "h0", "mBackground", "replay", planned_s=0.08,
+                          worker_speed=1.0, could_start_at=0.0, data_s=0.16)  # fmt: skip
+    assert find_stragglers([reading], now=0.24 + 0.001, spread=spread, straggler_factor=3.0) == []
+    bare = RunningTask("b", "tcp://h0:1", "h0", "mBackground", "replay", 0.08, 1.0, could_start_at=0.0)
+    assert [s.task.key for s in find_stragglers([bare], now=0.245, spread=spread, straggler_factor=3.0)] == ["b"]
+    # past its reads *and* k x its compute it is one, and its elapsed time is the compute part
+    [late] = find_stragglers([reading], now=0.16 + 0.3, spread=spread, straggler_factor=3.0)
+    assert late.elapsed_s == pytest.approx(0.3) and late.overrun == pytest.approx(0.3 / 0.08)
