@@ -39,11 +39,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from daskflow.contracts import METADATA_KEY
+from daskflow.contracts import METADATA_KEY, TRANSFER_METADATA_KEY
 from daskflow.learning.cleaning import CleaningConfig
 from daskflow.learning.corrector import CorrectorConfig, OnlineCorrector
 from scheduler_plugins import compat
@@ -68,6 +69,21 @@ def peak_of(metadata: Any) -> float | None:
     peak = nested.get("peak_memory_bytes") if isinstance(nested, dict) else metadata.get("peak_memory_bytes")
     return float(peak) if isinstance(peak, (int, float)) else None
 
+
+
+def read_seconds(metadata: Any) -> float:
+    """Seconds a finished task spent on its own reads of stored data (``[[host, bytes, seconds], ...]`` in its
+    metadata: the test bed's replayed tasks; 0 for every other task)."""
+    reads = metadata.get(TRANSFER_METADATA_KEY) if metadata else None
+    if not isinstance(reads, (list, tuple)):
+        return 0.0
+    total = 0.0
+    for read in reads[:64]:
+        try:
+            total += max(float(read[2]), 0.0)
+        except (TypeError, ValueError, IndexError):
+            continue
+    return total if math.isfinite(total) else 0.0
 
 class TaskFeedback:
     """Learning from finished tasks for one steering plugin (explicit references to its state and callbacks)."""
@@ -133,7 +149,10 @@ class TaskFeedback:
         worker = info.get("worker")
         speed = 1.0
         if worker is not None and self.learn_speeds:
-            speed = self._observe_speed(str(worker), prediction, duration_s)
+            # the task's own reads of stored data ran inside its time, but placement prices them apart
+            # (data seconds beside planned / speed): a long read over a slow link is no slow worker
+            compute_s = max(duration_s - read_seconds(info.get("metadata")), 0.1 * duration_s)
+            speed = self._observe_speed(str(worker), prediction, compute_s)
         peak = peak_of(info.get("metadata"))
         self._observe_means(prediction.category, duration_s, peak)
         self._observe_corrector(key, prediction, duration_s * speed, peak)

@@ -248,3 +248,28 @@ def test_a_category_mispredicted_on_every_worker_of_one_host_is_corrected_not_re
         planned.append(plugin.dispatcher.planned_s(pending, {}))
     assert max(planned[:12]) >= 5.0, planned
     assert 10.0 / 1.25 <= planned[-1] <= 10.0 * 1.25, planned  # the 10x itself, not a speed counted twice
+
+
+@pytest.mark.parametrize("read_s, slow", [(0.0, True), (4.0, False)])
+def test_a_tasks_own_reads_are_no_slow_worker(read_s, slow):
+    """Placement prices a task's reads of stored data apart from its compute: the speed learner takes them out."""
+    from daskflow.contracts import TRANSFER_METADATA_KEY
+
+    clock = FakeClock(100.0)
+    plugin = make_plugin(clock)
+    hosts = {"tcp://198.18.0.1:9000": "198.18.0.1", "tcp://198.18.0.2:9000": "198.18.0.2"}
+    for address, host in hosts.items():
+        plugin.state.facts[address] = {"host": host, "nthreads": 1, "speed": 1.0, "speed_declared": False}
+    for i in range(24):
+        plugin.state.predictions[f"fit-{i}"] = TaskPrediction(1.0, 0.0, "model", "v1", category="fit")
+    for i in range(24):
+        clock.now += 1.0
+        address = list(hosts)[i % 2]
+        slow_host = address == "tcp://198.18.0.1:9000"
+        duration = 5.0 if slow_host else 1.0  # 4 s more on host 1: slower compute, or 4 s of reads
+        metadata = {TRANSFER_METADATA_KEY: [["198.18.0.2", 10_000_000, read_s]]} if read_s and slow_host else None
+        plugin.transition(f"fit-{i}", "processing", "memory", worker=address, metadata=metadata,
+                          startstops=[{"action": "compute", "start": clock.now - duration, "stop": clock.now}])
+    ratio = plugin.state.speeds.speed("tcp://198.18.0.1:9000", "198.18.0.1") / plugin.state.speeds.speed(
+        "tcp://198.18.0.2:9000", "198.18.0.2")
+    assert (ratio < 0.5) is slow, ratio
