@@ -24,7 +24,10 @@ Layout of a models directory (any fsspec URL)::
 * **Evaluate** (:func:`evaluate_candidate`): a candidate is promoted only when
   it beats the current model on the most recent held-out rows: lower duration
   median APE by at least ``min_gain`` and memory not worse by more than
-  ``memory_tolerance`` (relative) plus ``memory_slack`` (absolute APE points); with too few rows it is rejected ("not enough
+  ``memory_tolerance`` (relative) plus ``memory_slack`` (absolute APE points) - or, when it is worse by
+  more, not worse in a paired sign test on the same rows where per-row error differences below
+  ``memory_resolution_bytes`` are ties (a median APE at 100 KiB peaks measures the allocator, not the
+  model); with too few rows it is rejected ("not enough
   evidence"), and with no current model it is promoted.
 
 The registry file is small (versions and a bounded history); concurrent
@@ -63,6 +66,8 @@ class PromotionConfig:
     min_gain: float = 0.0  # the candidate's duration median APE must be below current * (1 - min_gain)
     memory_tolerance: float = 0.05  # ... and its memory median APE at most current * (1 + tolerance) + memory_slack
     memory_slack: float = 0.02  # absolute APE points: 0.041 vs 0.033 is noise, not a worse model
+    memory_resolution_bytes: float = float(2**16)  # paired test: |error| differences below this are ties (measurement noise)
+    memory_alpha: float = 0.05  # ... memory is worse only if the sign test of the non-tied rows says so at this level
     max_events: int = 2000  # events kept in events.jsonl
     max_history: int = 500  # promotion/rejection entries kept in registry.json
 
@@ -76,7 +81,18 @@ def promotion_config_from_settings() -> PromotionConfig:
 
     return PromotionConfig(min_rows=int(get("min-rows")), min_gain=float(get("min-gain")),
                            memory_tolerance=float(get("memory-tolerance")), memory_slack=float(get("memory-slack")),
+                           memory_resolution_bytes=float(_or(get("memory-resolution"), 2**16)),
+                           memory_alpha=float(_or(get("memory-alpha"), 0.05)),
                            max_events=int(get("max-events")), max_history=int(get("max-history")))
+
+
+def _or(value: Any, default: Any) -> Any:
+    if value is None:
+        return default
+    if isinstance(value, str):
+        from dask.utils import parse_bytes
+        return parse_bytes(value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -325,9 +341,38 @@ def evaluate_candidate(candidate: Any, current: Any | None, rows: pd.DataFrame,
     if od is not None and cd is not None and not cd < od * (1.0 - config.min_gain):
         return Verdict("reject", f"duration median APE {cd:.3f} does not beat the current {od:.3f} on {n} held-out rows", metrics)
     if om is not None and cm is not None and cm > om * (1.0 + config.memory_tolerance) + config.memory_slack:
-        return Verdict("reject", f"memory median APE {cm:.3f} is worse than the current {om:.3f} (tolerance {config.memory_tolerance:.0%})", metrics)
+        worse, better, p_value = paired_memory_test(new.peak_memory_bytes, old.peak_memory_bytes, memory,
+                                                    config.memory_resolution_bytes)
+        metrics.update(memory_rows_worse=worse, memory_rows_better=better, memory_sign_p=p_value)
+        if p_value < config.memory_alpha:
+            return Verdict("reject", f"memory median APE {cm:.3f} is worse than the current {om:.3f} (tolerance "
+                           f"{config.memory_tolerance:.0%}; worse on {worse} rows, better on {better}, "
+                           f"beyond {config.memory_resolution_bytes / 1024:.0f} KiB: sign test p={p_value:.3g})", metrics)
+        return Verdict("promote", f"duration median APE {cd:.3f} beats the current {od:.3f} on {n} held-out rows; "
+                       f"memory {cm:.3f} vs {om:.3f} is a tie within measurement noise (worse on {worse} rows, "
+                       f"better on {better}, beyond {config.memory_resolution_bytes / 1024:.0f} KiB: p={p_value:.3g})", metrics)
     return Verdict("promote", f"duration median APE {cd:.3f} beats the current {od:.3f} on {n} held-out rows"
                    + (f"; memory {cm:.3f} vs {om:.3f}" if cm is not None and om is not None else ""), metrics)
+
+
+def paired_memory_test(candidate: Any, current: Any, actual: Any, resolution: float) -> tuple[int, int, float]:
+    """Paired sign test of the candidate's memory errors against the current model's on the same rows.
+
+    Per row with a measured peak, the candidate is *worse* when its absolute error exceeds the current's
+    by more than ``resolution`` bytes, *better* when it is below by more, otherwise a tie (both errors are
+    equal at the measurement's resolution). Returns ``(worse, better, p)`` with ``p`` the one-sided
+    binomial probability of at least ``worse`` worse rows among the non-tied ones if neither model were
+    better (1.0 when no row differs).
+    """
+    c, o, y = (np.asarray(v, dtype="float64") for v in (candidate, current, actual))
+    ok = np.isfinite(c) & np.isfinite(o) & np.isfinite(y)
+    diff = np.abs(c[ok] - y[ok]) - np.abs(o[ok] - y[ok])
+    worse, better = int((diff > resolution).sum()), int((diff < -resolution).sum())
+    n = worse + better
+    if n == 0:
+        return worse, better, 1.0
+    from scipy.stats import binom
+    return worse, better, float(binom.sf(worse - 1, n, 0.5))
 
 
 def _column(rows: pd.DataFrame, name: str) -> np.ndarray:

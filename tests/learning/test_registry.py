@@ -153,3 +153,57 @@ def test_memory_at_the_noise_floor_does_not_judge_a_candidate():
     verdict = evaluate_candidate(Fixed(2.0, 200_000.0), Fixed(1.0, 65536.0), rows)
     assert verdict.decision == "promote", verdict.reason
     assert verdict.metrics["candidate_memory_median_ape"] is None
+
+
+class _PerRow:
+    """Predicts given per-row arrays (a pure stand-in for a predictor)."""
+
+    has_model = True
+
+    def __init__(self, duration_s, peak) -> None:
+        self.duration_s, self.peak = np.asarray(duration_s, float), np.asarray(peak, float)
+
+    def predict(self, rows):
+        from daskflow.learning.predictor import Predictions
+
+        n = len(rows)
+        return Predictions(self.duration_s[:n], self.peak[:n], np.full(n, "model", dtype=object),
+                           np.full(n, "model", dtype=object), "v")
+
+
+def _doubled_category_rows(n: int = 40, seed: int = 3):
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    peaks = 100_000.0 * rng.lognormal(0, 0.6, n)  # ~100 KB peaks: 1.6x their spread is allocator noise
+    return pd.DataFrame({"duration_s": np.full(n, 0.5) * rng.lognormal(0, 0.05, n), "peak_memory_bytes": peaks})
+
+
+def test_memory_worse_only_at_measurement_resolution_is_a_tie_and_promotes():
+    """A ×2-changed category: the candidate fixes duration; its memory median APE on ~100 KB peaks is
+    higher than the current's by more than the tolerance, but no row differs by more than 64 KiB."""
+    from daskflow.learning.registry import evaluate_candidate, paired_memory_test
+
+    rows = _doubled_category_rows()
+    n = len(rows)
+    rng = np.random.default_rng(9)
+    current = _PerRow(np.full(n, 0.25), np.full(n, 60_000.0))
+    candidate = _PerRow(np.full(n, 0.5), np.full(n, 60_000.0) * rng.uniform(0.7, 1.0, n))  # < 18 KB lower: noise
+    verdict = evaluate_candidate(candidate, current, rows)
+    assert verdict.metrics["candidate_memory_median_ape"] > verdict.metrics["current_memory_median_ape"] * 1.05 + 0.02
+    assert verdict.decision == "promote", verdict.reason
+    assert "tie within measurement noise" in verdict.reason
+    assert paired_memory_test([1.0], [1.0], [np.nan], 1.0) == (0, 0, 1.0)
+
+
+def test_memory_genuinely_worse_beyond_resolution_is_still_rejected():
+    from daskflow.learning.registry import evaluate_candidate
+
+    rows = _doubled_category_rows()
+    rows["peak_memory_bytes"] *= 50  # ~5 MB peaks: the errors below are far above the allocator's resolution
+    n = len(rows)
+    current = _PerRow(np.full(n, 0.25), rows["peak_memory_bytes"].to_numpy() * 1.1)
+    candidate = _PerRow(np.full(n, 0.5), rows["peak_memory_bytes"].to_numpy() * 2.0)
+    verdict = evaluate_candidate(candidate, current, rows)
+    assert verdict.decision == "reject" and "memory median APE" in verdict.reason, verdict.reason
+    assert verdict.metrics["memory_rows_worse"] == n and verdict.metrics["memory_sign_p"] < 0.05
