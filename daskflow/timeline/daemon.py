@@ -17,7 +17,11 @@ One loop, one process, never on a scheduler's event loop. Each iteration
    the queued chunks of running backfills) and starts what the queue admits
    in launcher processes, at most ``daskflow.timeline.max-launchers`` at once
    (:class:`~daskflow.timeline.launch.LauncherPool`);
-5. every few minutes, prunes old launcher logs (:mod:`~daskflow.timeline.logs`).
+5. every few minutes, prunes old launcher logs (:mod:`~daskflow.timeline.logs`);
+6. every ``daskflow.models.retrain.daemon-interval`` starts the self-healing
+   retrainer (:func:`~daskflow.learning.retrain.maybe_retrain`: trigger, train
+   in a subprocess, promote or reject) in a background thread, one at a time,
+   so a long training never delays a tick; its outcome is one log line.
 
 Everything that matters is in SQLite before it is acted upon (see
 :mod:`daskflow.timeline.store`), so SIGKILL at any point followed by a restart
@@ -92,6 +96,9 @@ class DaemonState:
     launches_started: int = 0
     logs_pruned_at_s: float = float("-inf")  # wall-clock time of the last log pruning
     logs_pruned: int = 0                      # launcher logs removed by this daemon
+    retrain_checked_at_s: float | None = None  # wall-clock time the retrainer was last started (first step: set)
+    retrains: int = 0                          # retrainer checks started by this daemon
+    retrain_outcome: dict | None = None        # the last check's outcome (decision, reason, version)
 
 
 class Daemon:
@@ -114,6 +121,10 @@ class Daemon:
         self.state = DaemonState(token=uuid.uuid4().hex)
         self.queue = RunQueue(self.store)
         self.runner = QueueRunner(self.store, self.pool, runner=self.state.token)
+        interval = config.get("models.retrain.daemon-interval")
+        self.retrain_interval_s = None if interval is None else _seconds("models.retrain.daemon-interval")
+        self.retrain: Callable[[], dict] = _retrain_now
+        self._retrain_thread: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------
     def start(self) -> None:
@@ -158,7 +169,33 @@ class Daemon:
             self.tick_sensor(sensor, now)
         self.launch_pending()
         self.prune_logs(now.timestamp())
+        self.maybe_start_retrain(now.timestamp())
         self.state.iterations += 1
+
+    def maybe_start_retrain(self, now_s: float) -> bool:
+        """Start the retrainer in a background thread when its interval elapsed and none is running."""
+        if self.retrain_interval_s is None or (self._retrain_thread is not None and self._retrain_thread.is_alive()):
+            return False
+        checked = self.state.retrain_checked_at_s
+        if checked is None:  # the first check one interval after the daemon started
+            self.state.retrain_checked_at_s = now_s
+            return False
+        if now_s - checked < self.retrain_interval_s:
+            return False
+        self.state.retrain_checked_at_s = now_s
+        self.state.retrains += 1
+        self._retrain_thread = threading.Thread(target=self._retrain_once, name="daskflow-retrain", daemon=True)
+        self._retrain_thread.start()
+        return True
+
+    def _retrain_once(self) -> None:
+        try:
+            outcome = self.retrain()
+        except Exception as exc:  # the retrainer never stops the daemon
+            outcome = {"decision": "error", "reason": f"{type(exc).__name__}: {exc}"}
+        self.state.retrain_outcome = {k: outcome.get(k) for k in ("decision", "reason", "version", "trigger")}
+        level = logging.WARNING if outcome.get("decision") == "error" else logging.INFO
+        logger.log(level, "retrain: %s - %s", outcome.get("decision"), outcome.get("reason"))
 
     def prune_logs(self, now_s: float) -> list[str]:
         """Remove launcher logs past their retention, at most every :data:`PRUNE_INTERVAL_S`."""
@@ -252,6 +289,12 @@ class Daemon:
             logger.warning("launch of run %s failed: %s", run_id, message)
         self.state.launches_started += self.runner.launched - before
         self.store.mark_started()
+
+
+def _retrain_now() -> dict:
+    from daskflow.learning.retrain import maybe_retrain
+
+    return maybe_retrain()
 
 
 def run_daemon(pipelines: list[str] | Timeline, address: str | None = None,

@@ -238,3 +238,56 @@ def test_a_daemon_that_lost_its_lease_stops_without_launching_more(tmp_path):
     with pytest.raises(DaemonLeaseError, match="lost the catalog lease"):
         daemon.step()
     assert daemon.store.launches() == []  # nothing claimed after losing the lease
+
+
+def test_the_daemon_starts_the_retrainer_every_interval_in_the_background_one_at_a_time(tmp_path):
+    import threading
+
+    import dask.config
+
+    clock = Clock(T0)
+    with dask.config.set({"daskflow.models.retrain.daemon-interval": "10m"}):
+        daemon = make_daemon(tmp_path, clock=clock)
+    calls, release = [], threading.Event()
+
+    def retrain():
+        calls.append(clock.now)
+        if len(calls) == 2:
+            release.wait(10)  # a long training: the loop goes on, no second one starts beside it
+        if len(calls) == 3:
+            raise RuntimeError("history unreadable")
+        return {"decision": "promote", "reason": "beats the current model", "version": "v2"}
+
+    daemon.retrain = retrain
+    daemon.step()  # first sight: the interval starts now
+    clock.advance(minutes=9)
+    daemon.step()
+    assert calls == []
+    clock.advance(minutes=2)
+    daemon.step()
+    daemon._retrain_thread.join(5)
+    assert len(calls) == 1 and daemon.state.retrain_outcome["decision"] == "promote"
+    clock.advance(minutes=10)
+    daemon.step()  # the second one blocks in its thread ...
+    clock.advance(minutes=30)
+    daemon.step()  # ... so none starts beside it, and the daemon still steps
+    assert len(calls) == 2 and daemon.state.iterations == 5
+    release.set()
+    daemon._retrain_thread.join(5)
+    clock.advance(minutes=10)
+    daemon.step()
+    daemon._retrain_thread.join(5)
+    assert len(calls) == 3
+    assert daemon.state.retrain_outcome["decision"] == "error"  # a raising retrainer is one warning, not a stop
+    assert "history unreadable" in daemon.state.retrain_outcome["reason"]
+    daemon.step()
+
+
+def test_no_retrainer_when_its_interval_is_null(tmp_path):
+    clock = Clock(T0)
+    daemon = make_daemon(tmp_path, clock=clock)  # (the fixture sets it null)
+    daemon.retrain = lambda: pytest.fail("the retrainer must not start")
+    for _ in range(3):
+        daemon.step()
+        clock.advance(days=1)
+    assert daemon.state.retrains == 0
