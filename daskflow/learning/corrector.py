@@ -46,8 +46,9 @@ since the change point (``corrected`` of a drifted category) until the tasks
 after the change say the mean or the served p50 is clearly better (a false
 alarm on a wide category). Two views of
 the result: :meth:`OnlineCorrector.correct` is exact per task (``mean``: the
-mean itself; a category *hedged* after an alarm that cleared its mean choice:
-``corrected ** w * mean ** (1 - w)``, :meth:`OnlineSelection.blend_weight`); :meth:`OnlineCorrector.factor` is the per-category factor of
+mean itself; any other choice ``choice ** w * mean ** (1 - w)`` with ``w`` =
+:meth:`OnlineSelection.blend_weight`: its sign evidence against the mean, or
+the hedge of a category whose mean choice an alarm cleared); :meth:`OnlineCorrector.factor` is the per-category factor of
 the served p50 the policy plans with (``mean``: the mean over the geometric
 mean of the served p50s of the category's finished tasks - exact when the
 served p50 is the same for every task of the category, as for mean-served
@@ -126,7 +127,7 @@ def corrector_config_from_settings() -> CorrectorConfig:
         selection=OnlineSelectionConfig(enabled=bool(selection("enabled")), min_tasks=int(selection("min-tasks")),
                                         margin=float(selection("margin")), significance=float(selection("significance")),
                                         window=int(selection("window")), decide_every=int(selection("decide-every")),
-                                        hedge=bool(selection("hedge"))),
+                                        hedge=bool(selection("hedge")), shrink=bool(selection("shrink"))),
     )
 
 
@@ -153,7 +154,7 @@ class OnlineCorrector:
     served_logs: dict[tuple[str, str], list[float]] = field(default_factory=dict)
     # (target, category) -> (factor, replacement or None, in-run correction, log weight of the corrected estimate
     # against the replacement); valid until the category's next observation or alarm (only when weights do not decay)
-    cached: dict[tuple[str, str], tuple[float, float | None, float, float]] = field(default_factory=dict)
+    cached: dict[tuple[str, str], tuple[float, float | None, float, float, float]] = field(default_factory=dict)
     # (target, category) -> (residuals, their conformal upper quantile); valid until the category's next observation
     cached_upper: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
     # (target, category) -> the same residuals kept sorted (the upper quantile per finished task without a sort)
@@ -257,31 +258,31 @@ class OnlineCorrector:
         """
         return self.selection[target].choice(category)
 
-    def _plan(self, category: str, now: float, target: str) -> tuple[float, float | None, float, float]:
-        """``(factor, replacement, correction, weight)``: the served p50 times ``factor``, or ``replacement`` when not
-        None (the mean) - blended as ``(p50 * correction) ** weight * replacement ** (1 - weight)`` when ``weight`` > 0
-        (a hedged category); ``correction``: the in-run factor (the ``corrected`` candidate)."""
+    def _plan(self, category: str, now: float, target: str) -> tuple[float, float | None, float, float, float]:
+        """``(factor, replacement, correction, weight, base)``: the served p50 times ``factor``, or ``replacement``
+        when not None (the mean) - blended as ``(p50 * base) ** weight * replacement ** (1 - weight)`` when
+        ``weight`` > 0 (:meth:`OnlineSelection.blend_weight` below 1); ``correction``: the in-run factor (the
+        ``corrected`` candidate); ``base``: the chosen candidate's factor of the p50 (1 for ``served``)."""
         timeless = not math.isfinite(self.config.online.half_life_s)
         key = (target, category)
         if timeless and key in self.cached:
             return self.cached[key]
         choice = self.choice(category, target)
         correction = self._correction(category, now, target)
-        value: tuple[float, float | None, float, float]
+        value: tuple[float, float | None, float, float, float]
         mean = self.means[target].get(category)
-        if choice == SERVED:
-            value = (1.0, None, correction, 1.0)
-        elif choice == MEAN and mean:
+        if choice == MEAN and mean:
             logs = self.served_logs.get(key)
-            value = (mean / math.exp(logs[0] / logs[1]) if logs and logs[1] else 1.0, float(mean), correction, 0.0)
+            value = (mean / math.exp(logs[0] / logs[1]) if logs and logs[1] else 1.0, float(mean), correction, 0.0, 1.0)
         else:
+            base = 1.0 if choice == SERVED else correction
             weight = self.selection[target].blend_weight(category) if mean else 1.0
-            if weight < 1.0:  # hedged after an alarm: the geometric blend with the mean (the factor: as for the mean)
+            if weight < 1.0:  # the geometric blend with the mean (the factor view: the mean's part as for a mean choice)
                 logs = self.served_logs.get(key)
                 to_mean = mean / math.exp(logs[0] / logs[1]) if logs and logs[1] else 1.0
-                value = (correction ** weight * to_mean ** (1.0 - weight), float(mean), correction, weight)
+                value = (base ** weight * to_mean ** (1.0 - weight), float(mean), correction, weight, base)
             else:
-                value = (correction, None, correction, 1.0)
+                value = (base, None, correction, 1.0, base)
         if timeless:
             self.cached[key] = value
         return value
@@ -360,14 +361,14 @@ class OnlineCorrector:
         return self.drift[target].drifted()
 
 
-def _estimate(plan: tuple[float, float | None, float, float], predicted: float) -> float:
+def _estimate(plan: tuple[float, float | None, float, float, float], predicted: float) -> float:
     """One task's estimate from its category's :meth:`OnlineCorrector._plan` and its served p50."""
-    factor, replacement, correction, weight = plan
+    factor, replacement, _, weight, base = plan
     if replacement is None:
         return float(predicted) * factor
     if weight <= 0.0:
         return float(replacement)
-    return float((predicted * correction) ** weight * replacement ** (1.0 - weight))
+    return float((predicted * base) ** weight * replacement ** (1.0 - weight))
 
 
 def training_means(predictor: Any) -> dict[str, dict[str, float]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -16,6 +17,7 @@ from daskflow.learning.online_selection import (
     OnlineSelection,
     OnlineSelectionConfig,
     choose,
+    confidence,
     hedge_weight,
 )
 
@@ -120,7 +122,8 @@ def test_an_alarm_on_a_mean_served_category_hedges_it_until_the_next_decision_an
         selection.record("load", {CORRECTED: 1.0, MEAN: 2.0}, actual=1.0)  # after the change the correction is right
         assert selection.blend_weight("load") == pytest.approx(hedge_weight(n, 8))
     selection.record("load", {CORRECTED: 1.0, MEAN: 2.0}, actual=1.0)
-    assert (selection.choice("load"), selection.blend_weight("load")) == (CORRECTED, 1.0)  # decided: no blend
+    # decided: the hedge ends; the choice's weight is its sign evidence against the mean (closer on 8 of 8: 1 - 2/256)
+    assert (selection.choice("load"), selection.blend_weight("load")) == (CORRECTED, 1.0 - 2.0 / 256)
     selection.forget("load")  # a later alarm, now on a corrected-served category that was hedged before
     assert selection.blend_weight("load") == 0.5
 
@@ -162,9 +165,44 @@ def test_a_hedged_category_is_served_the_geometric_blend_of_the_correction_and_i
     for _ in range(8):  # the selection decides again on the tasks since the change: the blend ends
         corrector.observe("load", 1.0, 2.0, now=float(t))
         t += 1
-    assert corrector.selection["duration"].blend_weight("load") == 1.0
-    assert corrector.choice("load") == CORRECTED
-    assert corrector.correct_one("load", 1.0, now=float(t)) == pytest.approx(corrector._correction("load", float(t), "duration"))
+    evidence = corrector.selection["duration"].categories["load"]
+    assert evidence.choice == CORRECTED and evidence.hedged  # decided again (hedged stays for a later alarm)
+    weight = corrector.selection["duration"].blend_weight("load")
+    assert weight == confidence(evidence.errors, CORRECTED) > 0.9  # decided on the tasks since the change: the hedge ended
+    corrected = corrector._correction("load", float(t), "duration")
+    assert corrector.correct_one("load", 1.0, now=float(t)) == pytest.approx(corrected ** weight)
+
+
+def test_confidence_is_one_minus_the_two_sided_sign_test_p_against_the_mean():
+    assert confidence({MEAN: [0.3] * 8, CORRECTED: [0.1] * 8}, CORRECTED) == 1.0 - 2.0 / 256
+    assert confidence({MEAN: [0.3] * 8, CORRECTED: [0.1] * 8}, MEAN) == 1.0  # the mean is not blended with itself
+    assert confidence({CORRECTED: [0.1] * 8}, CORRECTED) == 1.0  # no mean known
+    tie = {MEAN: [0.3, 0.1] * 6, CORRECTED: [0.1, 0.3] * 6}
+    assert confidence(tie, CORRECTED) == 0.0  # no sign either way: all weight on the mean
+    nan = float("nan")
+    assert confidence({MEAN: [0.3, nan, 0.2, 0.2], CORRECTED: [0.1, 0.1, 0.2, 0.1]}, CORRECTED) == 0.5  # 2 of 2 untied
+
+
+def test_a_choice_that_barely_beats_the_mean_is_shrunk_toward_it_and_not_with_shrink_off():
+    """The served p50 (1.25 s) is closer than the mean (1 s) on 18 of 24 tasks (p ~ 0.011: chosen) - served with
+    log weight 1 - 2p against the mean."""
+    for shrink in (True, False):
+        corrector = corrector_for({"fit": 1.0}, min_tasks=24, window=24, shrink=shrink)
+        for t in range(24):
+            corrector.observe("fit", 1.25, 1.3 if t % 4 else 1.05, now=float(t))
+        evidence = corrector.selection["duration"].categories["fit"]
+        chosen = corrector.choice("fit")
+        assert chosen != MEAN
+        weight = corrector.selection["duration"].blend_weight("fit")
+        if not shrink:
+            assert weight == 1.0
+            continue
+        p_one_sided = sum(math.comb(24, k) for k in range(18, 25)) / 2.0**24
+        assert weight == pytest.approx(1.0 - 2.0 * p_one_sided) == confidence(evidence.errors, chosen)
+        base = 1.0 if chosen == "served" else corrector._correction("fit", 24.0, "duration")
+        blended = (1.25 * base) ** weight * 1.0 ** (1.0 - weight)
+        assert corrector.correct_one("fit", 1.25, now=24.0) == pytest.approx(blended)
+        assert corrector.correct(["fit"], np.array([1.25]), now=24.0)[0] == pytest.approx(blended)
 
 
 def test_factor_view_of_a_mean_choice_is_exact_for_a_constant_served_p50():
