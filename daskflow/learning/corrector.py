@@ -46,7 +46,9 @@ since the change point (``corrected`` of a drifted category) until the tasks
 after the change say the mean or the served p50 is clearly better (a false
 alarm on a wide category). Two views of
 the result: :meth:`OnlineCorrector.correct` is exact per task (``mean``: the
-mean itself); :meth:`OnlineCorrector.factor` is the per-category factor of
+mean itself; any other choice ``choice ** w * mean ** (1 - w)`` with ``w`` =
+:meth:`OnlineSelection.blend_weight`: its sign evidence against the mean, or
+the hedge of a category whose mean choice an alarm cleared); :meth:`OnlineCorrector.factor` is the per-category factor of
 the served p50 the policy plans with (``mean``: the mean over the geometric
 mean of the served p50s of the category's finished tasks - exact when the
 served p50 is the same for every task of the category, as for mean-served
@@ -124,7 +126,8 @@ def corrector_config_from_settings() -> CorrectorConfig:
         clip_sigmas=float(online("clip-sigmas")),
         selection=OnlineSelectionConfig(enabled=bool(selection("enabled")), min_tasks=int(selection("min-tasks")),
                                         margin=float(selection("margin")), significance=float(selection("significance")),
-                                        window=int(selection("window")), decide_every=int(selection("decide-every"))),
+                                        window=int(selection("window")), decide_every=int(selection("decide-every")),
+                                        hedge=bool(selection("hedge")), shrink=bool(selection("shrink"))),
     )
 
 
@@ -149,9 +152,9 @@ class OnlineCorrector:
     means: dict[str, dict[str, float]] = field(default_factory=dict)  # target -> category -> training mean (the manifest's)
     # (target, category) -> [sum of log served p50, count] of the finished tasks (the "mean" choice as a factor)
     served_logs: dict[tuple[str, str], list[float]] = field(default_factory=dict)
-    # (target, category) -> (factor, replacement or None, in-run correction); valid until the category's next
-    # observation or alarm (only when weights do not decay)
-    cached: dict[tuple[str, str], tuple[float, float | None, float]] = field(default_factory=dict)
+    # (target, category) -> (factor, replacement or None, in-run correction, log weight of the corrected estimate
+    # against the replacement); valid until the category's next observation or alarm (only when weights do not decay)
+    cached: dict[tuple[str, str], tuple[float, float | None, float, float, float]] = field(default_factory=dict)
     # (target, category) -> (residuals, their conformal upper quantile); valid until the category's next observation
     cached_upper: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
     # (target, category) -> the same residuals kept sorted (the upper quantile per finished task without a sort)
@@ -199,8 +202,9 @@ class OnlineCorrector:
             raise ValueError(f"OnlineCorrector.observe: target {target!r} is not one of {list(TARGETS)}")
         if not (predicted > 0 and actual > 0 and math.isfinite(predicted) and math.isfinite(actual)):
             return None
-        factor, replacement, correction = self._plan(category, now, target)
-        planned = replacement if replacement is not None else predicted * factor  # what was planned for it
+        plan = self._plan(category, now, target)
+        correction = plan[2]
+        planned = _estimate(plan, predicted)  # what was planned for it
         corrected = predicted * correction
         self.selection[target].record(category, {CORRECTED: corrected, SERVED: predicted, MEAN: self.means[target].get(category)}, actual)
         logs = self.served_logs.get((target, category))
@@ -254,24 +258,31 @@ class OnlineCorrector:
         """
         return self.selection[target].choice(category)
 
-    def _plan(self, category: str, now: float, target: str) -> tuple[float, float | None, float]:
-        """``(factor, replacement, correction)``: the served p50 times ``factor``, or ``replacement`` when not None
-        (the mean); ``correction``: the in-run factor (the ``corrected`` candidate)."""
+    def _plan(self, category: str, now: float, target: str) -> tuple[float, float | None, float, float, float]:
+        """``(factor, replacement, correction, weight, base)``: the served p50 times ``factor``, or ``replacement``
+        when not None (the mean) - blended as ``(p50 * base) ** weight * replacement ** (1 - weight)`` when
+        ``weight`` > 0 (:meth:`OnlineSelection.blend_weight` below 1); ``correction``: the in-run factor (the
+        ``corrected`` candidate); ``base``: the chosen candidate's factor of the p50 (1 for ``served``)."""
         timeless = not math.isfinite(self.config.online.half_life_s)
         key = (target, category)
         if timeless and key in self.cached:
             return self.cached[key]
         choice = self.choice(category, target)
         correction = self._correction(category, now, target)
-        value: tuple[float, float | None, float]
-        if choice == SERVED:
-            value = (1.0, None, correction)
-        elif choice == MEAN and self.means[target].get(category):
-            mean = float(self.means[target][category])
+        value: tuple[float, float | None, float, float, float]
+        mean = self.means[target].get(category)
+        if choice == MEAN and mean:
             logs = self.served_logs.get(key)
-            value = (mean / math.exp(logs[0] / logs[1]) if logs and logs[1] else 1.0, mean, correction)
+            value = (mean / math.exp(logs[0] / logs[1]) if logs and logs[1] else 1.0, float(mean), correction, 0.0, 1.0)
         else:
-            value = (correction, None, correction)
+            base = 1.0 if choice == SERVED else correction
+            weight = self.selection[target].blend_weight(category) if mean else 1.0
+            if weight < 1.0:  # the geometric blend with the mean (the factor view: the mean's part as for a mean choice)
+                logs = self.served_logs.get(key)
+                to_mean = mean / math.exp(logs[0] / logs[1]) if logs and logs[1] else 1.0
+                value = (base ** weight * to_mean ** (1.0 - weight), float(mean), correction, weight, base)
+            else:
+                value = (base, None, correction, 1.0, base)
         if timeless:
             self.cached[key] = value
         return value
@@ -287,16 +298,14 @@ class OnlineCorrector:
 
     def correct_one(self, category: str, predicted: float, now: float, target: str = "duration") -> float:
         """Scalar :meth:`correct` for one task (the adapter's ``_planned_s``): a dict lookup when cached."""
-        factor, replacement, _ = self._plan(category, now, target)
-        return float(replacement) if replacement is not None else float(predicted) * factor
+        return _estimate(self._plan(category, now, target), float(predicted))
 
     def correct(self, categories: Sequence[str], predicted: np.ndarray, now: float, target: str = "duration") -> np.ndarray:
         """Estimates for tasks not yet run: per category the online choice (exact: a ``mean`` choice serves the mean)."""
         plans = {category: self._plan(category, now, target) for category in set(categories)}
         out = np.asarray(predicted, dtype="float64").copy()
         for i, category in enumerate(categories):
-            factor, replacement, _ = plans[category]
-            out[i] = replacement if replacement is not None else out[i] * factor
+            out[i] = _estimate(plans[category], out[i])
         return out
 
     def correct_predictions(self, categories: Sequence[str], predictions: Any, now: float) -> Any:
@@ -350,6 +359,16 @@ class OnlineCorrector:
     def drifted(self, target: str = "duration") -> dict[str, float | None]:
         """Demoted categories of ``target`` -> their change point."""
         return self.drift[target].drifted()
+
+
+def _estimate(plan: tuple[float, float | None, float, float, float], predicted: float) -> float:
+    """One task's estimate from its category's :meth:`OnlineCorrector._plan` and its served p50."""
+    factor, replacement, _, weight, base = plan
+    if replacement is None:
+        return float(predicted) * factor
+    if weight <= 0.0:
+        return float(replacement)
+    return float((predicted * base) ** weight * replacement ** (1.0 - weight))
 
 
 def training_means(predictor: Any) -> dict[str, dict[str, float]]:

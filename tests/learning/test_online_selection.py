@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -16,6 +17,8 @@ from daskflow.learning.online_selection import (
     OnlineSelection,
     OnlineSelectionConfig,
     choose,
+    confidence,
+    hedge_weight,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -96,6 +99,110 @@ def test_a_drift_alarm_clears_the_evidence_and_the_category_follows_the_run():
     assert any(fired) and "load" in corrector.drifted()
     assert corrector.choice("load") == CORRECTED  # the mean (1 s) lost to the run's tasks since the change
     assert corrector.correct(["load"], np.array([1.0]), now=60.0)[0] == pytest.approx(2.0, rel=0.1)
+
+
+def test_hedge_weight_rises_from_a_half_to_one_over_min_tasks():
+    assert [hedge_weight(n, 8) for n in (0, 2, 4, 6, 8, 9)] == [0.5, 0.625, 0.75, 0.875, 1.0, 1.0]
+    assert hedge_weight(0, 0) == 1.0  # no minimum: nothing to hedge
+
+
+def _mean_won(selection: OnlineSelection, category: str = "load", tasks: int = 8) -> None:
+    for _ in range(tasks):
+        selection.record(category, {CORRECTED: 2.0, MEAN: 1.0}, actual=1.0)
+    assert selection.choice(category) == MEAN
+
+
+def test_an_alarm_on_a_mean_served_category_hedges_it_until_the_next_decision_and_every_later_alarm():
+    selection = OnlineSelection(OnlineSelectionConfig(min_tasks=8))
+    _mean_won(selection)
+    assert selection.blend_weight("load") == 1.0  # decided: served by its choice alone
+    selection.forget("load")
+    assert (selection.choice("load"), selection.blend_weight("load")) == (CORRECTED, 0.5)
+    for n in range(1, 8):
+        selection.record("load", {CORRECTED: 1.0, MEAN: 2.0}, actual=1.0)  # after the change the correction is right
+        assert selection.blend_weight("load") == pytest.approx(hedge_weight(n, 8))
+    selection.record("load", {CORRECTED: 1.0, MEAN: 2.0}, actual=1.0)
+    # decided: the hedge ends; the choice's weight is its sign evidence against the mean (closer on 8 of 8: 1 - 2/256)
+    assert (selection.choice("load"), selection.blend_weight("load")) == (CORRECTED, 1.0 - 2.0 / 256)
+    selection.forget("load")  # a later alarm, now on a corrected-served category that was hedged before
+    assert selection.blend_weight("load") == 0.5
+
+
+def test_an_alarm_on_a_model_served_category_is_not_hedged_nor_with_hedge_off():
+    selection = OnlineSelection(OnlineSelectionConfig(min_tasks=4))
+    for _ in range(4):
+        selection.record("fit", {CORRECTED: 1.0, MEAN: 2.0}, actual=1.0)
+    assert selection.choice("fit") == CORRECTED
+    selection.forget("fit")
+    assert selection.blend_weight("fit") == 1.0 and "fit" not in selection.categories
+    off = OnlineSelection(OnlineSelectionConfig(min_tasks=8, hedge=False))
+    _mean_won(off)
+    off.forget("load")
+    assert off.blend_weight("load") == 1.0
+
+
+def test_a_hedged_category_is_served_the_geometric_blend_of_the_correction_and_its_mean():
+    """An alarm clears a mean choice: the next task gets sqrt(corrected x mean), then the correction's weight rises."""
+    corrector = corrector_for({"load": 1.0}, min_tasks=8)
+    corrector.drift["duration"].baselines["load"] = Baseline(0.0, 0.1)
+    for t in range(30):
+        corrector.observe("load", 3.0 if t % 2 else 0.4, 1.0, now=float(t))  # the model scatters, the mean is right
+    assert corrector.choice("load") == MEAN
+    t = 30
+    while not corrector.drifted():
+        assert corrector.observe("load", 1.0, 2.0, now=float(t)) is None or corrector.drifted()
+        t += 1
+    weight = corrector.selection["duration"].blend_weight("load")
+    assert weight == 0.5
+    corrected = 1.0 * corrector._correction("load", float(t), "duration")
+    blended = corrected ** weight * 1.0 ** (1 - weight)
+    assert corrector.correct(["load"], np.array([1.0]), now=float(t))[0] == pytest.approx(blended)
+    assert corrector.correct_one("load", 1.0, now=float(t)) == pytest.approx(blended)
+    # the policy's factor view: the mean's part as a factor of the geometric mean of the served p50s (as for a mean choice)
+    served = [3.0 if i % 2 else 0.4 for i in range(30)] + [1.0] * (t - 30)
+    to_mean = 1.0 / float(np.exp(np.mean(np.log(served))))
+    assert corrector.factor("load", now=float(t)) == pytest.approx(corrector._correction("load", float(t), "duration") ** 0.5 * to_mean ** 0.5)
+    for _ in range(8):  # the selection decides again on the tasks since the change: the blend ends
+        corrector.observe("load", 1.0, 2.0, now=float(t))
+        t += 1
+    evidence = corrector.selection["duration"].categories["load"]
+    assert evidence.choice == CORRECTED and evidence.hedged  # decided again (hedged stays for a later alarm)
+    weight = corrector.selection["duration"].blend_weight("load")
+    assert weight == confidence(evidence.errors, CORRECTED) > 0.9  # decided on the tasks since the change: the hedge ended
+    corrected = corrector._correction("load", float(t), "duration")
+    assert corrector.correct_one("load", 1.0, now=float(t)) == pytest.approx(corrected ** weight)
+
+
+def test_confidence_is_one_minus_the_two_sided_sign_test_p_against_the_mean():
+    assert confidence({MEAN: [0.3] * 8, CORRECTED: [0.1] * 8}, CORRECTED) == 1.0 - 2.0 / 256
+    assert confidence({MEAN: [0.3] * 8, CORRECTED: [0.1] * 8}, MEAN) == 1.0  # the mean is not blended with itself
+    assert confidence({CORRECTED: [0.1] * 8}, CORRECTED) == 1.0  # no mean known
+    tie = {MEAN: [0.3, 0.1] * 6, CORRECTED: [0.1, 0.3] * 6}
+    assert confidence(tie, CORRECTED) == 0.0  # no sign either way: all weight on the mean
+    nan = float("nan")
+    assert confidence({MEAN: [0.3, nan, 0.2, 0.2], CORRECTED: [0.1, 0.1, 0.2, 0.1]}, CORRECTED) == 0.5  # 2 of 2 untied
+
+
+def test_a_choice_that_barely_beats_the_mean_is_shrunk_toward_it_and_not_with_shrink_off():
+    """The served p50 (1.25 s) is closer than the mean (1 s) on 18 of 24 tasks (p ~ 0.011: chosen) - served with
+    log weight 1 - 2p against the mean."""
+    for shrink in (True, False):
+        corrector = corrector_for({"fit": 1.0}, min_tasks=24, window=24, shrink=shrink)
+        for t in range(24):
+            corrector.observe("fit", 1.25, 1.3 if t % 4 else 1.05, now=float(t))
+        evidence = corrector.selection["duration"].categories["fit"]
+        chosen = corrector.choice("fit")
+        assert chosen != MEAN
+        weight = corrector.selection["duration"].blend_weight("fit")
+        if not shrink:
+            assert weight == 1.0
+            continue
+        p_one_sided = sum(math.comb(24, k) for k in range(18, 25)) / 2.0**24
+        assert weight == pytest.approx(1.0 - 2.0 * p_one_sided) == confidence(evidence.errors, chosen)
+        base = 1.0 if chosen == "served" else corrector._correction("fit", 24.0, "duration")
+        blended = (1.25 * base) ** weight * 1.0 ** (1.0 - weight)
+        assert corrector.correct_one("fit", 1.25, now=24.0) == pytest.approx(blended)
+        assert corrector.correct(["fit"], np.array([1.25]), now=24.0)[0] == pytest.approx(blended)
 
 
 def test_factor_view_of_a_mean_choice_is_exact_for_a_constant_served_p50():
