@@ -27,6 +27,23 @@ from scheduler_plugins.steering_state import SteeringState
 __all__ = ["decision_event", "summary_of"]
 
 
+
+#: the largest byte count an event carries: events travel as msgpack, whose integers stop at 2**64, and one
+#: out-of-range value failed the scheduler's whole batched message (the run lost its scheduler)
+MAX_WIRE_BYTES = 2**62
+
+
+def wire_bytes(value: float) -> int:
+    """A byte count for an event: an int in ``[0, MAX_WIRE_BYTES]`` (NaN: 0; larger, infinite: the cap).
+
+    >>> wire_bytes(1.5e9), wire_bytes(float("inf")), wire_bytes(1e30) == MAX_WIRE_BYTES, wire_bytes(float("nan"))
+    (1500000000, 4611686018427387904, True, 0)
+    """
+    value = float(value)
+    if value != value or value <= 0:
+        return 0
+    return int(value) if value < MAX_WIRE_BYTES else MAX_WIRE_BYTES
+
 def decision_event(state: SteeringState, action: str, key: Hashable | None, fields: dict[str, Any],
                    model_version: str | None, now: float) -> DecisionEvent:
     """The event for one decision (``fields`` are consumed: the named ones go to their slots, the rest is added)."""
@@ -38,7 +55,7 @@ def decision_event(state: SteeringState, action: str, key: Hashable | None, fiel
         "action": action,  # type: ignore[typeddict-item]
         "worker": fields.pop("worker", None),
         "predicted_duration_s": None if prediction is None else round(float(prediction.duration_s), 6),
-        "predicted_peak_memory_bytes": None if prediction is None else int(prediction.peak_memory_bytes),
+        "predicted_peak_memory_bytes": None if prediction is None else wire_bytes(prediction.peak_memory_bytes),
         "quality": None if prediction is None else prediction.quality,
         "model_version": model_version,
         "alternatives": fields.pop("alternatives", []),
@@ -52,7 +69,7 @@ def decision_event(state: SteeringState, action: str, key: Hashable | None, fiel
         if prediction.p90_duration_s:
             event["p90_duration_s"] = round(float(prediction.p90_duration_s), 6)
         if prediction.peak_memory_bytes:
-            event["p90_peak_memory_bytes"] = int(admission_peak_memory_bytes(prediction, correction))  # what admission used
+            event["p90_peak_memory_bytes"] = wire_bytes(admission_peak_memory_bytes(prediction, correction))  # what admission used
         if is_corrected(prediction.quality, prediction.category, correction):
             factor = correction.factor(prediction.category)
             if factor is not None:

@@ -189,3 +189,18 @@ def test_batch_records_of_plain_dask_tasks_equal_the_feature_records():
     ]
     assert seen == expected
     assert predictions["load-1"].category == "load" and predictions["load-1"].run_id == "r"
+
+
+def test_a_decision_event_for_an_absurd_peak_still_fits_the_wire():
+    """Events travel as msgpack (integers < 2**64): one absurd predicted peak must not fail the scheduler's batch."""
+    import msgpack
+
+    from scheduler_plugins.steering_events import MAX_WIRE_BYTES, decision_event
+    from scheduler_plugins.steering_state import SteeringState
+
+    state = SteeringState(max_decisions=10)
+    state.predictions["t-1"] = TaskPrediction(1.0, 1e30, "model", "v1", category="t", p90_peak_memory_bytes=1e31)
+    event = decision_event(state, "place", "t-1", {"worker": "w1"}, "v1", now=0.0)
+    assert event["predicted_peak_memory_bytes"] == MAX_WIRE_BYTES
+    assert event.get("p90_peak_memory_bytes", 0) <= MAX_WIRE_BYTES
+    msgpack.dumps(event)
