@@ -272,20 +272,22 @@ class OnlineCorrector:
         value: tuple[float, float | None, float, float, float]
         mean = self.means[target].get(category)
         if choice == MEAN and mean:
-            logs = self.served_logs.get(key)
-            value = (mean / math.exp(logs[0] / logs[1]) if logs and logs[1] else 1.0, float(mean), correction, 0.0, 1.0)
+            value = (self._mean_factor(key, mean), float(mean), correction, 0.0, 1.0)
         else:
             base = 1.0 if choice == SERVED else correction
             weight = self.selection[target].blend_weight(category) if mean else 1.0
             if weight < 1.0:  # the geometric blend with the mean (the factor view: the mean's part as for a mean choice)
-                logs = self.served_logs.get(key)
-                to_mean = mean / math.exp(logs[0] / logs[1]) if logs and logs[1] else 1.0
-                value = (base ** weight * to_mean ** (1.0 - weight), float(mean), correction, weight, base)
+                value = (base ** weight * self._mean_factor(key, mean) ** (1.0 - weight), float(mean), correction, weight, base)
             else:
                 value = (base, None, correction, 1.0, base)
         if timeless:
             self.cached[key] = value
         return value
+
+    def _mean_factor(self, key: tuple[str, str], mean: float) -> float:
+        """The training mean as a factor of the served p50: over the geometric mean of the category's served p50s."""
+        logs = self.served_logs.get(key)
+        return mean / math.exp(logs[0] / logs[1]) if logs and logs[1] else 1.0
 
     def _correction(self, category: str, now: float, target: str) -> float:
         """The in-run correction factor (drifted categories: from the run's tasks since the change)."""
