@@ -315,6 +315,8 @@ def run_memory(args, out: pathlib.Path) -> dict[str, Any]:
         path = out / f"memory-seed{seed}.json"
         argv = ["--seed", str(seed), "--train-seed", str(seed + 100), "--tasks", "64", "--repeat", str(args.repeat),
                 "--modes", args.modes, "--timeout", str(args.run_timeout or 120), "--out", str(path)]  # fmt: skip
+        if args.events:
+            argv += ["--events", str(out / "events")]
         load = os.getloadavg()[0]
         _log(f"memory seed {seed}: steering_memory.py {' '.join(argv)} (load {load:.1f})")
         try:
