@@ -175,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-limit", default="2GB")
     parser.add_argument("--modes", default="stock,steer,oracle")
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--stock-repeat", type=int, default=None,
+                        help="run stock only in the first N rounds (default: every round; stock runs are the long ones)")
     parser.add_argument("--rounds", type=int, default=100, help="boosting rounds for daskflow model train")
     parser.add_argument("--timeout", type=float, default=120.0, help="give up on a run after this many seconds")
     parser.add_argument("--out", default=None, help="write the JSON here too")
@@ -210,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"model: {manifest.get('model_version') or manifest.get('error')}", file=sys.stderr, flush=True)
         for round_index in range(args.repeat):
             for mode in modes:
+                if mode == "stock" and args.stock_repeat is not None and round_index >= args.stock_repeat:
+                    continue
                 with replay_cluster(mode, workers=args.workers, threads_per_worker=args.threads_per_worker,
                                     memory_limit=args.memory_limit, history_url=str(pathlib.Path(tmp) / f"history-{mode}"),
                                     model_url=str(models) if mode == "steer" else None) as client:
