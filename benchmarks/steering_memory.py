@@ -69,6 +69,37 @@ def memory_lower_bound_s(trace, workers: int, threads_per_worker: int, usable_by
     return {"issue": issue, "memory_area": area, "exclusive": exclusive, "memory_aware": max(issue, area, exclusive)}
 
 
+def random_order_list_s(trace, slots: int, samples: int = 500, seed: int = 0) -> float:
+    """Median makespan of greedy list schedules of independent tasks in random order (no overhead, no memory).
+
+    What a scheduler that cannot tell long tasks from short ones can expect:
+    the tail is whatever task happens to start last. The bag's durations are
+    drawn independently of its features, so no model predicts them (the
+    sibling models' duration error equals the per-category mean's).
+
+    >>> from daskflow.replay.trace import trace_from_dict
+    >>> same = trace_from_dict({"name": "t", "tasks": [
+    ...     {"id": f"t{i}", "category": "c", "runtime_s": 1.0, "parents": []} for i in range(8)]})
+    >>> random_order_list_s(same, slots=4)
+    2.0
+    """
+    import heapq
+    import random
+
+    if any(task.parents for task in trace.tasks):
+        raise ValueError("random_order_list_s: independent tasks only (a bag)")
+    durations = [task.runtime_s for task in trace.tasks]
+    rng = random.Random(seed)
+    makespans = []
+    for _ in range(max(samples, 1)):
+        order = rng.sample(durations, len(durations))
+        free = [0.0] * max(slots, 1)
+        for duration in order:
+            heapq.heappush(free, heapq.heappop(free) + duration)
+        makespans.append(max(free))
+    return float(statistics.median(makespans))
+
+
 class _TaskStream:
     """Distributed's task stream around one run (diagnostics): per task its worker and start / stop times."""
 
@@ -104,6 +135,9 @@ def _bounds(trace, time_scale: float, args) -> dict[str, Any]:
     bounds: dict[str, Any] = memory_lower_bound_s(scale_time(trace, time_scale) if time_scale != 1.0 else trace,
                                                   args.workers, args.threads_per_worker, usable)
     bounds["usable_bytes_per_worker"] = usable
+    if not any(task.parents for task in trace.tasks):
+        bounds["random_order_list_s"] = random_order_list_s(scale_time(trace, time_scale) if time_scale != 1.0 else trace,
+                                                            args.workers * args.threads_per_worker)
     return bounds
 
 

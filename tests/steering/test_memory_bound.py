@@ -45,3 +45,16 @@ def test_summary_reports_the_memory_aware_ratio():
     row = ms.memory_summary(per_seed)["0"]["steer"]
     assert row["median_over_memory_lb"] == pytest.approx(1.1)
     assert "× memory-aware LB" in ms.memory_markdown(ms.memory_summary(per_seed))
+
+
+def test_random_order_list_schedule_pays_for_not_knowing_durations():
+    """One 3 s task among twelve 1 s ones on 4 slots: 4 s when it starts by the second wave, 6 s when it
+    starts last; the bag's random order pays past the issue's bound."""
+    from benchmarks.steering_memory import random_order_list_s
+
+    trace = trace_from_dict({"name": "t", "tasks": [{"id": "long", "category": "c", "runtime_s": 3.0, "parents": []}] + [
+        {"id": f"s{i}", "category": "c", "runtime_s": 1.0, "parents": []} for i in range(12)]})
+    value = random_order_list_s(trace, slots=4, samples=200)
+    assert 4.0 <= value <= 6.0
+    assert random_order_list_s(resolve_trace("memory-pressure:0:64"), 8, samples=50) > memory_lower_bound_s(
+        resolve_trace("memory-pressure:0:64"), 4, 2, 1.6e9)["issue"]
