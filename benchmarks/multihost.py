@@ -315,6 +315,10 @@ def run_memory(args, out: pathlib.Path) -> dict[str, Any]:
         path = out / f"memory-seed{seed}.json"
         argv = ["--seed", str(seed), "--train-seed", str(seed + 100), "--tasks", "64", "--repeat", str(args.repeat),
                 "--modes", args.modes, "--timeout", str(args.run_timeout or 120), "--out", str(path)]  # fmt: skip
+        if args.events:
+            argv += ["--events", str(out / "events")]
+        if args.memory_stock_repeat is not None:
+            argv += ["--stock-repeat", str(args.memory_stock_repeat)]
         load = os.getloadavg()[0]
         _log(f"memory seed {seed}: steering_memory.py {' '.join(argv)} (load {load:.1f})")
         try:
@@ -344,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-record-seconds", type=float, default=40.0, help="skip longer sibling recordings")
     parser.add_argument("--rounds", type=int, default=200, help="boosting rounds for daskflow model train")
     parser.add_argument("--memory-seeds", default="0,1,2")
+    parser.add_argument("--memory-stock-repeat", type=int, default=None,
+                        help="memory: stock runs per seed (default --repeat); steer runs --repeat")
     parser.add_argument("--models", default=str(REPO / ".daskflow" / "bench" / "multihost-models"),
                         help="model cache (shared by the scenarios)")
     parser.add_argument("--events", action="store_true",

@@ -140,6 +140,7 @@ def memory_summary(per_seed: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     for seed, result in per_seed.items():
         runs = result.get("runs", [])
         modes = sorted({r["mode"] for r in runs})
+        memory_lb = (result.get("lower_bounds") or {}).get("memory_aware")  # beside the bound (steering_memory.py)
         row = {}
         for mode in modes:
             mine = [r for r in runs if r["mode"] == mode]
@@ -151,6 +152,7 @@ def memory_summary(per_seed: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
                 "failed_tasks": sum(int(r.get("failed_tasks") or 0) for r in mine),
                 "median_s": _median(r.get("makespan_s") for r in mine),
                 "median_over_lb": _median(r.get("makespan_over_lower_bound") for r in mine),
+                "median_over_memory_lb": _ratio(_median(r.get("makespan_s") for r in mine), memory_lb),
             }
         if "steer" in row and "stock" in row:
             row["steer_over_stock"] = _ratio(row["steer"]["median_s"], row["stock"]["median_s"])
@@ -188,13 +190,15 @@ def memory_markdown(rows: Mapping[str, Mapping[str, Any]]) -> str:
     def f(value: Any, spec: str = ".2f") -> str:
         return "–" if value is None else format(value, spec)
 
-    lines = ["| seed | mode | runs with 0 lost, 0 failed | workers lost | failed tasks | median makespan s | × LB | steer/stock |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines = ["| seed | mode | runs with 0 lost, 0 failed | workers lost | failed tasks | median makespan s | × LB "
+             "| × memory-aware LB | steer/stock |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for seed, row in rows.items():
         for mode, cell in row.items():
             if mode == "steer_over_stock":
                 continue
             ratio = f(row.get("steer_over_stock"), ".3f") if mode == "steer" else ""
             lines.append(f"| {seed} | {mode} | {cell['clean_runs']}/{cell['runs']} | {cell['workers_lost']} "
-                         f"| {cell['failed_tasks']} | {f(cell['median_s'])} | {f(cell['median_over_lb'])} | {ratio} |")  # fmt: skip
+                         f"| {cell['failed_tasks']} | {f(cell['median_s'])} | {f(cell['median_over_lb'])} "
+                         f"| {f(cell.get('median_over_memory_lb'))} | {ratio} |")  # fmt: skip
     return "\n".join(lines)

@@ -250,6 +250,8 @@ class Dispatcher:
             if address not in state.unmanaged_floor or refresh_memory:
                 self._read_memory(ws, address, process_bytes, bool(entries or orphans), now)
             baseline = state.memory_baseline.bytes_for(address, state.unmanaged_floor.get(address))
+            # the reading still holds tasks that ended after it: not memory held outside the running tasks
+            ended = state.memory_baseline.ended_since_reading(address, self._reading_at(ws, now))
             infos[address] = WorkerInfo(
                 address=address,
                 host=facts["host"],
@@ -257,7 +259,7 @@ class Dispatcher:
                 speed=speed,
                 speed_source=speed_source,
                 memory_limit_bytes=facts["memory_limit_bytes"],
-                memory_bytes=admitted_memory_bytes(compat.worker_managed_bytes(ws), baseline, process_bytes, peaks),
+                memory_bytes=admitted_memory_bytes(compat.worker_managed_bytes(ws), baseline, process_bytes, peaks + ended),
                 pause_fraction=state.pause_fraction,
                 terminate_fraction=state.terminate_fraction,
                 backlog_s=worker_backlog_s(entries, facts["nthreads"], state.last_finish_at.get(address, 0.0), now)
@@ -279,11 +281,16 @@ class Dispatcher:
         if unmanaged_old is not None:
             state.unmanaged_floor[address] = unmanaged_old
         seen_wall = compat.worker_heartbeat_at(ws)
-        if seen_wall is None:
+        seen_at = self._reading_at(ws, now)
+        if seen_wall is None or seen_at is None:
             return
-        seen_at = now - max(self.wall_clock() - seen_wall, 0.0)  # on the monotonic clock
         busy = busy_now or state.last_finish_at.get(address, float("-inf")) >= seen_at
         state.memory_baseline.observe(address, seen_wall, process_bytes, managed, busy)
+
+    def _reading_at(self, ws: Any, now: float) -> float | None:
+        """When the worker's heartbeat memory reading was measured, on the monotonic clock (None: unknown)."""
+        seen_wall = compat.worker_heartbeat_at(ws)
+        return None if seen_wall is None else now - max(self.wall_clock() - seen_wall, 0.0)
 
     def _processing(self, ws: Any, now: float, cache: dict) -> tuple[list[tuple[float, float]], float, float]:
         """``(sent_at, predicted_s)`` of each task processing on a worker, the sum and the max of their p90 peaks."""

@@ -442,10 +442,14 @@ class SteeringPlugin(SchedulerPlugin):
                     heapq.heappush(state.ready, (compat.priority(ts), next(state.seq), key))
                     self.dispatcher.request(self.scheduler)
             elif start == "processing":
-                state.dispatched_at.pop(key, None)
+                sent_at = state.dispatched_at.pop(key, None)
                 worker = kwargs.get("worker")
                 if worker is not None:
                     state.last_finish_at[worker] = self.clock()
+                    prediction = state.predictions.get(key)
+                    if sent_at is not None and prediction is not None:  # its memory may still show in the reading
+                        state.memory_baseline.task_finished(worker, sent_at, state.last_finish_at[worker],
+                                                            admission_peak_memory_bytes(prediction, state.correction))
                 probe = state.probe_sent_wall.pop(key, None)
                 if finish == "memory":
                     self.feedback.finished(self.scheduler, key, kwargs)

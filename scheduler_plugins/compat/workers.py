@@ -61,6 +61,11 @@ def worker_process_bytes(ws: WorkerState) -> int | None:
 def worker_heartbeat_at(ws: WorkerState) -> float | None:
     """Scheduler wall time of the worker's last heartbeat (when its ``memory.process`` was measured), None if unknown."""
     seen = getattr(ws, "last_seen", None)
+    # the heartbeat carries the system monitor's latest sample (distributed.admin.system-monitor.interval old at
+    # most), with the wall time it was taken: that is when ``memory.process`` was measured
+    sampled = (getattr(ws, "metrics", None) or {}).get("time")
+    if sampled and seen and float(sampled) <= float(seen):
+        return float(sampled)
     return float(seen) if seen else None
 
 

@@ -77,6 +77,7 @@ class WorkerInfo:
     n_processing: int = 0
     running_peak_bytes: int = 0  # sum of predicted peaks of tasks processing there
     max_running_peak_bytes: int = 0  # the largest predicted peak among them (the pair rule)
+    reserved_peak_bytes: int = 0  # this round: the peak of a task held for memory that waits for this worker to drain
 
     @property
     def pause_bytes(self) -> float:

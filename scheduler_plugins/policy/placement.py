@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from daskflow.contracts import DecisionReason
+from scheduler_plugins.policy.memory import fits_beside_reservation, reserve_memory
 from scheduler_plugins.policy.model import (
     PolicyConfig,
     RoundContext,
@@ -134,6 +135,8 @@ def pair_allowed(task: TaskInfo, worker: WorkerInfo) -> bool:
     >>> pair_allowed(TaskInfo("tiny", 1.0), overcommitted)
     False
     """
+    if not fits_beside_reservation(task, worker):
+        return False
     if worker.n_processing == 0:
         return True
     return max(task.peak_memory_bytes, 0) + worker.max_running_peak_bytes <= worker.pause_bytes
@@ -362,6 +365,8 @@ def plan_dispatch(
             assign(task, workers[placement.worker])
         elif placement.reason == "speed" and placement.worker in workers:
             reserve(task, workers[placement.worker])
+        elif placement.reason == "memory":
+            reserve_memory(task, workers.values())
         yield placement
 
 

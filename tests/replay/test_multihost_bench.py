@@ -69,7 +69,7 @@ def test_memory_summary_counts_clean_runs():
     ]}}  # fmt: skip
     row = ms.memory_summary(per_seed)["0"]
     assert row["steer"] == {"runs": 2, "clean_runs": 1, "workers_lost": 0, "failed_tasks": 64, "median_s": 10.0,
-                            "median_over_lb": None}  # fmt: skip
+                            "median_over_lb": None, "median_over_memory_lb": None}  # fmt: skip
     assert row["stock"]["workers_lost"] == 3 and row["steer_over_stock"] == pytest.approx(0.5)
 
 
@@ -84,4 +84,4 @@ def test_memory_markdown_one_line_per_seed_and_mode():
     rows = ms.memory_summary({"0": {"runs": [{"mode": "stock", "makespan_s": 20.0, "workers_lost": 3, "failed_tasks": 1},
                                              {"mode": "steer", "makespan_s": 10.0}]}})  # fmt: skip
     text = ms.memory_markdown(rows)
-    assert "| 0 | steer | 1/1 | 0 | 0 | 10.00 | – | 0.500 |" in text and "| 0 | stock | 0/1 | 3 | 1 |" in text
+    assert "| 0 | steer | 1/1 | 0 | 0 | 10.00 | – | – | 0.500 |" in text and "| 0 | stock | 0/1 | 3 | 1 |" in text

@@ -213,3 +213,38 @@ def test_idle_heartbeats_teach_the_dispatcher_the_memory_a_worker_keeps():
     assert plugin.state.memory_baseline.bytes_for("tcp://w:1", None) == int(1.2 * GB)
     assert info.memory_bytes == int(1.2 * GB)  # not 1.3 - 1.0 = 0.3 GiB: the baseline counts
     assert info.headroom_bytes == pytest.approx(1.6 * GB - 1.2 * GB - 1 * GB)
+
+
+def test_memory_of_a_task_that_ended_after_the_reading_is_not_held_outside_the_running_tasks():
+    """The heartbeat's process memory (1.2 GiB) was measured while big-1 (1.0 GiB) ran; big-1 ended since. Until
+    the next reading that 1.0 GiB is big-1's, not memory the worker keeps: big-2 is admitted at once (it was held
+    until the next heartbeat, and a small task took the free thread meanwhile)."""
+    clock = FakeClock(100.0)
+    worker = fake_worker("tcp://w:1", process_bytes=int(0.2 * GB), last_seen=99.9)
+    scheduler = FakeScheduler([worker])
+    plugin = steering(clock, scheduler)
+    make_ready(plugin, scheduler, "big-1", int(1.0 * GB))
+    plugin.dispatcher.run_round(scheduler)
+    assert [t.key for t in worker.processing] == ["big-1"]
+    clock.now, worker.last_seen, worker.memory.process = 100.5, 100.5, int(1.2 * GB)  # measured while big-1 ran
+    clock.now = 101.0
+    worker.processing.clear()
+    small = SimpleNamespace(key="small-1", prefix=SimpleNamespace(duration_average=None, name="small"))
+    worker.processing.append(small)  # the other thread runs a small task (so waiting would free memory)
+    plugin.state.predictions["small-1"] = TaskPrediction(2.0, int(0.05 * GB), "oracle", "oracle", category="small")
+    plugin.state.dispatched_at["small-1"] = 100.9
+    plugin.transition("big-1", "processing", "memory", worker="tcp://w:1")
+    clock.now = 101.01  # no heartbeat since
+    make_ready(plugin, scheduler, "big-2", int(1.0 * GB))
+    plugin.dispatcher.run_round(scheduler)
+    assert [t.key for t in worker.processing] == ["small-1", "big-2"]
+
+
+def test_the_reading_is_as_old_as_the_system_monitor_sample_it_carries():
+    """A heartbeat repeats the system monitor's latest sample: the reading is from the sample's time."""
+    from scheduler_plugins import compat
+
+    worker = fake_worker("tcp://w:1", process_bytes=int(1.2 * GB), last_seen=102.0)
+    assert compat.worker_heartbeat_at(worker) == 102.0
+    worker.metrics = {"time": 100.4, "memory": int(1.2 * GB)}
+    assert compat.worker_heartbeat_at(worker) == 100.4
