@@ -5,7 +5,8 @@ A *run* is a plain dict with at least ``trace``, ``mode`` and either
 simulation's makespan for that run: HEFT on the test bed with its links shared
 and replicas kept, the one-speed list schedule on one host; every ratio and the
 excess share are against it), ``sim_uncontended_s`` (the test bed's older HEFT
-number: every read at the full link rate, no replicas; shown beside it), ``workers_lost``, ``failed_tasks``, ``load_before`` /
+number: every read at the full link rate, no replicas; shown beside it),
+``workers_lost``, ``failed_tasks``, ``load_before`` /
 ``load_after`` (1-minute load average). Nothing here starts a process.
 """
 
@@ -184,7 +185,8 @@ def markdown_table(summary: Mapping[str, Any]) -> str:
             f"| {lost.get('stock', '–')}/{lost.get('steer', '–')}/{lost.get('oracle', '–')} | {f(row['load'], '.1f')} |"
         )
     geo = summary["geomean"]
-    lines.append(f"| **geometric mean** | | | | | | **{f(geo['steer_over_stock'])}** | **{f(geo['oracle_over_stock'])}** "
+    lines.append(f"| **geometric mean** | | | | | | **{f(geo['steer_over_stock'])}** "
+                 f"| **{f(geo['oracle_over_stock'])}** "
                  f"| **{f(geo['sim_over_stock'])}** | **{f(geo['steer_over_sim'])}** "
                  f"| pooled {f(summary['excess_removed_pooled'], '.2f')} | | {f(summary['load_median'], '.1f')} |")
     return "\n".join(lines)

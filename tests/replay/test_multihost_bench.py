@@ -15,7 +15,8 @@ def _runs():
                                              ("b", [4.0, 4.0], [4.4, 4.0], [4.0, 4.0], 5.0)):  # fmt: skip
         for i in range(2):
             for mode, spans in (("stock", stock), ("steer", steer), ("oracle", oracle)):
-                runs.append({"trace": trace, "mode": mode, "makespan_s": spans[i], "sim_s": sim, "sim_uncontended_s": sim - 1,
+                runs.append({"trace": trace, "mode": mode, "makespan_s": spans[i], "sim_s": sim,
+                             "sim_uncontended_s": sim - 1,
                              "workers_lost": 1 if mode == "stock" else 0, "failed_tasks": 0,
                              "load_before": 2.0 + i, "load_after": 3.0 + i})  # fmt: skip
     runs.append({"trace": "b", "mode": "steer", "error": "TimeoutError: x", "load_before": 9.0})
