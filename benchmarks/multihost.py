@@ -168,7 +168,10 @@ def one_run(client, trace, mode: str, model: dict[str, Any], speeds_dir: pathlib
             attached = True
         result = replay_on_client(client, trace, mode, time_scale=time_scale, timeout_s=timeout_s, bed=bed, **common)
         record.update({k: v for k, v in result.items() if k not in ("trace", "mode")})
-        record["sim_s"] = result.get("simulated_heft_makespan_s") or result.get("simulated_list_makespan_s")
+        # the faithful clairvoyant (links shared, replicas) when the bed gives it; the uncontended one beside it
+        record["sim_s"] = (result.get("simulated_heft_contended_makespan_s") or result.get("simulated_heft_makespan_s")
+                           or result.get("simulated_list_makespan_s"))
+        record["sim_uncontended_s"] = result.get("simulated_heft_makespan_s")
         if result.get("failed_tasks"):
             record["note"] = "unfinished or failed tasks"
     except Exception as exc:  # noqa: BLE001 - one failed run must not lose the others

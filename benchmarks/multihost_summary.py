@@ -2,8 +2,11 @@
 
 A *run* is a plain dict with at least ``trace``, ``mode`` and either
 ``makespan_s`` (a number) or ``error``; optionally ``sim_s`` (the clairvoyant
-simulation's makespan for that run: HEFT on the test bed, the one-speed list
-schedule on one host), ``workers_lost``, ``failed_tasks``, ``load_before`` /
+simulation's makespan for that run: HEFT on the test bed with its links shared
+and replicas kept, the one-speed list schedule on one host; every ratio and the
+excess share are against it), ``sim_uncontended_s`` (the test bed's older HEFT
+number: every read at the full link rate, no replicas; shown beside it),
+``workers_lost``, ``failed_tasks``, ``load_before`` /
 ``load_after`` (1-minute load average). Nothing here starts a process.
 """
 
@@ -63,6 +66,7 @@ def trace_row(trace: str, runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     spans = {m: [r["makespan_s"] for r in good if r["mode"] == m] for m in modes}
     median = {m: _median(v) for m, v in spans.items()}
     sim = _median(r.get("sim_s") for r in good)
+    sim_uncontended = _median(r.get("sim_uncontended_s") for r in good)
     stock, steer, oracle = median.get("stock"), median.get("steer"), median.get("oracle")
     return {
         "trace": trace,
@@ -70,6 +74,9 @@ def trace_row(trace: str, runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "median_s": median,
         "runs_failed": {m: sum(1 for r in runs if r["mode"] == m and r not in good) for m in modes},
         "sim_s": sim,
+        "sim_uncontended_s": sim_uncontended,
+        "sim_uncontended_over_stock": _ratio(sim_uncontended, stock),
+        "steer_over_sim_uncontended": _ratio(steer, sim_uncontended),
         "steer_over_stock": _ratio(steer, stock),
         "oracle_over_stock": _ratio(oracle, stock),
         "steer_over_oracle": _ratio(steer, oracle),
@@ -94,7 +101,8 @@ def summarize(runs: Sequence[Mapping[str, Any]], scenario: str | None = None) ->
     rows = [trace_row(t, [r for r in runs if r["trace"] == t]) for t in order]
     geo = {name: geometric_mean(row[name] for row in rows)
            for name in ("steer_over_stock", "oracle_over_stock", "steer_over_oracle", "sim_over_stock",
-                        "steer_over_sim", "oracle_over_sim")}  # fmt: skip
+                        "steer_over_sim", "oracle_over_sim", "sim_uncontended_over_stock",
+                        "steer_over_sim_uncontended")}  # fmt: skip
     with_excess = [row for row in rows if row["excess_removed"] is not None]
     pooled = None
     if with_excess:
@@ -166,19 +174,21 @@ def markdown_table(summary: Mapping[str, Any]) -> str:
     def f(value: Any, spec: str = ".3f") -> str:
         return "–" if value is None else format(value, spec)
 
-    lines = [("| trace | stock s | steer s | oracle s | sim s | steer/stock | oracle/stock | sim/stock | steer/sim "
-              "| excess removed | lost (stock/steer/oracle) | load |"),
-             "|---|" + "---:|" * 11]
+    lines = [("| trace | stock s | steer s | oracle s | sim s | sim s uncontended | steer/stock | oracle/stock "
+              "| sim/stock | steer/sim | excess removed | lost (stock/steer/oracle) | load |"),
+             "|---|" + "---:|" * 12]
     for row in summary["rows"]:
         med, lost = row["median_s"], row["workers_lost"]
         lines.append(
             f"| {row['trace']} | {f(med.get('stock'), '.2f')} | {f(med.get('steer'), '.2f')} | {f(med.get('oracle'), '.2f')} "
-            f"| {f(row['sim_s'], '.2f')} | {f(row['steer_over_stock'])} | {f(row['oracle_over_stock'])} "
+            f"| {f(row['sim_s'], '.2f')} | {f(row.get('sim_uncontended_s'), '.2f')} "
+            f"| {f(row['steer_over_stock'])} | {f(row['oracle_over_stock'])} "
             f"| {f(row['sim_over_stock'])} | {f(row['steer_over_sim'])} | {f(row['excess_removed'], '.2f')} "
             f"| {lost.get('stock', '–')}/{lost.get('steer', '–')}/{lost.get('oracle', '–')} | {f(row['load'], '.1f')} |"
         )
     geo = summary["geomean"]
-    lines.append(f"| **geometric mean** | | | | | **{f(geo['steer_over_stock'])}** | **{f(geo['oracle_over_stock'])}** "
+    lines.append(f"| **geometric mean** | | | | | | **{f(geo['steer_over_stock'])}** "
+                 f"| **{f(geo['oracle_over_stock'])}** "
                  f"| **{f(geo['sim_over_stock'])}** | **{f(geo['steer_over_sim'])}** "
                  f"| pooled {f(summary['excess_removed_pooled'], '.2f')} | | {f(summary['load_median'], '.1f')} |")
     return "\n".join(lines)

@@ -21,6 +21,13 @@ replayed trace there behaves like a job on an HDFS-like cluster:
   those reads cross the shaped links and take the slot's time; it reports
   per source host the bytes and seconds in its metadata (the steering
   plugin learns per-host-pair read rates from them);
+* **replicas** — a remote read leaves a copy in the reading host's storage
+  (``replicas/<run>/<source host>/<path>``, sparse, written atomically), and
+  later reads of that file on that host are local: as on real Dask, where a
+  worker that gathered a dependency holds a replica and ``who_has`` says so.
+  Per host, not per worker (a host's workers share its disk and loopback);
+  a replica hit is reported as a local read. Reads still go to the
+  producing host, not to the nearest replica (the handle names it);
 * **speed** — the task then sleeps ``current_duration_s(work)``, the
   emulated duration on its host (known only to the test bed's workers).
 
@@ -161,23 +168,70 @@ def hosted_plan(trace: Trace, n_hosts: int, data_scale: float, placement: str | 
 # --------------------------------------------------------------------------- on the workers
 
 
-def _read(host: str, relpath: str, mine, storage_dir: str) -> int:
-    """Read one stored file in full: from local disk when it is this host's, else over HTTP; return bytes."""
+def replica_relpath(source_host: str, relpath: str, scope: str = "") -> str:
+    """Where a copy of ``source_host``'s file ``relpath`` lives in the reading host's storage.
+
+    ``scope`` (the run) keeps one run's copies from serving another's (the
+    external input files keep their paths across runs).
+
+    >>> replica_relpath("h0", "outputs/ab12/task-3.bin", "ab12")
+    'replicas/ab12/h0/outputs/ab12/task-3.bin'
+    >>> replica_relpath("h1", "inputs/task-0.bin")
+    'replicas/h1/inputs/task-0.bin'
+    """
+    return "/".join(part for part in ("replicas", scope, source_host, relpath) if part)
+
+
+def _read_file(path: str) -> int:
     total = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK_BYTES):
+            total += len(chunk)
+    return total
+
+
+def _write_replica(path: str, nbytes: int) -> None:
+    """A sparse copy of ``nbytes`` at ``path``, atomically (temp + ``os.replace``): readers see all of it or none.
+
+    The temp name is unique per process and thread, so two tasks of one host
+    copying the same file at once each write their own and the last rename
+    wins (both copies are the same bytes).
+    """
+    import threading
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    temp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
+    with open(temp, "wb") as f:
+        f.truncate(int(nbytes))  # sparse, like the outputs: the links pay for the bytes, not the disk
+    os.replace(temp, path)
+
+
+def _read(host: str, relpath: str, mine, storage_dir: str, scope: str = "") -> tuple[int, bool]:
+    """Read one stored file in full; return ``(bytes, local)``.
+
+    Local disk when it is this host's; else this host's replica of it when
+    an earlier read here left one (``replicas/<scope>/<host>/<relpath>``);
+    else over HTTP from ``host``'s file server, leaving a replica behind — a
+    fetched dependency is a copy on the reading host, as a Dask worker that
+    gathered it holds it (per host: the host's workers share its disk).
+    """
     if mine is None or host == mine.name:
-        path = os.path.join(storage_dir, relpath)
-        with open(path, "rb") as f:
-            while chunk := f.read(_CHUNK_BYTES):
-                total += len(chunk)
-        return total
+        return _read_file(os.path.join(storage_dir, relpath)), True
+    replica = os.path.join(storage_dir, replica_relpath(host, relpath, scope))
+    try:
+        return _read_file(replica), True
+    except FileNotFoundError:
+        pass
     import fsspec
 
     from daskflow.testbed.hostconfig import host_url
 
+    total = 0
     with fsspec.open(host_url(host, relpath, mine.host_urls), "rb", block_size=_CHUNK_BYTES) as f:
         while chunk := f.read(_CHUNK_BYTES):
             total += len(chunk)
-    return total
+    _write_replica(replica, total)
+    return total, False
 
 
 def _host_address(name: str, mine) -> str:
@@ -216,12 +270,15 @@ def _report_reads(reads: list[list]) -> None:
 
 
 def hosted_task(duration_s: float, memory_bytes: int, output_bytes: int, output_relpath: str,
-                external: tuple[str, str] | None, *upstream: Any) -> StoredOutput:  # fmt: skip
+                external: tuple[str, str] | None, *upstream: Any, replica_scope: str = "") -> StoredOutput:  # fmt: skip
     """What a replayed task does on a test-bed worker (see the module note).
 
     ``external`` is ``(host name, relative path)`` of its external input;
     ``upstream`` are the parents' :class:`StoredOutput` handles (anything
-    else is ignored). Outside a test bed everything is local.
+    else is ignored). Outside a test bed everything is local. A remote read
+    leaves a replica on this host (``replica_scope``: the run), so later
+    reads of it here are local; the metadata reports a replica hit as a read
+    from this host, not from the source.
     """
     from daskflow.testbed.hostconfig import current_duration_s, current_host
 
@@ -230,8 +287,9 @@ def hosted_task(duration_s: float, memory_bytes: int, output_bytes: int, output_
     reads: dict[str, list[float]] = {}  # source host address -> [bytes, seconds]
     for item in ([external] if external else []) + [(u.host, u.relpath) for u in upstream if isinstance(u, StoredOutput)]:
         began = time.perf_counter()
-        nbytes = _read(item[0], item[1], mine, storage_dir)
-        entry = reads.setdefault(_host_address(item[0], mine), [0.0, 0.0])
+        nbytes, local = _read(item[0], item[1], mine, storage_dir, replica_scope)
+        source = mine.address if local and mine is not None else _host_address(item[0], mine)
+        entry = reads.setdefault(source, [0.0, 0.0])
         entry[0] += nbytes
         entry[1] += time.perf_counter() - began
     if mine is not None and reads:
@@ -294,14 +352,22 @@ def build_hosted_specs(trace: Trace, run_id: str, memory_scale: float, plan: Hos
         specs.append(TaskSpec(
             key=key, func=hosted_task,
             args=(float(task.runtime_s), memory, plan.output_bytes[i], f"outputs/{run8}/task-{i}.bin", external),
+            kwargs={"replica_scope": run8},
             dependencies=tuple(key_of[p] for p in task.parents), annotations=annotations,
         ))  # fmt: skip
     return specs, keys, categories
 
 
 def heft_makespan_s(trace: Trace, plan: HostedPlan, worker_hosts: Sequence[int], host_speeds: Sequence[float],
-                    link_mbit: float | None) -> float:  # fmt: skip
-    """The speed- and transfer-aware clairvoyant makespan of this hosted replay (see ``simulate.heft_schedule``)."""
+                    link_mbit: float | None, *, contended: bool = False) -> float:  # fmt: skip
+    """The speed- and transfer-aware clairvoyant makespan of this hosted replay (see ``simulate.heft_schedule``).
+
+    ``contended``: the bed's links as they are — each host one shaped link
+    each way, shared by its concurrent reads, and a file read onto a host is
+    a replica there (``link_contention`` and ``replicas``). Without it every
+    read runs at the full link rate and every consumer pays again (the
+    original number, kept for comparison).
+    """
     from daskflow.replay.simulate import heft_schedule
 
     bandwidth = link_mbit * 1e6 / 8 if link_mbit else 1e15
@@ -309,6 +375,7 @@ def heft_makespan_s(trace: Trace, plan: HostedPlan, worker_hosts: Sequence[int],
         trace.durations_s(), trace.parent_indices(), plan.output_bytes,
         [host_speeds[h] for h in worker_hosts], list(worker_hosts), bandwidth,
         plan.external_bytes, plan.external_hosts,
+        link_contention=contended and bool(link_mbit), replicas=contended,
     ).makespan_s  # fmt: skip
 
 
@@ -381,6 +448,8 @@ class HostedRun:
     def result(self, simulated_list_s: float, makespan_s: float) -> dict[str, Any]:
         """The keys a test-bed replay adds to the result dict."""
         heft = heft_makespan_s(self.trace, self.plan, self.worker_hosts, self.bed.host_speeds, self.bed.link_mbit)
+        contended = heft_makespan_s(self.trace, self.plan, self.worker_hosts, self.bed.host_speeds, self.bed.link_mbit,
+                                    contended=True)  # fmt: skip
         return {
             "hosts": self.bed.describe(),
             "data_scale": self.plan.data_scale,
@@ -393,6 +462,8 @@ class HostedRun:
                                             if self.handle_transfers_between_hosts else None),
             "simulated_heft_makespan_s": heft,
             "makespan_over_heft": makespan_s / heft if heft > 0 else None,
+            "simulated_heft_contended_makespan_s": contended,
+            "makespan_over_heft_contended": makespan_s / contended if contended > 0 else None,
             "simulated_list_makespan_s_one_speed": simulated_list_s,
         }
 

@@ -29,9 +29,11 @@ with ``heapq``: 1,000 tasks take a few milliseconds.
 
 from __future__ import annotations
 
+import bisect
 import heapq
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from daskflow.critical_path import critical_path_ranks, topological_order
@@ -122,13 +124,56 @@ def list_schedule_makespan_s(trace: Trace, slots: int) -> float:
 
 @dataclass(frozen=True)
 class HeftSchedule:
-    """Result of :func:`heft_schedule`: per task its start, finish and worker index, and the remote bytes read."""
+    """Result of :func:`heft_schedule`: per task its start, finish and worker index, and the remote bytes read.
+
+    ``transfers``: every read between hosts as ``(source host, destination
+    host, start, end)`` (in booking order).
+    """
 
     makespan_s: float
     start_s: list[float]
     finish_s: list[float]
     worker: list[int]
     remote_bytes: int
+    transfers: list[tuple[int | str, int | str, float, float]] = field(default_factory=list)
+
+
+def _earliest_common_gap(a: list[tuple[float, float]], b: list[tuple[float, float]], t: float, d: float) -> float:
+    """The earliest time ``>= t`` at which both busy lists (sorted ``(start, end)``) are free for ``d`` seconds.
+
+    >>> _earliest_common_gap([(0.0, 2.0)], [(3.0, 4.0)], 0.0, 1.5)
+    4.0
+    >>> _earliest_common_gap([(0.0, 2.0)], [(3.0, 4.0)], 0.0, 0.5)
+    2.0
+    """
+    candidate = t
+    moved = True
+    while moved:
+        moved = False
+        for busy in (a, b):
+            k = bisect.bisect_right(busy, (candidate, math.inf)) - 1  # the last interval starting at or before it
+            for start, end in busy[max(k, 0):]:
+                if start >= candidate + d - 1e-12:
+                    break
+                if end > candidate + 1e-12:
+                    candidate, moved = end, True
+    return candidate
+
+
+class _Links:
+    """Each host's shaped out-link and in-link (the bed's tbf on both veth ends) as insertion-scheduled resources."""
+
+    def __init__(self) -> None:
+        self.out: dict[int | str, list[tuple[float, float]]] = {}
+        self.into: dict[int | str, list[tuple[float, float]]] = {}
+
+    def slot(self, source: int | str, dest: int | str, t: float, d: float) -> float:
+        return _earliest_common_gap(self.out.get(source, []), self.into.get(dest, []), t, d)
+
+    def book(self, source: int | str, dest: int | str, start: float, d: float) -> None:
+        if d > 0:
+            bisect.insort(self.out.setdefault(source, []), (start, start + d))
+            bisect.insort(self.into.setdefault(dest, []), (start, start + d))
 
 
 def heft_schedule(
@@ -140,19 +185,52 @@ def heft_schedule(
     bandwidth_bytes_per_s: float,
     external_bytes: Sequence[int] | None = None,
     external_hosts: Sequence[int | str | None] | None = None,
+    *,
+    link_contention: bool = False,
+    replicas: bool = False,
 ) -> HeftSchedule:
     """Clairvoyant HEFT-style schedule: known speeds, transfers between hosts cost ``bytes / bandwidth``.
 
     Task ``i`` reads every parent's ``output_bytes`` and its own
     ``external_bytes[i]`` stored on ``external_hosts[i]``; a read from another
-    host occupies the task's slot for ``bytes / bandwidth`` (link contention
-    is ignored), then it computes ``durations[i] / speed``. Non-insertion
-    list scheduling: in decreasing upward rank (computed on the mean speed and
-    the mean transfer cost), each task goes to the worker with the earliest
-    finish (ties: lower index).
+    host occupies the task's slot for ``bytes / bandwidth``, then it computes
+    ``durations[i] / speed``. Non-insertion list scheduling: in decreasing
+    upward rank (computed on the mean speed and the mean transfer cost), each
+    task goes to the worker with the earliest finish (ties: lower index).
+
+    By default links are uncontended (every read at the full rate however
+    many run at once) and every consumer on another host pays again. The test
+    bed's fidelity, as flags:
+
+    * ``link_contention``: every host has one out-link and one in-link of
+      ``bandwidth`` (the bed shapes both ends of its veth pair); a transfer
+      from host a to host b holds a's out-link and b's in-link for
+      ``bytes / bandwidth``, at the earliest time both are free (insertion:
+      a gap left between earlier bookings can be used). A task's reads run
+      one after another (as ``hosted_task`` does), and its slot is held from
+      its start until its compute ends.
+    * ``replicas``: a parent's output, once read onto a host, is there for
+      every later consumer on that host at no cost (a later consumer waits for
+      that copy if it is still arriving); reads always come from the
+      producing host, as on the bed.
 
     >>> heft_schedule([1.0, 1.0], [[], [0]], [100, 0], [1.0, 2.0], [0, 1], 100.0).makespan_s  # both on the fast one
     1.0
+
+    Two tasks each read 100 B made on host 0 (whose only worker is ten times
+    slower), one link of 100 B/s: uncontended both go to host 1 and read at
+    once; contended they share h0's out-link (and h1's in-link), so the
+    second read waits 1 s:
+
+    >>> args = ([0.0, 1.0, 1.0], [[], [0], [0]], [100, 0, 0], [0.1, 1.0, 1.0], [0, 1, 1], 100.0)
+    >>> heft_schedule(*args).makespan_s, heft_schedule(*args, link_contention=True).makespan_s
+    (2.0, 3.0)
+
+    With replicas the second consumer on host 1 reads the copy the first one
+    brought (it waits for it to arrive, then reads for free):
+
+    >>> heft_schedule(*args, replicas=True).makespan_s
+    2.0
     """
     n = len(durations)
     if not worker_speeds or len(worker_speeds) != len(worker_hosts):
@@ -178,25 +256,52 @@ def heft_schedule(
     done = [False] * n
     start_s, finish_s, worker_of = [0.0] * n, [0.0] * n, [-1] * n
     free_at = [0.0] * n_workers
+    links = _Links() if link_contention else None
+    copies: list[dict[int | str, float]] = [{} for _ in range(n)]  # per task: host -> when its output is there
     remote_total = 0
+    transfers: list[tuple[int | str, int | str, float, float]] = []
     pending = list(schedule)
     while pending:
         index = next(k for k, t in enumerate(pending) if all(done[p] for p in parents[t]))
         task = pending.pop(index)
-        ready = max((finish_s[p] for p in parents[task]), default=0.0)
-        best: tuple[float, int, float, int] | None = None
+        best: tuple[float, int, float, int, list] | None = None
         for w in range(n_workers):
-            remote = sum(output_bytes[p] for p in parents[task] if hosts[worker_of[p]] != hosts[w])
-            if external_bytes[task] and external_hosts[task] is not None and external_hosts[task] != hosts[w]:
-                remote += external_bytes[task]
-            begin = max(free_at[w], ready)
-            finish = begin + remote / bandwidth_bytes_per_s + float(durations[task]) / worker_speeds[w]
+            here = hosts[w]
+            begin = max(free_at[w], max((finish_s[p] for p in parents[task]), default=0.0))
+            # (source host, bytes, parent or None) of each read from another host, in the task's order
+            reads: list[tuple[int | str, int, int | None]] = []
+            if external_bytes[task] and external_hosts[task] is not None and external_hosts[task] != here:
+                reads.append((external_hosts[task], int(external_bytes[task]), None))
+            clock = begin
+            for p in parents[task]:
+                source = hosts[worker_of[p]]
+                if source == here or not output_bytes[p]:
+                    continue
+                if replicas and here in copies[p]:
+                    clock = max(clock, copies[p][here])  # the copy an earlier consumer here brings
+                    continue
+                reads.append((source, int(output_bytes[p]), p))
+            booked = []
+            remote = 0
+            for source, nbytes, p in reads:
+                d = nbytes / bandwidth_bytes_per_s
+                at = links.slot(source, here, clock, d) if links is not None else clock
+                booked.append((source, here, at, d, p))
+                clock = at + d
+                remote += nbytes
+            finish = clock + float(durations[task]) / worker_speeds[w]
             if best is None or finish < best[0] - 1e-12:
-                best = (finish, w, begin, remote)
+                best = (finish, w, begin, remote, booked)
         assert best is not None
-        finish, w, begin, remote = best
+        finish, w, begin, remote, booked = best
+        for source, dest, at, d, p in booked:
+            if links is not None:
+                links.book(source, dest, at, d)
+            transfers.append((source, dest, at, at + d))
+            if replicas and p is not None:
+                copies[p].setdefault(dest, at + d)
         start_s[task], finish_s[task], worker_of[task] = begin, finish, w
         free_at[w] = finish
         remote_total += remote
         done[task] = True
-    return HeftSchedule(max(finish_s, default=0.0), start_s, finish_s, worker_of, int(remote_total))
+    return HeftSchedule(max(finish_s, default=0.0), start_s, finish_s, worker_of, int(remote_total), transfers)

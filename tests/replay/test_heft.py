@@ -59,3 +59,68 @@ def test_bad_inputs_are_refused():
         heft_schedule([1.0], [[]], [0], [], [], 1.0)
     with pytest.raises(ValueError):
         heft_schedule([1.0], [[]], [0], [0.0], [0], 1.0)
+
+
+# --------------------------------------------------------------------------- the bed's links and replicas
+#
+# Hand-computed schedules. 100 B over a 100 B/s link takes 1 s. A worker at speed 0.1 stands for "the data's own
+# host is too slow to run the consumer", so the consumers must read over a link.
+
+
+def test_two_reads_from_one_host_share_its_out_link():
+    """a (0 s, 100 B) on h0; b and c read it on h1's two workers: contended, c's read waits for b's (1-2 s)."""
+    args = ([0.0, 1.0, 1.0], [[], [0], [0]], [100, 0, 0], [0.1, 1.0, 1.0], [0, 1, 1], 100.0)
+    free = heft_schedule(*args)
+    assert free.worker == [0, 1, 2] and free.finish_s == pytest.approx([0.0, 2.0, 2.0])
+    busy = heft_schedule(*args, link_contention=True)
+    assert busy.finish_s == pytest.approx([0.0, 2.0, 3.0])
+    assert busy.transfers == [(0, 1, 0.0, 1.0), (0, 1, 1.0, 2.0)]
+
+
+def test_two_reads_into_one_host_share_its_in_link():
+    """a on h0, b on h1 (each next to its 100 B input); c reads a and d reads b, both on h2: h2's in-link is shared.
+
+    c: w2, read h0 -> h2 at 0-1, compute 1-2.  d: w3, read h1 -> h2 waits for the in-link: 1-2, compute 2-3
+    (uncontended: 0-1, 1-2).
+    """
+    args = ([0.0, 0.0, 1.0, 1.0], [[], [], [0], [1]], [100, 100, 0, 0], [0.1, 0.1, 1.0, 1.0], [0, 1, 2, 2], 100.0)
+    where = {"external_bytes": [100, 100, 0, 0], "external_hosts": [0, 1, None, None]}
+    assert heft_schedule(*args, **where).makespan_s == pytest.approx(2.0)
+    busy = heft_schedule(*args, **where, link_contention=True)
+    assert busy.worker == [0, 1, 2, 3]
+    assert busy.finish_s == pytest.approx([0.0, 0.0, 2.0, 3.0])
+    assert busy.transfers[-1] == (1, 2, 1.0, 2.0)
+
+
+def test_a_copy_on_the_host_serves_its_later_consumers_for_free():
+    """b and c both read a's 100 B on h1: with replicas only b's read crosses the link; c waits for it (until 1 s)."""
+    args = ([0.0, 1.0, 1.0], [[], [0], [0]], [100, 0, 0], [0.1, 1.0, 1.0], [0, 1, 1], 100.0)
+    again = heft_schedule(*args, link_contention=True)
+    assert again.remote_bytes == 200
+    copied = heft_schedule(*args, link_contention=True, replicas=True)
+    assert copied.remote_bytes == 100 and len(copied.transfers) == 1
+    assert copied.start_s == pytest.approx([0.0, 0.0, 0.0]) and copied.finish_s == pytest.approx([0.0, 2.0, 2.0])
+
+
+def test_a_copy_on_one_host_is_no_copy_on_another():
+    """Replicas are per host: a consumer on h2 still reads a's output from h0 (the producer, as on the bed)."""
+    args = ([0.0, 1.0, 1.0], [[], [0], [0]], [100, 0, 0], [0.1, 1.0, 1.0], [0, 1, 2], 100.0)
+    both = heft_schedule(*args, replicas=True)  # uncontended, so c's own read on h2 (0-1 s) beats queueing on h1
+    assert both.worker == [0, 1, 2] and both.remote_bytes == 200
+    assert sorted(t[:2] for t in both.transfers) == [(0, 1), (0, 2)]
+
+
+def test_no_link_is_ever_booked_twice_at_once_on_a_real_trace(workloads_dir):
+    from daskflow.replay.trace import load_trace
+
+    trace = load_trace(workloads_dir / "montage-103tasks-2mass-01d-001.json")
+    parents = trace.parent_indices()
+    heft = heft_schedule(trace.durations_s(), parents, [t.output_bytes for t in trace.tasks],
+                         [1, 1, 0.5, 0.5] * 2, [0, 0, 1, 1, 2, 2, 3, 3], 25e6, link_contention=True, replicas=True)
+    for i, ps in enumerate(parents):
+        assert all(heft.finish_s[p] <= heft.start_s[i] + 1e-9 for p in ps)
+    assert heft.transfers
+    for end in (0, 1):  # each host's out-link (by source) and in-link (by destination)
+        for host in range(4):
+            spans = sorted((a, b) for *ends, a, b in heft.transfers if ends[end] == host)
+            assert all(spans[k][1] <= spans[k + 1][0] + 1e-9 for k in range(len(spans) - 1))

@@ -16,6 +16,7 @@ def _runs():
         for i in range(2):
             for mode, spans in (("stock", stock), ("steer", steer), ("oracle", oracle)):
                 runs.append({"trace": trace, "mode": mode, "makespan_s": spans[i], "sim_s": sim,
+                             "sim_uncontended_s": sim - 1,
                              "workers_lost": 1 if mode == "stock" else 0, "failed_tasks": 0,
                              "load_before": 2.0 + i, "load_after": 3.0 + i})  # fmt: skip
     runs.append({"trace": "b", "mode": "steer", "error": "TimeoutError: x", "load_before": 9.0})
@@ -41,7 +42,8 @@ def test_trace_rows_medians_ratios_and_failures():
     assert a["steer_over_stock"] == pytest.approx(8 / 11)
     assert a["sim_over_stock"] == pytest.approx(6 / 11)
     assert a["steer_over_sim"] == pytest.approx(8 / 6)
-    assert a["excess_removed"] == pytest.approx(3 / 5)
+    assert a["excess_removed"] == pytest.approx(3 / 5)  # against sim_s (the contended simulation)
+    assert a["sim_uncontended_s"] == 5.0 and a["steer_over_sim_uncontended"] == pytest.approx(8 / 5)
     assert a["workers_lost"] == {"oracle": 0, "steer": 0, "stock": 2}
     assert b["runs_failed"]["steer"] == 1 and b["median_s"]["steer"] == pytest.approx(4.2)
     assert b["excess_removed"] is None  # stock already beats the simulation
@@ -77,7 +79,7 @@ def test_markdown_table_has_a_row_per_trace_and_a_geomean_row():
     text = ms.markdown_table(ms.summarize(_runs(), "hetero"))
     lines = text.splitlines()
     assert len(lines) == 2 + 2 + 1 and lines[-1].startswith("| **geometric mean**")
-    assert "| a | 11.00 | 8.00 | 7.00 | 6.00 | 0.727 |" in text
+    assert "| a | 11.00 | 8.00 | 7.00 | 6.00 | 5.00 | 0.727 |" in text
 
 
 def test_memory_markdown_one_line_per_seed_and_mode():

@@ -140,6 +140,51 @@ def test_task_on_one_host_reads_another_hosts_storage_over_http(bed, client):
     assert read_by_h0_from_h1() >= len(payload)
 
 
+def test_a_gathered_file_is_a_copy_later_reads_on_that_host_are_local(bed, client):
+    """The replay body reads h1's output on h0 twice: the first crosses the link and leaves a replica, the second
+    reads that replica (nothing more in h1's access log) and reports a local read."""
+    from daskflow.replay.hosted import StoredOutput, hosted_task, replica_relpath
+    from daskflow.testbed.measure import read_access_log, storage_reads
+
+    nbytes = 300_000
+    source = pathlib.Path(bed.hosts[1].storage_dir) / "outputs" / "rep" / "p.bin"
+    source.parent.mkdir(parents=True, exist_ok=True)
+    source.write_bytes(b"\1" * nbytes)
+    handle = StoredOutput("h1", "outputs/rep/p.bin", nbytes)
+
+    def read_by_h0_from_h1():
+        logs = {name: read_access_log(path) for name, path in bed.access_logs().items()}
+        return storage_reads(logs, {h.address: h.name for h in bed.hosts}).get(("h1", "h0"), 0)
+
+    def run_and_report(relpath):
+        import distributed
+
+        from daskflow.contracts import TRANSFER_METADATA_KEY
+
+        from distributed.worker import thread_state
+
+        hosted_task(0.0, 0, 10, relpath, None, handle, replica_scope="rep")
+        task = distributed.get_worker().state.tasks[thread_state.key]
+        return [(source, n) for source, n, _ in task.metadata[TRANSFER_METADATA_KEY]]
+
+    def once(relpath):
+        return client.submit(run_and_report, relpath, workers=[worker_on(client, bed, "h0")], pure=False).result(30)
+
+    before = read_by_h0_from_h1()
+    assert once("outputs/rep/c1.bin") == [(bed.hosts[1].address, nbytes)]
+    deadline = time.monotonic() + 10  # the server logs a response just after sending it
+    while read_by_h0_from_h1() < before + nbytes and time.monotonic() < deadline:
+        time.sleep(0.05)
+    after_first = read_by_h0_from_h1()
+    assert after_first >= before + nbytes
+    replica = pathlib.Path(bed.hosts[0].storage_dir) / replica_relpath("h1", "outputs/rep/p.bin", "rep")
+    assert replica.stat().st_size == nbytes
+    source.unlink()  # only the copy can answer now
+    assert once("outputs/rep/c2.bin") == [(bed.hosts[0].address, nbytes)]  # a local read
+    time.sleep(0.5)
+    assert read_by_h0_from_h1() == after_first
+
+
 def test_link_bandwidth_bounds_http_and_worker_transfers(bed, client):
     """Moving N MB across a 40 Mbit/s link takes >= N/rate (loosely: half of it). A setup property."""
     n_bytes = 4_000_000
