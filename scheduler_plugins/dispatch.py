@@ -420,7 +420,7 @@ class Dispatcher:
                     speed_source=chosen.speed_source,
                 )
             for placement in retry:
-                if placement.reason in ("memory", "speed") and placement.key not in state.held_since:
+                if placement.reason in ("memory", "speed", "locality") and placement.key not in state.held_since:
                     state.held_since[placement.key] = now
                     self.log("hold", placement.key, reason=placement.reason, alternatives=placement.alternatives)
             compat.dispatch(scheduler, [p.key for p in placed], f"{STEERING_PLUGIN}-dispatch-{wall_now}")

@@ -20,11 +20,15 @@ does), fed with predicted task costs:
   threshold while another worker fits. When no worker fits it is *held* (memory
   frees when running tasks finish); when nothing is running anywhere it goes to
   the worker with the most headroom, so a run never stalls.
-* **Wait for a faster worker** — when a busy worker that is clearly faster
-  (learned or declared speed, :data:`FASTER_WORKER_MIN_RATIO`) would still
-  finish the task well before the open slower one
-  (:data:`FASTER_WORKER_MARGIN`), the task is held for it
-  (reason ``speed``); smaller tasks behind it may take the slow worker.
+* **Wait for a better busy worker** — when a busy worker would still finish
+  the task well before the best open one (:data:`FASTER_WORKER_MARGIN`), the
+  task is held for it (HEFT's earliest finish over *all* workers, which is
+  also stock Dask's objective: occupancy + transfer): reason ``speed`` when
+  that worker is clearly faster (:data:`FASTER_WORKER_MIN_RATIO`), else
+  ``locality`` when the gain is the data it would not have to read (its
+  data seconds are lower than the open one's by more than its wait). The
+  waited-for worker's next thread is reserved for the round (:func:`reserve`),
+  so smaller tasks behind it may take the open worker.
 * **Loose or strict** — a placement decided by memory pins the task strictly
   (the scheduler must not move it back); any other is a preference
   (:func:`pin_is_loose`).
@@ -271,10 +275,10 @@ def choose_worker(
                          best.transfer_s + best.storage_s)  # fmt: skip
     best = _argmin(fitting, lambda e: e.finish_s)
     if open_only and not overcommit:
-        waiting = _faster_busy_worker(task, best, estimates, by_address)
-        if waiting is not None:  # a faster worker frees soon enough: wait for it (what HEFT does)
+        waiting = _better_busy_worker(task, best, estimates, by_address)
+        if waiting is not None:  # a better worker frees soon enough: wait for it (what HEFT does)
             # (``worker``: the one it waits for, so the round can reserve it; a hold binds nothing)
-            return Placement(task.key, "hold", waiting.worker, "speed", alternatives=alternatives)
+            return Placement(task.key, "hold", waiting[0].worker, waiting[1], alternatives=alternatives)
     reason: DecisionReason = "finish-time"
     if overcommit:
         reason = "memory-overcommit"
@@ -291,21 +295,48 @@ def choose_worker(
                      best.transfer_s + best.storage_s)  # fmt: skip
 
 
-#: hold a task for a faster busy worker only when it finishes there by this factor earlier
+#: hold a task for a better busy worker only when it finishes there by this factor earlier
 FASTER_WORKER_MARGIN = 0.7
-#: ... and only for a worker at least this much faster: learned speeds closer than that are one speed as far as
-#: waiting goes (what is left of noise, a host's shrunk first estimate); a finish-time gain from data already
-#: on the busy worker is locality, not a reason to leave a free worker idle
+#: a hold is for *speed* only for a worker at least this much faster: learned speeds closer than that are one
+#: speed as far as waiting goes (what is left of noise, a host's shrunk first estimate)
 FASTER_WORKER_MIN_RATIO = 1.5
 
 
-def _faster_busy_worker(task: TaskInfo, best: Estimate, estimates: list[Estimate],
-                        by_address: Mapping[str, WorkerInfo]) -> Estimate | None:  # fmt: skip
-    """A busy, faster worker on which the task would finish clearly earlier than on ``best`` (an open, slower one)."""
-    chosen_speed = by_address[best.worker].speed
-    better = [e for e in estimates if e.fits_memory and by_address[e.worker].speed >= FASTER_WORKER_MIN_RATIO * chosen_speed
-              and e.finish_s < FASTER_WORKER_MARGIN * best.finish_s]  # fmt: skip
-    return _argmin(better, lambda e: e.finish_s) if better else None
+def _better_busy_worker(task: TaskInfo, best: Estimate, estimates: list[Estimate],
+                        by_address: Mapping[str, WorkerInfo]) -> tuple[Estimate, DecisionReason] | None:  # fmt: skip
+    """A busy worker on which the task would finish clearly earlier than on ``best`` (the open one), and why.
+
+    ``speed``: it is :data:`FASTER_WORKER_MIN_RATIO` faster. ``locality``: it
+    need not read (most of) the task's data - what it saves in data seconds
+    exceeds its wait - at about the same speed. A gain that is neither (a
+    shorter backlog than the open worker's: impossible, or speed noise) is no
+    reason to leave an open worker idle.
+
+    >>> near = WorkerInfo("near", host="h0", n_processing=1, backlog_s=0.5)
+    >>> far = WorkerInfo("far", host="h1")
+    >>> task = TaskInfo("t", 1.0, input_locations=(("h0", 300e6),))   # 3 s to read from h1 at 100 MB/s
+    >>> config = PolicyConfig()
+    >>> estimates = [estimate_finish(task, w, config) for w in (near, far)]
+    >>> found = _better_busy_worker(task, estimates[1], estimates, {"near": near, "far": far})
+    >>> found[0].worker, found[1]
+    ('near', 'locality')
+    """
+    best_worker = by_address[best.worker]
+    chosen_speed = best_worker.speed
+    best_data_s = best.transfer_s + best.storage_s
+    found: tuple[Estimate, DecisionReason] | None = None
+    for e in estimates:
+        if not e.fits_memory or e.worker == best.worker or not e.finish_s < FASTER_WORKER_MARGIN * best.finish_s:
+            continue
+        if by_address[e.worker].speed >= FASTER_WORKER_MIN_RATIO * chosen_speed:
+            reason: DecisionReason = "speed"
+        elif best_data_s - (e.transfer_s + e.storage_s) > e.wait_s:
+            reason = "locality"
+        else:
+            continue
+        if found is None or (e.finish_s, e.worker) < (found[0].finish_s, found[0].worker):
+            found = (e, reason)
+    return found
 
 
 def assign(task: TaskInfo, worker: WorkerInfo) -> None:
@@ -317,7 +348,7 @@ def assign(task: TaskInfo, worker: WorkerInfo) -> None:
 
 
 def reserve(task: TaskInfo, worker: WorkerInfo) -> None:
-    """A task held for the busy, faster ``worker`` takes its next free thread: later tasks of the round wait behind it.
+    """A task held for the busy, better ``worker`` takes its next free thread: later tasks of the round wait behind it.
 
     Without the reservation every task of a wide level is held for the same
     faster worker, each as if it were first in line (its wait is only what
@@ -347,8 +378,8 @@ def plan_dispatch(
     open, so tasks it never reached stay where they are (the plugin's heap).
     Placed tasks are accounted on their worker (``workers`` is updated in
     place); held tasks do not block lower-priority tasks that fit; a task
-    held for a faster busy worker reserves its next thread there
-    (:func:`reserve`). At most ``config.max_scan`` tasks are examined.
+    held for a better busy worker (speed or locality) reserves its next
+    thread there (:func:`reserve`). At most ``config.max_scan`` tasks are examined.
     """
     iterator = iter(ready)
     scanned = 0
@@ -363,7 +394,7 @@ def plan_dispatch(
         placement = choose_worker(task, workers.values(), config, context=context)
         if placement.action == "place" and placement.worker is not None:
             assign(task, workers[placement.worker])
-        elif placement.reason == "speed" and placement.worker in workers:
+        elif placement.reason in ("speed", "locality") and placement.worker in workers:
             reserve(task, workers[placement.worker])
         elif placement.reason == "memory":
             reserve_memory(task, workers.values())
