@@ -99,6 +99,10 @@ class OnlineSelectionConfig:
     decide_every: int = 4  # after the first decision, re-decide every this many tasks (~40 us a decision, on the event loop)
     hedge: bool = True  # after an alarm on a mean-served category: blend the correction with the mean until a decision
     shrink: bool = True  # a non-mean choice is blended with the mean by its sign evidence against it (:func:`confidence`)
+    # measurement resolution of the target (the corrector sets it per target): two candidates' errors on a task
+    # that differ by no more than this, in the target's unit, are a tie in the sign tests (:func:`choose`, :func:`confidence`)
+    duration_resolution_s: float = 1e-3  # the recorder's timer-noise floor (``recorder.tiny-tasks.seconds``)
+    memory_resolution_bytes: float = float(2**16)  # the cleaning noise floor of a peak (``models.promotion.memory-resolution``)
 
 
 @dataclass
@@ -106,11 +110,16 @@ class CategoryEvidence:
     """One category's prequential errors and its current choice."""
 
     errors: dict[str, deque[float]] = field(default_factory=dict)  # candidate -> recent absolute percentage errors
+    ties: deque[float] = field(default_factory=deque)  # per task (aligned): error differences up to this are ties (resolution / actual)
     choice: str | None = None  # None: not enough evidence yet (served by DEFAULT_CHOICE)
     finished: int = 0  # tasks scored
     switches: int = 0  # how often the choice changed after the first decision
     hedged: bool = False  # a drift alarm cleared a mean choice (this run, kept at later alarms): blend with the mean until a decision
     confidence: float = 1.0  # a non-mean choice: 1 - the two-sided sign-test p against the mean at the last decision
+
+    def finished_in_window(self, window: int) -> int:
+        """How many of the scored tasks the window still holds."""
+        return min(self.finished, max(1, window))
 
 
 def hedge_weight(finished: int, min_tasks: int) -> float:
@@ -136,14 +145,17 @@ def median_errors(evidence: CategoryEvidence) -> dict[str, float]:
     return out
 
 
-def choose(errors: Mapping[str, Sequence[float]], current: str | None, margin: float, significance: float) -> str:
+def choose(errors: Mapping[str, Sequence[float]], current: str | None, margin: float, significance: float,
+           ties: Sequence[float] | None = None) -> str:
     """The candidate to serve from aligned per-task errors (NaN: no estimate); ``current``: the choice so far (None: first).
 
     A candidate *beats* another when its median error is lower by ``margin`` (relative) AND it was
     closer on significantly more of the same tasks than not (one-sided sign test at ``significance``,
     the rule of :func:`~daskflow.learning.selection.sign_test_p`). The preferred candidate is the best
     non-mean one if it beats the mean, else the mean; the current choice is left only for a candidate
-    that beats it. Plain Python on a few dozen floats: it runs per finished task on the scheduler's loop.
+    that beats it. ``ties`` (aligned per task): two errors that differ by no more than this are a tie
+    in the sign test (the measurement resolution over the task's actual; default: only equal errors).
+    Plain Python on a few dozen floats: it runs per finished task on the scheduler's loop.
 
     >>> errors = {"mean": [0.3] * 8, "corrected": [0.1] * 8, "served": [0.2] * 8}
     >>> choose(errors, None, 0.05, 0.07)
@@ -162,7 +174,7 @@ def choose(errors: Mapping[str, Sequence[float]], current: str | None, margin: f
     def beats(a: str, b: str) -> bool:
         if medians[a] > medians[b] * (1.0 - margin):
             return False
-        return _sign_test_p(errors[a], errors[b]) <= significance
+        return _sign_test_p(errors[a], errors[b], ties) <= significance
 
     others = sorted((name for name in medians if name != MEAN), key=lambda n: (medians[n], CANDIDATES.index(n)))
     if MEAN in medians:
@@ -174,10 +186,11 @@ def choose(errors: Mapping[str, Sequence[float]], current: str | None, margin: f
     return preferred if beats(preferred, current) else current
 
 
-def confidence(errors: Mapping[str, Sequence[float]], choice: str) -> float:
+def confidence(errors: Mapping[str, Sequence[float]], choice: str, ties: Sequence[float] | None = None) -> float:
     """Log weight of ``choice`` against the mean: 1 - the two-sided sign-test p of it vs the mean on the same tasks.
 
-    1 for the mean itself or without mean errors; 0 (serve the mean) when the tasks give no sign either way.
+    1 for the mean itself or without mean errors; 0 (serve the mean) when the tasks give no sign either way
+    (``ties``: as for :func:`choose` - differences within the measurement resolution are no sign).
 
     >>> confidence({"mean": [0.3] * 8, "corrected": [0.1] * 8}, "corrected")   # closer on 8 of 8: p2 = 2/256
     0.9921875
@@ -186,7 +199,7 @@ def confidence(errors: Mapping[str, Sequence[float]], choice: str) -> float:
     """
     if choice == MEAN or MEAN not in errors or choice not in errors:
         return 1.0
-    return max(0.0, 1.0 - 2.0 * _sign_test_p(errors[choice], errors[MEAN]))
+    return max(0.0, 1.0 - 2.0 * _sign_test_p(errors[choice], errors[MEAN], ties))
 
 
 def _median(values: Iterable[float]) -> float | None:
@@ -197,11 +210,20 @@ def _median(values: Iterable[float]) -> float | None:
     return finite[n // 2] if n % 2 else 0.5 * (finite[n // 2 - 1] + finite[n // 2])
 
 
-def _sign_test_p(a: Sequence[float], b: Sequence[float]) -> float:
-    """One-sided: the chance of ``a`` having smaller errors than ``b`` on this many tasks if neither were better."""
+def _sign_test_p(a: Sequence[float], b: Sequence[float], ties: Sequence[float] | None = None) -> float:
+    """One-sided: the chance of ``a`` having smaller errors than ``b`` on this many tasks if neither were better.
+
+    ``ties`` (aligned per task): a pair of errors that differ by no more than this is a tie (not counted).
+    """
     wins = n = 0
-    for x, y in zip(a, b):
-        if x != y and not (isnan(x) or isnan(y)):  # both known, not tied
+    if ties is None:
+        for x, y in zip(a, b):
+            if x != y and not (isnan(x) or isnan(y)):  # both known, not tied
+                n += 1
+                wins += x < y
+        return _binomial_tail(wins, n)
+    for x, y, tie in zip(a, b, ties):
+        if abs(x - y) > tie and not (isnan(x) or isnan(y)):  # both known, apart by more than the resolution
             n += 1
             wins += x < y
     return _binomial_tail(wins, n)
@@ -227,6 +249,10 @@ class OnlineSelection:
 
     config: OnlineSelectionConfig = field(default_factory=OnlineSelectionConfig)
     categories: dict[str, CategoryEvidence] = field(default_factory=dict)
+    resolution: float = 0.0  # in the target's unit: error differences within it are ties (0: only equal errors)
+
+    def _evidence(self, hedged: bool = False) -> CategoryEvidence:
+        return CategoryEvidence(ties=deque(maxlen=max(1, self.config.window)), hedged=hedged)
 
     def choice(self, category: str) -> str:
         """What serves ``category`` now (:data:`DEFAULT_CHOICE` before enough evidence, or when disabled)."""
@@ -241,7 +267,7 @@ class OnlineSelection:
             return False
         evidence = self.categories.get(category)
         if evidence is None:
-            evidence = self.categories[category] = CategoryEvidence()
+            evidence = self.categories[category] = self._evidence()
         known = evidence.errors
         # aligned per task: NaN where a candidate had no estimate (the same candidates every task: no set algebra)
         names = estimates.keys() if estimates.keys() == known.keys() else set(known) | set(estimates)
@@ -252,13 +278,16 @@ class OnlineSelection:
                 errors = known[name] = deque([math.nan] * evidence.finished, maxlen=max(1, self.config.window))
             valid = estimate is not None and estimate > 0 and math.isfinite(estimate)
             errors.append(abs(estimate - actual) / actual if valid else math.nan)
+        if self.resolution > 0:
+            evidence.ties.append(self.resolution / actual)  # the resolution as a difference of percentage errors
         evidence.finished += 1
         if not self.config.enabled or evidence.finished < self.config.min_tasks:
             return False
         if evidence.choice is not None and (evidence.finished - self.config.min_tasks) % max(1, self.config.decide_every):
             return False
-        new = choose(evidence.errors, evidence.choice, self.config.margin, self.config.significance)
-        evidence.confidence = confidence(evidence.errors, new) if self.config.shrink else 1.0
+        ties = evidence.ties if self.resolution > 0 and len(evidence.ties) == evidence.finished_in_window(self.config.window) else None
+        new = choose(evidence.errors, evidence.choice, self.config.margin, self.config.significance, ties)
+        evidence.confidence = confidence(evidence.errors, new, ties) if self.config.shrink else 1.0
         if new == evidence.choice:
             return False
         if evidence.choice is not None:
@@ -276,7 +305,7 @@ class OnlineSelection:
         evidence = self.categories.pop(category, None)
         if self.config.hedge and self.config.enabled and evidence is not None and (
                 evidence.choice == MEAN or evidence.hedged):  # once hedged, every later alarm is
-            self.categories[category] = CategoryEvidence(hedged=True)
+            self.categories[category] = self._evidence(hedged=True)
 
     def blend_weight(self, category: str) -> float:
         """Log weight of ``corrected`` against the mean in what serves ``category`` (1.0: not blended).

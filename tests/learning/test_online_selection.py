@@ -14,6 +14,7 @@ from daskflow.learning.online_selection import (
     CORRECTED,
     DEFAULT_CHOICE,
     MEAN,
+    SERVED,
     OnlineSelection,
     OnlineSelectionConfig,
     choose,
@@ -203,6 +204,46 @@ def test_a_choice_that_barely_beats_the_mean_is_shrunk_toward_it_and_not_with_sh
         blended = (1.25 * base) ** weight * 1.0 ** (1.0 - weight)
         assert corrector.correct_one("fit", 1.25, now=24.0) == pytest.approx(blended)
         assert corrector.correct(["fit"], np.array([1.25]), now=24.0)[0] == pytest.approx(blended)
+
+
+def test_error_differences_within_the_resolution_are_ties_in_the_sign_tests():
+    """Per task the tie tolerance is a difference of percentage errors (the resolution over the task's actual)."""
+    errors = {MEAN: [0.25] * 8, CORRECTED: [0.125] * 8}  # closer on every task, by 1/8 of the actual
+    assert choose(errors, None, 0.05, 0.07) == CORRECTED
+    assert confidence(errors, CORRECTED) == 1.0 - 2.0 / 256
+    within, beyond = [0.125] * 8, [0.12] * 8  # the resolution as a share of each task's actual
+    assert choose(errors, None, 0.05, 0.07, within) == MEAN  # no task says anything: the mean stays
+    assert confidence(errors, CORRECTED, within) == 0.0
+    assert choose(errors, None, 0.05, 0.07, beyond) == CORRECTED
+    assert confidence(errors, CORRECTED, beyond) == 1.0 - 2.0 / 256
+    mixed = [0.125, 0.0] * 4  # half of the tasks are ties: 4 of 4 untied, one-sided p 1/16
+    assert confidence(errors, CORRECTED, mixed) == 1.0 - 2.0 / 16
+
+
+def test_a_candidate_closer_than_the_mean_only_within_the_resolution_does_not_replace_it():
+    """Peaks of ~2.5 MB, the training mean 2.50 MB, the truth 2.55 MB: the correction lands 40 KB closer on every
+    task - below the 64 KiB resolution of a peak, so no task is evidence and the category keeps its mean;
+    with the resolution 0 (or a larger gap) the correction wins as before."""
+    for resolution, gap, expected in ((64 * 1024.0, 40e3, MEAN), (0.0, 40e3, CORRECTED), (64 * 1024.0, 400e3, CORRECTED)):
+        selection = OnlineSelection(OnlineSelectionConfig(min_tasks=8), resolution=resolution)
+        for _ in range(12):
+            selection.record("bowtie2", {MEAN: 2.50e6, CORRECTED: 2.50e6 + gap, SERVED: 2.50e6}, actual=2.50e6 + gap + 10e3)
+        assert selection.choice("bowtie2") == expected, (resolution, gap)
+        assert selection.blend_weight("bowtie2") == pytest.approx(1.0 if expected == MEAN else 1.0 - 2.0 / 2**12)
+
+
+def test_the_corrector_gives_each_target_its_own_resolution():
+    """Durations tie within ``duration_resolution_s``, peaks within ``memory_resolution_bytes`` (their units differ)."""
+    corrector = corrector_for({"fit": 1.0}, duration_resolution_s=0.002, memory_resolution_bytes=4096.0)
+    assert corrector.selection["duration"].resolution == 0.002
+    assert corrector.selection["peak_memory"].resolution == 4096.0
+    for t in range(8):  # the served p50 is 1.5 ms closer than the 1 s mean on every task: within 2 ms, a tie
+        corrector.observe("fit", 1.0015, 1.002, now=float(t))
+    assert corrector.choice("fit") == MEAN
+    off = corrector_for({"fit": 1.0}, duration_resolution_s=0.0)
+    for t in range(8):
+        off.observe("fit", 1.0015, 1.002, now=float(t))
+    assert off.choice("fit") != MEAN
 
 
 def test_factor_view_of_a_mean_choice_is_exact_for_a_constant_served_p50():
