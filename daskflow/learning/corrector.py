@@ -128,6 +128,7 @@ def corrector_config_from_settings() -> CorrectorConfig:
                                         margin=float(selection("margin")), significance=float(selection("significance")),
                                         window=int(selection("window")), decide_every=int(selection("decide-every")),
                                         hedge=bool(selection("hedge")), shrink=bool(selection("shrink")),
+                                        early_shrink=bool(selection("early-shrink")),
                                         duration_resolution_s=_quantity(selection("duration-resolution"), parse_timedelta, 1e-3),
                                         memory_resolution_bytes=_quantity(selection("memory-resolution"), parse_bytes, float(2**16))),
     )

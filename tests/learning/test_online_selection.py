@@ -19,7 +19,7 @@ from daskflow.learning.online_selection import (
     OnlineSelectionConfig,
     choose,
     confidence,
-    hedge_weight,
+    evidence_weight,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -102,9 +102,39 @@ def test_a_drift_alarm_clears_the_evidence_and_the_category_follows_the_run():
     assert corrector.correct(["load"], np.array([1.0]), now=60.0)[0] == pytest.approx(2.0, rel=0.1)
 
 
-def test_hedge_weight_rises_from_a_half_to_one_over_min_tasks():
-    assert [hedge_weight(n, 8) for n in (0, 2, 4, 6, 8, 9)] == [0.5, 0.625, 0.75, 0.875, 1.0, 1.0]
-    assert hedge_weight(0, 0) == 1.0  # no minimum: nothing to hedge
+def test_evidence_weight_moves_from_its_prior_toward_the_candidate_the_tasks_favour():
+    closer = {MEAN: [0.3] * 4, CORRECTED: [0.1] * 4}  # the correction closer on 4 of 4: two-sided p 1/8
+    behind = {MEAN: [0.1] * 4, CORRECTED: [0.3] * 4}
+    even = {MEAN: [0.1, 0.3, 0.2, 0.2], CORRECTED: [0.3, 0.1, 0.2, 0.2]}  # 1 each way, 2 equal
+    assert evidence_weight(closer, 0.5) == 0.5 + 0.5 * (1 - 1 / 8)
+    assert evidence_weight(behind, 0.5) == 0.5 / 8
+    assert evidence_weight(closer, 1.0) == 1.0  # the prior already on the correction: only evidence against moves it
+    assert evidence_weight(behind, 1.0) == 1 / 8
+    assert evidence_weight(even, 0.5) == 0.5 and evidence_weight(even, 1.0) == 1.0
+    assert evidence_weight({MEAN: [], CORRECTED: []}, 0.5) == 0.5 == evidence_weight({CORRECTED: [0.1]}, 0.5)
+    assert evidence_weight(behind, 1.0, ties=[0.2] * 4) == 1.0  # every difference within the resolution: no evidence
+    mixed = {MEAN: [0.3, 0.3, 0.1], CORRECTED: [0.1, 0.1, 0.3]}  # 2 closer, 1 behind: p2 = 2 * 4/8 = 1
+    assert evidence_weight(mixed, 0.5) == 0.5
+
+
+def test_before_the_first_decision_a_correction_the_mean_beats_is_blended_toward_it_and_not_with_early_shrink_off():
+    """The model's p50 (2 s, the correction barely moves it) vs the training mean 1 s, the truth 1 s: the first
+    task is served the correction alone; after k tasks the mean closer on all of them, log weight 2 / 2**k."""
+    for early in (True, False):
+        corrector = corrector_for({"fit": 1.0}, min_tasks=8, early_shrink=early)
+        assert corrector.selection["duration"].blend_weight("fit") == 1.0
+        for k in range(1, 6):
+            corrector.observe("fit", 2.0, 1.0, now=float(k))
+            weight = corrector.selection["duration"].blend_weight("fit")
+            assert corrector.choice("fit") == CORRECTED
+            assert weight == (min(1.0, 2.0 / 2**k) if early else 1.0)
+            corrected = 2.0 * corrector._correction("fit", float(k), "duration")
+            assert corrector.correct_one("fit", 2.0, now=float(k)) == pytest.approx(corrected ** weight * 1.0 ** (1 - weight))
+    # the correction closer on the first tasks: served alone, as before
+    corrector = corrector_for({"fit": 1.0}, min_tasks=8)
+    for k in range(1, 6):
+        corrector.observe("fit", 2.0, 2.0, now=float(k))
+        assert corrector.selection["duration"].blend_weight("fit") == 1.0
 
 
 def _mean_won(selection: OnlineSelection, category: str = "load", tasks: int = 8) -> None:
@@ -121,7 +151,7 @@ def test_an_alarm_on_a_mean_served_category_hedges_it_until_the_next_decision_an
     assert (selection.choice("load"), selection.blend_weight("load")) == (CORRECTED, 0.5)
     for n in range(1, 8):
         selection.record("load", {CORRECTED: 1.0, MEAN: 2.0}, actual=1.0)  # after the change the correction is right
-        assert selection.blend_weight("load") == pytest.approx(hedge_weight(n, 8))
+        assert selection.blend_weight("load") == pytest.approx(1.0 - min(1.0, 2.0 / 2**n) / 2)  # 1/2 + 1/2 (1 - p2)
     selection.record("load", {CORRECTED: 1.0, MEAN: 2.0}, actual=1.0)
     # decided: the hedge ends; the choice's weight is its sign evidence against the mean (closer on 8 of 8: 1 - 2/256)
     assert (selection.choice("load"), selection.blend_weight("load")) == (CORRECTED, 1.0 - 2.0 / 256)
