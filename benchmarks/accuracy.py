@@ -251,6 +251,8 @@ def evaluate_folds(history: pd.DataFrame, runs: dict[str, dict], rounds: int, wo
                 fold[f"{target}_ratio"] = fold[f"{target}_median_ape"] / fold[f"baseline_{target}_median_ape"] if ok else None
                 fold[f"online_{target}_ratio"] = fold[f"online_{target}_median_ape"] / fold[f"baseline_{target}_median_ape"] if ok else None
                 fold[f"planned_{target}_ratio"] = float(np.median(planned)) / fold[f"baseline_{target}_median_ape"] if ok and len(planned) else None
+                if ok and len(o) == len(b):
+                    fold[f"online_{target}_paired"] = paired_noise(o, b)
                 upper, online_upper, actual = fold["_cover"][target]
                 fold[f"{target}_p90_coverage"] = coverage(upper, actual)
                 fold[f"online_{target}_p90_coverage"] = coverage(online_upper, actual)
@@ -258,6 +260,27 @@ def evaluate_folds(history: pd.DataFrame, runs: dict[str, dict], rounds: int, wo
             print(f"  {app} {fold['held_out']}: duration {fold.get('duration_ratio')}, online {fold.get('online_duration_ratio')}, "
                   f"memory {fold.get('memory_ratio')}, online {fold.get('online_memory_ratio')}", file=sys.stderr)
     return folds
+
+
+def paired_noise(online: np.ndarray, baseline: np.ndarray, resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """How far a fold's online ratio is from noise: a paired sign test of the rows and a bootstrap interval of the ratio.
+
+    ``closer`` / ``farther``: rows where the online estimate's APE is below / above the baseline's (equal rows
+    left out), ``p_two_sided`` their sign test; ``ratio_90``: the 5 % and 95 % quantiles of the ratio of
+    median APEs over ``resamples`` bootstrap resamples of the fold's rows (seeded: deterministic).
+    """
+    from math import comb
+
+    closer, farther = int((online < baseline).sum()), int((online > baseline).sum())
+    n, k = closer + farther, min(closer, farther)
+    p = min(1.0, 2.0 * sum(comb(n, i) for i in range(k + 1)) / 2.0**n) if n else 1.0
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(online), size=(resamples, len(online)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.median(online[idx], axis=1) / np.median(baseline[idx], axis=1)
+    ratios = ratios[np.isfinite(ratios)]
+    interval = [float(np.quantile(ratios, 0.05)), float(np.quantile(ratios, 0.95))] if len(ratios) else None
+    return {"closer": closer, "farther": farther, "p_two_sided": p, "ratio_90": interval}
 
 
 def per_category_mean(train: pd.DataFrame, test: pd.DataFrame, defaults: Any) -> dict[str, np.ndarray]:
@@ -332,6 +355,14 @@ def markdown(folds: list[dict[str, Any]], summary: dict[str, Any]) -> str:
         f"(online {f(summary.get('pooled_online_duration_p90_coverage'))}), memory {f(summary.get('pooled_memory_p90_coverage'))} "
         f"(online {f(summary.get('pooled_online_memory_p90_coverage'))})."
     )
+    for fold in folds:
+        for t in ("duration", "memory"):
+            ratio, paired = fold.get(f"online_{t}_ratio"), fold.get(f"online_{t}_paired")
+            if ratio is not None and ratio > 1.0 and paired:
+                interval = paired["ratio_90"] or [math.nan, math.nan]
+                lines.append(f"Online {t} worse than the mean on {fold['held_out']}: {ratio:.3f} (rows closer {paired['closer']}, "
+                             f"farther {paired['farther']}, sign test p = {paired['p_two_sided']:.2g}; bootstrap 90 % "
+                             f"interval of the ratio {interval[0]:.3f}-{interval[1]:.3f}).")
     lines.append(
         f"Planned (served p50 x the per-category factor the steering policy plans with): duration ratio "
         f"{f(summary.get('pooled_planned_duration_ratio'))} (worst fold {f(summary.get('worst_planned_duration_ratio'))}), memory "

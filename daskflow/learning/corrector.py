@@ -101,7 +101,7 @@ class CorrectorConfig:
 
 def corrector_config_from_settings() -> CorrectorConfig:
     """:class:`CorrectorConfig` from ``daskflow.steering.online.*`` and ``daskflow.models.drift.*`` (defaults in ``daskflow.yaml``)."""
-    from dask.utils import parse_timedelta
+    from dask.utils import parse_bytes, parse_timedelta
 
     from daskflow import config
     from daskflow.learning.drift import drift_config_from_settings
@@ -127,8 +127,20 @@ def corrector_config_from_settings() -> CorrectorConfig:
         selection=OnlineSelectionConfig(enabled=bool(selection("enabled")), min_tasks=int(selection("min-tasks")),
                                         margin=float(selection("margin")), significance=float(selection("significance")),
                                         window=int(selection("window")), decide_every=int(selection("decide-every")),
-                                        hedge=bool(selection("hedge")), shrink=bool(selection("shrink"))),
+                                        hedge=bool(selection("hedge")), shrink=bool(selection("shrink")),
+                                        early_shrink=bool(selection("early-shrink")),
+                                        duration_resolution_s=_quantity(selection("duration-resolution"), parse_timedelta, 1e-3),
+                                        memory_resolution_bytes=_quantity(selection("memory-resolution"), parse_bytes, float(2**16))),
     )
+
+
+def _quantity(value: Any, parse: Any, default: float) -> float:
+    """A duration or byte size from the config (``1ms``, ``64KiB``, a number, 0 or null: ``default`` for null)."""
+    if value is None:
+        return default
+    if isinstance(value, (int, float)):
+        return float(value)
+    return float(parse(value))
 
 
 @dataclass
@@ -164,7 +176,7 @@ class OnlineCorrector:
         for target in TARGETS:
             self.online.setdefault(target, OnlineState(self.config.online))
             self.drift.setdefault(target, DriftMonitor(self.config.drift))
-            self.selection.setdefault(target, OnlineSelection(self.config.selection))
+            self.selection.setdefault(target, self._new_selection(target))
             self.means.setdefault(target, {})
         self.events = deque(self.events, maxlen=self.config.max_events)
 
@@ -188,12 +200,18 @@ class OnlineCorrector:
             self.online[target] = OnlineState(self.config.online, priors=priors, bounds=bounds)
             self.drift[target] = DriftMonitor(self.config.drift, baselines)
             self.residuals[target] = {}
-            self.selection[target] = OnlineSelection(self.config.selection)
+            self.selection[target] = self._new_selection(target)
             self.means[target] = means.get(target, {})
         self.served_logs.clear()
         self.cached.clear()
         self.cached_upper.clear()
         self.sorted_residuals.clear()
+
+    def _new_selection(self, target: str) -> OnlineSelection:
+        """The online selection of one target, with that target's measurement resolution."""
+        config = self.config.selection
+        resolution = config.duration_resolution_s if target == "duration" else config.memory_resolution_bytes
+        return OnlineSelection(config, resolution=max(0.0, float(resolution)))
 
     # ---------------------------------------------------------------- per finished task
     def observe(self, category: str, predicted: float, actual: float, now: float, target: str = "duration") -> dict[str, Any] | None:

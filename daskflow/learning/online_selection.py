@@ -54,17 +54,34 @@ category is then served by the correction from its tasks since the change,
 which rests on a handful of tasks. When the evidence before the alarm had
 put the category on its training mean (the model was not trusted there), the
 mean is not dropped at once: until the selection decides again the served
-estimate is the geometric blend ``corrected ** w * mean ** (1 - w)`` with
-``w`` = :func:`hedge_weight` rising from 1/2 (no task since the alarm) to 1
-(``min_tasks`` tasks, when the evidence decides anyway). Per task the
-blend's log error lies between the two candidates' (so it is never worse than
-the worse of them, and at w = 1/2 at most half the worse one's log error when
-they err on opposite sides); a true change loses at most the first few tasks'
-half-steps, a false alarm (bwa's regime of tiny tasks in trace order) no
-longer swaps a mean that was right for an estimate from ~3 tasks. A category
-once hedged stays so at its later alarms in the run (until a new model is
-served); one the model served before its first alarm (a drift of the model's
-own residuals) is not hedged.
+estimate is the geometric blend ``corrected ** w * mean ** (1 - w)``, ``w``
+starting at 1/2 and moved by the tasks since the alarm (:func:`evidence_weight`,
+below). Per task the blend's log error lies between the two candidates' (so
+it is never worse than the worse of them); a true change is followed as soon
+as a few tasks show the correction closer, a false alarm (bwa's bursts of
+tiny or slow tasks in finishing order) goes back toward the mean that was
+right as soon as a few tasks show the mean closer. A category once hedged
+stays so at its later alarms in the run (until a new model is served); one
+the model served before its first alarm (a drift of the model's own
+residuals) is not hedged.
+
+**Evidence before a decision** (:attr:`~OnlineSelectionConfig.early_shrink`).
+Until a category's first decision it is served ``corrected`` (the model's p50
+times the in-run factor: the first tasks usually help), yet those tasks are
+already evidence. :func:`evidence_weight` moves the correction's log weight
+from its prior ``w0`` (1 before the first decision, 1/2 after a hedged alarm)
+toward the candidate the tasks so far favour, by the sign evidence: ``w0 + (1
+- w0) (1 - p2)`` when the correction was closer on more of them, ``w0 p2``
+when the mean was, ``p2`` the two-sided sign-test p (ties within the
+resolution, below, do not count). No task, or as many either way: ``w0``.
+The same statistic as the shrink after a decision; no constant.
+
+**Measurement resolution** (:attr:`~OnlineSelectionConfig.duration_resolution_s`,
+:attr:`~OnlineSelectionConfig.memory_resolution_bytes`). Two candidates whose
+absolute errors on a task differ by no more than the target's resolution
+(1 ms, the recorder's timer floor; 64 KiB, the cleaning floor of a peak) are
+a tie in every sign test above: a correction that moves a 2.5 MB mean by
+40 KB is no evidence for or against it, whatever the median says.
 
 Pure: the caller passes estimates and actuals, no clock, no I/O. One declared
 state dataclass (:class:`OnlineSelection`); the corrector
@@ -99,6 +116,11 @@ class OnlineSelectionConfig:
     decide_every: int = 4  # after the first decision, re-decide every this many tasks (~40 us a decision, on the event loop)
     hedge: bool = True  # after an alarm on a mean-served category: blend the correction with the mean until a decision
     shrink: bool = True  # a non-mean choice is blended with the mean by its sign evidence against it (:func:`confidence`)
+    early_shrink: bool = True  # before the first decision: the correction's weight moves toward the mean by the tasks so far
+    # measurement resolution of the target (the corrector sets it per target): two candidates' errors on a task
+    # that differ by no more than this, in the target's unit, are a tie in the sign tests (:func:`choose`, :func:`confidence`)
+    duration_resolution_s: float = 1e-3  # the recorder's timer-noise floor (``recorder.tiny-tasks.seconds``)
+    memory_resolution_bytes: float = float(2**16)  # the cleaning noise floor of a peak (``models.promotion.memory-resolution``)
 
 
 @dataclass
@@ -106,24 +128,39 @@ class CategoryEvidence:
     """One category's prequential errors and its current choice."""
 
     errors: dict[str, deque[float]] = field(default_factory=dict)  # candidate -> recent absolute percentage errors
+    ties: deque[float] = field(default_factory=deque)  # per task (aligned): error differences up to this are ties (resolution / actual)
     choice: str | None = None  # None: not enough evidence yet (served by DEFAULT_CHOICE)
     finished: int = 0  # tasks scored
     switches: int = 0  # how often the choice changed after the first decision
     hedged: bool = False  # a drift alarm cleared a mean choice (this run, kept at later alarms): blend with the mean until a decision
     confidence: float = 1.0  # a non-mean choice: 1 - the two-sided sign-test p against the mean at the last decision
 
+    def finished_in_window(self, window: int) -> int:
+        """How many of the scored tasks the window still holds."""
+        return min(self.finished, max(1, window))
 
-def hedge_weight(finished: int, min_tasks: int) -> float:
-    """Log weight of the ``corrected`` estimate in a hedged category's blend with its mean, after ``finished`` tasks.
 
-    From 1/2 (no task since the alarm) linearly to 1 at ``min_tasks`` (the evidence decides from there).
+def evidence_weight(errors: Mapping[str, Sequence[float]], prior: float, ties: Sequence[float] | None = None) -> float:
+    """Log weight of ``corrected`` against the mean before a decision: ``prior`` moved by the sign evidence of the tasks so far.
 
-    >>> [hedge_weight(n, 8) for n in (0, 4, 8, 20)]
-    [0.5, 0.75, 1.0, 1.0]
+    ``prior + (1 - prior) (1 - p2)`` when the correction was closer on more tasks, ``prior p2`` when the mean
+    was, ``prior`` when neither (or no task, or either is unknown); ``p2``: the two-sided sign-test p.
+
+    >>> evidence_weight({"mean": [0.3] * 3, "corrected": [0.1] * 3}, 0.5)   # closer on 3 of 3: p2 = 1/4
+    0.875
+    >>> evidence_weight({"mean": [0.1] * 3, "corrected": [0.3] * 3}, 1.0)   # the mean closer on 3 of 3
+    0.25
+    >>> evidence_weight({"mean": [], "corrected": []}, 0.5)
+    0.5
     """
-    if min_tasks <= 0 or finished >= min_tasks:
-        return 1.0
-    return 0.5 + 0.5 * max(finished, 0) / min_tasks
+    if CORRECTED not in errors or MEAN not in errors:
+        return prior
+    wins, n = _sign_counts(errors[CORRECTED], errors[MEAN], ties)
+    losses = n - wins
+    if wins == losses:
+        return prior
+    p2 = min(1.0, 2.0 * _binomial_tail(max(wins, losses), n))
+    return prior + (1.0 - prior) * (1.0 - p2) if wins > losses else prior * p2
 
 
 def median_errors(evidence: CategoryEvidence) -> dict[str, float]:
@@ -136,14 +173,17 @@ def median_errors(evidence: CategoryEvidence) -> dict[str, float]:
     return out
 
 
-def choose(errors: Mapping[str, Sequence[float]], current: str | None, margin: float, significance: float) -> str:
+def choose(errors: Mapping[str, Sequence[float]], current: str | None, margin: float, significance: float,
+           ties: Sequence[float] | None = None) -> str:
     """The candidate to serve from aligned per-task errors (NaN: no estimate); ``current``: the choice so far (None: first).
 
     A candidate *beats* another when its median error is lower by ``margin`` (relative) AND it was
     closer on significantly more of the same tasks than not (one-sided sign test at ``significance``,
     the rule of :func:`~daskflow.learning.selection.sign_test_p`). The preferred candidate is the best
     non-mean one if it beats the mean, else the mean; the current choice is left only for a candidate
-    that beats it. Plain Python on a few dozen floats: it runs per finished task on the scheduler's loop.
+    that beats it. ``ties`` (aligned per task): two errors that differ by no more than this are a tie
+    in the sign test (the measurement resolution over the task's actual; default: only equal errors).
+    Plain Python on a few dozen floats: it runs per finished task on the scheduler's loop.
 
     >>> errors = {"mean": [0.3] * 8, "corrected": [0.1] * 8, "served": [0.2] * 8}
     >>> choose(errors, None, 0.05, 0.07)
@@ -162,7 +202,7 @@ def choose(errors: Mapping[str, Sequence[float]], current: str | None, margin: f
     def beats(a: str, b: str) -> bool:
         if medians[a] > medians[b] * (1.0 - margin):
             return False
-        return _sign_test_p(errors[a], errors[b]) <= significance
+        return _sign_test_p(errors[a], errors[b], ties) <= significance
 
     others = sorted((name for name in medians if name != MEAN), key=lambda n: (medians[n], CANDIDATES.index(n)))
     if MEAN in medians:
@@ -174,10 +214,11 @@ def choose(errors: Mapping[str, Sequence[float]], current: str | None, margin: f
     return preferred if beats(preferred, current) else current
 
 
-def confidence(errors: Mapping[str, Sequence[float]], choice: str) -> float:
+def confidence(errors: Mapping[str, Sequence[float]], choice: str, ties: Sequence[float] | None = None) -> float:
     """Log weight of ``choice`` against the mean: 1 - the two-sided sign-test p of it vs the mean on the same tasks.
 
-    1 for the mean itself or without mean errors; 0 (serve the mean) when the tasks give no sign either way.
+    1 for the mean itself or without mean errors; 0 (serve the mean) when the tasks give no sign either way
+    (``ties``: as for :func:`choose` - differences within the measurement resolution are no sign).
 
     >>> confidence({"mean": [0.3] * 8, "corrected": [0.1] * 8}, "corrected")   # closer on 8 of 8: p2 = 2/256
     0.9921875
@@ -186,7 +227,7 @@ def confidence(errors: Mapping[str, Sequence[float]], choice: str) -> float:
     """
     if choice == MEAN or MEAN not in errors or choice not in errors:
         return 1.0
-    return max(0.0, 1.0 - 2.0 * _sign_test_p(errors[choice], errors[MEAN]))
+    return max(0.0, 1.0 - 2.0 * _sign_test_p(errors[choice], errors[MEAN], ties))
 
 
 def _median(values: Iterable[float]) -> float | None:
@@ -197,14 +238,28 @@ def _median(values: Iterable[float]) -> float | None:
     return finite[n // 2] if n % 2 else 0.5 * (finite[n // 2 - 1] + finite[n // 2])
 
 
-def _sign_test_p(a: Sequence[float], b: Sequence[float]) -> float:
-    """One-sided: the chance of ``a`` having smaller errors than ``b`` on this many tasks if neither were better."""
+def _sign_test_p(a: Sequence[float], b: Sequence[float], ties: Sequence[float] | None = None) -> float:
+    """One-sided: the chance of ``a`` having smaller errors than ``b`` on this many tasks if neither were better.
+
+    ``ties`` (aligned per task): a pair of errors that differ by no more than this is a tie (not counted).
+    """
+    return _binomial_tail(*_sign_counts(a, b, ties))
+
+
+def _sign_counts(a: Sequence[float], b: Sequence[float], ties: Sequence[float] | None = None) -> tuple[int, int]:
+    """``(wins, n)``: on how many tasks ``a`` had the smaller error, of the ``n`` where both are known and not tied."""
     wins = n = 0
-    for x, y in zip(a, b):
-        if x != y and not (isnan(x) or isnan(y)):  # both known, not tied
+    if ties is None:
+        for x, y in zip(a, b):
+            if x != y and not (isnan(x) or isnan(y)):  # both known, not tied
+                n += 1
+                wins += x < y
+        return wins, n
+    for x, y, tie in zip(a, b, ties):
+        if abs(x - y) > tie and not (isnan(x) or isnan(y)):  # both known, apart by more than the resolution
             n += 1
             wins += x < y
-    return _binomial_tail(wins, n)
+    return wins, n
 
 
 @functools.lru_cache(maxsize=4096)
@@ -227,6 +282,16 @@ class OnlineSelection:
 
     config: OnlineSelectionConfig = field(default_factory=OnlineSelectionConfig)
     categories: dict[str, CategoryEvidence] = field(default_factory=dict)
+    resolution: float = 0.0  # in the target's unit: error differences within it are ties (0: only equal errors)
+
+    def _evidence(self, hedged: bool = False) -> CategoryEvidence:
+        return CategoryEvidence(ties=deque(maxlen=max(1, self.config.window)), hedged=hedged)
+
+    def _ties(self, evidence: CategoryEvidence) -> deque[float] | None:
+        """The per-task tie tolerances aligned with the errors (None: resolution 0, only equal errors tie)."""
+        if self.resolution > 0 and len(evidence.ties) == evidence.finished_in_window(self.config.window):
+            return evidence.ties
+        return None
 
     def choice(self, category: str) -> str:
         """What serves ``category`` now (:data:`DEFAULT_CHOICE` before enough evidence, or when disabled)."""
@@ -241,7 +306,7 @@ class OnlineSelection:
             return False
         evidence = self.categories.get(category)
         if evidence is None:
-            evidence = self.categories[category] = CategoryEvidence()
+            evidence = self.categories[category] = self._evidence()
         known = evidence.errors
         # aligned per task: NaN where a candidate had no estimate (the same candidates every task: no set algebra)
         names = estimates.keys() if estimates.keys() == known.keys() else set(known) | set(estimates)
@@ -252,13 +317,16 @@ class OnlineSelection:
                 errors = known[name] = deque([math.nan] * evidence.finished, maxlen=max(1, self.config.window))
             valid = estimate is not None and estimate > 0 and math.isfinite(estimate)
             errors.append(abs(estimate - actual) / actual if valid else math.nan)
+        if self.resolution > 0:
+            evidence.ties.append(self.resolution / actual)  # the resolution as a difference of percentage errors
         evidence.finished += 1
         if not self.config.enabled or evidence.finished < self.config.min_tasks:
             return False
         if evidence.choice is not None and (evidence.finished - self.config.min_tasks) % max(1, self.config.decide_every):
             return False
-        new = choose(evidence.errors, evidence.choice, self.config.margin, self.config.significance)
-        evidence.confidence = confidence(evidence.errors, new) if self.config.shrink else 1.0
+        ties = self._ties(evidence)
+        new = choose(evidence.errors, evidence.choice, self.config.margin, self.config.significance, ties)
+        evidence.confidence = confidence(evidence.errors, new, ties) if self.config.shrink else 1.0
         if new == evidence.choice:
             return False
         if evidence.choice is not None:
@@ -276,12 +344,15 @@ class OnlineSelection:
         evidence = self.categories.pop(category, None)
         if self.config.hedge and self.config.enabled and evidence is not None and (
                 evidence.choice == MEAN or evidence.hedged):  # once hedged, every later alarm is
-            self.categories[category] = CategoryEvidence(hedged=True)
+            self.categories[category] = self._evidence(hedged=True)
 
     def blend_weight(self, category: str) -> float:
         """Log weight of ``corrected`` against the mean in what serves ``category`` (1.0: not blended).
 
-        Below 1 only for a hedged category (a drift alarm cleared its mean choice) until its next decision.
+        A decided non-mean choice: its :func:`confidence`; a mean choice: 1 (the mean is served as is). Before a
+        decision: :func:`evidence_weight` of the tasks so far from 1/2 for a hedged category (a drift alarm cleared
+        its mean choice) and from 1 otherwise (1 with :attr:`~OnlineSelectionConfig.early_shrink` off, or the
+        selection disabled).
 
         >>> selection = OnlineSelection(OnlineSelectionConfig(min_tasks=4))
         >>> for _ in range(4):
@@ -295,9 +366,9 @@ class OnlineSelection:
             return 1.0
         if evidence.choice is not None:
             return evidence.confidence if evidence.choice != MEAN else 1.0
-        if not evidence.hedged:
+        if not self.config.enabled or not (evidence.hedged or self.config.early_shrink):
             return 1.0
-        return hedge_weight(evidence.finished, self.config.min_tasks)
+        return evidence_weight(evidence.errors, 0.5 if evidence.hedged else 1.0, self._ties(evidence))
 
     def describe(self) -> dict[str, dict[str, object]]:
         """Category -> choice, tasks scored, switches and median errors (the model page, explain)."""

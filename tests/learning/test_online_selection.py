@@ -14,11 +14,12 @@ from daskflow.learning.online_selection import (
     CORRECTED,
     DEFAULT_CHOICE,
     MEAN,
+    SERVED,
     OnlineSelection,
     OnlineSelectionConfig,
     choose,
     confidence,
-    hedge_weight,
+    evidence_weight,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -101,9 +102,39 @@ def test_a_drift_alarm_clears_the_evidence_and_the_category_follows_the_run():
     assert corrector.correct(["load"], np.array([1.0]), now=60.0)[0] == pytest.approx(2.0, rel=0.1)
 
 
-def test_hedge_weight_rises_from_a_half_to_one_over_min_tasks():
-    assert [hedge_weight(n, 8) for n in (0, 2, 4, 6, 8, 9)] == [0.5, 0.625, 0.75, 0.875, 1.0, 1.0]
-    assert hedge_weight(0, 0) == 1.0  # no minimum: nothing to hedge
+def test_evidence_weight_moves_from_its_prior_toward_the_candidate_the_tasks_favour():
+    closer = {MEAN: [0.3] * 4, CORRECTED: [0.1] * 4}  # the correction closer on 4 of 4: two-sided p 1/8
+    behind = {MEAN: [0.1] * 4, CORRECTED: [0.3] * 4}
+    even = {MEAN: [0.1, 0.3, 0.2, 0.2], CORRECTED: [0.3, 0.1, 0.2, 0.2]}  # 1 each way, 2 equal
+    assert evidence_weight(closer, 0.5) == 0.5 + 0.5 * (1 - 1 / 8)
+    assert evidence_weight(behind, 0.5) == 0.5 / 8
+    assert evidence_weight(closer, 1.0) == 1.0  # the prior already on the correction: only evidence against moves it
+    assert evidence_weight(behind, 1.0) == 1 / 8
+    assert evidence_weight(even, 0.5) == 0.5 and evidence_weight(even, 1.0) == 1.0
+    assert evidence_weight({MEAN: [], CORRECTED: []}, 0.5) == 0.5 == evidence_weight({CORRECTED: [0.1]}, 0.5)
+    assert evidence_weight(behind, 1.0, ties=[0.2] * 4) == 1.0  # every difference within the resolution: no evidence
+    mixed = {MEAN: [0.3, 0.3, 0.1], CORRECTED: [0.1, 0.1, 0.3]}  # 2 closer, 1 behind: p2 = 2 * 4/8 = 1
+    assert evidence_weight(mixed, 0.5) == 0.5
+
+
+def test_before_the_first_decision_a_correction_the_mean_beats_is_blended_toward_it_and_not_with_early_shrink_off():
+    """The model's p50 (2 s, the correction barely moves it) vs the training mean 1 s, the truth 1 s: the first
+    task is served the correction alone; after k tasks the mean closer on all of them, log weight 2 / 2**k."""
+    for early in (True, False):
+        corrector = corrector_for({"fit": 1.0}, min_tasks=8, early_shrink=early)
+        assert corrector.selection["duration"].blend_weight("fit") == 1.0
+        for k in range(1, 6):
+            corrector.observe("fit", 2.0, 1.0, now=float(k))
+            weight = corrector.selection["duration"].blend_weight("fit")
+            assert corrector.choice("fit") == CORRECTED
+            assert weight == (min(1.0, 2.0 / 2**k) if early else 1.0)
+            corrected = 2.0 * corrector._correction("fit", float(k), "duration")
+            assert corrector.correct_one("fit", 2.0, now=float(k)) == pytest.approx(corrected ** weight * 1.0 ** (1 - weight))
+    # the correction closer on the first tasks: served alone, as before
+    corrector = corrector_for({"fit": 1.0}, min_tasks=8)
+    for k in range(1, 6):
+        corrector.observe("fit", 2.0, 2.0, now=float(k))
+        assert corrector.selection["duration"].blend_weight("fit") == 1.0
 
 
 def _mean_won(selection: OnlineSelection, category: str = "load", tasks: int = 8) -> None:
@@ -120,7 +151,7 @@ def test_an_alarm_on_a_mean_served_category_hedges_it_until_the_next_decision_an
     assert (selection.choice("load"), selection.blend_weight("load")) == (CORRECTED, 0.5)
     for n in range(1, 8):
         selection.record("load", {CORRECTED: 1.0, MEAN: 2.0}, actual=1.0)  # after the change the correction is right
-        assert selection.blend_weight("load") == pytest.approx(hedge_weight(n, 8))
+        assert selection.blend_weight("load") == pytest.approx(1.0 - min(1.0, 2.0 / 2**n) / 2)  # 1/2 + 1/2 (1 - p2)
     selection.record("load", {CORRECTED: 1.0, MEAN: 2.0}, actual=1.0)
     # decided: the hedge ends; the choice's weight is its sign evidence against the mean (closer on 8 of 8: 1 - 2/256)
     assert (selection.choice("load"), selection.blend_weight("load")) == (CORRECTED, 1.0 - 2.0 / 256)
@@ -203,6 +234,46 @@ def test_a_choice_that_barely_beats_the_mean_is_shrunk_toward_it_and_not_with_sh
         blended = (1.25 * base) ** weight * 1.0 ** (1.0 - weight)
         assert corrector.correct_one("fit", 1.25, now=24.0) == pytest.approx(blended)
         assert corrector.correct(["fit"], np.array([1.25]), now=24.0)[0] == pytest.approx(blended)
+
+
+def test_error_differences_within_the_resolution_are_ties_in_the_sign_tests():
+    """Per task the tie tolerance is a difference of percentage errors (the resolution over the task's actual)."""
+    errors = {MEAN: [0.25] * 8, CORRECTED: [0.125] * 8}  # closer on every task, by 1/8 of the actual
+    assert choose(errors, None, 0.05, 0.07) == CORRECTED
+    assert confidence(errors, CORRECTED) == 1.0 - 2.0 / 256
+    within, beyond = [0.125] * 8, [0.12] * 8  # the resolution as a share of each task's actual
+    assert choose(errors, None, 0.05, 0.07, within) == MEAN  # no task says anything: the mean stays
+    assert confidence(errors, CORRECTED, within) == 0.0
+    assert choose(errors, None, 0.05, 0.07, beyond) == CORRECTED
+    assert confidence(errors, CORRECTED, beyond) == 1.0 - 2.0 / 256
+    mixed = [0.125, 0.0] * 4  # half of the tasks are ties: 4 of 4 untied, one-sided p 1/16
+    assert confidence(errors, CORRECTED, mixed) == 1.0 - 2.0 / 16
+
+
+def test_a_candidate_closer_than_the_mean_only_within_the_resolution_does_not_replace_it():
+    """Peaks of ~2.5 MB, the training mean 2.50 MB, the truth 2.55 MB: the correction lands 40 KB closer on every
+    task - below the 64 KiB resolution of a peak, so no task is evidence and the category keeps its mean;
+    with the resolution 0 (or a larger gap) the correction wins as before."""
+    for resolution, gap, expected in ((64 * 1024.0, 40e3, MEAN), (0.0, 40e3, CORRECTED), (64 * 1024.0, 400e3, CORRECTED)):
+        selection = OnlineSelection(OnlineSelectionConfig(min_tasks=8), resolution=resolution)
+        for _ in range(12):
+            selection.record("bowtie2", {MEAN: 2.50e6, CORRECTED: 2.50e6 + gap, SERVED: 2.50e6}, actual=2.50e6 + gap + 10e3)
+        assert selection.choice("bowtie2") == expected, (resolution, gap)
+        assert selection.blend_weight("bowtie2") == pytest.approx(1.0 if expected == MEAN else 1.0 - 2.0 / 2**12)
+
+
+def test_the_corrector_gives_each_target_its_own_resolution():
+    """Durations tie within ``duration_resolution_s``, peaks within ``memory_resolution_bytes`` (their units differ)."""
+    corrector = corrector_for({"fit": 1.0}, duration_resolution_s=0.002, memory_resolution_bytes=4096.0)
+    assert corrector.selection["duration"].resolution == 0.002
+    assert corrector.selection["peak_memory"].resolution == 4096.0
+    for t in range(8):  # the served p50 is 1.5 ms closer than the 1 s mean on every task: within 2 ms, a tie
+        corrector.observe("fit", 1.0015, 1.002, now=float(t))
+    assert corrector.choice("fit") == MEAN
+    off = corrector_for({"fit": 1.0}, duration_resolution_s=0.0)
+    for t in range(8):
+        off.observe("fit", 1.0015, 1.002, now=float(t))
+    assert off.choice("fit") != MEAN
 
 
 def test_factor_view_of_a_mean_choice_is_exact_for_a_constant_served_p50():
