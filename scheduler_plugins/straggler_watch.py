@@ -162,7 +162,7 @@ class StragglerWatch:
                          and reads_as_slow_host(straggler, state.host_activity))
             speed_here = None
             if slow_host:
-                state.speeds.observe_slow_host(task.host, straggler.elapsed_s, task.planned_s)
+                state.speeds.observe_slow_host(task.host, straggler.elapsed_s, task.planned_s, now=self.wall_clock())
                 facts = state.facts.get(task.worker)
                 if facts is not None:
                     speed_here = self.speed_of(task.worker, facts)[0]
@@ -243,5 +243,5 @@ class StragglerWatch:
             if duration_s > expected_s * factor:
                 straggler = Straggler(task, duration_s, expected_s, expected_s * factor)
                 if reads_as_slow_host(straggler, state.host_activity):
-                    state.speeds.observe_slow_host(host, duration_s, planned_s)
+                    state.speeds.observe_slow_host(host, duration_s, planned_s, now=self.wall_clock())
         state.host_activity.observe(host, now, duration_s, expected_s, category)

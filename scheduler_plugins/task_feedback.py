@@ -152,7 +152,8 @@ class TaskFeedback:
             # the task's own reads of stored data ran inside its time, but placement prices them apart
             # (data seconds beside planned / speed): a long read over a slow link is no slow worker
             compute_s = max(duration_s - read_seconds(info.get("metadata")), 0.1 * duration_s)
-            speed = self._observe_speed(str(worker), prediction, compute_s)
+            speed = self._observe_speed(str(worker), prediction, compute_s,
+                                        compat.startstops_compute_start(info.get("startstops")))
         peak = peak_of(info.get("metadata"))
         self._observe_means(prediction.category, duration_s, peak)
         self._observe_corrector(key, prediction, duration_s * speed, peak)
@@ -179,7 +180,8 @@ class TaskFeedback:
         # grew the lookahead and bound a whole bag of mispredicted tasks to workers at once.
         self.state.latency.observe(sent_wall, started, self.config)
 
-    def _observe_speed(self, worker: str, prediction: TaskPrediction, duration_s: float) -> float:
+    def _observe_speed(self, worker: str, prediction: TaskPrediction, duration_s: float,
+                       started_at: float | None = None) -> float:
         """Learn the worker's speed from one finished task; its speed before it, relative to the median (for the corrector)."""
         state = self.state
         facts = state.facts.get(worker) or {}
@@ -193,7 +195,7 @@ class TaskFeedback:
         if self.observe_host is not None:
             self.observe_host(host, prediction.category, duration_s, planned, before)
         state.spread.observe(prediction.category, duration_s * before, planned)
-        if state.speeds.observe(worker, host, duration_s, planned):
+        if state.speeds.observe(worker, host, duration_s, planned, started_at):  # (wall, as the slow regime's start)
             state.counts["speed_observed"] += 1
             self.save_speeds()
         return before / self._median_speed()

@@ -137,6 +137,7 @@ class SpeedEstimates:
     host_prior: dict[str, float] = field(default_factory=dict)  # host -> log slowness from earlier runs
     slow_bound: dict[str, float] = field(default_factory=dict)  # host in a slow regime -> censored log slowness bound
     slow_finished: dict[str, deque[float]] = field(default_factory=dict)  # ... -> log ratios finished there since
+    slow_since: dict[str, float] = field(default_factory=dict)  # ... -> when it was read as slowed (the caller's clock)
     n_total: int = 0  # observations so far (the noise estimate is refreshed every NOISE_REFRESH of them)
     sigma_at: int = -1  # n_total when noise_sigma was last computed
     sigma: float = 0.0  # pooled within-worker spread of log ratios (Shamos: 1.0483 x median pairwise distance)
@@ -146,11 +147,25 @@ class SpeedEstimates:
     shift: float = 0.0  # what every host shares (the model's bias), see host_log_slowness
     change_sigma: dict[str, float] = field(default_factory=dict)  # worker -> ... of its tasks before the last change_n, prior-pooled
 
-    def observe(self, worker: str, host: str, actual_s: float, planned_s: float) -> bool:
+    def observe(self, worker: str, host: str, actual_s: float, planned_s: float,
+                started_at: float | None = None) -> bool:  # fmt: skip
         """Add one finished task; False when it was not used (no duration, too short, or off by ×20 or more).
+
+        ``started_at`` (the clock :meth:`observe_slow_host` was given): a task
+        that started before its host was read as slowed ran partly at the old
+        speed, so it says nothing about the slow regime - it neither ends it
+        (a slowed host's long-running tasks finishing "almost on time" read as
+        a recovery and sent the run's longest task there) nor sets its level.
 
         >>> SpeedEstimates().observe("w", "h", actual_s=5.0, planned_s=1e6)  # the plan's error, not a speed
         False
+        >>> speeds = SpeedEstimates()
+        >>> speeds.observe_slow_host("h", elapsed_s=4.0, planned_s=1.0, now=10.0)
+        True
+        >>> speeds.observe("w", "h", actual_s=1.2, planned_s=1.0, started_at=8.0), speeds.slow_regime("h") is not None
+        (True, True)
+        >>> speeds.observe("w", "h", actual_s=1.2, planned_s=1.0, started_at=10.5), speeds.slow_regime("h")  # on time, all of it slowed: over
+        (True, None)
         """
         if not (actual_s > 0 and planned_s > 0) or planned_s < self.min_planned_s:
             return False
@@ -158,7 +173,8 @@ class SpeedEstimates:
         if abs(ratio) >= MAX_LOG_SPEED:  # off by over x20: the plan is wrong (a model off by 10^5), not the worker
             return False
         regime = self.slow_regime(host)
-        if regime is not None:
+        since = self.slow_since.get(host)
+        if regime is not None and not (started_at is not None and since is not None and started_at < since):
             if ratio < (regime + self.host_log_slowness(host)) / 2:  # nearer the old speed: the regime is over
                 self.end_slow_regime(host)
             else:
@@ -247,7 +263,7 @@ class SpeedEstimates:
         band = WORKER_Z * 1.2533 * self.worker_sigma(worker) / math.sqrt(len(samples))
         return abs(statistics.median(samples) - reference) >= band
 
-    def observe_slow_host(self, host: str, elapsed_s: float, planned_s: float) -> bool:
+    def observe_slow_host(self, host: str, elapsed_s: float, planned_s: float, now: float | None = None) -> bool:
         """A straggler read as its host slowed: the host is at least ``elapsed / planned`` slow now (censored).
 
         Call it on every check while the straggler runs (the bound only
@@ -267,6 +283,8 @@ class SpeedEstimates:
         ratio = max(-MAX_LOG_SPEED, min(MAX_LOG_SPEED, math.log(elapsed_s / planned_s)))
         if ratio < self.dead_band:
             return False
+        if host not in self.slow_bound and now is not None:
+            self.slow_since[host] = float(now)  # the regime begins: tasks started before it are mixed evidence
         self.slow_bound[host] = max(self.slow_bound.get(host, ratio), ratio)
         return True
 
@@ -281,6 +299,7 @@ class SpeedEstimates:
     def end_slow_regime(self, host: str) -> None:
         self.slow_bound.pop(host, None)
         self.slow_finished.pop(host, None)
+        self.slow_since.pop(host, None)
 
     def host_log_slowness(self, host: str) -> float:
         """The host's log slowness: its recent median, shrunk toward its reference, or the reference within the noise.

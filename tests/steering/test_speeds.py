@@ -168,3 +168,20 @@ def test_tasks_held_for_a_faster_worker_queue_behind_each_other_there():
     assert [(p.reason, p.worker) for p in held] == [("speed", "f1"), ("speed", "f2")]
     assert sorted(p.worker for p in placed) == ["s1", "s2"]
     assert workers["f1"].n_processing == 1 and workers["f1"].backlog_s == pytest.approx(1.1)  # reserved, not bound
+
+
+def test_a_task_that_began_before_its_host_was_read_as_slowed_does_not_end_the_slow_regime():
+    """Slowdown benchmark, soykb at 0ed82ae: h0 slowed x4, read as slowed from two stragglers at 8.3 s; a task
+    that had started before the slowdown finished near its old pace, ended the regime, and at 9.4 s the run's
+    longest task (merge_gcvf, 19.5 s planned) was placed on h0 at a learned x2.1: makespan 1.67 x stock.
+    A task counts as evidence of recovery only if it ran entirely inside the regime."""
+    speeds = SpeedEstimates(window=16)
+    for _ in range(4):
+        speeds.observe("w0", "h0", actual_s=1.0, planned_s=1.0, started_at=0.0)
+    assert speeds.observe_slow_host("h0", elapsed_s=4.0, planned_s=1.0, now=8.3)
+    slowed = speeds.speed("w0", "h0")
+    assert slowed < 0.3
+    speeds.observe("w0", "h0", actual_s=1.1, planned_s=1.0, started_at=6.0)  # began before the regime: mixed
+    assert speeds.slow_regime("h0") is not None and speeds.speed("w0", "h0") == slowed
+    speeds.observe("w0", "h0", actual_s=1.0, planned_s=1.0, started_at=9.0)  # all of it inside: the host recovered
+    assert speeds.slow_regime("h0") is None
