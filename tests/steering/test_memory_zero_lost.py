@@ -180,7 +180,8 @@ def make_ready(plugin, scheduler, key: str, peak_bytes: int) -> None:
     heapq.heappush(plugin.state.ready, (task.priority, next(plugin.state.seq), key))
 
 
-def test_a_big_task_sent_in_one_round_counts_in_the_next_before_any_heartbeat_shows_it():
+def _one_worker_running_big_1():
+    """One worker with 0.2 GiB in use; a 1.0 GiB task ``big-1`` dispatched to it in the first round."""
     clock = FakeClock(100.0)
     worker = fake_worker("tcp://w:1", process_bytes=int(0.2 * GB), last_seen=99.9)
     scheduler = FakeScheduler([worker])
@@ -188,6 +189,11 @@ def test_a_big_task_sent_in_one_round_counts_in_the_next_before_any_heartbeat_sh
     make_ready(plugin, scheduler, "big-1", int(1.0 * GB))
     plugin.dispatcher.run_round(scheduler)
     assert [t.key for t in worker.processing] == ["big-1"]
+    return clock, worker, scheduler, plugin
+
+
+def test_a_big_task_sent_in_one_round_counts_in_the_next_before_any_heartbeat_shows_it():
+    clock, worker, scheduler, plugin = _one_worker_running_big_1()
     assert scheduler.tasks["big-1"].loose_restrictions is False  # heavy: pinned strictly (no stealing onto it)
     clock.now = 100.01  # the next round, same heartbeat (process still 0.2 GiB)
     make_ready(plugin, scheduler, "big-2", int(1.0 * GB))
@@ -219,13 +225,7 @@ def test_memory_of_a_task_that_ended_after_the_reading_is_not_held_outside_the_r
     """The heartbeat's process memory (1.2 GiB) was measured while big-1 (1.0 GiB) ran; big-1 ended since. Until
     the next reading that 1.0 GiB is big-1's, not memory the worker keeps: big-2 is admitted at once (it was held
     until the next heartbeat, and a small task took the free thread meanwhile)."""
-    clock = FakeClock(100.0)
-    worker = fake_worker("tcp://w:1", process_bytes=int(0.2 * GB), last_seen=99.9)
-    scheduler = FakeScheduler([worker])
-    plugin = steering(clock, scheduler)
-    make_ready(plugin, scheduler, "big-1", int(1.0 * GB))
-    plugin.dispatcher.run_round(scheduler)
-    assert [t.key for t in worker.processing] == ["big-1"]
+    clock, worker, scheduler, plugin = _one_worker_running_big_1()
     clock.now, worker.last_seen, worker.memory.process = 100.5, 100.5, int(1.2 * GB)  # measured while big-1 ran
     clock.now = 101.0
     worker.processing.clear()
