@@ -91,6 +91,7 @@ state dataclass (:class:`OnlineSelection`); the corrector
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
@@ -249,14 +250,8 @@ def _sign_test_p(a: Sequence[float], b: Sequence[float], ties: Sequence[float] |
 def _sign_counts(a: Sequence[float], b: Sequence[float], ties: Sequence[float] | None = None) -> tuple[int, int]:
     """``(wins, n)``: on how many tasks ``a`` had the smaller error, of the ``n`` where both are known and not tied."""
     wins = n = 0
-    if ties is None:
-        for x, y in zip(a, b):
-            if x != y and not (isnan(x) or isnan(y)):  # both known, not tied
-                n += 1
-                wins += x < y
-        return wins, n
-    for x, y, tie in zip(a, b, ties):
-        if abs(x - y) > tie and not (isnan(x) or isnan(y)):  # both known, apart by more than the resolution
+    for x, y, tie in zip(a, b, itertools.repeat(0.0) if ties is None else ties):
+        if abs(x - y) > tie and not (isnan(x) or isnan(y)):  # both known, apart by more than the resolution (0: unequal)
             n += 1
             wins += x < y
     return wins, n
