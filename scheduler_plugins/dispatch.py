@@ -332,6 +332,8 @@ class Dispatcher:
         state = self.state
         transfers = state.transfers
         learned = transfers.learned
+        if learned:
+            state.link_load.prune(now)
         return RoundContext(
             now=now,
             lookahead_s=lookahead_s(self.config, state.latency.estimate_s),
@@ -339,6 +341,7 @@ class Dispatcher:
             pair_rates=transfers.rates if learned else {},  # read-only in the policy: no copy per round
             remote_rate_bytes_per_s=transfers.remote_rate,
             host_of={address: facts["host"] for address, facts in state.facts.items()} if learned else {},
+            link_load=state.link_load if learned and self.config.link_contention else None,
         )
 
     def observe_transfers(self, worker: str | None, reads: Any) -> None:

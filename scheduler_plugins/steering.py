@@ -126,6 +126,7 @@ def policy_config_from_settings() -> PolicyConfig:
         min_task_duration_s=float(parse_timedelta(config.get("steering.min-task-duration"))),
         memory_share=float(config.get("steering.memory-share")),
         calibration_weight=float(config.get("steering.calibration-weight")),
+        link_contention=bool(config.get("steering.link-contention")),
     )
 
 

@@ -30,7 +30,7 @@ from scheduler_plugins.policy import (
     TaskPrediction,
 )
 from scheduler_plugins.policy.stragglers import CategorySpread, HostActivity, Orphan
-from scheduler_plugins.policy.transfer import TransferRates
+from scheduler_plugins.policy.transfer import LinkLoad, TransferRates
 from scheduler_plugins.speed_store import address_host
 
 __all__ = ["PredictionStore", "ReadyEntry", "SteeringState"]
@@ -128,6 +128,7 @@ class SteeringState:
     speeds: SpeedEstimates = field(default_factory=SpeedEstimates)  # learned per-worker / per-host speed factors
     speeds_saved_at_n: int = 0  # observations counted when the speed file was last written
     transfers: TransferRates = field(default_factory=TransferRates)  # per host pair: read rates the tasks observed
+    link_load: LinkLoad = field(default_factory=LinkLoad)  # remote reads placed and not yet over (priced by later placements)
     transfers_saved_at_n: int = 0  # transfer observations counted when they were last written
     speed_level: float = 1.0  # median learned speed of the workers (learned speeds are used relative to it)
     speed_level_at: int | None = None  # speed observations counted when speed_level was last computed

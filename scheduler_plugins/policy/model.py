@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from daskflow.contracts import PredictionQuality
+from scheduler_plugins.policy.transfer import LinkLoad
 
 __all__ = [
     "DependencyInfo",
@@ -111,6 +112,7 @@ class PolicyConfig:
 
     bandwidth_bytes_per_s: float = 100e6  # between workers, until the scheduler measured one (Dask's default)
     storage_bandwidth_bytes_per_s: float = 100e6  # reading a stored input from another host
+    link_contention: bool = True  # price a remote read by the reads already placed on its links (transfer.LinkLoad)
     lookahead_s: float = 0.05  # a busy worker is still open when its backlog per thread is below this
     max_depth: int = 64  # ... and it holds fewer than nthreads * max_depth tasks
     n_alternatives: int = 3
@@ -142,6 +144,8 @@ class RoundContext:
     pair_rates: Mapping[tuple[str, str], float] = field(default_factory=dict)
     remote_rate_bytes_per_s: float | None = None  # the median learned rate between different hosts
     host_of: Mapping[str, str] = field(default_factory=dict)  # worker address -> host (the pair rates' identity)
+    # the remote reads placed so far (policy.transfer.LinkLoad; None: links priced idle); placements add to it
+    link_load: LinkLoad | None = None
 
 
 class TaskPrediction(NamedTuple):

@@ -64,6 +64,7 @@ __all__ = [
     "fits_memory",
     "is_memory_heavy",
     "is_open",
+    "note_reads",
     "pair_allowed",
     "pin_is_loose",
     "plan_dispatch",
@@ -183,8 +184,26 @@ def _priced_by_learned_rates(task: TaskInfo, worker: WorkerInfo, context: RoundC
     from its host. A pair never observed between different hosts costs the
     other links' median rate (``remote_rate_bytes_per_s``), else the old
     defaults; a read on the worker's own host costs its learned local rate,
-    or nothing when none was learned.
+    or nothing when none was learned. A remote read also waits for the reads
+    already planned on its source's or this host's link in the same window
+    (``context.link_load``, :class:`~.transfer.LinkLoad`).
     """
+    transfer_s = storage_s = 0.0
+    load = context.link_load
+    start = context.now + worker.wait_s()
+    for source, seconds, stored in _reads(task, worker, context, config):
+        if load is not None and source is not None and source != worker.host:
+            seconds += load.delay_s(source, worker.host, start, seconds)
+        if stored:
+            storage_s += seconds
+        else:
+            transfer_s += seconds
+    return transfer_s, storage_s
+
+
+def _reads(task: TaskInfo, worker: WorkerInfo, context: RoundContext,
+           config: PolicyConfig) -> list[tuple[str | None, float, bool]]:  # fmt: skip
+    """The task's reads on ``worker``: ``(source host or None, seconds alone on the link, stored input?)``."""
     rates = context.pair_rates
     remote = context.remote_rate_bytes_per_s
     here = worker.host
@@ -199,20 +218,35 @@ def _priced_by_learned_rates(task: TaskInfo, worker: WorkerInfo, context: RoundC
             rate = remote or default_rate
         return nbytes / rate
 
-    transfer_s = 0.0
+    reads: list[tuple[str | None, float, bool]] = []
     for dep in task.dependencies:
         if not dep.nbytes:
             continue
-        best = None
+        best: tuple[float, str | None] | None = None
         for holder in dep.workers:
-            cost = seconds(context.host_of.get(holder), dep.nbytes, context.bandwidth_bytes_per_s)
-            best = cost if best is None or cost < best else best
-        transfer_s += best if best is not None else dep.nbytes / (remote or context.bandwidth_bytes_per_s)
-    storage_s = 0.0
+            source = context.host_of.get(holder)
+            cost = seconds(source, dep.nbytes, context.bandwidth_bytes_per_s)
+            if best is None or cost < best[0]:
+                best = (cost, source)
+        reads.append((best[1], best[0], False) if best is not None
+                     else (None, dep.nbytes / (remote or context.bandwidth_bytes_per_s), False))
     for host, nbytes in task.input_locations:
         if nbytes:
-            storage_s += seconds(host, nbytes, config.storage_bandwidth_bytes_per_s)
-    return transfer_s, storage_s
+            reads.append((host, seconds(host, nbytes, config.storage_bandwidth_bytes_per_s), True))
+    return reads
+
+
+def note_reads(task: TaskInfo, worker: WorkerInfo, config: PolicyConfig, context: RoundContext | None) -> None:
+    """Add the remote reads of ``task`` bound to ``worker`` to the round's link load (later placements wait for them).
+
+    Called before :func:`assign` (the reads start when the task does: after the worker's current wait).
+    """
+    if context is None or context.link_load is None or not context.pair_rates:
+        return
+    start = context.now + worker.wait_s()
+    for source, seconds, _ in _reads(task, worker, context, config):
+        if source is not None and source != worker.host:
+            context.link_load.add(source, worker.host, start, seconds)
 
 
 def is_open(worker: WorkerInfo, config: PolicyConfig, context: RoundContext | None = None) -> bool:
@@ -393,6 +427,7 @@ def plan_dispatch(
         scanned += 1
         placement = choose_worker(task, workers.values(), config, context=context)
         if placement.action == "place" and placement.worker is not None:
+            note_reads(task, workers[placement.worker], config, context)
             assign(task, workers[placement.worker])
         elif placement.reason in ("speed", "locality") and placement.worker in workers:
             reserve(task, workers[placement.worker])

@@ -23,6 +23,16 @@ Placement (:func:`~scheduler_plugins.policy.placement.estimate_finish`)
 prices a dependency at the cheapest replica's pair rate and a stored input
 at its host's pair rate whenever rates were learned; otherwise it keeps the
 old rules (Dask's measured bandwidth, the configured storage bandwidth).
+
+A rate is what one read got; reads that share a link share its rate.
+:class:`LinkLoad` keeps the remote reads the plan itself placed (per host,
+the interval each is expected to take), so placement prices a read by the
+seconds other planned reads overlap it on its source's or destination's
+link (processor sharing: each overlapping read delays it by at most its own
+length). Without that, every placement sees an idle link, and a burst of
+consumers placed off their data in one round (each "only 0.8 s" of reads)
+queue behind each other on one host's link - the montage traces, where
+steering moved 25-40 % more bytes than stock Dask and finished later.
 Pure: no clock, no I/O.
 """
 
@@ -34,7 +44,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["TransferRates"]
+__all__ = ["LinkLoad", "TransferRates"]
 
 #: one observed rate counts at most this far from the median (bytes/s, log scale clamp)
 _MIN_RATE = 1e3
@@ -120,3 +130,58 @@ class TransferRates:
             if sep and src and dst and math.isfinite(value):
                 self.prior[(src, dst)] = max(math.log(_MIN_RATE), min(math.log(_MAX_RATE), value))
                 self._refresh((src, dst))
+
+
+@dataclass(slots=True)
+class LinkLoad:
+    """Remote reads the plan placed, per host: ``(start, end)`` on the caller's clock, for :meth:`delay_s`.
+
+    >>> load = LinkLoad()
+    >>> load.add("h0", "h1", start=0.0, seconds=1.0)
+    >>> load.delay_s("h0", "h2", start=0.5, seconds=1.0)  # shares h0's link for 0.5 s
+    0.5
+    >>> load.delay_s("h2", "h3", start=0.5, seconds=1.0), load.delay_s("h0", "h2", start=2.0, seconds=1.0)
+    (0.0, 0.0)
+    >>> load.prune(now=5.0); load.by_host
+    {}
+    """
+
+    max_reads: int = 1024  # per host, the most recent kept (older ones have ended)
+    by_host: dict[str, deque[tuple[float, float]]] = field(default_factory=dict)
+
+    def add(self, source: str, destination: str, start: float, seconds: float) -> None:
+        """A read of ``seconds`` (alone on the link) from ``source`` to ``destination``, starting at ``start``."""
+        if not (seconds > 0 and source and destination and source != destination):
+            return
+        interval = (float(start), float(start) + float(seconds))
+        for host in (source, destination):
+            self.by_host.setdefault(host, deque(maxlen=self.max_reads)).append(interval)
+
+    def delay_s(self, source: str, destination: str, start: float, seconds: float) -> float:
+        """Extra seconds a read of ``seconds`` from ``start`` waits for planned reads on either end's link.
+
+        Each overlapping read on a link delays it by its overlap, at most by
+        the read's own length (two reads sharing a link take twice as long);
+        the busier of the two links counts.
+        """
+        if not (seconds > 0 and source != destination and self.by_host):
+            return 0.0
+        end = start + seconds
+        worst = 0.0
+        for host in (source, destination):
+            delay = 0.0
+            for begin, finish in self.by_host.get(host, ()):
+                overlap = min(end, finish) - max(start, begin)
+                if overlap > 0:
+                    delay += min(overlap, seconds)
+            worst = max(worst, delay)
+        return worst
+
+    def prune(self, now: float) -> None:
+        """Forget reads that ended before ``now`` (once per round: O(reads))."""
+        for host in list(self.by_host):
+            kept = deque((i for i in self.by_host[host] if i[1] > now), maxlen=self.max_reads)
+            if kept:
+                self.by_host[host] = kept
+            else:
+                del self.by_host[host]

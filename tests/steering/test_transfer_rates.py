@@ -15,7 +15,8 @@ import pytest
 
 from scheduler_plugins.policy import PolicyConfig, RoundContext, TaskInfo, WorkerInfo, choose_worker, estimate_finish
 from scheduler_plugins.policy.model import DependencyInfo
-from scheduler_plugins.policy.transfer import TransferRates
+from scheduler_plugins.policy.placement import plan_dispatch
+from scheduler_plugins.policy.transfer import LinkLoad, TransferRates
 from scheduler_plugins.speed_store import TRANSFER_SECTION, load_host_speeds, save_host_speeds, speeds_url
 
 pytestmark = pytest.mark.timeout(60)
@@ -64,6 +65,41 @@ def test_learned_rates_make_moving_a_handle_cost_what_reading_its_bytes_costs():
     measured_wide = RoundContext(**{**{f: getattr(dask_measured, f) for f in dask_measured.__slots__}, **wide})
     assert choose_worker(consumer, busy_h0, PolicyConfig(), context=learned_wide).worker == "tcp://h0:1"
     assert choose_worker(consumer, busy_h0, PolicyConfig(), context=measured_wide).worker == "tcp://h1:1"
+
+
+def test_a_read_placed_on_a_link_delays_the_next_one_there_so_the_second_consumer_waits_for_the_data():
+    """Two consumers of 100 MB stored on h0 (25 MB/s links: 4 s alone); h0's worker frees in 4.5 s.
+
+    Priced idle, both links look free and each consumer goes to an idle remote worker (5 s < 5.5 s), and the
+    two reads then share h0's link (8 s each). With the first read on h0's link, the second one is priced at
+    8 s, and it waits for h0 instead."""
+    hosts = ("h0", "h1", "h2")
+    consumers = [TaskInfo(f"c{i}", 1.0, input_locations=[("h0", 100 * MB)]) for i in range(2)]
+
+    def placed(load):
+        pool = {f"tcp://{h}:1": WorkerInfo(f"tcp://{h}:1", host=h, n_processing=1 if h == "h0" else 0,
+                                           backlog_s=4.5 if h == "h0" else 0.0) for h in hosts}  # fmt: skip
+        context = RoundContext(now=100.0, lookahead_s=5.0, bandwidth_bytes_per_s=1e8,
+                               pair_rates={(a, b): 25 * MB for a in hosts for b in hosts if a != b},
+                               remote_rate_bytes_per_s=25 * MB, host_of={w: w[6:8] for w in pool}, link_load=load)
+        return [(p.key, p.worker) for p in plan_dispatch(consumers, pool, PolicyConfig(), context)]
+
+    assert placed(None) == [("c0", "tcp://h1:1"), ("c1", "tcp://h2:1")]
+    load = LinkLoad()
+    assert placed(load) == [("c0", "tcp://h1:1"), ("c1", "tcp://h0:1")]
+    assert {h: list(r) for h, r in load.by_host.items()} == {"h0": [(100.0, 104.0)], "h1": [(100.0, 104.0)]}  # the one remote read, on both ends
+
+
+def test_link_load_delays_by_overlap_at_most_the_read_per_planned_read_and_forgets_ended_reads():
+    load = LinkLoad()
+    for start in (0.0, 0.0, 3.0):
+        load.add("h0", "h1", start, 2.0)
+    load.add("h1", "h1", 0.0, 5.0)  # a local read uses no link
+    assert load.delay_s("h0", "h2", 0.0, 1.0) == pytest.approx(2.0)  # two reads fully over it: 1 s each
+    assert load.delay_s("h2", "h1", 1.5, 2.0) == pytest.approx(0.5 + 0.5 + 0.5)
+    assert load.delay_s("h2", "h3", 0.0, 1.0) == 0.0
+    load.prune(now=2.5)
+    assert {h: list(r) for h, r in load.by_host.items()} == {"h0": [(3.0, 5.0)], "h1": [(3.0, 5.0)]}
 
 
 def test_learned_rates_price_stored_inputs_at_the_link_not_at_the_configured_rate():
