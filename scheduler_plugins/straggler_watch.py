@@ -12,7 +12,7 @@ themselves are pure (:mod:`scheduler_plugins.policy.stragglers`); here they
 meet the scheduler: the running tasks per worker (:meth:`running_tasks`),
 orphans of restarts that still hold a thread (:meth:`live_orphans_of`), the
 watchdog's check (:meth:`check`: flag, read a slowed host, restart on a faster
-idle worker, each a decision event) and a finished task read as a slowed host
+idle worker, restart a task whose host slowed under it, each a decision event) and a finished task read as a slowed host
 (:meth:`observe_finished`). Every scheduler internal goes through
 :mod:`scheduler_plugins.compat`.
 """
@@ -37,13 +37,16 @@ from scheduler_plugins.policy import (
 from scheduler_plugins.policy.stragglers import (
     RESTARTABLE_KINDS,
     Orphan,
+    RestartDecision,
     RunningTask,
     Straggler,
     categories_on_many_hosts,
     find_stragglers,
+    host_slowed_under,
     live_orphans,
     reads_as_slow_host,
     restart_decision,
+    slowed_remaining_s,
     thread_start_times,
 )
 from scheduler_plugins.steering_state import SteeringState
@@ -139,7 +142,9 @@ class StragglerWatch:
         A straggler on a host whose recent tasks all overran updates that
         host's speed first (on every check while it runs); the restart is
         then weighed against the time it still needs at that new speed. A
-        lone straggler is censored evidence once. A key restarts at most once.
+        lone straggler is censored evidence once. Then a task that is no
+        straggler yet but whose host slowed under it
+        (:meth:`_restart_slowed_under`). A key restarts at most once.
         """
         state = self.state
         now = self.clock()
@@ -148,12 +153,13 @@ class StragglerWatch:
         if len(planned_data) > 2 * len(state.dispatched_at) + 256:  # finished tasks: amortized O(1) per placement
             self.planned_data_s = {k: v for k, v in planned_data.items() if k in state.dispatched_at}
         workers = self.worker_infos(scheduler, now, cache)
+        running = self.running_tasks(scheduler, workers, cache, now)
         # tasks planned shorter than speed-min-task are mostly dispatch overhead: no straggler, no restart
-        found = find_stragglers(self.running_tasks(scheduler, workers, cache, now), now, state.spread, self.straggler_factor,
-                                max(self.config.min_task_duration_s, state.speeds.min_planned_s))  # fmt: skip
+        min_planned_s = max(self.config.min_task_duration_s, state.speeds.min_planned_s)
+        found = find_stragglers(running, now, state.spread, self.straggler_factor, min_planned_s)
         bandwidth = compat.bandwidth(scheduler)
         shared = categories_on_many_hosts(found) if len(found) > 1 else set()  # a mispredicted category: no slow host
-        context: RoundContext | None = None  # built once, for the first straggler a restart is weighed for
+        contexts: list[RoundContext] = []  # built once, for the first task a restart is weighed for
         for straggler in found:
             task = straggler.task
             prediction = state.predictions.get(task.key)
@@ -176,9 +182,7 @@ class StragglerWatch:
             idle = [w for w in workers.values() if w.n_processing < w.nthreads]
             data_s = None
             if idle and task.kind in RESTARTABLE_KINDS and task.key not in state.restarted:
-                if context is None and self.round_context is not None:
-                    context = self.round_context(scheduler, now)
-                data_s = self._data_s(scheduler, task, idle, context, cache)
+                data_s = self._data_s(scheduler, task, idle, self._context(scheduler, now, contexts), cache)
             decision = restart_decision(straggler, idle, bandwidth, speed_here, already_restarted=task.key in state.restarted,
                                         worker_speed_known=speed_known, data_s=data_s)  # fmt: skip
             fields = {"worker": task.worker, "elapsed_s": round(straggler.elapsed_s, 6),
@@ -186,18 +190,72 @@ class StragglerWatch:
                       "remaining_s": round(decision.remaining_here_s, 6), "slow_host": slow_host,
                       "speed_here": None if speed_here is None else round(speed_here, 4),
                       "restart_finish_s": None if decision.finish_there_s is None else round(decision.finish_there_s, 6)}
-            if decision.restart and compat.restart_processing(scheduler, task.key, f"{STEERING_PLUGIN}-restart-{self.wall_clock()}"):
-                state.restarted.add(task.key)
-                peak = int(prediction.peak_memory_bytes) if prediction is not None else 0
-                state.orphans.setdefault(task.worker, []).append(
-                    Orphan(task.key, task.worker, now, now + decision.remaining_here_s, peak))
-                for address in (task.worker, decision.worker):  # the thread stays taken; the target's is about to be
-                    if address in workers:
-                        workers[address].n_processing += 1
-                self.log("restart", task.key, reason="straggler-restart", target_worker=decision.worker, **fields)
-            elif (task.key, decision.reason) not in state.straggler_logged:
+            if decision.restart and self._restart(scheduler, task, decision, prediction, workers, now, fields):
+                continue
+            if (task.key, decision.reason) not in state.straggler_logged:
                 state.straggler_logged.add((task.key, decision.reason))
                 self.log("straggler", task.key, reason=decision.reason, **fields)
+        if self.learn_speeds:
+            self._restart_slowed_under(scheduler, running, workers, now, min_planned_s, bandwidth, contexts, cache)
+
+    def _restart_slowed_under(self, scheduler: Any, running: list[RunningTask], workers: dict[str, WorkerInfo], now: float,
+                              min_planned_s: float, bandwidth: float, contexts: list[RoundContext],
+                              cache: dict) -> None:  # fmt: skip
+        """Restart a task (no straggler yet) whose host slowed under it, when an idle worker elsewhere beats it.
+
+        :func:`~scheduler_plugins.policy.stragglers.host_slowed_under`: the
+        host's other workers, since the task could start, run at most
+        ``1 / OVERRUN_RATIO`` of its planned speed. Only idle workers of other
+        hosts are candidates (the host slowed as a whole), so on one host this
+        never acts. One event per restart, reason ``slowed-host-restart``.
+        """
+        state = self.state
+        for task in running:
+            if (task.kind not in RESTARTABLE_KINDS or task.key in state.restarted or task.key in state.stragglers
+                    or task.planned_s < min_planned_s):
+                continue
+            slowed = host_slowed_under(task, workers, state.last_finish_at)
+            if slowed is None:
+                continue
+            idle = [w for w in workers.values() if w.n_processing < w.nthreads and w.host != task.host]
+            if not idle:
+                return
+            remaining = slowed_remaining_s(task, now, slowed)
+            expected = task.planned_s / (task.worker_speed if task.worker_speed > 0 else 1.0)
+            elapsed = max(now - task.could_start_at - max(task.data_s, 0.0), 0.0)
+            as_running = Straggler(task, elapsed, expected, threshold_s=float("inf"))
+            data_s = self._data_s(scheduler, task, idle, self._context(scheduler, now, contexts), cache)
+            decision = restart_decision(as_running, idle, bandwidth, slowed.speed_now, data_s=data_s,
+                                        remaining_s=remaining, reason="slowed-host-restart")  # fmt: skip
+            if not decision.restart:
+                continue
+            prediction = state.predictions.get(task.key)
+            fields = {"worker": task.worker, "elapsed_s": round(elapsed, 6), "expected_s": round(expected, 6),
+                      "remaining_s": round(decision.remaining_here_s, 6), "slow_host": True,
+                      "speed_here": round(slowed.speed_now, 4), "slowed_seen_at_s": round(now - slowed.seen_at, 6),
+                      "restart_finish_s": None if decision.finish_there_s is None else round(decision.finish_there_s, 6)}
+            self._restart(scheduler, task, decision, prediction, workers, now, fields)
+
+    def _context(self, scheduler: Any, now: float, contexts: list[RoundContext]) -> RoundContext | None:
+        """The round context (learned read rates) for weighing a restart: built at most once per check."""
+        if not contexts and self.round_context is not None:
+            contexts.append(self.round_context(scheduler, now))
+        return contexts[0] if contexts else None
+
+    def _restart(self, scheduler: Any, task: RunningTask, decision: RestartDecision, prediction: TaskPrediction | None,
+                 workers: dict[str, WorkerInfo], now: float, fields: dict) -> bool:  # fmt: skip
+        """Release ``task`` for placement again (its old copy becomes an orphan on its thread); an event. False: not restarted."""
+        state = self.state
+        if not compat.restart_processing(scheduler, task.key, f"{STEERING_PLUGIN}-restart-{self.wall_clock()}"):
+            return False
+        state.restarted.add(task.key)
+        peak = int(prediction.peak_memory_bytes) if prediction is not None else 0
+        state.orphans.setdefault(task.worker, []).append(Orphan(task.key, task.worker, now, now + decision.remaining_here_s, peak))
+        for address in (task.worker, decision.worker):  # the thread stays taken; the target's is about to be
+            if address in workers:
+                workers[address].n_processing += 1
+        self.log("restart", task.key, reason=decision.reason, target_worker=decision.worker, **fields)
+        return True
 
     def _data_s(self, scheduler: Any, task: RunningTask, idle: list[WorkerInfo], context: RoundContext | None,
                 cache: dict) -> dict[str, float] | None:  # fmt: skip

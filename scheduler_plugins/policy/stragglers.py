@@ -39,6 +39,19 @@ monotonic clock), so every rule is tested with a fake clock.
   then :func:`restart_decision` compares a restart with the time the task
   still needs *at the host's new speed*. A task on a host that finished
   others on time is a lone straggler (censored evidence only).
+* **Slowed under a task** (:func:`host_slowed_under`) — a long task placed on
+  a host just before (or just after) it slowed is no straggler yet: its
+  threshold is a multiple of the *old* plan, so a 40 s task on a host slowed
+  × 4 runs 120 s before anything notices it. Its host's other workers say it
+  sooner: when one of them, on evidence of a task that finished *after this
+  one could start*, now runs at most ``1 / OVERRUN_RATIO`` of the speed this
+  task was planned at, the time it still needs is counted with the work done
+  at the planned speed until that evidence and at the new speed since
+  (:func:`slowed_remaining_s`), and :func:`restart_decision` weighs a
+  restart on an idle worker of *another* host against it (``remaining_s``).
+  A category seen once can never be read as a slowed host from its own
+  stragglers (no on-time sibling elsewhere), so this is the only rule that
+  moves such a task.
 * **Once** — a key is restarted at most once (``already_restarted``).
 * **Orphans** (:class:`Orphan`, :func:`thread_start_times`) — a restarted
   task keeps its thread (and its memory) on the old worker until it ends:
@@ -62,13 +75,16 @@ __all__ = [
     "Orphan",
     "RestartDecision",
     "RunningTask",
+    "SlowedUnder",
     "Straggler",
     "categories_on_many_hosts",
     "find_stragglers",
+    "host_slowed_under",
     "live_orphans",
     "reads_as_slow_host",
     "remaining_here_s",
     "restart_decision",
+    "slowed_remaining_s",
     "thread_start_times",
 ]
 
@@ -204,8 +220,8 @@ def remaining_here_s(straggler: Straggler, speed_here: float | None = None) -> f
 
 def restart_decision(straggler: Straggler, idle: Sequence[WorkerInfo], bandwidth_bytes_per_s: float,
                      speed_here: float | None = None, already_restarted: bool = False,
-                     worker_speed_known: bool = False,
-                     data_s: Mapping[str, float] | None = None) -> RestartDecision:  # fmt: skip
+                     worker_speed_known: bool = False, data_s: Mapping[str, float] | None = None,
+                     remaining_s: float | None = None, reason: str = "straggler-restart") -> RestartDecision:  # fmt: skip
     """Restart on the idle worker that finishes it first, when that beats letting it run (see the module note).
 
     ``idle`` are workers with a free thread (the straggler's own worker is
@@ -235,13 +251,17 @@ def restart_decision(straggler: Straggler, idle: Sequence[WorkerInfo], bandwidth
     time it had run. A worker missing from ``data_s`` (or ``data_s`` None)
     is priced at ``input_bytes / bandwidth`` as before.
 
+    ``remaining_s``: the time it still needs where it runs when the caller
+    knows it better than :func:`remaining_here_s` (a host that slowed under
+    the task: :func:`slowed_remaining_s`); ``reason`` names the restart.
+
     >>> s = Straggler(RunningTask("k", "w", "h", "c", "replay", 1.0, 1.0, 0.0), elapsed_s=4.0, expected_s=1.0, threshold_s=3.0)
     >>> idle = [WorkerInfo("w2", host="h")]
     >>> restart_decision(s, idle, 1e8).restart, restart_decision(s, idle, 1e8, worker_speed_known=True).restart
     (True, False)
     """
     task = straggler.task
-    remaining = remaining_here_s(straggler, speed_here)
+    remaining = remaining_here_s(straggler, speed_here) if remaining_s is None else max(remaining_s, 0.0)
     if task.kind not in RESTARTABLE_KINDS:
         return RestartDecision(False, None, "straggler-asset", remaining, None)
     if already_restarted:
@@ -262,7 +282,7 @@ def restart_decision(straggler: Straggler, idle: Sequence[WorkerInfo], bandwidth
         if best is None or (finish, worker.address) < best:
             best = (finish, worker.address)
     if best is not None and best[0] < RESTART_MARGIN * remaining:
-        return RestartDecision(True, best[1], "straggler-restart", remaining, best[0])
+        return RestartDecision(True, best[1], reason, remaining, best[0])
     return RestartDecision(False, None, "straggler", remaining, None if best is None else best[0])
 
 
@@ -335,6 +355,65 @@ def reads_as_slow_host(straggler: Straggler, activity: HostActivity, overrun_rat
         return False
     category = task.category or None
     return any(ratio < overrun_ratio for ratio in activity.elsewhere_since(task.host, task.could_start_at, category))
+
+
+@dataclass(frozen=True, slots=True)
+class SlowedUnder:
+    """A host that slowed under a running task: its speed now and when that was last seen (caller's clock)."""
+
+    speed_now: float
+    seen_at: float
+
+
+def host_slowed_under(task: RunningTask, workers: Mapping[str, WorkerInfo], last_finish_at: Mapping[str, float],
+                      overrun_ratio: float = OVERRUN_RATIO) -> SlowedUnder | None:  # fmt: skip
+    """Whether the task's host now runs ``overrun_ratio`` × slower than the task was planned at (see the module note).
+
+    The evidence is the task's host's *other* workers that finished a task
+    after this one could start (their speed was learned since): the fastest
+    of them is the host's speed now (one sibling that did not slow says the
+    host did not), and the latest of those finishes is when it was seen.
+
+    >>> task = RunningTask("k", "tcp://h0:1", "h0", "merge", "replay", planned_s=40.0, worker_speed=1.0, could_start_at=10.0)
+    >>> workers = {"tcp://h0:1": WorkerInfo("tcp://h0:1", host="h0"), "tcp://h0:2": WorkerInfo("tcp://h0:2", host="h0", speed=0.3)}
+    >>> host_slowed_under(task, workers, {"tcp://h0:2": 14.0})
+    SlowedUnder(speed_now=0.3, seen_at=14.0)
+    >>> host_slowed_under(task, workers, {"tcp://h0:2": 9.0}) is None  # learned before the task could start: its plan knew
+    True
+    """
+    speeds, seen = [], []
+    for address, worker in workers.items():
+        finished_at = last_finish_at.get(address)
+        if address == task.worker or worker.host != task.host or finished_at is None or finished_at <= task.could_start_at:
+            continue
+        speeds.append(worker.speed)
+        seen.append(finished_at)
+    if not speeds:
+        return None
+    speed_now = max(speeds)
+    planned = task.worker_speed if task.worker_speed > 0 else 1.0
+    if not 0 < speed_now * overrun_ratio <= planned:
+        return None
+    return SlowedUnder(speed_now, max(seen))
+
+
+def slowed_remaining_s(task: RunningTask, now: float, slowed: SlowedUnder) -> float:
+    """Seconds the task still needs: work done at its planned speed until ``slowed.seen_at``, at the new speed since.
+
+    Counting the old speed up to when the slowdown was *seen* (it began
+    earlier) credits the task with more work than it did, so the estimate
+    errs toward leaving it. Its reads (``data_s``) come before its compute.
+    Past its whole work even so: 0 (the straggler rules take it from there).
+
+    >>> task = RunningTask("k", "w", "h0", "merge", "replay", planned_s=40.0, worker_speed=1.0, could_start_at=10.0)
+    >>> slowed_remaining_s(task, now=20.0, slowed=SlowedUnder(speed_now=0.25, seen_at=14.0))  # (40 - 4 - 1.5) / 0.25
+    138.0
+    """
+    start = task.could_start_at + max(task.data_s, 0.0)
+    speed_now = slowed.speed_now if slowed.speed_now > 0 else 1.0
+    done = max(0.0, min(slowed.seen_at, now) - start) * max(task.worker_speed, 0.0)
+    done += max(0.0, now - max(slowed.seen_at, start)) * speed_now
+    return max(task.planned_s - done, 0.0) / speed_now
 
 
 def categories_on_many_hosts(stragglers: Iterable[Straggler]) -> set[str]:

@@ -19,12 +19,15 @@ from scheduler_plugins.policy.stragglers import (
     HostActivity,
     Orphan,
     RunningTask,
+    SlowedUnder,
     Straggler,
     find_stragglers,
+    host_slowed_under,
     live_orphans,
     reads_as_slow_host,
     remaining_here_s,
     restart_decision,
+    slowed_remaining_s,
     thread_start_times,
 )
 from tests.steering.fakes import FakeClock
@@ -369,3 +372,99 @@ def test_without_learned_read_rates_a_restart_is_priced_at_the_measured_bandwidt
     plugin.dispatcher.check_stragglers(scheduler)
     [restart] = [e for e in plugin.state.decisions if e["action"] == "restart"]
     assert restart["key"] == "probe-1" and restart["restart_finish_s"] == pytest.approx(0.15 + 0.2)
+
+
+# ------------------------------------------------- a host that slowed under a long task
+
+
+def long_task(start=10.0, planned_s=40.0, speed=1.0) -> RunningTask:
+    return RunningTask("merge", "tcp://h0:1", "h0", "merge", "replay", planned_s, speed, start)
+
+
+def h0_workers(sibling_speed: float) -> dict:
+    return {"tcp://h0:1": WorkerInfo("tcp://h0:1", host="h0"),
+            "tcp://h0:2": WorkerInfo("tcp://h0:2", host="h0", speed=sibling_speed),
+            "tcp://h1:1": WorkerInfo("tcp://h1:1", host="h1")}
+
+
+def test_a_sibling_slowed_since_the_task_could_start_says_its_host_slowed_under_it():
+    slowed = host_slowed_under(long_task(), h0_workers(0.25), {"tcp://h0:2": 12.0, "tcp://h1:1": 12.5})
+    assert slowed == SlowedUnder(speed_now=0.25, seen_at=12.0)
+
+
+def test_no_slowdown_under_a_task_from_old_evidence_a_mild_change_or_another_host():
+    task = long_task()
+    assert host_slowed_under(task, h0_workers(0.25), {"tcp://h0:2": 9.5}) is None  # its plan already knew
+    assert host_slowed_under(task, h0_workers(0.8), {"tcp://h0:2": 12.0}) is None  # 1.25x: within the overrun ratio
+    assert host_slowed_under(task, h0_workers(1.0), {"tcp://h1:1": 12.0}) is None  # evidence from another host only
+    planned_slow = long_task(speed=0.3)  # planned at the slow speed already
+    assert host_slowed_under(planned_slow, h0_workers(0.25), {"tcp://h0:2": 12.0}) is None
+
+
+def test_the_time_left_counts_the_old_speed_until_the_slowdown_was_seen_and_the_new_one_since():
+    slowed = SlowedUnder(speed_now=0.25, seen_at=14.0)
+    assert slowed_remaining_s(long_task(), now=20.0, slowed=slowed) == pytest.approx((40 - 4 - 6 * 0.25) / 0.25)
+    # evidence after ``now`` (the clock moved on): every second so far at the old speed
+    assert slowed_remaining_s(long_task(), now=12.0, slowed=slowed) == pytest.approx(38 / 0.25)
+    assert slowed_remaining_s(long_task(planned_s=1.0), now=20.0, slowed=slowed) == 0.0  # past its work: not this rule
+
+
+def test_a_restart_weighed_against_a_given_time_left_keeps_its_reason():
+    task = long_task()
+    as_running = Straggler(task, elapsed_s=10.0, expected_s=40.0, threshold_s=float("inf"))
+    idle = [WorkerInfo("tcp://h1:1", host="h1")]
+    decision = restart_decision(as_running, idle, 1e8, 0.25, remaining_s=138.0, reason="slowed-host-restart")
+    assert decision.restart and decision.worker == "tcp://h1:1" and decision.reason == "slowed-host-restart"
+    assert decision.remaining_here_s == 138.0 and decision.finish_there_s == pytest.approx(40.0)
+    assert not restart_decision(as_running, idle, 1e8, 0.25, remaining_s=50.0).restart  # 40 s is not < 0.75 x 50 s
+
+
+def slowed_bed(clock: FakeClock, other_host_idle: bool = True):
+    """h0 runs ``merge`` (40 s at speed 1) since 10 s; its sibling h0:2 finished a task at 12 s and is now slowed
+    x4; h1:1 is idle (or busy); h2's two workers are busy (speeds are relative to the median worker: not h0's)."""
+    from scheduler_plugins.steering import SteeringPlugin
+
+    merge = fake_task("merge")
+    merge.annotations = {"daskflow": {"kind": "replay", "category": "merge"}}
+    busy = [fake_task(f"busy-{i}") for i in range(3)]
+    h0a, h0b = fake_worker("tcp://h0:1", "h0", [merge]), fake_worker("tcp://h0:2", "h0")
+    h1 = fake_worker("tcp://h1:1", "h1", [] if other_host_idle else [busy[0]])
+    h2 = [fake_worker(f"tcp://h2:{i}", "h2", [busy[i]]) for i in (1, 2)]
+    scheduler = FakeScheduler([h0a, h0b, h1, *h2], [merge, *busy])
+    predictor = SimpleNamespace(model_version="oracle", observe=lambda *a, **k: None)
+    plugin = SteeringPlugin(mode="steer", oracle=True, predictor=predictor, clock=clock, wall_clock=clock)
+    plugin.scheduler = scheduler
+    plugin.dispatcher.straggler_factor = 3.0
+    for key, planned in (("merge", 40.0), ("busy-0", 100.0), ("busy-1", 100.0), ("busy-2", 100.0)):
+        plugin.state.predictions[key] = TaskPrediction(planned, 0, "oracle", "oracle", category=key)
+        plugin.state.dispatched_at[key] = 10.0
+        plugin.state.planned_speed[key] = 1.0
+    plugin.state.last_finish_at.update({"tcp://h0:1": 9.9, "tcp://h0:2": 12.0, "tcp://h1:1": 9.9, "tcp://h2:1": 9.9,
+                                        "tcp://h2:2": 9.9})
+    plugin.dispatcher.worker_infos(scheduler, 11.0, {})  # every worker known at speed 1 (the speed level)
+    assert plugin.state.speeds.observe_slow_host("h0", elapsed_s=4.0, planned_s=1.0, now=12.0)  # h0 is now x4 slower
+    return plugin, scheduler
+
+
+def test_the_dispatcher_restarts_a_long_task_off_a_host_that_slowed_under_it_once():
+    """The slowdown benchmark's soykb run: ``merge_gcvf`` (41 s, its category's only task) was placed on h0 just as
+    h0 slowed x4. Its threshold was 3x the old plan, and a category seen once never reads as a slowed host, so it ran
+    at a quarter speed to the end. Its sibling's speed says so at once."""
+    clock = FakeClock(14.0)
+    plugin, scheduler = slowed_bed(clock)
+    plugin.dispatcher.check_stragglers(scheduler)
+    [restart] = [e for e in plugin.state.decisions if e["action"] == "restart"]
+    assert restart["key"] == "merge" and restart["reason"] == "slowed-host-restart"
+    assert restart["target_worker"] == "tcp://h1:1" and restart["slow_host"]
+    assert restart["remaining_s"] == pytest.approx((40 - 2 - 2 * 0.25) / 0.25, rel=0.05)
+    assert scheduler.released == ["merge"] and [o.key for o in plugin.state.orphans["tcp://h0:1"]] == ["merge"]
+    clock.now = 15.0
+    plugin.dispatcher.check_stragglers(scheduler)
+    assert scheduler.released == ["merge"]  # once
+
+
+def test_no_slowed_host_restart_without_an_idle_worker_on_another_host():
+    clock = FakeClock(14.0)
+    plugin, scheduler = slowed_bed(clock, other_host_idle=False)
+    plugin.dispatcher.check_stragglers(scheduler)  # h0:2 is idle, but on the slowed host
+    assert scheduler.released == [] and not [e for e in plugin.state.decisions if e["action"] == "restart"]
