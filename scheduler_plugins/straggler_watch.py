@@ -210,16 +210,19 @@ class StragglerWatch:
         never acts. One event per restart, reason ``slowed-host-restart``.
         """
         state = self.state
+        by_host: dict[str, list[tuple[str, float, float | None]]] = {}  # O(workers) once, then O(host's workers) a task
+        for address, worker in workers.items():
+            by_host.setdefault(worker.host, []).append((address, worker.speed, state.last_finish_at.get(address)))
         for task in running:
             if (task.kind not in RESTARTABLE_KINDS or task.key in state.restarted or task.key in state.stragglers
                     or task.planned_s < min_planned_s):
                 continue
-            slowed = host_slowed_under(task, workers, state.last_finish_at)
+            slowed = host_slowed_under(task, by_host.get(task.host, ()))
             if slowed is None:
                 continue
             idle = [w for w in workers.values() if w.n_processing < w.nthreads and w.host != task.host]
             if not idle:
-                return
+                continue
             remaining = slowed_remaining_s(task, now, slowed)
             expected = task.planned_s / (task.worker_speed if task.worker_speed > 0 else 1.0)
             elapsed = max(now - task.could_start_at - max(task.data_s, 0.0), 0.0)

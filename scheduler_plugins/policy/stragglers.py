@@ -365,28 +365,28 @@ class SlowedUnder:
     seen_at: float
 
 
-def host_slowed_under(task: RunningTask, workers: Mapping[str, WorkerInfo], last_finish_at: Mapping[str, float],
+def host_slowed_under(task: RunningTask, siblings: Iterable[tuple[str, float, float | None]],
                       overrun_ratio: float = OVERRUN_RATIO) -> SlowedUnder | None:  # fmt: skip
     """Whether the task's host now runs ``overrun_ratio`` × slower than the task was planned at (see the module note).
 
-    The evidence is the task's host's *other* workers that finished a task
-    after this one could start (their speed was learned since): the fastest
-    of them is the host's speed now (one sibling that did not slow says the
-    host did not), and the latest of those finishes is when it was seen.
+    ``siblings``: ``(address, speed now, last finish or None)`` of the
+    workers on the task's host. The evidence is those other than the task's
+    own that finished a task after this one could start (their speed was
+    learned since): the fastest of them is the host's speed now (one sibling
+    that did not slow says the host did not), and the latest of those
+    finishes is when it was seen.
 
     >>> task = RunningTask("k", "tcp://h0:1", "h0", "merge", "replay", planned_s=40.0, worker_speed=1.0, could_start_at=10.0)
-    >>> workers = {"tcp://h0:1": WorkerInfo("tcp://h0:1", host="h0"), "tcp://h0:2": WorkerInfo("tcp://h0:2", host="h0", speed=0.3)}
-    >>> host_slowed_under(task, workers, {"tcp://h0:2": 14.0})
+    >>> host_slowed_under(task, [("tcp://h0:1", 1.0, 9.0), ("tcp://h0:2", 0.3, 14.0)])
     SlowedUnder(speed_now=0.3, seen_at=14.0)
-    >>> host_slowed_under(task, workers, {"tcp://h0:2": 9.0}) is None  # learned before the task could start: its plan knew
+    >>> host_slowed_under(task, [("tcp://h0:2", 0.3, 9.0)]) is None  # learned before the task could start: its plan knew
     True
     """
     speeds, seen = [], []
-    for address, worker in workers.items():
-        finished_at = last_finish_at.get(address)
-        if address == task.worker or worker.host != task.host or finished_at is None or finished_at <= task.could_start_at:
+    for address, speed, finished_at in siblings:
+        if address == task.worker or finished_at is None or finished_at <= task.could_start_at:
             continue
-        speeds.append(worker.speed)
+        speeds.append(speed)
         seen.append(finished_at)
     if not speeds:
         return None

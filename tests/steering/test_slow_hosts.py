@@ -381,24 +381,18 @@ def long_task(start=10.0, planned_s=40.0, speed=1.0) -> RunningTask:
     return RunningTask("merge", "tcp://h0:1", "h0", "merge", "replay", planned_s, speed, start)
 
 
-def h0_workers(sibling_speed: float) -> dict:
-    return {"tcp://h0:1": WorkerInfo("tcp://h0:1", host="h0"),
-            "tcp://h0:2": WorkerInfo("tcp://h0:2", host="h0", speed=sibling_speed),
-            "tcp://h1:1": WorkerInfo("tcp://h1:1", host="h1")}
-
-
 def test_a_sibling_slowed_since_the_task_could_start_says_its_host_slowed_under_it():
-    slowed = host_slowed_under(long_task(), h0_workers(0.25), {"tcp://h0:2": 12.0, "tcp://h1:1": 12.5})
+    slowed = host_slowed_under(long_task(), [("tcp://h0:1", 0.25, 9.9), ("tcp://h0:2", 0.25, 12.0)])
     assert slowed == SlowedUnder(speed_now=0.25, seen_at=12.0)
 
 
-def test_no_slowdown_under_a_task_from_old_evidence_a_mild_change_or_another_host():
+def test_no_slowdown_under_a_task_from_old_evidence_a_mild_change_its_own_worker_or_one_sibling_on_time():
     task = long_task()
-    assert host_slowed_under(task, h0_workers(0.25), {"tcp://h0:2": 9.5}) is None  # its plan already knew
-    assert host_slowed_under(task, h0_workers(0.8), {"tcp://h0:2": 12.0}) is None  # 1.25x: within the overrun ratio
-    assert host_slowed_under(task, h0_workers(1.0), {"tcp://h1:1": 12.0}) is None  # evidence from another host only
-    planned_slow = long_task(speed=0.3)  # planned at the slow speed already
-    assert host_slowed_under(planned_slow, h0_workers(0.25), {"tcp://h0:2": 12.0}) is None
+    assert host_slowed_under(task, [("tcp://h0:2", 0.25, 9.5)]) is None  # its plan already knew
+    assert host_slowed_under(task, [("tcp://h0:2", 0.8, 12.0)]) is None  # 1.25x: within the overrun ratio
+    assert host_slowed_under(task, [("tcp://h0:1", 0.25, 12.0), ("tcp://h0:2", 1.0, None)]) is None  # its own worker
+    assert host_slowed_under(task, [("tcp://h0:2", 0.25, 12.0), ("tcp://h0:3", 1.0, 12.5)]) is None  # one on time
+    assert host_slowed_under(long_task(speed=0.3), [("tcp://h0:2", 0.25, 12.0)]) is None  # planned slow already
 
 
 def test_the_time_left_counts_the_old_speed_until_the_slowdown_was_seen_and_the_new_one_since():
