@@ -31,9 +31,10 @@ monotonic clock), so every rule is tested with a fake clock.
 * **Slow host** (:func:`reads_as_slow_host`) — a straggler on a host whose
   recent tasks *all* overran (every task that finished there since the
   straggler could start; none is no evidence against) while another host
-  finished a task of its category on time (not the whole machine slowed, not
-  the category under-predicted; stragglers of one category on two hosts at
-  once, :func:`categories_on_many_hosts`, are the category's) is read as the host
+  finished a task on time meanwhile (not the whole machine slowed) and
+  another host finished a task of its category on time, meanwhile or before
+  (the category is not under-predicted; stragglers of one category on two
+  hosts at once, :func:`categories_on_many_hosts`, are the category's) is read as the host
   having slowed, not the task: the plugin updates that host's speed estimate first
   (:meth:`~scheduler_plugins.policy.speeds.SpeedEstimates.observe_slow_host`),
   then :func:`restart_decision` compares a restart with the time the task
@@ -328,12 +329,17 @@ def reads_as_slow_host(straggler: Straggler, activity: HostActivity, overrun_rat
 
     Recent: finished since the straggler could start. Every task that
     finished on its host in that span overran (none at all is no evidence
-    against), and a task *of the straggler's category* finished on time on
-    *another* host meanwhile — the slowness is the host's, not the whole
-    cluster's (a loaded machine slows every host: that is no reason to move
-    work), nor the category's (a category the model under-predicts overruns
-    on every host at once, while short tasks of other categories finish on
-    time: that is drift, which the in-run correction fixes, not three slow hosts).
+    against), a task finished on time on *another* host meanwhile — the
+    slowness is the host's, not the whole cluster's (a loaded machine slows
+    every host: that is no reason to move work) — and a task *of the
+    straggler's category* finished on time on another host, meanwhile or
+    earlier (within :class:`HostActivity`'s window) — nor the category's (a
+    category the model under-predicts overruns on every host at once, while
+    short tasks of other categories finish on time: that is drift, which the
+    in-run correction fixes, not three slow hosts). The category's evidence
+    may be older: a host that slows late in a category's run (soykb's
+    ``haplotype_caller``, its last tasks all on the slowed host) has no
+    sibling of that category left to finish anywhere meanwhile.
 
     >>> task = RunningTask("k", "w", "h", "c", "replay", 1.0, 1.0, could_start_at=0.0)
     >>> s = Straggler(task, elapsed_s=4.0, expected_s=1.0, threshold_s=3.0)
@@ -353,8 +359,10 @@ def reads_as_slow_host(straggler: Straggler, activity: HostActivity, overrun_rat
     task = straggler.task
     if any(ratio < overrun_ratio for ratio in activity.since(task.host, task.could_start_at)):
         return False
+    if not any(ratio < overrun_ratio for ratio in activity.elsewhere_since(task.host, task.could_start_at)):
+        return False  # nothing on time anywhere meanwhile: maybe the whole machine is loaded
     category = task.category or None
-    return any(ratio < overrun_ratio for ratio in activity.elsewhere_since(task.host, task.could_start_at, category))
+    return any(ratio < overrun_ratio for ratio in activity.elsewhere_since(task.host, float("-inf"), category))
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,6 +85,19 @@ def test_a_category_the_model_under_predicts_is_no_slow_host():
     assert reads_as_slow_host(straggler_at(10.5), activity)
 
 
+def test_a_host_that_slows_after_its_category_ran_on_time_elsewhere_still_reads_as_slowed():
+    """The slowdown benchmark's soykb run: h0 slowed x4 while it ran the last ``haplotype_caller`` tasks; the others
+    had finished on time on h1 before. Its stragglers read as lone ones (no task of the category finished elsewhere
+    *meanwhile*), h0 kept its speed, and the run's longest task (41 s) went to h0."""
+    activity = HostActivity()
+    activity.observe("h0", finished_at=6.0, actual_s=0.15, expected_s=0.15, category="probe")  # the category on time, before
+    assert not reads_as_slow_host(straggler_at(10.5), activity)  # ... but nothing on time anywhere meanwhile: loaded?
+    activity.observe("h0", finished_at=10.3, actual_s=0.7, expected_s=0.7, category="genotype")  # another host fine meanwhile
+    assert reads_as_slow_host(straggler_at(10.5), activity)
+    activity.observe("h1", finished_at=10.4, actual_s=0.15, expected_s=0.15, category="genotype")  # the straggler's host itself on time
+    assert not reads_as_slow_host(straggler_at(10.5), activity)
+
+
 def test_stragglers_of_one_category_on_two_hosts_at_once_are_the_categorys():
     from scheduler_plugins.policy.stragglers import categories_on_many_hosts
 
