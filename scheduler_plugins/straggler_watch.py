@@ -19,6 +19,7 @@ idle worker, restart a task whose host slowed under it, each a decision event) a
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -159,7 +160,7 @@ class StragglerWatch:
         found = find_stragglers(running, now, state.spread, self.straggler_factor, min_planned_s)
         bandwidth = compat.bandwidth(scheduler)
         shared = categories_on_many_hosts(found) if len(found) > 1 else set()  # a mispredicted category: no slow host
-        contexts: list[RoundContext] = []  # built once, for the first task a restart is weighed for
+        context = functools.cache(lambda: self.round_context(scheduler, now) if self.round_context is not None else None)
         for straggler in found:
             task = straggler.task
             prediction = state.predictions.get(task.key)
@@ -182,7 +183,7 @@ class StragglerWatch:
             idle = [w for w in workers.values() if w.n_processing < w.nthreads]
             data_s = None
             if idle and task.kind in RESTARTABLE_KINDS and task.key not in state.restarted:
-                data_s = self._data_s(scheduler, task, idle, self._context(scheduler, now, contexts), cache)
+                data_s = self._data_s(scheduler, task, idle, context(), cache)
             decision = restart_decision(straggler, idle, bandwidth, speed_here, already_restarted=task.key in state.restarted,
                                         worker_speed_known=speed_known, data_s=data_s)  # fmt: skip
             fields = {"worker": task.worker, "elapsed_s": round(straggler.elapsed_s, 6),
@@ -196,10 +197,10 @@ class StragglerWatch:
                 state.straggler_logged.add((task.key, decision.reason))
                 self.log("straggler", task.key, reason=decision.reason, **fields)
         if self.learn_speeds:
-            self._restart_slowed_under(scheduler, running, workers, now, min_planned_s, bandwidth, contexts, cache)
+            self._restart_slowed_under(scheduler, running, workers, now, min_planned_s, bandwidth, context, cache)
 
     def _restart_slowed_under(self, scheduler: Any, running: list[RunningTask], workers: dict[str, WorkerInfo], now: float,
-                              min_planned_s: float, bandwidth: float, contexts: list[RoundContext],
+                              min_planned_s: float, bandwidth: float, context: Callable[[], RoundContext | None],
                               cache: dict) -> None:  # fmt: skip
         """Restart a task (no straggler yet) whose host slowed under it, when an idle worker elsewhere beats it.
 
@@ -210,6 +211,9 @@ class StragglerWatch:
         never acts. One event per restart, reason ``slowed-host-restart``.
         """
         state = self.state
+        idle_now = [w for w in workers.values() if w.n_processing < w.nthreads]
+        if not idle_now:
+            return  # the common case in a busy run: no O(running) scan
         by_host: dict[str, list[tuple[str, float, float | None]]] = {}  # O(workers) once, then O(host's workers) a task
         for address, worker in workers.items():
             by_host.setdefault(worker.host, []).append((address, worker.speed, state.last_finish_at.get(address)))
@@ -220,14 +224,14 @@ class StragglerWatch:
             slowed = host_slowed_under(task, by_host.get(task.host, ()))
             if slowed is None:
                 continue
-            idle = [w for w in workers.values() if w.n_processing < w.nthreads and w.host != task.host]
+            idle = [w for w in idle_now if w.n_processing < w.nthreads and w.host != task.host]  # a restart took one
             if not idle:
                 continue
             remaining = slowed_remaining_s(task, now, slowed)
-            expected = task.planned_s / (task.worker_speed if task.worker_speed > 0 else 1.0)
-            elapsed = max(now - task.could_start_at - max(task.data_s, 0.0), 0.0)
-            as_running = Straggler(task, elapsed, expected, threshold_s=float("inf"))
-            data_s = self._data_s(scheduler, task, idle, self._context(scheduler, now, contexts), cache)
+            expected = task.expected_s
+            elapsed = max(now - task.compute_from, 0.0)
+            as_running = Straggler(task, elapsed, expected, threshold_s=float("inf"))  # weighed as one, never flagged
+            data_s = self._data_s(scheduler, task, idle, context(), cache)
             decision = restart_decision(as_running, idle, bandwidth, slowed.speed_now, data_s=data_s,
                                         remaining_s=remaining, reason="slowed-host-restart")  # fmt: skip
             if not decision.restart:
@@ -238,12 +242,6 @@ class StragglerWatch:
                       "speed_here": round(slowed.speed_now, 4), "slowed_seen_at_s": round(now - slowed.seen_at, 6),
                       "restart_finish_s": None if decision.finish_there_s is None else round(decision.finish_there_s, 6)}
             self._restart(scheduler, task, decision, prediction, workers, now, fields)
-
-    def _context(self, scheduler: Any, now: float, contexts: list[RoundContext]) -> RoundContext | None:
-        """The round context (learned read rates) for weighing a restart: built at most once per check."""
-        if not contexts and self.round_context is not None:
-            contexts.append(self.round_context(scheduler, now))
-        return contexts[0] if contexts else None
 
     def _restart(self, scheduler: Any, task: RunningTask, decision: RestartDecision, prediction: TaskPrediction | None,
                  workers: dict[str, WorkerInfo], now: float, fields: dict) -> bool:  # fmt: skip

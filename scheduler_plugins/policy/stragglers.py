@@ -140,6 +140,16 @@ class RunningTask:
     input_bytes: int = 0
     data_s: float = 0.0  # the seconds its placement priced for reading its inputs there (inside the task's time)
 
+    @property
+    def expected_s(self) -> float:
+        """Its planned duration on its worker: ``planned_s`` at the speed the plan used."""
+        return self.planned_s / (self.worker_speed if self.worker_speed > 0 else 1.0)
+
+    @property
+    def compute_from(self) -> float:
+        """When its compute could begin: after it could start and read the inputs its placement priced."""
+        return self.could_start_at + max(self.data_s, 0.0)
+
 
 @dataclass(frozen=True, slots=True)
 class Straggler:
@@ -179,9 +189,9 @@ def find_stragglers(running: Iterable[RunningTask], now: float, spread: Category
     for task in running:
         if task.planned_s <= 0 or task.planned_s < min_planned_s:
             continue
-        expected = task.planned_s / (task.worker_speed if task.worker_speed > 0 else 1.0)
+        expected = task.expected_s
         factor = max(straggler_factor, spread.p90(task.category) or 0.0)
-        elapsed = now - task.could_start_at - max(task.data_s, 0.0)
+        elapsed = now - task.compute_from
         if elapsed > expected * factor:
             found.append(Straggler(task, elapsed, expected, expected * factor))
     return sorted(found, key=lambda s: (-s.overrun, str(s.task.key)))
@@ -417,7 +427,7 @@ def slowed_remaining_s(task: RunningTask, now: float, slowed: SlowedUnder) -> fl
     >>> slowed_remaining_s(task, now=20.0, slowed=SlowedUnder(speed_now=0.25, seen_at=14.0))  # (40 - 4 - 1.5) / 0.25
     138.0
     """
-    start = task.could_start_at + max(task.data_s, 0.0)
+    start = task.compute_from
     speed_now = slowed.speed_now if slowed.speed_now > 0 else 1.0
     done = max(0.0, min(slowed.seen_at, now) - start) * max(task.worker_speed, 0.0)
     done += max(0.0, now - max(slowed.seen_at, start)) * speed_now
