@@ -1,8 +1,8 @@
 """A real LocalCluster run where one category's cost doubles mid-run: the plugin's plan follows it.
 
 Two graphs on an embedded cluster with the daskflow preload (recorder + steering, no trained model):
-the first teaches the running mean of ``work`` (0.1 s); in the second, a chain of ``work`` tasks, the
-first 10 cost 0.1 s and the rest 0.2 s. Within that run a drift alarm is logged, the category is
+the first teaches the running mean of ``work`` (0.2 s); in the second, a chain of ``work`` tasks, the
+first 10 cost 0.2 s and the rest 0.4 s. Within that run a drift alarm is logged, the category is
 demoted, and the tasks placed after it are planned near the new cost (the in-run correction),
 while the served p50 stays the old mean.
 """
@@ -18,8 +18,8 @@ from daskflow.contracts import SCHEDULER_PRELOAD, STEERING_PLUGIN, STEERING_TOPI
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
-BEFORE_S = 0.1
-AFTER_S = 0.2
+BEFORE_S = 0.2  # long enough that a loaded machine's sleep jitter (tens of ms) is no drift
+AFTER_S = 0.4
 
 
 def _sleep(duration_s, *deps):
