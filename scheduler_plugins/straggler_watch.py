@@ -36,6 +36,7 @@ from scheduler_plugins.policy import (
     relative_speed,
 )
 from scheduler_plugins.policy.stragglers import (
+    OVERRUN_RATIO,
     RESTARTABLE_KINDS,
     Orphan,
     RestartDecision,
@@ -160,6 +161,7 @@ class StragglerWatch:
         found = find_stragglers(running, now, state.spread, self.straggler_factor, min_planned_s)
         bandwidth = compat.bandwidth(scheduler)
         shared = categories_on_many_hosts(found) if len(found) > 1 else set()  # a mispredicted category: no slow host
+        state.overrunning |= shared
         context = functools.cache(lambda: self.round_context(scheduler, now) if self.round_context is not None else None)
         for straggler in found:
             task = straggler.task
@@ -173,12 +175,16 @@ class StragglerWatch:
                 facts = state.facts.get(task.worker)
                 if facts is not None:
                     speed_here = self.speed_of(task.worker, facts)[0]
-            # its worker's speed known from finished tasks, its host not read as slowed: the task is long, not the worker slow
-            speed_known = (self.learn_speeds and not slow_host
-                           and state.speeds.n_observed(task.worker) - (task.key in state.stragglers) >= state.speeds.change_n)
+            # the task is long, not its worker slow: its category overruns on several hosts at once (the model
+            # under-predicts it; a copy pays that cost on any worker), or its worker's speed is known from
+            # finished tasks and its host was not read as slowed
+            category_overruns = task.category in state.overrunning
+            speed_known = category_overruns or (
+                self.learn_speeds and not slow_host
+                and state.speeds.n_observed(task.worker) - (task.key in state.stragglers) >= state.speeds.change_n)
             if task.key not in state.stragglers:
                 state.stragglers.add(task.key)
-                if not slow_host:  # censored: at least this slow
+                if not slow_host and not category_overruns:  # censored: at least this slow (a category's: no speed)
                     state.speeds.observe(task.worker, task.host, straggler.elapsed_s, task.planned_s)
             idle = [w for w in workers.values() if w.n_processing < w.nthreads]
             data_s = None
@@ -303,4 +309,6 @@ class StragglerWatch:
                 straggler = Straggler(task, duration_s, expected_s, expected_s * factor)
                 if reads_as_slow_host(straggler, state.host_activity):
                     state.speeds.observe_slow_host(host, duration_s, planned_s, now=self.wall_clock())
+        if duration_s < expected_s * OVERRUN_RATIO:
+            state.overrunning.discard(category)  # its plan caught up (the in-run correction): stragglers are its own again
         state.host_activity.observe(host, now, duration_s, expected_s, category)

@@ -53,6 +53,13 @@ monotonic clock), so every rule is tested with a fake clock.
   A category seen once can never be read as a slowed host from its own
   stragglers (no on-time sibling elsewhere), so this is the only rule that
   moves such a task.
+* **A category's overrun** — stragglers of one category on two hosts at
+  once are the category's cost (a model that under-predicts it), which a
+  copy pays on any worker: they are restarted only on a clearly faster one
+  and are no evidence of their workers' speeds (soykb's first three
+  ``alignment_to_reference`` tasks, planned 0.065 s, all at 0.36 s: three
+  restarts and speeds of 0.05 on full-speed hosts), until a task of the
+  category finishes on its plan (the in-run correction caught up).
 * **Once** — a key is restarted at most once (``already_restarted``).
 * **Orphans** (:class:`Orphan`, :func:`thread_start_times`) — a restarted
   task keeps its thread (and its memory) on the old worker until it ends:
@@ -243,7 +250,9 @@ def restart_decision(straggler: Straggler, idle: Sequence[WorkerInfo], bandwidth
     restarted once is never restarted again; an asset or a check never.
 
     ``worker_speed_known``: its worker's speed is known from tasks that
-    finished there, and its host was not read as slowed. Then the overrun is
+    finished there, and its host was not read as slowed, or its category
+    overran on several hosts at once (:func:`categories_on_many_hosts`,
+    until one of its tasks finishes on plan). Then the overrun is
     the task's own cost (a plan too short), which it pays on any worker: a
     copy there needs at least the work already done here
     (``elapsed × its worker's speed``), so a restart pays only on a clearly

@@ -298,6 +298,48 @@ def test_the_dispatcher_reads_h1_slowed_restarts_once_and_keeps_the_orphan_on_it
     assert scheduler.released.count("probe-1") == 1
 
 
+def test_a_category_overrunning_on_two_hosts_at_once_is_neither_restarted_nor_read_as_slow_workers():
+    """multi8 (48b7fbc), soykb on the slowdown bed: 0.4 s into the run the first three ``alignment_to_reference`` tasks,
+    planned 0.065 s by a sibling model, had all run 0.36 s on two hosts. Each was restarted on an idle worker "to finish
+    in 0.16 s" (the copies took as long again), and each fed its worker a censored 6x slowness: speeds of 0.05 and
+    0.12 on full-speed hosts steered the run (1.03 x stock, the oracle 0.62 x). The category overruns, not a worker:
+    a copy pays the same cost anywhere."""
+    from scheduler_plugins.steering import SteeringPlugin
+
+    clock = FakeClock(10.5)
+    idle = fake_worker("tcp://h0:1", "h0")
+    h1, h2 = fake_worker("tcp://h1:1", "h1"), fake_worker("tcp://h2:1", "h2")
+    first, second = fake_task("probe-1"), fake_task("probe-2")
+    h1.processing[:], h2.processing[:] = [first], [second]
+    scheduler = FakeScheduler([idle, h1, h2], [first, second])
+    predictor = SimpleNamespace(model_version="oracle", observe=lambda *a, **k: None)
+    plugin = SteeringPlugin(mode="steer", oracle=True, predictor=predictor, clock=clock, wall_clock=clock)
+    plugin.scheduler = scheduler
+    plugin.dispatcher.straggler_factor = 3.0
+    state = plugin.state
+    for key, worker in (("probe-1", "tcp://h1:1"), ("probe-2", "tcp://h2:1")):
+        state.predictions[key] = TaskPrediction(0.1, 50_000_000, "oracle", "oracle", category="probe")
+        state.dispatched_at[key] = 10.0
+        state.planned_speed[key] = 1.0
+        state.last_finish_at[worker] = 9.9
+    plugin.dispatcher.check_stragglers(scheduler)
+    assert scheduler.released == []
+    events = [e for e in state.decisions if e["action"] in ("straggler", "restart")]
+    assert [(e["action"], e["reason"], e["slow_host"]) for e in events] == [("straggler", "straggler", False)] * 2
+    assert all(e["restart_finish_s"] >= e["elapsed_s"] for e in events)  # a copy needs the work already done
+    assert state.speeds.n_observed("tcp://h1:1") == state.speeds.n_observed("tcp://h2:1") == 0
+    # the other one ended: the category still overruns (nothing of it finished on its plan), probe-1 still waits
+    h2.processing.clear()
+    state.dispatched_at.pop("probe-2")
+    plugin.dispatcher.observe_finished("h2", "probe", duration_s=0.6, planned_s=0.1, speed=1.0)
+    plugin.dispatcher.check_stragglers(scheduler)
+    assert scheduler.released == []
+    # one of the category finished on its (corrected) plan: a straggler of it is its own again, restarted on h0
+    plugin.dispatcher.observe_finished("h2", "probe", duration_s=0.1, planned_s=0.1, speed=1.0)
+    plugin.dispatcher.check_stragglers(scheduler)
+    assert scheduler.released == ["probe-1"]
+
+
 def test_a_finished_straggler_placed_by_stock_dask_also_reads_as_a_slow_host():
     clock = FakeClock(11.0)  # it ran from 9.8 s; h0 finished one on time at 10.2 s
     plugin, _ = bed(clock)
