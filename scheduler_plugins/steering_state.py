@@ -136,7 +136,7 @@ class SteeringState:
     stragglers: set[Hashable] = field(default_factory=set)  # keys flagged as stragglers (once each)
     restarted: set[Hashable] = field(default_factory=set)  # keys restarted once (never twice)
     # categories whose stragglers ran on two or more hosts at once (under-predicted: a copy pays the same cost
-    # anywhere), until one of theirs finishes within OVERRUN_RATIO of its plan
+    # anywhere), until one of theirs finishes within OVERRUN_RATIO of its plan (TaskFeedback.finished) or a model loads
     overrunning: set[str] = field(default_factory=set)
     straggler_logged: set[tuple[Hashable, str]] = field(default_factory=set)  # (key, reason) already logged
     planned_speed: dict[Hashable, float] = field(default_factory=dict)  # key -> its worker's speed when it was placed

@@ -36,7 +36,6 @@ from scheduler_plugins.policy import (
     relative_speed,
 )
 from scheduler_plugins.policy.stragglers import (
-    OVERRUN_RATIO,
     RESTARTABLE_KINDS,
     Orphan,
     RestartDecision,
@@ -309,6 +308,4 @@ class StragglerWatch:
                 straggler = Straggler(task, duration_s, expected_s, expected_s * factor)
                 if reads_as_slow_host(straggler, state.host_activity):
                     state.speeds.observe_slow_host(host, duration_s, planned_s, now=self.wall_clock())
-        if duration_s < expected_s * OVERRUN_RATIO:
-            state.overrunning.discard(category)  # its plan caught up (the in-run correction): stragglers are its own again
         state.host_activity.observe(host, now, duration_s, expected_s, category)

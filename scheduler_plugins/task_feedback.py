@@ -49,6 +49,7 @@ from daskflow.learning.cleaning import CleaningConfig
 from daskflow.learning.corrector import CorrectorConfig, OnlineCorrector
 from scheduler_plugins import compat
 from scheduler_plugins.policy import PolicyConfig, TaskPrediction
+from scheduler_plugins.policy.stragglers import OVERRUN_RATIO
 from scheduler_plugins.sampling import sample_weight_of
 from scheduler_plugins.speed_store import address_host
 from scheduler_plugins.steering_state import SteeringState
@@ -130,6 +131,7 @@ class TaskFeedback:
         state = self.state
         state.corrector.reset(predictor)
         state.correction.clear()
+        state.overrunning.clear()  # read against the old model's plans
         version = getattr(predictor, "model_version", None)
         state.model_events.append({"event": "model-loaded", "at": self.wall_clock(), "model_version": version})
 
@@ -148,12 +150,16 @@ class TaskFeedback:
             return
         worker = info.get("worker")
         speed = 1.0
+        # the task's own reads of stored data ran inside its time, but placement prices them apart
+        # (data seconds beside planned / speed): a long read over a slow link is no slow worker
+        compute_s = max(duration_s - read_seconds(info.get("metadata")), 0.1 * duration_s)
         if worker is not None and self.learn_speeds:
-            # the task's own reads of stored data ran inside its time, but placement prices them apart
-            # (data seconds beside planned / speed): a long read over a slow link is no slow worker
-            compute_s = max(duration_s - read_seconds(info.get("metadata")), 0.1 * duration_s)
             speed = self._observe_speed(str(worker), prediction, compute_s,
                                         compat.startstops_compute_start(info.get("startstops")))
+        category = prediction.category
+        if (category in state.overrunning and prediction.quality != "default"
+                and compute_s * speed < OVERRUN_RATIO * self.planned_s(prediction)):
+            state.overrunning.discard(category)  # its plan caught up (the in-run correction): its stragglers are its own again
         peak = peak_of(info.get("metadata"))
         self._observe_means(prediction.category, duration_s, peak)
         self._observe_corrector(key, prediction, duration_s * speed, peak)

@@ -331,13 +331,24 @@ def test_a_category_overrunning_on_two_hosts_at_once_is_neither_restarted_nor_re
     # the other one ended: the category still overruns (nothing of it finished on its plan), probe-1 still waits
     h2.processing.clear()
     state.dispatched_at.pop("probe-2")
-    plugin.dispatcher.observe_finished("h2", "probe", duration_s=0.6, planned_s=0.1, speed=1.0)
+    def finished(key: str, duration_s: float) -> None:
+        state.predictions[key] = TaskPrediction(0.1, 50_000_000, "oracle", "oracle", category="probe")
+        plugin.feedback.finished(scheduler, key, {"worker": "tcp://h2:1", "metadata": None,
+                                                  "startstops": [{"action": "compute", "start": 10.0, "stop": 10.0 + duration_s}]})
+
+    finished("probe-2", 0.6)
     plugin.dispatcher.check_stragglers(scheduler)
     assert scheduler.released == []
-    # one of the category finished on its (corrected) plan: a straggler of it is its own again, restarted on h0
-    plugin.dispatcher.observe_finished("h2", "probe", duration_s=0.1, planned_s=0.1, speed=1.0)
+    # one of the category finished on its (corrected) plan: no longer the category's overrun; probe-1, alone past
+    # its plan on h1 while the category ran on plan on h2, now reads as h1 slowed and is restarted on h0
+    finished("probe-3", 0.1)
+    assert "probe" not in state.overrunning
     plugin.dispatcher.check_stragglers(scheduler)
     assert scheduler.released == ["probe-1"]
+    # a model loads: what was read against the old plans is forgotten
+    state.overrunning.add("probe")
+    plugin.feedback.model_loaded(predictor)
+    assert not state.overrunning
 
 
 def test_a_finished_straggler_placed_by_stock_dask_also_reads_as_a_slow_host():
