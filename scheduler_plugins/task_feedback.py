@@ -132,6 +132,7 @@ class TaskFeedback:
         state.corrector.reset(predictor)
         state.correction.clear()
         state.overrunning.clear()  # read against the old model's plans
+        state.speeds.forget_served()  # (the host levels' fit, against the old model's predictions)
         version = getattr(predictor, "model_version", None)
         state.model_events.append({"event": "model-loaded", "at": self.wall_clock(), "model_version": version})
 
@@ -201,7 +202,10 @@ class TaskFeedback:
         if self.observe_host is not None:
             self.observe_host(host, prediction.category, duration_s, planned, before)
         state.spread.observe(prediction.category, duration_s * before, planned)
-        if state.speeds.observe(worker, host, duration_s, planned, started_at):  # (wall, as the slow regime's start)
+        # (the wall clock, as the slow regime's start; the served prediction, fixed while the plan is corrected:
+        # what the two-way fit of host levels compares across hosts, category by category)
+        if state.speeds.observe(worker, host, duration_s, planned, started_at,
+                                category=prediction.category, served_s=prediction.duration_s):
             state.counts["speed_observed"] += 1
             self.save_speeds()
         return before / self._median_speed()

@@ -20,6 +20,18 @@ per worker and per host, a
   speed than to the new ends the regime (the host recovered, or it was one
   slow task). An operator's declared ``daskflow-speed`` overrides it
   (:func:`speed_for`).
+
+*A host's tasks are not a random sample of the run's categories*: locality
+and the speed rule itself send whole chains of categories to one host, and
+a model errs per category (×2.4 fast on one, ×3 slow on another). So with
+two or more hosts a host's level is not the plain median of its ratios but
+its effect in a two-way (category + host) fit of the ratios
+against the model's *served* (uncorrected) predictions, which stay fixed
+while the in-run correction moves (:meth:`SpeedEstimates.host_levels`):
+only categories that ran on two or more hosts tell hosts apart. A
+half-speed host that ran the categories the model over-predicts read at
+speed 1.0 and was given the run's longest task (the slowdown benchmark's
+soykb at c2b12ea).
 """
 
 from __future__ import annotations
@@ -57,6 +69,17 @@ MIN_NOISE_SIGMA = 0.05
 #: earlier tasks only; a sibling model's per-task error is about this), and how many pairs that prior counts as
 CHANGE_PRIOR_SIGMA = 0.5
 PRIOR_NOISE_PAIRS = 10
+#: the two-way fit: a host gets its fitted level from this many tasks of categories shared with another host on
+FIT_MIN_N = 3
+#: ... alternating category / host means at most this many times, or until no host's effect moves by FIT_TOLERANCE
+FIT_ROUNDS = 30
+FIT_TOLERANCE = 1e-3
+#: ... a (host, category) cell's median weighs as this many tasks at most (a host that ran one category all run
+#: long must not outweigh every other category it shares)
+CELL_WEIGHT_CAP = 8
+#: ... recomputed at every observation for the run's first this many, then every FIT_EVERY
+FIT_EAGER_N = 64
+FIT_EVERY = 8
 
 
 def _shrunk(samples: Sequence[float], prior: float, pseudo_n: float) -> float:
@@ -80,6 +103,47 @@ def _with_prior(sigma: float, pairs: int, prior: float) -> float:
 def _upper(sigma: float, pairs: int) -> float:
     """An upper bound of a spread measured from ``pairs`` pairs: few pairs read it small by chance."""
     return sigma * (1.0 + SIGMA_UNCERTAINTY / math.sqrt(max(pairs, 1)))
+
+
+def host_effects(cells: Sequence[tuple[str, str, float]], rounds: int = FIT_ROUNDS) -> dict[str, float]:
+    """Host effects of ``(host, category, log ratio)`` samples: an additive category + host fit of their cell medians.
+
+    Each (host, category) cell is its median (one slow task is no speed),
+    then ``median = host + category`` is fitted by weighted least squares
+    (weight: the cell's samples, at most :data:`CELL_WEIGHT_CAP`), by
+    alternating weighted means. Alternating *medians* (Tukey's polish)
+    stalls when hosts ran the categories unevenly: each category's effect is
+    set by the host that ran most of it, and the others' few cells are
+    outvoted. The effects carry the overall level, so only differences
+    between hosts mean anything.
+
+    >>> cells = [("fast", "a", 1.0), ("fast", "b", -1.0), ("slow", "a", 1.7), ("slow", "b", -0.3), ("slow", "b", -0.3)]
+    >>> effects = host_effects(cells)  # plain medians: fast 0.0, slow -0.3 (it ran more of the over-predicted b)
+    >>> round(effects["slow"] - effects["fast"], 2)
+    0.7
+    """
+    grouped: dict[tuple[str, str], list[float]] = {}
+    for host, category, value in cells:
+        grouped.setdefault((host, category), []).append(value)
+    medians = [(host, category, statistics.median(values), float(min(len(values), CELL_WEIGHT_CAP)))
+               for (host, category), values in grouped.items()]
+    host_effect = {host: 0.0 for host, *_ in medians}
+    category_effect: dict[str, float] = {}
+    for _ in range(max(rounds, 1)):
+        category_effect = _weighted_means([(c, m - host_effect[h], w) for h, c, m, w in medians])
+        before, host_effect = host_effect, _weighted_means([(h, m - category_effect[c], w) for h, c, m, w in medians])
+        if max(abs(host_effect[h] - before[h]) for h in host_effect) < FIT_TOLERANCE:
+            break
+    return host_effect
+
+
+def _weighted_means(values: Sequence[tuple[str, float, float]]) -> dict[str, float]:
+    sums: dict[str, list[float]] = {}
+    for name, value, weight in values:
+        total = sums.setdefault(name, [0.0, 0.0])
+        total[0] += weight * value
+        total[1] += weight
+    return {name: total / weight for name, (total, weight) in sums.items()}
 
 
 def _pairwise_sigma(samples: Sequence[float]) -> float:
@@ -146,10 +210,18 @@ class SpeedEstimates:
     host_median: dict[str, float] = field(default_factory=dict)  # host -> median of by_host (cached until it observes)
     shift: float = 0.0  # what every host shares (the model's bias), see host_log_slowness
     change_sigma: dict[str, float] = field(default_factory=dict)  # worker -> ... of its tasks before the last change_n, prior-pooled
+    by_host_cells: dict[str, deque[tuple[str, float, float]]] = field(default_factory=dict)  # host -> (category, log actual/served, log ratio)
+    levels: dict[str, float] = field(default_factory=dict)  # host -> its fitted level (host_levels), as of levels_at
+    levels_at: int = -1
 
     def observe(self, worker: str, host: str, actual_s: float, planned_s: float,
-                started_at: float | None = None) -> bool:  # fmt: skip
+                started_at: float | None = None, category: str | None = None,
+                served_s: float | None = None) -> bool:  # fmt: skip
         """Add one finished task; False when it was not used (no duration, too short, or off by ×20 or more).
+
+        ``category`` and ``served_s`` (the model's uncorrected prediction for
+        the task, fixed while the in-run correction moves ``planned_s``) feed
+        the two-way fit of host levels (:meth:`host_levels`).
 
         ``started_at`` (the clock :meth:`observe_slow_host` was given): a task
         that started before its host was read as slowed ran partly at the old
@@ -189,6 +261,9 @@ class SpeedEstimates:
         self.change_sigma[worker] = _with_prior(_pairwise_sigma(before), len(before) * (len(before) - 1) // 2,
                                                   CHANGE_PRIOR_SIGMA)
         self.by_host.setdefault(host, deque(maxlen=self.window * 4)).append(ratio)
+        if category is not None and served_s is not None and served_s > 0:
+            served = max(-4 * MAX_LOG_SPEED, min(4 * MAX_LOG_SPEED, math.log(actual_s / served_s)))
+            self.by_host_cells.setdefault(host, deque(maxlen=self.window * 4)).append((str(category), served, ratio))
         self.n_total += 1
         self.host_median.pop(host, None)
         return True
@@ -313,13 +388,70 @@ class SpeedEstimates:
         """
         self.noise_sigma()  # (refreshes the shifts on the same schedule)
         reference = self.host_prior.get(host, 0.0) + self.shift
-        median = self._host_median(host)
+        median = self._host_level(host)
         if median is None:
             return reference
         n = len(self.by_host[host])
         if abs(median - reference) < self._band(n):
             return reference  # not distinguishable from its reference by more than the noise
         return (n * median + self.pseudo_n * reference) / (n + self.pseudo_n)  # (_shrunk, the median cached)
+
+    def host_levels(self) -> dict[str, float]:
+        """Hosts' levels from a two-way (category + host) fit of their recent tasks (:func:`host_effects`, the module note).
+
+        Only categories that ran on two or more hosts take part, and only
+        hosts with :data:`FIT_MIN_N` of their tasks (a host whose every
+        category ran there alone keeps its plain median). The fit runs
+        on the ratios against the *served* predictions; its effects are
+        then put back on the level of the ratios against the plans (the
+        median over the cells used is the same), so the noise band, the
+        priors and the shared shift read them as they read a median. Empty
+        with fewer than two such hosts. Recomputed at every observation for
+        the first :data:`FIT_EAGER_N`, then every :data:`FIT_EVERY`
+        (O(hosts × window × rounds)).
+
+        >>> speeds = SpeedEstimates()
+        >>> for i in range(4):  # the model over-predicts "b" x4; the slow host ran mostly b, at half speed
+        ...     _ = speeds.observe("f", "fast", actual_s=1.0, planned_s=1.0, category="a", served_s=1.0)
+        ...     _ = speeds.observe("s", "slow", actual_s=2.0, planned_s=1.0, category="a", served_s=1.0)
+        ...     for _ in range(3):
+        ...         _ = speeds.observe("s", "slow", actual_s=0.5, planned_s=1.0, category="b", served_s=1.0)
+        ...     _ = speeds.observe("f", "fast", actual_s=0.25, planned_s=1.0, category="b", served_s=1.0)
+        >>> [round(speeds._host_median(h), 2) for h in ("fast", "slow")]  # plain medians: the same speed
+        [-0.69, -0.69]
+        >>> levels = speeds.host_levels(); round(levels["slow"] - levels["fast"], 2)  # fitted: half the speed
+        0.69
+        """
+        at = self.levels_at
+        if at >= 0 and (at == self.n_total or (self.n_total > FIT_EAGER_N and self.n_total - at < FIT_EVERY)):
+            return self.levels
+        self.levels_at = self.n_total
+        cells = [(h, c, served, ratio) for h, kept in self.by_host_cells.items() for c, served, ratio in kept]
+        hosts_of: dict[str, set[str]] = {}
+        for h, c, _, _ in cells:
+            hosts_of.setdefault(c, set()).add(h)
+        shared = [cell for cell in cells if len(hosts_of[cell[1]]) >= 2]
+        counts: dict[str, int] = {}
+        for cell in shared:
+            counts[cell[0]] = counts.get(cell[0], 0) + 1
+        hosts = {h for h, n in counts.items() if n >= FIT_MIN_N}
+        hosts_of = {}
+        for h, c, _, _ in shared:
+            if h in hosts:
+                hosts_of.setdefault(c, set()).add(h)
+        used = [cell for cell in shared if cell[0] in hosts and len(hosts_of[cell[1]]) >= 2]
+        if len({cell[0] for cell in used}) < 2:
+            self.levels = {}
+            return self.levels
+        effects = host_effects([(h, c, served) for h, c, served, _ in used])
+        level = statistics.median(ratio for *_, ratio in used) - statistics.median(effects[h] for h, *_ in used)
+        self.levels = {h: effect + level for h, effect in effects.items()}
+        return self.levels
+
+    def _host_level(self, host: str) -> float | None:
+        """What the host's tasks measured: its fitted level (:meth:`host_levels`), else its plain median."""
+        level = self.host_levels().get(host)
+        return level if level is not None else self._host_median(host)
 
     def _host_median(self, host: str) -> float | None:
         """The median of the host's recent ratios, cached until the host's next observation (None: none yet)."""
@@ -350,7 +482,7 @@ class SpeedEstimates:
             log_slowness = _shrunk(samples, host_value, self.pseudo_n)
         else:  # a worker like its host, within the noise (or too few tasks to say): what its host measured
             # (the same for every worker of the host: identical workers never differ by their own noise)
-            median, n = self._host_median(host), len(self.by_host.get(host, ()))
+            median, n = self._host_level(host), len(self.by_host.get(host, ()))
             log_slowness = host_value if median is None else (n * median + self.pseudo_n * host_value) / (n + self.pseudo_n)
         recent = samples[-self.change_n:]
         if len(samples) >= 2 * self.change_n:
@@ -386,6 +518,12 @@ class SpeedEstimates:
                 continue
             if math.isfinite(value):
                 self.host_prior[str(host)] = max(-MAX_LOG_SPEED, min(MAX_LOG_SPEED, value))
+
+    def forget_served(self) -> None:
+        """A new model is served: the two-way fit's ratios against the old one's predictions mean nothing now."""
+        self.by_host_cells.clear()
+        self.levels.clear()
+        self.levels_at = -1
 
     def forget_worker(self, worker: str) -> None:
         self.by_worker.pop(worker, None)

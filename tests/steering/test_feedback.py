@@ -273,3 +273,30 @@ def test_a_tasks_own_reads_are_no_slow_worker(read_s, slow):
     ratio = plugin.state.speeds.speed("tcp://198.18.0.1:9000", "198.18.0.1") / plugin.state.speeds.speed(
         "tcp://198.18.0.2:9000", "198.18.0.2")
     assert (ratio < 0.5) is slow, ratio
+
+
+def test_a_half_speed_host_that_ran_the_over_predicted_categories_reads_slower_through_the_feedback():
+    """Two hosts, 198.18.0.2 at half speed; the model serves "over" 4x too long and "under" 2x too short, and the
+    slow host ran mostly "over" (as locality sends chains of categories to one host). The plain median of its
+    actual / planned (the in-run correction moving the plans) read it near full speed; the category + host fit of
+    the ratios against the served predictions reads it at about half."""
+    clock = FakeClock(100.0)
+    plugin = make_plugin(clock)
+    fast, slow = "tcp://198.18.0.1:9000", "tcp://198.18.0.2:9000"
+    for address in (fast, slow):
+        plugin.state.facts[address] = {"host": address[6:16], "nthreads": 1, "speed": 1.0, "speed_declared": False}
+    cost = {"over": 0.25, "under": 2.0}
+    n = 0
+    for round_ in range(6):
+        for address, slowness, mostly, rarely in ((fast, 1.0, "under", "over"), (slow, 2.0, "over", "under")):
+            for category in [mostly] * 3 + [rarely]:
+                key = f"{category}-{n}"
+                n += 1
+                plugin.state.predictions[key] = TaskPrediction(1.0, 0.0, "model", "v1", category=category)
+                clock.now += 1.0
+                duration = cost[category] * slowness * (1 + 0.02 * (n % 3))
+                plugin.transition(key, "processing", "memory", worker=address, metadata=None,
+                                  startstops=[{"action": "compute", "start": clock.now - duration, "stop": clock.now}])
+    speeds = plugin.state.speeds
+    ratio = speeds.speed(slow, "198.18.0.2") / speeds.speed(fast, "198.18.0.1")
+    assert 0.35 <= ratio <= 0.65, ratio  # 0.59 (shrunk toward nominal); the plain median gave 0.77

@@ -28,6 +28,45 @@ def test_a_worker_twice_as_slow_is_learned_as_half_speed():
     assert speeds.speed("fast", "h0") == 1.0
 
 
+def _mixed_categories(speeds: SpeedEstimates, with_categories: bool) -> None:
+    """Four hosts, h2 and h3 at half speed; the model serves "over" 4x too long and "under" 2x too short; locality
+    sent the fast hosts mostly "under" and the slow hosts mostly "over" (6 of their 8 tasks, each round)."""
+    slowness = {"h0": 1.0, "h1": 1.0, "h2": 2.0, "h3": 2.0}
+    cost = {"over": 0.25, "under": 2.0}
+    for round_ in range(4):
+        for host, slow in slowness.items():
+            mostly, rarely = ("over", "under") if slow > 1 else ("under", "over")
+            for i, category in enumerate([mostly] * 6 + [rarely] * 2):
+                actual = cost[category] * slow * (1 + 0.01 * ((i + round_) % 3))
+                speeds.observe(f"{host}-w{i % 2}", host, actual_s=actual, planned_s=1.0,
+                               category=category if with_categories else None, served_s=1.0)
+
+
+def test_a_half_speed_host_that_ran_the_over_predicted_categories_still_reads_half_speed():
+    """Its plain median says 4x *fast* (the categories it ran, not the host); the category + host fit says 0.5."""
+    polished, plain = SpeedEstimates(window=16, pseudo_n=3.0), SpeedEstimates(window=16, pseudo_n=3.0)
+    _mixed_categories(polished, with_categories=True)
+    _mixed_categories(plain, with_categories=False)
+    ratio = polished.speed("h2-w0", "h2") / polished.speed("h0-w0", "h0")
+    assert ratio == pytest.approx(0.5, rel=0.15)
+    assert polished.speed("h3-w1", "h3") == polished.speed("h2-w0", "h2")  # the same speed, host by host
+    assert polished.speed("h1-w1", "h1") == polished.speed("h0-w0", "h0")
+    assert plain.speed("h2-w0", "h2") / plain.speed("h0-w0", "h0") > 2.0  # without categories: read as faster
+    levels = polished.host_levels()
+    assert set(levels) == {"h0", "h1", "h2", "h3"}
+
+
+def test_a_host_whose_categories_ran_nowhere_else_keeps_its_plain_median():
+    speeds = SpeedEstimates(window=16, pseudo_n=3.0)
+    for i in range(6):
+        speeds.observe("a", "h0", actual_s=1.0, planned_s=1.0, category="shared", served_s=1.0)
+        speeds.observe("b", "h1", actual_s=2.0, planned_s=1.0, category="shared", served_s=1.0)
+        speeds.observe("c", "h2", actual_s=3.0, planned_s=1.0, category="only-here", served_s=1.0)
+    assert set(speeds.host_levels()) == {"h0", "h1"}
+    assert speeds._host_level("h2") == pytest.approx(math.log(3.0))
+    assert speeds.host_levels()["h1"] - speeds.host_levels()["h0"] == pytest.approx(math.log(2.0))
+
+
 def test_the_median_ignores_an_outlier_and_noise_stays_nominal():
     speeds = SpeedEstimates(window=16, pseudo_n=3.0)
     for actual in [1.05, 0.95, 1.1, 0.9, 30.0, 1.0, 1.02]:
