@@ -60,6 +60,8 @@ __all__ = ["LEARNED_QUALITIES", "TaskFeedback", "peak_of"]
 
 #: prediction qualities the in-run learner observes (a default knows nothing; the oracle is the truth)
 LEARNED_QUALITIES = frozenset({"model", "prefix-mean"})
+#: a finished task whose own reads of stored data took more than this share of its duration teaches no speed
+MAX_READ_SHARE = 0.5
 
 
 def peak_of(metadata: Any) -> float | None:
@@ -153,10 +155,12 @@ class TaskFeedback:
         speed = 1.0
         # the task's own reads of stored data ran inside its time, but placement prices them apart
         # (data seconds beside planned / speed): a long read over a slow link is no slow worker
-        compute_s = max(duration_s - read_seconds(info.get("metadata")), 0.1 * duration_s)
+        reads_s = read_seconds(info.get("metadata"))
+        compute_s = max(duration_s - reads_s, 0.1 * duration_s)
         if worker is not None and self.learn_speeds:
             speed = self._observe_speed(str(worker), prediction, compute_s,
-                                        compat.startstops_compute_start(info.get("startstops")))
+                                        compat.startstops_compute_start(info.get("startstops")),
+                                        learn=reads_s <= MAX_READ_SHARE * duration_s)
         category = prediction.category
         if (category in state.overrunning and prediction.quality != "default"
                 and compute_s * speed < OVERRUN_RATIO * self.planned_s(prediction)):
@@ -188,8 +192,14 @@ class TaskFeedback:
         self.state.latency.observe(sent_wall, started, self.config)
 
     def _observe_speed(self, worker: str, prediction: TaskPrediction, duration_s: float,
-                       started_at: float | None = None) -> float:
-        """Learn the worker's speed from one finished task; its speed before it, relative to the median (for the corrector)."""
+                       started_at: float | None = None, learn: bool = True) -> float:
+        """Learn the worker's speed from one finished task; its speed before it, relative to the median (for the corrector).
+
+        Without ``learn`` (a task that spent most of its time on its own reads: :data:`MAX_READ_SHARE`) only the
+        category's spread learns from it: its compute time is a small difference of two large ones, and the
+        plan (a model trained on durations that held reads of their own) is no speed-1 compute time for it. Such
+        tasks read as workers ×10 fast (the floor of a tenth of the duration) on the montage traces.
+        """
         state = self.state
         facts = state.facts.get(worker) or {}
         host = str(facts.get("host") or address_host(worker))
@@ -199,9 +209,12 @@ class TaskFeedback:
         if prediction.quality == "default":  # a guess for a category never seen says nothing about the worker
             return before / self._median_speed()
         planned = self.planned_s(prediction)
-        if self.observe_host is not None:
+        if learn and self.observe_host is not None:
             self.observe_host(host, prediction.category, duration_s, planned, before)
         state.spread.observe(prediction.category, duration_s * before, planned)
+        if not learn:
+            state.counts["speed_read_bound"] += 1
+            return before / self._median_speed()
         # (the wall clock, as the slow regime's start; the served prediction, fixed while the plan is corrected:
         # what the two-way fit of host levels compares across hosts, category by category)
         if state.speeds.observe(worker, host, duration_s, planned, started_at,

@@ -300,3 +300,24 @@ def test_a_half_speed_host_that_ran_the_over_predicted_categories_reads_slower_t
     speeds = plugin.state.speeds
     ratio = speeds.speed(slow, "198.18.0.2") / speeds.speed(fast, "198.18.0.1")
     assert 0.35 <= ratio <= 0.65, ratio  # 0.59 (shrunk toward nominal); the plain median gave 0.77
+
+
+@pytest.mark.parametrize("read_s, observed", [(0.4, True), (0.9, False)])
+def test_a_task_that_mostly_read_teaches_no_speed(read_s, observed):
+    """A task that spent most of its time on its own reads (montage's mDiffFit: a 1 s plan learned from durations
+    that held reads, 0.04 s of compute) left a tenth of its duration as compute and read as a worker x10 fast."""
+    from daskflow.contracts import TRANSFER_METADATA_KEY
+
+    clock = FakeClock(100.0)
+    plugin = make_plugin(clock)
+    address = "tcp://198.18.0.1:9000"
+    plugin.state.facts[address] = {"host": "198.18.0.1", "nthreads": 1, "speed": 1.0, "speed_declared": False}
+    for i in range(8):
+        plugin.state.predictions[f"diff-{i}"] = TaskPrediction(1.0, 0.0, "model", "v1", category="diff")
+        clock.now += 1.0
+        metadata = {TRANSFER_METADATA_KEY: [["198.18.0.2", 10_000_000, read_s]]}
+        plugin.transition(f"diff-{i}", "processing", "memory", worker=address, metadata=metadata,
+                          startstops=[{"action": "compute", "start": clock.now - 1.0, "stop": clock.now}])
+    assert (plugin.state.speeds.n_observed(address) == 8) is observed
+    assert plugin.state.counts["speed_read_bound"] == (0 if observed else 8)
+    assert len(plugin.predictor.observed) == 8  # the running means still learn from every task
