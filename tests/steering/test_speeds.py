@@ -189,6 +189,22 @@ def test_a_long_task_waits_for_a_faster_busy_worker_rather_than_take_the_slow_id
     assert short.action == "place" and short.worker == "slow"
 
 
+def test_the_runs_longest_task_waits_for_a_moderately_faster_busy_worker_when_the_gain_is_many_waits():
+    """soykb's merge_gcvf (41 s) at a learned ratio of 1.34 (truth 2) between a busy full-speed worker (free in 0.8 s)
+    and an idle half-speed one: 25 % earlier, short of the 0.7 margin and the 1.5 ratio, it went to the slow host.
+    A short task with the same ratio, whose gain is not several waits, still takes the idle worker."""
+    def workers():
+        return [WorkerInfo("fast", host="h1", speed=0.72, n_processing=1, backlog_s=0.8),
+                WorkerInfo("slow", host="h2", speed=0.54)]
+    config = PolicyConfig(lookahead_s=0.05)
+    held = choose_worker(TaskInfo("merge", 41.25), workers(), config)
+    assert (held.action, held.reason, held.worker) == ("hold", "speed", "fast")
+    short = choose_worker(TaskInfo("short", 4.0), workers(), config)  # 7.4 s here, 6.7 s there: 0.7 s < 4 waits
+    assert (short.action, short.worker) == ("place", "slow")
+    same = [WorkerInfo("a", host="h1", speed=1.0, n_processing=1, backlog_s=0.8), WorkerInfo("b", host="h2", speed=0.85)]
+    assert choose_worker(TaskInfo("merge", 41.25), same, config).worker == "b"  # 1.18 x: within the dead band, one speed
+
+
 def test_tasks_held_for_a_faster_worker_queue_behind_each_other_there():
     """multi6, montage-178 on 4 hosts x 2 (two at half speed): a level of 20+ mDiffFit tasks was held for "speed" for
     the two fast hosts' busy workers, each task as if first in line (39.5 s held in all, the half-speed workers idle;
