@@ -382,13 +382,14 @@ def _better_busy_worker(task: TaskInfo, best: Estimate, estimates: list[Estimate
         # short of the margin, and a learned ratio of 1.34 where the truth is 2: placed on the slow host)
         long_gain = (best.finish_s - e.finish_s > LONG_GAIN_WAITS * e.wait_s
                      and e.finish_s < LONG_GAIN_MARGIN * best.finish_s)
-        if not (e.finish_s < FASTER_WORKER_MARGIN * best.finish_s or long_gain):
-            continue
+        well_before = e.finish_s < FASTER_WORKER_MARGIN * best.finish_s
         speed = by_address[e.worker].speed
-        if speed >= FASTER_WORKER_MIN_RATIO * chosen_speed or (long_gain and speed >= LONG_GAIN_MIN_RATIO * chosen_speed):
+        if well_before and speed >= FASTER_WORKER_MIN_RATIO * chosen_speed:
             reason: DecisionReason = "speed"
-        elif best_data_s - (e.transfer_s + e.storage_s) > e.wait_s:
+        elif well_before and best_data_s - (e.transfer_s + e.storage_s) > e.wait_s:
             reason = "locality"
+        elif long_gain and speed >= LONG_GAIN_MIN_RATIO * chosen_speed:
+            reason = "speed"
         else:
             continue
         if found is None or (e.finish_s, e.worker) < (found[0].finish_s, found[0].worker):
