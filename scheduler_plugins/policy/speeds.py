@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -135,6 +135,14 @@ def host_effects(cells: Sequence[tuple[str, str, float]], rounds: int = FIT_ROUN
         if max(abs(host_effect[h] - before[h]) for h in host_effect) < FIT_TOLERANCE:
             break
     return host_effect
+
+
+def _on_two_hosts(cells: Sequence[tuple]) -> list[tuple]:
+    """The ``(host, category, ...)`` cells of categories seen on two or more of their hosts."""
+    hosts_of: dict[str, set[str]] = {}
+    for host, category, *_ in cells:
+        hosts_of.setdefault(category, set()).add(host)
+    return [cell for cell in cells if len(hosts_of[cell[1]]) >= 2]
 
 
 def _weighted_means(values: Sequence[tuple[str, float, float]]) -> dict[str, float]:
@@ -427,19 +435,9 @@ class SpeedEstimates:
             return self.levels
         self.levels_at = self.n_total
         cells = [(h, c, served, ratio) for h, kept in self.by_host_cells.items() for c, served, ratio in kept]
-        hosts_of: dict[str, set[str]] = {}
-        for h, c, _, _ in cells:
-            hosts_of.setdefault(c, set()).add(h)
-        shared = [cell for cell in cells if len(hosts_of[cell[1]]) >= 2]
-        counts: dict[str, int] = {}
-        for cell in shared:
-            counts[cell[0]] = counts.get(cell[0], 0) + 1
-        hosts = {h for h, n in counts.items() if n >= FIT_MIN_N}
-        hosts_of = {}
-        for h, c, _, _ in shared:
-            if h in hosts:
-                hosts_of.setdefault(c, set()).add(h)
-        used = [cell for cell in shared if cell[0] in hosts and len(hosts_of[cell[1]]) >= 2]
+        shared = _on_two_hosts(cells)
+        counts = Counter(h for h, *_ in shared)
+        used = _on_two_hosts([cell for cell in shared if counts[cell[0]] >= FIT_MIN_N])  # (a dropped host unlinks some)
         if len({cell[0] for cell in used}) < 2:
             self.levels = {}
             return self.levels
