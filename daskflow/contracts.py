@@ -76,6 +76,8 @@ DecisionReason = Literal[
     "straggler",            # a task running well past its plan (and its category's p90): its host gets no long work
     "straggler-restart",    # ... restarted on an idle faster worker predicted to finish it earlier (replay tasks only)
     "straggler-asset",      # ... an asset or check: never restarted (no double materialization)
+    "slowed-host-restart",  # a task (no straggler yet) whose host slowed under it, restarted on another host
+    "host-overrun",         # a host read as slowed from its running tasks overrunning on several workers at once
     "drift",                # a category's cost changed in this run: planned from this run's tasks from now on
     "model-loaded",         # a new model is served (promotion / rollback): the in-run learner starts over
 ]

@@ -44,6 +44,7 @@ from scheduler_plugins.policy.stragglers import (
     categories_on_many_hosts,
     find_stragglers,
     host_slowed_under,
+    hosts_overrunning,
     live_orphans,
     reads_as_slow_host,
     restart_decision,
@@ -161,6 +162,8 @@ class StragglerWatch:
         bandwidth = compat.bandwidth(scheduler)
         shared = categories_on_many_hosts(found) if len(found) > 1 else set()  # a mispredicted category: no slow host
         state.overrunning |= shared
+        if self.learn_speeds:
+            self._read_overrunning_hosts(running, now, min_planned_s)
         context = functools.cache(lambda: self.round_context(scheduler, now) if self.round_context is not None else None)
         for straggler in found:
             task = straggler.task
@@ -203,6 +206,28 @@ class StragglerWatch:
                 self.log("straggler", task.key, reason=decision.reason, **fields)
         if self.learn_speeds:
             self._restart_slowed_under(scheduler, running, workers, now, min_planned_s, bandwidth, context, cache)
+
+    def _read_overrunning_hosts(self, running: list[RunningTask], now: float, min_planned_s: float) -> None:
+        """Hosts whose running tasks overrun on several workers at once are read as slowed (one event per host read).
+
+        :func:`~scheduler_plugins.policy.stragglers.hosts_overrunning`: at
+        ``OVERRUN_RATIO`` × their plans, before any of them is a straggler
+        (``straggler_factor`` ×). Only tasks with an informed prediction (a
+        guess says nothing of the host); categories that overran on several
+        hosts are the model's. The bound rises on every check while they run.
+        """
+        state = self.state
+        informed = [t for t in running if (p := state.predictions.get(t.key)) is not None and p.quality != "default"]
+        read = hosts_overrunning(informed, now, state.host_activity, min_planned_s, excluded=state.overrunning)
+        for host, evidence in read.items():
+            task = evidence.task
+            new = state.speeds.slow_regime(host) is None
+            state.speeds.observe_slow_host(host, evidence.elapsed_s, task.planned_s, now=self.wall_clock())
+            if new and state.speeds.slow_regime(host) is not None:
+                self.log("straggler", task.key, reason="host-overrun", worker=task.worker, host=host,
+                         elapsed_s=round(evidence.elapsed_s, 6), expected_s=round(evidence.expected_s, 6),
+                         threshold_s=round(evidence.threshold_s, 6), slow_host=True,
+                         workers=len({t.worker for t in informed if t.host == host}))  # fmt: skip
 
     def _restart_slowed_under(self, scheduler: Any, running: list[RunningTask], workers: dict[str, WorkerInfo], now: float,
                               min_planned_s: float, bandwidth: float, context: Callable[[], RoundContext | None],

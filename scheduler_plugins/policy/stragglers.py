@@ -88,6 +88,7 @@ __all__ = [
     "categories_on_many_hosts",
     "find_stragglers",
     "host_slowed_under",
+    "hosts_overrunning",
     "live_orphans",
     "reads_as_slow_host",
     "remaining_here_s",
@@ -102,6 +103,8 @@ RESTART_MARGIN = 0.75
 RESTARTABLE_KINDS = frozenset({"replay"})
 #: a finished (or running) task took at least this many times its plan: it overran
 OVERRUN_RATIO = 1.5
+#: tasks past OVERRUN_RATIO x their plan, running on this many workers of one host at once: the host slowed
+HOST_OVERRUN_WORKERS = 2
 #: a task within this fraction of its plan has reached it (a speed learned from the task itself: no time left)
 ON_PACE_SLACK = 0.02
 
@@ -382,6 +385,65 @@ def reads_as_slow_host(straggler: Straggler, activity: HostActivity, overrun_rat
         return False  # nothing on time anywhere meanwhile: maybe the whole machine is loaded
     category = task.category or None
     return any(ratio < overrun_ratio for ratio in activity.elsewhere_since(task.host, float("-inf"), category))
+
+
+def hosts_overrunning(running: Iterable[RunningTask], now: float, activity: HostActivity, min_planned_s: float = 0.0,
+                      excluded: Iterable[str] = (), min_workers: int = HOST_OVERRUN_WORKERS,
+                      overrun_ratio: float = OVERRUN_RATIO) -> dict[str, Straggler]:  # fmt: skip
+    """Hosts read as slowed from tasks *still running* there: ``overrun_ratio`` × their plan on several workers at once.
+
+    A straggler is flagged at ``straggler_factor`` (3) × its plan, so a host
+    slowed × 4 under tasks of 5 s is read only after 15 s of each (the
+    slowdown benchmark's srasearch: long work went on to the slowed host at
+    speed 1.0 for 6 s after it slowed). Tasks on ``min_workers`` or more of a
+    host's workers, each past ``overrun_ratio`` × its plan there, say it
+    sooner: one may be a long task, two at once on one host, of categories
+    that run on time elsewhere, are the host. Each must also pass
+    :func:`reads_as_slow_host` at that lower ratio (nothing finished on
+    time on the host since it could start, something on time elsewhere
+    meanwhile, its category on time elsewhere), and a category that overruns
+    on two or more hosts at once (``excluded``, or seen among the
+    overrunning here) is the category's, not a host's.
+
+    Returns per host so read the *least* overrun of its evidence (the
+    censored bound: the host is at least that slow); placement then sends it
+    no long work before its first slow task finishes.
+
+    >>> def on(worker, host, category="c", started=0.0, planned=1.0):
+    ...     return RunningTask(worker, worker, host, category, "replay", planned, 1.0, could_start_at=started)
+    >>> activity = HostActivity()
+    >>> activity.observe("h1", finished_at=1.0, actual_s=1.0, expected_s=1.0, category="c")
+    >>> read = hosts_overrunning([on("w0", "h0"), on("w1", "h0", started=0.4), on("w2", "h1", started=1.5)], 2.0, activity)
+    >>> sorted(read), round(read["h0"].overrun, 2)
+    (['h0'], 1.6)
+    >>> hosts_overrunning([on("w0", "h0"), on("w2", "h1", started=1.5)], 2.0, activity)  # one worker: maybe one long task
+    {}
+    >>> hosts_overrunning([on("w0", "h0"), on("w1", "h0"), on("w2", "h1")], 2.0, activity)  # "c" overruns on h1 too
+    {}
+    >>> hosts_overrunning([on("w0", "h0"), on("w1", "h0")], 2.0, activity, excluded={"c"})
+    {}
+    >>> activity.observe("h0", finished_at=0.5, actual_s=1.0, expected_s=1.0)  # on time there meanwhile
+    >>> hosts_overrunning([on("w0", "h0"), on("w1", "h0")], 2.0, activity)
+    {}
+    """
+    over: dict[str, list[Straggler]] = {}
+    hosts_of: dict[str, set[str]] = {}
+    for task in running:
+        expected = task.expected_s
+        if task.planned_s <= 0 or task.planned_s < min_planned_s or expected <= 0:
+            continue
+        elapsed = now - task.compute_from
+        if elapsed >= overrun_ratio * expected:
+            over.setdefault(task.host, []).append(Straggler(task, elapsed, expected, overrun_ratio * expected))
+            hosts_of.setdefault(task.category, set()).add(task.host)
+    shared = set(excluded) | {category for category, on in hosts_of.items() if len(on) >= 2}
+    read: dict[str, Straggler] = {}
+    for host, evidence in over.items():
+        passing = [s for s in evidence if s.task.category not in shared
+                   and reads_as_slow_host(s, activity, overrun_ratio)]  # fmt: skip
+        if len({s.task.worker for s in passing}) >= max(min_workers, 1):
+            read[host] = min(passing, key=lambda s: (s.elapsed_s / s.task.planned_s, str(s.task.key)))
+    return read
 
 
 @dataclass(frozen=True, slots=True)

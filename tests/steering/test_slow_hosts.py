@@ -528,3 +528,61 @@ def test_no_slowed_host_restart_without_an_idle_worker_on_another_host():
     plugin, scheduler = slowed_bed(clock, other_host_idle=False)
     plugin.dispatcher.check_stragglers(scheduler)  # h0:2 is idle, but on the slowed host
     assert scheduler.released == [] and not [e for e in plugin.state.decisions if e["action"] == "restart"]
+
+
+# ------------------------------------------------- a slowed host read from its running tasks
+
+
+def test_tasks_overrunning_on_two_workers_of_a_host_read_it_slowed_before_any_is_a_straggler():
+    """The slowdown benchmark's srasearch (47fc8e7): h0 slowed x4 at 4.1 s under ~5 s tasks. A straggler is flagged
+    at 3x its plan, so h0 read as slowed only at 12 s, and two more long tasks went there at speed 1.0 meanwhile (8.8 s,
+    10.0 s). Its two workers' tasks, both past 1.5x their plans while the category ran on time elsewhere, say it
+    at about half that: the host's speed drops then (the least overrun of the two: a censored bound), one event."""
+    from scheduler_plugins.steering import SteeringPlugin
+
+    clock = FakeClock(10.0)
+    h0 = fake_worker("tcp://h0:1", "h0")
+    h1a, h1b = fake_worker("tcp://h1:1", "h1"), fake_worker("tcp://h1:2", "h1")
+    first, second = fake_task("probe-1"), fake_task("probe-2")
+    h1a.processing[:], h1b.processing[:] = [first], [second]
+    scheduler = FakeScheduler([h0, h1a, h1b], [first, second])
+    predictor = SimpleNamespace(model_version="oracle", observe=lambda *a, **k: None)
+    plugin = SteeringPlugin(mode="steer", oracle=True, predictor=predictor, clock=clock, wall_clock=clock)
+    plugin.scheduler = scheduler
+    plugin.dispatcher.straggler_factor = 3.0
+    state = plugin.state
+    for key, worker, started in (("probe-1", "tcp://h1:1", 9.0), ("probe-2", "tcp://h1:2", 8.8)):
+        state.predictions[key] = TaskPrediction(0.5, 50_000_000, "oracle", "oracle", category="probe")
+        state.dispatched_at[key] = started
+        state.planned_speed[key] = 1.0
+        state.last_finish_at[worker] = started
+    state.host_activity.observe("h0", finished_at=9.5, actual_s=0.5, expected_s=0.5, category="probe")
+    clock.now = 9.6  # 1.2x and 1.6x their plans: one worker is no host
+    plugin.dispatcher.check_stragglers(scheduler)
+    assert state.speeds.slow_regime("h1") is None
+    clock.now = 9.9  # 1.8x and 2.2x: no straggler yet (3x), but both workers of h1 overrun
+    plugin.dispatcher.check_stragglers(scheduler)
+    assert state.speeds.speed("tcp://h1:1", "h1") == pytest.approx(0.5 / 0.9)  # the least overrun of the two
+    assert state.speeds.speed("tcp://h0:1", "h0") == 1.0
+    [event] = [e for e in state.decisions if e["action"] == "straggler"]
+    assert event["reason"] == "host-overrun" and event["key"] == "probe-1" and event["slow_host"]
+    assert scheduler.released == []  # no straggler yet: nothing restarted
+    clock.now = 10.1
+    plugin.dispatcher.check_stragglers(scheduler)  # still running: the bound rises, no second event
+    assert state.speeds.speed("tcp://h1:1", "h1") == pytest.approx(0.5 / 1.1)
+    assert len([e for e in state.decisions if e["reason"] == "host-overrun"]) == 1
+
+
+def test_a_category_overrunning_on_two_hosts_reads_no_host_slowed_from_running_tasks():
+    from scheduler_plugins.policy.stragglers import hosts_overrunning
+
+    activity = HostActivity()
+    activity.observe("h2", finished_at=9.5, actual_s=0.5, expected_s=0.5, category="other")
+    tasks = [RunningTask(f"k{i}", f"tcp://{host}:{i}", host, "probe", "replay", 0.5, 1.0, 9.0)
+             for i, host in enumerate(("h0", "h0", "h1"))]
+    assert hosts_overrunning(tasks, 10.0, activity) == {}  # "probe" overruns on h0 and h1: the model's
+    assert hosts_overrunning(tasks[:2], 10.0, activity) == {}  # "probe" never ran on time elsewhere: maybe drift
+    activity.observe("h2", finished_at=9.6, actual_s=0.5, expected_s=0.5, category="probe")
+    assert set(hosts_overrunning(tasks[:2], 10.0, activity)) == {"h0"}
+    short = [RunningTask(t.key, t.worker, t.host, t.category, t.kind, 0.5, 1.0, 9.0) for t in tasks[:2]]
+    assert hosts_overrunning(short, 10.0, activity, min_planned_s=1.0) == {}  # dispatch overhead, not speed
