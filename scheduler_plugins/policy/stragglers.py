@@ -40,6 +40,13 @@ monotonic clock), so every rule is tested with a fake clock.
   then :func:`restart_decision` compares a restart with the time the task
   still needs *at the host's new speed*. A task on a host that finished
   others on time is a lone straggler (censored evidence only).
+* **Slowed host from running tasks** (:func:`hosts_overrunning`) — a straggler
+  is flagged at 3 × its plan, so a host slowed × 4 under 5 s tasks is read
+  15 s later, and long work goes on to it meanwhile. Tasks past
+  ``OVERRUN_RATIO`` × their plans on :data:`HOST_OVERRUN_WORKERS` or more of
+  one host's workers at once, each passing :func:`reads_as_slow_host` at that
+  ratio, and of categories that overrun on no other host, read the host as
+  slowed sooner (at least as slow as the least overrun of them).
 * **Slowed under a task** (:func:`host_slowed_under`) — a long task placed on
   a host just before (or just after) it slowed is no straggler yet: its
   threshold is a multiple of the *old* plan, so a 40 s task on a host slowed
