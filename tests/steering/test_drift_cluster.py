@@ -54,7 +54,9 @@ def test_a_cost_that_doubles_mid_run_is_detected_and_followed(daskflow_home):
         found = [msg for _, msg in client.get_events(STEERING_TOPIC)]
         plugin = cluster.scheduler.plugins[STEERING_PLUGIN]
         assert plugin.fallback_count == 0
-        drift = [m for m in found if m["action"] == "drift"]
+        # duration alarms only: an in-process cluster's task peaks are VmHWM deltas of the whole test process,
+        # which a full suite's growing memory can move (a CI run at 71f831b raised a peak_memory alarm here)
+        drift = [m for m in found if m["action"] == "drift" and m["target"] == "duration"]
         assert len(drift) == 1, drift
         [alarm] = drift
         assert alarm["category"] == "work" and alarm["direction"] == "slower" and alarm["run_id"] == "run-2"
@@ -68,10 +70,11 @@ def test_a_cost_that_doubles_mid_run_is_detected_and_followed(daskflow_home):
             assert event["predicted_duration_s"] < 1.5 * BEFORE_S
             assert event["predicted_duration_s"] * event["calibration"] == pytest.approx(AFTER_S, rel=0.35)
         assert plugin.summary()["drifted"] == ["work"]
-        assert [e["category"] for e in plugin.model_events if e["event"] == "drift"] == ["work"]
+        assert [e["category"] for e in plugin.model_events if e["event"] == "drift" and e["target"] == "duration"] == ["work"]
         models_url = str(daskflow_home / "models")
         for _ in range(100):  # appended off the event loop
             if ModelRegistry(models_url).read_events():
                 break
             time.sleep(0.05)
-        assert [e["event"] for e in ModelRegistry(models_url).read_events()] == ["drift"]
+        logged = ModelRegistry(models_url).read_events()
+        assert [(e["event"], e["category"]) for e in logged if e.get("target") == "duration"] == [("drift", "work")]
