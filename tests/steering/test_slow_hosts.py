@@ -244,19 +244,33 @@ class FakeScheduler:
                     worker.processing.remove(task)
 
 
-def bed(clock: FakeClock, input_bytes: int = 0):
+def oracle_steering(scheduler: FakeScheduler, clock: FakeClock):
+    """A steering plugin on ``scheduler`` with the oracle's predictions and a 3x straggler threshold."""
     from scheduler_plugins.steering import SteeringPlugin
 
+    predictor = SimpleNamespace(model_version="oracle", observe=lambda *a, **k: None)
+    plugin = SteeringPlugin(mode="steer", oracle=True, predictor=predictor, clock=clock, wall_clock=clock)
+    plugin.scheduler = scheduler
+    plugin.dispatcher.straggler_factor = 3.0
+    return plugin
+
+
+def probes_running(idle, first_worker, second_worker, clock: FakeClock):
+    """``probe-1`` and ``probe-2`` running on two workers beside an idle one, under :func:`oracle_steering`."""
+    first, second = fake_task("probe-1"), fake_task("probe-2")
+    first_worker.processing[:], second_worker.processing[:] = [first], [second]
+    scheduler = FakeScheduler([idle, first_worker, second_worker], [first, second])
+    return scheduler, oracle_steering(scheduler, clock)
+
+
+def bed(clock: FakeClock, input_bytes: int = 0):
     h0 = fake_worker("tcp://h0:1", "h0")
     h1 = fake_worker("tcp://h1:1", "h1")
     data = [SimpleNamespace(key="input", nbytes=input_bytes, who_has=[h1])] if input_bytes else []
     probe, queued = fake_task("probe-1", dependencies=data), fake_task("probe-2")
     h1.processing[:] = [probe, queued]
     scheduler = FakeScheduler([h0, h1], [probe, queued])
-    predictor = SimpleNamespace(model_version="oracle", observe=lambda *a, **k: None)
-    plugin = SteeringPlugin(mode="steer", oracle=True, predictor=predictor, clock=clock, wall_clock=clock)
-    plugin.scheduler = scheduler
-    plugin.dispatcher.straggler_factor = 3.0
+    plugin = oracle_steering(scheduler, clock)
     for key in ("probe-1", "probe-2"):
         plugin.state.predictions[key] = TaskPrediction(0.15, 50_000_000, "oracle", "oracle", category="probe")
         plugin.state.dispatched_at[key] = 10.0
@@ -304,18 +318,10 @@ def test_a_category_overrunning_on_two_hosts_at_once_is_neither_restarted_nor_re
     in 0.16 s" (the copies took as long again), and each fed its worker a censored 6x slowness: speeds of 0.05 and
     0.12 on full-speed hosts steered the run (1.03 x stock, the oracle 0.62 x). The category overruns, not a worker:
     a copy pays the same cost anywhere."""
-    from scheduler_plugins.steering import SteeringPlugin
-
     clock = FakeClock(10.5)
     idle = fake_worker("tcp://h0:1", "h0")
     h1, h2 = fake_worker("tcp://h1:1", "h1"), fake_worker("tcp://h2:1", "h2")
-    first, second = fake_task("probe-1"), fake_task("probe-2")
-    h1.processing[:], h2.processing[:] = [first], [second]
-    scheduler = FakeScheduler([idle, h1, h2], [first, second])
-    predictor = SimpleNamespace(model_version="oracle", observe=lambda *a, **k: None)
-    plugin = SteeringPlugin(mode="steer", oracle=True, predictor=predictor, clock=clock, wall_clock=clock)
-    plugin.scheduler = scheduler
-    plugin.dispatcher.straggler_factor = 3.0
+    scheduler, plugin = probes_running(idle, h1, h2, clock)
     state = plugin.state
     for key, worker in (("probe-1", "tcp://h1:1"), ("probe-2", "tcp://h2:1")):
         state.predictions[key] = TaskPrediction(0.1, 50_000_000, "oracle", "oracle", category="probe")
@@ -347,7 +353,7 @@ def test_a_category_overrunning_on_two_hosts_at_once_is_neither_restarted_nor_re
     assert scheduler.released == ["probe-1"]
     # a model loads: what was read against the old plans is forgotten
     state.overrunning.add("probe")
-    plugin.feedback.model_loaded(predictor)
+    plugin.feedback.model_loaded(SimpleNamespace(model_version="oracle", observe=lambda *a, **k: None))
     assert not state.overrunning
 
 
@@ -482,8 +488,6 @@ def test_a_restart_weighed_against_a_given_time_left_keeps_its_reason():
 def slowed_bed(clock: FakeClock, other_host_idle: bool = True):
     """h0 runs ``merge`` (40 s at speed 1) since 10 s; its sibling h0:2 finished a task at 12 s and is now slowed
     x4; h1:1 is idle (or busy); h2's two workers are busy (speeds are relative to the median worker: not h0's)."""
-    from scheduler_plugins.steering import SteeringPlugin
-
     merge = fake_task("merge")
     merge.annotations = {"daskflow": {"kind": "replay", "category": "merge"}}
     busy = [fake_task(f"busy-{i}") for i in range(3)]
@@ -491,10 +495,7 @@ def slowed_bed(clock: FakeClock, other_host_idle: bool = True):
     h1 = fake_worker("tcp://h1:1", "h1", [] if other_host_idle else [busy[0]])
     h2 = [fake_worker(f"tcp://h2:{i}", "h2", [busy[i]]) for i in (1, 2)]
     scheduler = FakeScheduler([h0a, h0b, h1, *h2], [merge, *busy])
-    predictor = SimpleNamespace(model_version="oracle", observe=lambda *a, **k: None)
-    plugin = SteeringPlugin(mode="steer", oracle=True, predictor=predictor, clock=clock, wall_clock=clock)
-    plugin.scheduler = scheduler
-    plugin.dispatcher.straggler_factor = 3.0
+    plugin = oracle_steering(scheduler, clock)
     for key, planned in (("merge", 40.0), ("busy-0", 100.0), ("busy-1", 100.0), ("busy-2", 100.0)):
         plugin.state.predictions[key] = TaskPrediction(planned, 0, "oracle", "oracle", category=key)
         plugin.state.dispatched_at[key] = 10.0
@@ -538,18 +539,10 @@ def test_tasks_overrunning_on_two_workers_of_a_host_read_it_slowed_before_any_is
     at 3x its plan, so h0 read as slowed only at 12 s, and two more long tasks went there at speed 1.0 meanwhile (8.8 s,
     10.0 s). Its two workers' tasks, both past 1.5x their plans while the category ran on time elsewhere, say it
     at about half that: the host's speed drops then (the least overrun of the two: a censored bound), one event."""
-    from scheduler_plugins.steering import SteeringPlugin
-
     clock = FakeClock(10.0)
     h0 = fake_worker("tcp://h0:1", "h0")
     h1a, h1b = fake_worker("tcp://h1:1", "h1"), fake_worker("tcp://h1:2", "h1")
-    first, second = fake_task("probe-1"), fake_task("probe-2")
-    h1a.processing[:], h1b.processing[:] = [first], [second]
-    scheduler = FakeScheduler([h0, h1a, h1b], [first, second])
-    predictor = SimpleNamespace(model_version="oracle", observe=lambda *a, **k: None)
-    plugin = SteeringPlugin(mode="steer", oracle=True, predictor=predictor, clock=clock, wall_clock=clock)
-    plugin.scheduler = scheduler
-    plugin.dispatcher.straggler_factor = 3.0
+    scheduler, plugin = probes_running(h0, h1a, h1b, clock)
     state = plugin.state
     for key, worker, started in (("probe-1", "tcp://h1:1", 9.0), ("probe-2", "tcp://h1:2", 8.8)):
         state.predictions[key] = TaskPrediction(0.5, 50_000_000, "oracle", "oracle", category="probe")
