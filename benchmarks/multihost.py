@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -143,6 +144,10 @@ class ShiftedClockBed:
         now = time.time() if epoch is None else float(epoch)
         return self._bed.restart_clock(now - SLOWDOWN_PARK_S + self.at_s)
 
+    def slowdown_in_run(self) -> Any:
+        parked = self._bed.slowdown_in_run()
+        return dataclasses.replace(parked, at_s=self.at_s) if parked is not None else None
+
 
 def one_run(client, trace, mode: str, model: dict[str, Any], speeds_dir: pathlib.Path, *, time_scale: float,
             timeout_s: float, bed=None, common: dict[str, Any],
@@ -172,6 +177,8 @@ def one_run(client, trace, mode: str, model: dict[str, Any], speeds_dir: pathlib
         record["sim_s"] = (result.get("simulated_heft_contended_makespan_s") or result.get("simulated_heft_makespan_s")
                            or result.get("simulated_list_makespan_s"))
         record["sim_uncontended_s"] = result.get("simulated_heft_makespan_s")
+        if result.get("simulated_heft_contended_makespan_s_without_slowdown"):  # slowdown: the sim as it was before it knew
+            record["sim_without_slowdown_s"] = result["simulated_heft_contended_makespan_s_without_slowdown"]
         if result.get("failed_tasks"):
             record["note"] = "unfinished or failed tasks"
     except Exception as exc:  # noqa: BLE001 - one failed run must not lose the others

@@ -359,14 +359,16 @@ def build_hosted_specs(trace: Trace, run_id: str, memory_scale: float, plan: Hos
 
 
 def heft_makespan_s(trace: Trace, plan: HostedPlan, worker_hosts: Sequence[int], host_speeds: Sequence[float],
-                    link_mbit: float | None, *, contended: bool = False) -> float:  # fmt: skip
+                    link_mbit: float | None, *, contended: bool = False, slowdown: Any = None) -> float:  # fmt: skip
     """The speed- and transfer-aware clairvoyant makespan of this hosted replay (see ``simulate.heft_schedule``).
 
     ``contended``: the bed's links as they are — each host one shaped link
     each way, shared by its concurrent reads, and a file read onto a host is
     a replica there (``link_contention`` and ``replicas``). Without it every
     read runs at the full link rate and every consumer pays again (the
-    original number, kept for comparison).
+    original number, kept for comparison). ``slowdown``: the bed's
+    :class:`~daskflow.testbed.hostconfig.Slowdown` as the run sees it
+    (seconds after submit), known to the simulation in advance.
     """
     from daskflow.replay.simulate import heft_schedule
 
@@ -376,6 +378,7 @@ def heft_makespan_s(trace: Trace, plan: HostedPlan, worker_hosts: Sequence[int],
         [host_speeds[h] for h in worker_hosts], list(worker_hosts), bandwidth,
         plan.external_bytes, plan.external_hosts,
         link_contention=contended and bool(link_mbit), replicas=contended,
+        slowdown=(slowdown.host, slowdown.at_s, slowdown.factor) if slowdown is not None else None,
     ).makespan_s  # fmt: skip
 
 
@@ -447,9 +450,15 @@ class HostedRun:
 
     def result(self, simulated_list_s: float, makespan_s: float) -> dict[str, Any]:
         """The keys a test-bed replay adds to the result dict."""
-        heft = heft_makespan_s(self.trace, self.plan, self.worker_hosts, self.bed.host_speeds, self.bed.link_mbit)
+        slowdown = self.bed.slowdown_in_run()
+        heft = heft_makespan_s(self.trace, self.plan, self.worker_hosts, self.bed.host_speeds, self.bed.link_mbit,
+                               slowdown=slowdown)  # fmt: skip
         contended = heft_makespan_s(self.trace, self.plan, self.worker_hosts, self.bed.host_speeds, self.bed.link_mbit,
-                                    contended=True)  # fmt: skip
+                                    contended=True, slowdown=slowdown)  # fmt: skip
+        extra: dict[str, Any] = {}
+        if slowdown is not None:  # what the simulation gives without the slowdown (the numbers before it knew of it)
+            extra["simulated_heft_contended_makespan_s_without_slowdown"] = heft_makespan_s(
+                self.trace, self.plan, self.worker_hosts, self.bed.host_speeds, self.bed.link_mbit, contended=True)
         return {
             "hosts": self.bed.describe(),
             "data_scale": self.plan.data_scale,
@@ -465,6 +474,7 @@ class HostedRun:
             "simulated_heft_contended_makespan_s": contended,
             "makespan_over_heft_contended": makespan_s / contended if contended > 0 else None,
             "simulated_list_makespan_s_one_speed": simulated_list_s,
+            **extra,
         }
 
 

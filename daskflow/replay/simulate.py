@@ -47,6 +47,7 @@ __all__ = [
     "critical_path_ranks",
     "critical_path_s",
     "heft_schedule",
+    "piecewise_compute_s",
     "list_schedule",
     "list_schedule_makespan_s",
     "lower_bound_s",
@@ -176,6 +177,26 @@ class _Links:
             bisect.insort(self.into.setdefault(dest, []), (start, start + d))
 
 
+def piecewise_compute_s(work_s: float, speed: float, start_s: float, switch_s: float | None = None, factor: float = 1.0) -> float:
+    """Wall seconds that ``work_s`` of nominal (speed 1) work take from ``start_s`` on a worker of ``speed``
+    that becomes ``factor`` times slower at ``switch_s`` (``None``: never): a task that straddles the switch
+    runs at the old speed until it and at the new one after.
+
+    >>> piecewise_compute_s(4.0, 1.0, start_s=8.0, switch_s=10.0, factor=2.0)  # 2 s at speed 1, then 2 s of work at 0.5
+    6.0
+    >>> piecewise_compute_s(1.0, 0.5, start_s=0.0, switch_s=10.0, factor=4.0), piecewise_compute_s(1.0, 0.5, 12.0, 10.0, 4.0)
+    (2.0, 8.0)
+    """
+    if work_s <= 0:
+        return 0.0
+    if switch_s is None or factor == 1.0 or start_s >= switch_s:
+        return work_s / (speed / factor if switch_s is not None and start_s >= switch_s else speed)
+    until_switch_s = switch_s - start_s
+    if work_s <= until_switch_s * speed:
+        return work_s / speed
+    return until_switch_s + (work_s - until_switch_s * speed) / (speed / factor)
+
+
 def heft_schedule(
     durations: Sequence[float],
     parents: Sequence[Sequence[int]],
@@ -188,6 +209,7 @@ def heft_schedule(
     *,
     link_contention: bool = False,
     replicas: bool = False,
+    slowdown: tuple[int | str, float, float] | None = None,
 ) -> HeftSchedule:
     """Clairvoyant HEFT-style schedule: known speeds, transfers between hosts cost ``bytes / bandwidth``.
 
@@ -213,6 +235,11 @@ def heft_schedule(
       every later consumer on that host at no cost (a later consumer waits for
       that copy if it is still arriving); reads always come from the
       producing host, as on the bed.
+    * ``slowdown``: ``(host, at_s, factor)`` - the workers of ``host`` become
+      ``factor`` times slower ``at_s`` seconds into the run (the bed's
+      ``--slowdown``, :func:`piecewise_compute_s`). The simulation knows it in
+      advance (clairvoyant), so it schedules around it; its ranks still use
+      the speeds without it.
 
     >>> heft_schedule([1.0, 1.0], [[], [0]], [100, 0], [1.0, 2.0], [0, 1], 100.0).makespan_s  # both on the fast one
     1.0
@@ -231,6 +258,15 @@ def heft_schedule(
 
     >>> heft_schedule(*args, replicas=True).makespan_s
     2.0
+
+    Two 4 s tasks on two single-worker hosts, host 0 four times slower from
+    1 s: each host takes one (host 0's ends at 1 + 3 x 4 = 13 s) - unless
+    host 1 runs both, one after the other (8 s):
+
+    >>> heft_schedule([4.0, 4.0], [[], []], [0, 0], [1.0, 1.0], [0, 1], 1.0).makespan_s
+    4.0
+    >>> heft_schedule([4.0, 4.0], [[], []], [0, 0], [1.0, 1.0], [0, 1], 1.0, slowdown=(0, 1.0, 4.0)).makespan_s
+    8.0
     """
     n = len(durations)
     if not worker_speeds or len(worker_speeds) != len(worker_hosts):
@@ -289,7 +325,10 @@ def heft_schedule(
                 booked.append((source, here, at, d, p))
                 clock = at + d
                 remote += nbytes
-            finish = clock + float(durations[task]) / worker_speeds[w]
+            if slowdown is not None and here == slowdown[0]:
+                finish = clock + piecewise_compute_s(float(durations[task]), worker_speeds[w], clock, slowdown[1], slowdown[2])
+            else:
+                finish = clock + float(durations[task]) / worker_speeds[w]
             if best is None or finish < best[0] - 1e-12:
                 best = (finish, w, begin, remote, booked)
         assert best is not None

@@ -423,6 +423,10 @@ class TestBed:
         write_clock(self.clock_path, epoch)
         return epoch
 
+    def slowdown_in_run(self) -> Slowdown | None:
+        """The slowdown as a run sees it: seconds after :meth:`restart_clock` (the harness restarts it at submit)."""
+        return self.slowdown
+
     def access_logs(self) -> dict[str, pathlib.Path]:
         """Per host name, its file server's access log (JSON lines)."""
         assert self.state.temp_dir is not None

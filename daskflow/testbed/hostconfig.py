@@ -147,17 +147,10 @@ def emulated_duration_s(host_config: HostConfig, start: float, work_s: float, ep
     >>> emulated_duration_s(cfg, start=8.0, work_s=4.0, epoch=0.0)  # 2 s at speed 1, then 2 s of work at 0.5
     6.0
     """
-    if work_s <= 0:
-        return 0.0
-    before = float(host_config.speed)
-    switch = _slowdown_time(host_config, epoch)
-    if switch is None or start >= switch:
-        return work_s / effective_speed(host_config, start, epoch)
-    until_switch_s = switch - start
-    if work_s <= until_switch_s * before:
-        return work_s / before
-    after = before / float(host_config.slowdown_factor)
-    return until_switch_s + (work_s - until_switch_s * before) / after
+    from daskflow.replay.simulate import piecewise_compute_s
+
+    return piecewise_compute_s(work_s, float(host_config.speed), start, _slowdown_time(host_config, epoch),
+                               float(host_config.slowdown_factor))
 
 
 def read_clock(path: str | os.PathLike | None) -> float | None:

@@ -124,3 +124,21 @@ def test_no_link_is_ever_booked_twice_at_once_on_a_real_trace(workloads_dir):
         for host in range(4):
             spans = sorted((a, b) for *ends, a, b in heft.transfers if ends[end] == host)
             assert all(spans[k][1] <= spans[k + 1][0] + 1e-9 for k in range(len(spans) - 1))
+
+
+def test_the_simulation_knows_the_slowdown_each_task_on_the_slowed_host_runs_at_the_speed_of_its_time():
+    """A bag of 24 tasks on 2 hosts x 2 workers, host 0 x4 slower from 3 s: every task there is timed piecewise."""
+    from daskflow.replay.simulate import piecewise_compute_s
+
+    durations = [1.0 + 0.1 * (i % 5) for i in range(24)]
+    args = (durations, [[] for _ in durations], [0] * 24, [1.0, 1.0, 0.5, 0.5], [0, 0, 1, 1], 1e9)
+    plain = heft_schedule(*args)
+    assert heft_schedule(*args, slowdown=(0, 3.0, 1.0)).finish_s == plain.finish_s  # factor 1: no change
+    assert heft_schedule(*args, slowdown=(0, 1e6, 4.0)).finish_s == plain.finish_s  # after the end: no change
+    slowed = heft_schedule(*args, slowdown=(0, 3.0, 4.0))
+    on_slowed = [i for i, w in enumerate(slowed.worker) if w in (0, 1)]
+    assert on_slowed and any(slowed.start_s[i] >= 3.0 for i in on_slowed)
+    for i in on_slowed:
+        assert slowed.finish_s[i] - slowed.start_s[i] == pytest.approx(piecewise_compute_s(durations[i], 1.0, slowed.start_s[i], 3.0, 4.0))
+    # knowing it, the schedule gives the slowed host less work than without the slowdown
+    assert len(on_slowed) < sum(1 for w in plain.worker if w in (0, 1))
